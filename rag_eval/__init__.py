@@ -1,0 +1,1 @@
+"""honed's evaluation: retrieval metrics, baselines, reports (and later RAG scoring and gates)."""

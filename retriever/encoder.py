@@ -1,0 +1,82 @@
+"""Text → unit-length vectors with a sentence-transformers model (the torch path).
+
+``sentence_transformers`` (and so torch) is imported on first use, not at
+module import: ``import retriever`` stays fast for paths that never encode.
+
+Example:
+    >>> from retriever.encoder import load_encoder
+    >>> enc = load_encoder("minilm")                    # doctest: +SKIP
+    >>> enc.encode_queries(["what causes scurvy?"]).shape
+    (1, 384)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .models import model_fingerprint, resolve_model
+
+
+@dataclass
+class Encoder:
+    """A loaded embedding model plus the identity an index records for it."""
+
+    model: object                 # sentence_transformers.SentenceTransformer
+    ref: str                      # what the user asked for ("minilm", a path, a hub id)
+    path: str                     # resolved local path or hub id
+    fingerprint: str
+    dim: int
+    max_seq_length: int
+    batch_size: int = 32
+    backend: str = "torch"
+
+    def encode_queries(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Embed queries (applies the model's query prompt, if it defines one)."""
+        return self._encode(self.model.encode_query, texts, show_progress)
+
+    def encode_documents(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Embed passages (applies the model's document prompt, if it defines one)."""
+        return self._encode(self.model.encode_document, texts, show_progress)
+
+    def _encode(self, fn, texts: Sequence[str], show_progress: bool) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = fn(list(texts), batch_size=self.batch_size, show_progress_bar=show_progress,
+                  convert_to_numpy=True, normalize_embeddings=True)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+_CACHE: dict[tuple, Encoder] = {}
+
+
+def load_encoder(ref: str | os.PathLike = "minilm", batch_size: int = 32,
+                 max_seq_length: int | None = None) -> Encoder:
+    """Load (once per process) the sentence-transformers model behind `ref`.
+
+    `ref` is resolved local folder → packaged model → hub id. Vectors are always
+    L2-normalised, so inner product equals cosine similarity.
+    """
+    path = resolve_model(ref)
+    key = (str(path), max_seq_length)
+    if key in _CACHE:
+        enc = _CACHE[key]
+        enc.batch_size = batch_size
+        return enc
+    from sentence_transformers import SentenceTransformer  # heavy: ~10 s, imports torch
+
+    # trust_remote_code stays off: a model folder may come from someone else.
+    model = SentenceTransformer(str(path), device="cpu", trust_remote_code=False)
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    enc = Encoder(
+        model=model, ref=str(ref), path=str(path),
+        fingerprint=model_fingerprint(path) if isinstance(path, Path) else "hub:" + str(path),
+        dim=int(model.get_embedding_dimension()), max_seq_length=int(model.max_seq_length),
+        batch_size=batch_size,
+    )
+    _CACHE[key] = enc
+    return enc
