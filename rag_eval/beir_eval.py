@@ -1,0 +1,130 @@
+"""Evaluate several retrieval systems side by side on BEIR datasets.
+
+A system is ``bm25`` or ``NAME=MODEL`` (a dense model: folder, packaged name or
+hub id). Dense systems are indexed with :func:`retriever.index.build_index`
+and queried through :class:`retriever.HonedRetriever`, exactly the path users
+ship; indexes are cached per (dataset, system, model fingerprint).
+
+Example:
+    >>> from rag_eval.beir_eval import evaluate_systems, parse_system
+    >>> res = evaluate_systems(["datasets/cuad-clauses"],
+    ...                        [parse_system("bm25"), parse_system("base=minilm")])  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from retriever.data.beir import BeirDataset, load_beir
+from retriever.errors import HonedError
+
+from .bm25 import bm25_search
+from .metrics import RunMetrics, evaluate_run
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    model: str | None        # None for bm25
+
+    @property
+    def kind(self) -> str:
+        return "bm25" if self.model is None else "dense"
+
+
+def parse_system(spec: str) -> System:
+    """``bm25`` → BM25; ``NAME=MODEL`` → dense; a bare ``MODEL`` is named after itself."""
+    spec = spec.strip()
+    if spec.lower() == "bm25":
+        return System("bm25", None)
+    name, _, model = spec.partition("=")
+    if not model:
+        name, model = Path(spec).name or spec, spec
+    if not name or not model:
+        raise HonedError(f"--system {spec!r}: expected bm25 or NAME=MODEL")
+    return System(name, model)
+
+
+@dataclass
+class SystemResult:
+    system: System
+    metrics: RunMetrics
+    run: dict[str, dict[str, float]]
+    seconds: float
+    model_fingerprint: str | None = None
+
+
+@dataclass
+class DatasetResult:
+    name: str
+    path: str
+    split: str
+    n_queries: int
+    n_docs: int
+    systems: dict[str, SystemResult] = field(default_factory=dict)
+
+
+def dataset_name(path: str | os.PathLike) -> str:
+    return Path(path).resolve().name
+
+
+def subsample_queries(ds: BeirDataset, max_queries: int | None) -> BeirDataset:
+    """The first `max_queries` judged queries (sorted ids: deterministic)."""
+    if not max_queries or max_queries >= len(ds.queries):
+        return ds
+    keep = sorted(ds.queries)[:max_queries]
+    return BeirDataset(corpus=ds.corpus, queries={q: ds.queries[q] for q in keep},
+                       qrels={q: ds.qrels[q] for q in keep}, path=ds.path, split=ds.split)
+
+
+def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100) -> tuple[dict, str]:
+    """Run every query through HonedRetriever over a (cached) index of the dataset's corpus."""
+    from retriever.encoder import load_encoder
+    from retriever.index import build_index, check_compatible, load_index, search
+
+    enc = load_encoder(model)
+    index = None
+    if (index_path / "manifest.json").exists():
+        index = load_index(index_path)
+        if (index.manifest["model"]["fingerprint"] != enc.fingerprint
+                or index.doc_ids != list(ds.corpus)):
+            index = None
+    if index is None:
+        build_index(enc, ds.corpus, index_path)
+        index = load_index(index_path)
+    check_compatible(index, enc)
+    qids = list(ds.queries)
+    vecs = enc.encode_queries([ds.queries[q] for q in qids], show_progress=len(qids) > 64)
+    # Batched: the same encoder, index and search() that HonedRetriever._retrieve uses.
+    hits = search(index, vecs, k)
+    run = {q: {index.docs[p]["id"]: s for p, s in h} for q, h in zip(qids, hits)}
+    return run, enc.fingerprint
+
+
+def evaluate_systems(datasets: list[str], systems: list[System], split: str = "test",
+                     max_queries: int | None = None, index_dir: str | os.PathLike = "indexes",
+                     k_values=(1, 3, 5, 10, 100)) -> list[DatasetResult]:
+    """Evaluate each system on each dataset; returns per-dataset, per-system metrics and runs."""
+    names = [s.name for s in systems]
+    if len(set(names)) != len(names):
+        raise HonedError(f"--system names must be unique, got {names}")
+    out = []
+    for path in datasets:
+        ds = subsample_queries(load_beir(path, split), max_queries)
+        res = DatasetResult(name=dataset_name(path), path=str(path), split=split,
+                            n_queries=len(ds.queries), n_docs=len(ds.corpus))
+        for sysm in systems:
+            t0 = time.perf_counter()
+            fp = None
+            if sysm.kind == "bm25":
+                run = bm25_search(ds.corpus, ds.queries, k=max(k_values))
+            else:
+                slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{res.name}-{split}-{sysm.name}")
+                run, fp = dense_run(ds, sysm.model, Path(index_dir) / slug, k=max(k_values))
+            res.systems[sysm.name] = SystemResult(sysm, evaluate_run(ds.qrels, run, k_values), run,
+                                                  time.perf_counter() - t0, fp)
+        out.append(res)
+    return out

@@ -1,0 +1,161 @@
+"""Write evaluation reports: ``report.json`` (stable schema), ``report.md`` and PNG plots.
+
+The folder is written atomically: a reader sees the old report or the new one.
+
+Example:
+    >>> from rag_eval.report import write_beir_report
+    >>> paths = write_beir_report(results, "reports/demo")    # doctest: +SKIP
+    >>> paths.markdown
+    PosixPath('reports/demo/report.md')
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retriever.atomic import atomic_dir
+
+from .significance import bootstrap_ci, paired_test
+
+SCHEMA = "honed.report/1"
+HEADLINE = ("NDCG@10", "Recall@100", "MRR@10", "MAP@10", "P@10")
+TESTED = ("NDCG@10", "Recall@100")
+
+
+@dataclass
+class ReportPaths:
+    folder: Path
+    json: Path
+    markdown: Path
+    summary_table: object  # a rich Table for the console
+
+
+def report_dict(results, baseline: str | None = None) -> dict:
+    """The JSON-able report: datasets × systems × metrics, per-query scores, significance."""
+    from retriever import __version__
+
+    doc = {"schema": SCHEMA, "kind": "beir",
+           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "honed_version": __version__,
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+           "datasets": {}}
+    for res in results:
+        names = list(res.systems)
+        base = baseline if baseline in res.systems else names[0]
+        doc["baseline"] = base
+        d = {"path": res.path, "split": res.split, "n_queries": res.n_queries, "n_docs": res.n_docs,
+             "systems": {}, "significance": {}}
+        for name, sr in res.systems.items():
+            d["systems"][name] = {
+                "kind": sr.system.kind, "model": sr.system.model, "model_fingerprint": sr.model_fingerprint,
+                "seconds": round(sr.seconds, 2), "n_empty": sr.metrics.n_empty,
+                "metrics": sr.metrics.aggregate, "per_query": sr.metrics.per_query,
+            }
+            if name != base:
+                d["significance"][name] = {
+                    m: paired_test({q: v[m] for q, v in res.systems[base].metrics.per_query.items()},
+                                   {q: v[m] for q, v in sr.metrics.per_query.items()}, metric=m).to_dict()
+                    for m in TESTED}
+        doc["datasets"][res.name] = d
+    return doc
+
+
+def _plots(doc: dict, folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    for ds_name, d in doc["datasets"].items():
+        names = list(d["systems"])
+        means, errs = [], [[], []]
+        for n in names:
+            vals = np.array([v["NDCG@10"] for v in d["systems"][n]["per_query"].values()])
+            lo, hi = bootstrap_ci(vals)
+            means.append(vals.mean())
+            errs[0].append(vals.mean() - lo)
+            errs[1].append(hi - vals.mean())
+        fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 3.6))
+        ax.bar(names, means, yerr=errs, capsize=6, color=["#9aa5b1"] + ["#2f6fde"] * (len(names) - 1))
+        for i, m in enumerate(means):
+            ax.text(i, m / 2, f"{m:.3f}", ha="center", color="white", fontweight="bold")
+        ax.set_ylabel("nDCG@10 (95% bootstrap CI)")
+        ax.set_title(f"{ds_name} ({d['split']}, {d['n_queries']} queries)")
+        ax.set_ylim(0, 1)
+        fig.tight_layout()
+        fname = f"{ds_name}-ndcg10.png"
+        fig.savefig(folder / fname, dpi=110)
+        plt.close(fig)
+        made.append(fname)
+
+        base = doc["baseline"]
+        for n in d["significance"]:
+            deltas = [d["systems"][n]["per_query"][q]["NDCG@10"] - v["NDCG@10"]
+                      for q, v in d["systems"][base]["per_query"].items()]
+            fig, ax = plt.subplots(figsize=(5, 3.2))
+            ax.hist(deltas, bins=21, range=(-1, 1), color="#2f6fde")
+            ax.axvline(0, color="black", lw=1)
+            ax.set_xlabel(f"per-query nDCG@10: {n} − {base}")
+            ax.set_ylabel("queries")
+            s = d["significance"][n]["NDCG@10"]
+            ax.set_title(f"{ds_name}: {s['wins']} wins / {s['ties']} ties / {s['losses']} losses")
+            fig.tight_layout()
+            fname = f"{ds_name}-delta-{n}.png"
+            fig.savefig(folder / fname, dpi=110)
+            plt.close(fig)
+            made.append(fname)
+    return made
+
+
+def report_markdown(doc: dict, plots: list[str]) -> str:
+    lines = [f"# Retrieval evaluation", "",
+             f"Created {doc['created']} on {doc['machine']}; honed {doc['honed_version']}. "
+             f"Baseline for significance: **{doc['baseline']}**.", ""]
+    for ds_name, d in doc["datasets"].items():
+        lines += [f"## {ds_name} ({d['split']}: {d['n_queries']} queries, {d['n_docs']:,} docs)", "",
+                  "| system | " + " | ".join(HEADLINE) + " | time (s) |",
+                  "|---|" + "---:|" * (len(HEADLINE) + 1)]
+        for name, s in d["systems"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{s['metrics'][m]:.4f}" for m in HEADLINE)
+                         + f" | {s['seconds']:.1f} |")
+        if d["significance"]:
+            lines += ["", f"Paired Wilcoxon signed-rank vs **{doc['baseline']}** (per query):", "",
+                      "| system | metric | Δ mean | 95% CI | wins / ties / losses | p |",
+                      "|---|---|---:|---|---|---:|"]
+            for name, tests in d["significance"].items():
+                for m, t in tests.items():
+                    lines.append(f"| {name} | {m} | {t['delta']:+.4f} | [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}] "
+                                 f"| {t['wins']} / {t['ties']} / {t['losses']} | {t['p_value']:.2g} |")
+        lines += [""] + [f"![{p}]({p})" for p in plots if p.startswith(ds_name + "-")] + [""]
+    return "\n".join(lines)
+
+
+def _summary_table(doc: dict):
+    from rich.table import Table
+
+    t = Table("dataset", "system", "nDCG@10", "Recall@100", "Δ nDCG@10", "p")
+    for ds_name, d in doc["datasets"].items():
+        for name, s in d["systems"].items():
+            sig = d["significance"].get(name, {}).get("NDCG@10")
+            t.add_row(ds_name, name, f"{s['metrics']['NDCG@10']:.4f}", f"{s['metrics']['Recall@100']:.4f}",
+                      f"{sig['delta']:+.4f}" if sig else "—", f"{sig['p_value']:.2g}" if sig else "—")
+    return t
+
+
+def write_beir_report(results, out: str | os.PathLike, baseline: str | None = None) -> ReportPaths:
+    """Write report.json, report.md and plots for `results` into the folder `out`."""
+    doc = report_dict(results, baseline)
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        plots = _plots(doc, tmp)
+        doc["plots"] = plots
+        (tmp / "report.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        (tmp / "report.md").write_text(report_markdown(doc, plots), encoding="utf-8")
+    return ReportPaths(out, out / "report.json", out / "report.md", _summary_table(doc))

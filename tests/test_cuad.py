@@ -1,0 +1,81 @@
+"""cuad-clauses built from a few real CUAD contracts; labels checked against the quotes."""
+from __future__ import annotations
+
+import hashlib
+from difflib import SequenceMatcher
+
+import pytest
+
+from retriever.data import load_beir
+from retriever.data.cuad import (Chunk, build_cuad, chunk_text, is_relevant, normalise, query_category,
+                                 read_master_clauses)
+from retriever.data.cuad_queries import CATEGORY_QUERIES
+from retriever.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory, cuad_dir):
+    out = tmp_path_factory.mktemp("cuad") / "cuad-small"
+    stats = build_cuad(cuad_dir, out, n_train=4, n_test=3)
+    return out, stats
+
+
+def test_split_by_contract(small_build):
+    out, stats = small_build
+    train, test = load_beir(out, "train"), load_beir(out, "test")
+    c_train = {d["metadata"]["contract"] for d in train.corpus.values()}
+    c_test = {d["metadata"]["contract"] for d in test.corpus.values()}
+    assert (len(c_train), len(c_test)) == (4, 3) and not c_train & c_test
+    assert not set(train.queries.values()) & set(test.queries.values()), "test wording must be unseen"
+    assert stats["test"]["passages"] == len(test.corpus)
+
+
+def test_labels_match_the_quotes(small_build, cuad_dir):
+    out, _ = small_build
+    rows = {r["filename"].rsplit(".", 1)[0]: r for r in read_master_clauses(cuad_dir)}
+    for split in ("train", "test"):
+        ds = load_beir(out, split)
+        checked = 0
+        for qid, rel in ds.qrels.items():
+            cat = query_category(qid)
+            for did in rel:
+                doc = ds.corpus[did]
+                quotes = [normalise(q) for q in rows[doc["metadata"]["contract"]]["quotes"][cat]]
+                text = doc["text"]
+                # a positive shares ≥ half of the shorter of (quote, passage) with some quote
+                best = max(SequenceMatcher(None, text, q, autojunk=False).find_longest_match().size
+                           / min(len(q), len(text)) for q in quotes)
+                assert best >= 0.5, (qid, did)
+                checked += 1
+        assert checked > 0
+        # …and a passage holding a whole quote of a category is labelled for that category
+        for did, doc in ds.corpus.items():
+            for cat, quotes in rows[doc["metadata"]["contract"]]["quotes"].items():
+                if cat not in CATEGORY_QUERIES:
+                    continue
+                if any(len(normalise(q)) > 40 and normalise(q) in doc["text"] for q in quotes):
+                    qids = [q for q in ds.qrels if query_category(q) == cat]
+                    assert qids and all(did in ds.qrels[q] for q in qids), (cat, did)
+
+
+def test_rebuild_is_byte_identical(small_build, cuad_dir, tmp_path):
+    out, _ = small_build
+    again = tmp_path / "again"
+    build_cuad(cuad_dir, again, n_train=4, n_test=3)
+    digest = lambda root: {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                           for p in sorted(root.rglob("*")) if p.is_file()}
+    assert digest(out) == digest(again)
+
+
+def test_chunking_and_relevance_rule():
+    text = normalise("Section 1. The term is five years. Section 2. Liability is capped at fees paid. " * 3)
+    chunks = chunk_text(text, max_words=12)
+    assert all(len(c.text.split()) <= 12 for c in chunks)
+    assert " ".join(c.text for c in chunks) == text
+    assert is_relevant(Chunk(0, 100, ""), (90, 110)) and not is_relevant(Chunk(0, 100, ""), (95, 200))
+    assert is_relevant(Chunk(100, 200, ""), (0, 1000))   # chunk inside a long quote
+
+
+def test_missing_source_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="full_contract_txt/"):
+        build_cuad(tmp_path, tmp_path / "out")
