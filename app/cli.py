@@ -72,6 +72,26 @@ def data_build_cuad(source: Path = typer.Option(..., help="CUAD v1 folder (maste
     console.print(f"quotes not located: {stats['quotes_unlocated']}/{stats['quotes_total']}; card: {out / 'README.md'}")
 
 
+@data_app.command("audit")
+def data_audit(data: Path = typer.Argument(..., help="BEIR dataset folder"),
+               out: Path = typer.Option(None, help="report folder (default reports/audit-<name>)"),
+               model: str = typer.Option("minilm", help="model for embeddings and ranks"),
+               near_threshold: float = typer.Option(0.95, help="cosine at which two queries are near-duplicates"),
+               clusters: Optional[int] = typer.Option(None, help="k for the topic map (default: from size)"),
+               max_docs: int = typer.Option(2000, help="random passages in the label-noise pool")) -> None:
+    """Leakage, coverage, lengths, label-noise hints and topic skew of a dataset."""
+    from rag_eval.audit import audit_dataset
+
+    out = out or Path("reports") / f"audit-{data.resolve().name}"
+    s = audit_dataset(data, out, model=model, near_threshold=near_threshold, k=clusters, max_docs=max_docs)
+    if "leakage" in s:
+        lk = s["leakage"]
+        console.print(f"leakage: {len(lk['exact'])} exact, {len(lk['near'])} near-duplicate train/test query pairs")
+        console.print(f"topics: JS divergence {s['topics']['js_divergence']}, skewed clusters {s['topics']['skewed_clusters']}")
+    console.print(f"label-noise suspects: {len(s['label_noise']['suspects'])}/{s['label_noise']['positives']}")
+    console.print(f"report: {out / 'report.md'}")
+
+
 @index_app.command("build")
 def index_build(model: str = typer.Option("minilm", help="model folder, packaged name or hub id"),
                 corpus: Path = typer.Option(..., help="BEIR folder or corpus.jsonl"),

@@ -7,7 +7,7 @@ from difflib import SequenceMatcher
 import pytest
 
 from retriever.data import load_beir
-from retriever.data.cuad import (Chunk, build_cuad, chunk_text, is_relevant, normalise, query_category,
+from retriever.data.cuad import (REPEAT_MIN_CHARS, Chunk, build_cuad, chunk_text, is_relevant, normalise, query_category,
                                  read_master_clauses)
 from retriever.data.cuad_queries import CATEGORY_QUERIES
 from retriever.errors import DataError
@@ -53,7 +53,7 @@ def test_labels_match_the_quotes(small_build, cuad_dir):
             for cat, quotes in rows[doc["metadata"]["contract"]]["quotes"].items():
                 if cat not in CATEGORY_QUERIES:
                     continue
-                if any(len(normalise(q)) > 40 and normalise(q) in doc["text"] for q in quotes):
+                if any(len(normalise(q)) >= REPEAT_MIN_CHARS and normalise(q) in doc["text"] for q in quotes):
                     qids = [q for q in ds.qrels if query_category(q) == cat]
                     assert qids and all(did in ds.qrels[q] for q in qids), (cat, did)
 
@@ -74,6 +74,15 @@ def test_chunking_and_relevance_rule():
     assert " ".join(c.text for c in chunks) == text
     assert is_relevant(Chunk(0, 100, ""), (90, 110)) and not is_relevant(Chunk(0, 100, ""), (95, 200))
     assert is_relevant(Chunk(100, 200, ""), (0, 1000))   # chunk inside a long quote
+
+
+def test_repeated_long_quotes_all_found_short_ones_once():
+    from retriever.data.cuad import locate
+
+    clause = "Neither party may assign this Agreement without the prior written consent of the other."
+    text = f"{clause} Page 1 May 3, 2016. {clause} Page 2 May 3, 2016."
+    assert len(locate(clause, text, text.lower())) == 2
+    assert len(locate("May 3, 2016", text, text.lower())) == 1
 
 
 def test_missing_source_is_a_clear_error(tmp_path):

@@ -26,6 +26,7 @@ from ..errors import DataError
 from .beir import write_beir
 from .cuad_queries import CATEGORY_QUERIES, N_TRAIN_PHRASINGS
 
+REPEAT_MIN_CHARS = 40
 _WS = re.compile(r"\s+")
 # Sentence ends: ., ; or : followed by space and an upper-case letter, digit or "(".
 _SENT = re.compile(r"(?<=[.;:])\s+(?=[A-Z0-9(\"])")
@@ -80,7 +81,9 @@ def locate(quote: str, text: str, lower_text: str) -> list[tuple[int, int]]:
     """Every character span of `quote` in `text` (exact; else case-insensitive); [] if absent.
 
     The CSV keeps quotes without positions, so identical text elsewhere in the
-    contract (a clause repeated in an exhibit) is labelled too.
+    contract (a clause repeated in an exhibit) is labelled too, but only for
+    quotes of at least `REPEAT_MIN_CHARS`: a short quote such as a date recurs in
+    page footers, and labelling every footer would be label noise.
     """
     q = normalise(quote)
     if not q:
@@ -89,6 +92,8 @@ def locate(quote: str, text: str, lower_text: str) -> list[tuple[int, int]]:
     spans, i = [], hay.find(needle)
     while i >= 0:
         spans.append((i, i + len(needle)))
+        if len(needle) < REPEAT_MIN_CHARS:
+            break
         i = hay.find(needle, i + 1)
     return spans
 

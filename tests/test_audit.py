@@ -1,0 +1,65 @@
+"""The data audit sees a planted leak and a planted topic skew in real SciFact queries."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag_eval.audit import audit_dataset, normalise_query
+from retriever.data import load_beir, write_beir
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory, scifact_dir):
+    train, test = load_beir(scifact_dir, "train"), load_beir(scifact_dir, "test")
+    tr_q = sorted(train.qrels)[:45]
+    te_q = sorted(test.qrels)[:25]
+    leak_src = te_q[0]
+    queries_tr = {q: train.queries[q] for q in tr_q}
+    qrels_tr = {q: train.qrels[q] for q in tr_q}
+    # planted exact leak: a test query re-cased and re-punctuated
+    queries_tr["leak-exact"] = test.queries[leak_src].upper().rstrip(".") + "!"
+    qrels_tr["leak-exact"] = test.qrels[leak_src]
+    # planted skew: 20 train queries on one topic the test split never asks about
+    for i in range(20):
+        queries_tr[f"zf-{i}"] = f"Zebrafish fin regeneration requires gene {i} signalling in blastema cells."
+        qrels_tr[f"zf-{i}"] = train.qrels[tr_q[i]]
+    docs = sorted({d for r in list(qrels_tr.values()) + [test.qrels[q] for q in te_q] for d in r})
+    corpus = {d: train.corpus[d] for d in docs}
+    root = tmp_path_factory.mktemp("planted")
+    write_beir(root / "train", corpus, queries_tr, {"train": qrels_tr})
+    write_beir(root / "test", corpus, {q: test.queries[q] for q in te_q}, {"test": {q: test.qrels[q] for q in te_q}})
+    out = root / "report"
+    return audit_dataset(root, out, max_docs=30), out, leak_src
+
+
+def test_leak_is_reported(planted):
+    summary, out, leak_src = planted
+    exact = summary["leakage"]["exact"]
+    assert [(e["test"], e["train"]) for e in exact] == [(leak_src, "leak-exact")]
+    assert summary["leakage"]["n_test_queries_leaked"] >= 1
+    assert "leak-exact" in (out / "report.md").read_text()
+
+
+def test_skewed_cluster_is_reported(planted):
+    summary, out, _ = planted
+    t = summary["topics"]
+    planted_words = {"zebrafish", "regeneration", "blastema", "fin", "signalling blastema"}
+    zf = [c for c in t["clusters"] if planted_words & set(c["top_terms"])]
+    assert zf and zf[0]["train"] >= 20 and zf[0]["test"] == 0
+    assert zf[0]["cluster"] in t["skewed_clusters"]
+    assert json.loads((out / "summary.json").read_text())["topics"]["skewed_clusters"] == t["skewed_clusters"]
+    for png in summary["plots"]:
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_lengths_and_noise_sections(planted):
+    summary, _, _ = planted
+    s = summary["splits"]["test"]
+    assert s["queries"] == 25 and s["passage_lengths"]["tokens_max"] > s["passage_lengths"]["tokens_p50"] > 50
+    n = summary["label_noise"]
+    assert n["positives"] >= 25 and 1 <= n["median_rank"] <= n["pool_size"]
+
+
+def test_normalise_query():
+    assert normalise_query("Vitamin-D, and  BONES?") == "vitamin d and bones"
