@@ -1,0 +1,80 @@
+"""A cross-encoder teacher trained here, then used to label triples for MarginMSE distillation.
+
+No pretrained reranker exists offline, so honed trains one (GPL-style): a
+``CrossEncoder`` initialised from a packaged encoder (MiniLM on CPU, mpnet when
+a GPU is there), fitted with binary cross-entropy on the positives and mined
+hard negatives. Its scores for (query, positive, negative) triples become the
+``label = s(q,pos) - s(q,neg)`` targets of ``MarginMSELoss``.
+
+Example:
+    >>> from retriever.finetune.teacher import train_teacher, score_margins
+    >>> teacher, metrics = train_teacher(train_triples, dev_samples, "minilm", "runs/x/teacher")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .pairs import Pair
+
+
+def _pairs_dataset(triples: list[Pair]):
+    from datasets import Dataset
+
+    q, p, y = [], [], []
+    seen = set()
+    for t in triples:
+        if (t.query, t.positive) not in seen:
+            seen.add((t.query, t.positive))
+            q.append(t.query), p.append(t.positive), y.append(1.0)
+        for n in t.negatives:
+            q.append(t.query), p.append(n), y.append(0.0)
+    return Dataset.from_dict({"query": q, "passage": p, "label": y})
+
+
+def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.PathLike, out: str | os.PathLike,
+                  epochs: int = 1, batch_size: int = 16, lr: float = 2e-5, max_length: int = 256,
+                  seed: int = 42, max_steps: int = -1):
+    """Train the cross-encoder; return (model, {"dev_ndcg@10_before", "dev_ndcg@10"}).
+
+    `dev_samples` are ``{"query", "positive": [...], "negative": [...]}`` dicts for
+    ``CrossEncoderRerankingEvaluator``: the teacher's own reranking nDCG@10.
+    """
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from sentence_transformers.cross_encoder.training_args import CrossEncoderTrainingArguments
+
+    from ..models import resolve_model
+
+    # The packaged bi-encoders have no classification head: it starts random (scores ≈ 0.5).
+    model = CrossEncoder(str(resolve_model(base)), num_labels=1, max_length=max_length, device="cpu",
+                         trust_remote_code=False)
+    evaluator = CrossEncoderRerankingEvaluator(dev_samples, at_k=10, name="dev", batch_size=32,
+                                               always_rerank_positives=True, write_csv=False)
+    before = evaluator(model)["dev_ndcg@10"]
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(Path(out) / "checkpoints"), num_train_epochs=epochs, max_steps=max_steps,
+        per_device_train_batch_size=batch_size, learning_rate=lr, warmup_ratio=0.1, seed=seed,
+        save_strategy="no", logging_steps=10, report_to="none", use_cpu=True, dataloader_drop_last=False,
+        disable_tqdm=False,
+    )
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=_pairs_dataset(triples),
+                                  loss=BinaryCrossEntropyLoss(model), evaluator=evaluator)
+    trainer.train()
+    after = evaluator(model)["dev_ndcg@10"]
+    model.save(str(out))
+    return model, {"dev_ndcg@10_before": round(float(before), 4), "dev_ndcg@10": round(float(after), 4)}
+
+
+def score_margins(teacher, triples: list[Pair], batch_size: int = 64) -> list[float]:
+    """``s(q, pos) - s(q, neg)`` per triple, with sigmoid scores.
+
+    Sigmoid (not raw logits) keeps the margins in [-1, 1], the range a
+    cosine-similarity student can actually express.
+    """
+    inputs = []
+    for t in triples:
+        inputs += [(t.query, t.positive), (t.query, t.negatives[0])]
+    scores = teacher.predict(inputs, batch_size=batch_size, show_progress_bar=len(inputs) > 256)
+    return [float(scores[2 * i] - scores[2 * i + 1]) for i in range(len(triples))]

@@ -1,0 +1,36 @@
+"""MLflow tracking on a local SQLite store by default (``MLFLOW_TRACKING_URI`` overrides).
+
+Example:
+    >>> from retriever.finetune.tracking import tracking_uri
+    >>> tracking_uri("runs")          # doctest: +SKIP
+    'sqlite:////abs/path/runs/mlflow.db'
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+EXPERIMENT = "honed"
+
+
+def tracking_uri(runs_dir: str | os.PathLike = "runs") -> str:
+    """The MLflow store: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///<runs_dir>/mlflow.db``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    p = Path(runs_dir).resolve()
+    p.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{p / 'mlflow.db'}"
+
+
+def start_run(runs_dir: str | os.PathLike, run_name: str, experiment: str = EXPERIMENT):
+    """Point MLflow at the store and start a run (artifacts beside the store, not in cwd)."""
+    import mlflow
+
+    uri = tracking_uri(runs_dir)
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        artifacts = (Path(runs_dir).resolve() / "mlartifacts").as_uri() if uri.startswith("sqlite") else None
+        mlflow.create_experiment(experiment, artifact_location=artifacts)
+    mlflow.set_experiment(experiment)
+    return mlflow.start_run(run_name=run_name)

@@ -1,0 +1,375 @@
+"""``finetune``: turn a generic embedder into one that separates a domain's confusable concepts.
+
+Pipeline: pairs (qrels and/or pairs files) → dev split by query (overlap with
+eval queries refused) → hard negatives (``mine_hard_negatives`` + BM25, with a
+false-negative guard) → optional cross-encoder teacher + MarginMSE
+distillation → ``SentenceTransformerTrainer`` with early stopping on the dev
+``InformationRetrievalEvaluator`` → the best checkpoint saved as a standard
+sentence-transformers folder with ``honed.json``, a loss/nDCG plot and an MLflow run.
+
+Example:
+    >>> from retriever.finetune import FinetuneConfig, finetune
+    >>> res = finetune(FinetuneConfig(data="datasets/cuad-clauses", out="runs/cuad", max_steps=100))  # doctest: +SKIP
+    >>> res.status, res.dev_ndcg, res.base_dev_ndcg                                                   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import random
+import resource
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_dir, remove_stale_temps
+from ..data.beir import doc_text, load_beir
+from ..errors import DataError, HonedError
+from .pairs import Pair, check_no_overlap, fingerprint_pairs, pairs_from_qrels, read_pairs, split_dev
+
+LOSSES = ("mnrl", "cached-mnrl", "matryoshka", "distill")
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything a run needs; the CLI flags and a TOML ``[finetune]`` table map 1:1 onto it."""
+
+    out: str = "runs/tuned"
+    data: str | None = None            # BEIR folder: its train split gives pairs and the mining corpus
+    pairs: list[str] = field(default_factory=list)   # extra pairs files (synthetic, feedback)
+    base: str = "minilm"
+    loss: str = "mnrl"
+    matryoshka_dims: list[int] = field(default_factory=lambda: [384, 256, 128, 64])
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 32
+    mini_batch_size: int = 8           # cached-mnrl: memory-bound chunk of the big batch
+    lr: float = 5e-5
+    warmup_ratio: float = 0.1
+    max_seq_length: int = 256
+    num_negatives: int = 1             # 0 = in-batch negatives only
+    relative_margin: float = 0.05
+    bm25_negatives: bool = True
+    max_mine_docs: int = 4000          # mining corpus: all positives + random passages up to this
+    teacher: str | None = None         # "minilm" | "mpnet" | a folder: train a cross-encoder teacher
+    teacher_epochs: float = 1.0
+    dev_fraction: float = 0.15
+    dev_max_docs: int = 2000
+    eval_steps: int = 50
+    patience: int = 3
+    seed: int = 42
+    resume: bool = False
+    track: bool = True
+
+
+@dataclass
+class FinetuneResult:
+    out: Path
+    status: str                        # "ok" | "failed"
+    reason: str
+    base_dev_ndcg: float
+    dev_ndcg: float
+    manifest: dict
+
+
+def _set_seeds(seed: int) -> None:
+    import torch
+    from transformers import set_seed
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    set_seed(seed)
+
+
+def collect_pairs(cfg: FinetuneConfig):
+    """Training pairs, training corpus (for mining), and the eval queries training must not see."""
+    pairs: list[Pair] = []
+    corpus: dict[str, str] = {}
+    eval_queries: list[str] = []
+    dev_ds = None
+    if cfg.data:
+        train = load_beir(cfg.data, "train")
+        pairs += pairs_from_qrels(train)
+        corpus.update({d: doc_text(doc) for d, doc in train.corpus.items()})
+        for split in ("test", "dev"):
+            try:
+                ds = load_beir(cfg.data, split)
+            except DataError:
+                continue
+            eval_queries += list(ds.queries.values())
+            if split == "dev":
+                dev_ds = ds
+    for f in cfg.pairs:
+        extra = read_pairs(f)
+        pairs += extra
+        for p in extra:
+            corpus.setdefault(p.positive_id or f"pos:{hash(p.positive)}", p.positive)
+    if not pairs:
+        raise HonedError("no training data: give --data (a BEIR folder with a train split) and/or --pairs FILE")
+    return pairs, corpus, eval_queries, dev_ds
+
+
+def dev_evaluator(dev: list[Pair], corpus: dict[str, str], max_docs: int, seed: int, dev_ds=None):
+    """An InformationRetrievalEvaluator over dev positives + random passages (a cheap subsampled corpus)."""
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    if dev_ds is not None:
+        queries, rel = dev_ds.queries, {q: set(r) for q, r in dev_ds.qrels.items()}
+        pool = {d: doc_text(dev_ds.corpus[d]) for r in rel.values() for d in r}
+        others = [d for d in dev_ds.corpus if d not in pool]
+        src = {d: doc_text(dev_ds.corpus[d]) for d in others}
+    else:
+        queries, rel, pool = {}, {}, {}
+        qid_of: dict[str, str] = {}
+        for p in dev:
+            qid = qid_of.setdefault(p.query, p.query_id or f"dev{len(qid_of)}")
+            queries[qid] = p.query
+            did = p.positive_id or f"devpos{len(pool)}"
+            pool[did] = p.positive
+            rel.setdefault(qid, set()).add(did)
+        src = {d: t for d, t in corpus.items() if d not in pool}
+    rng = random.Random(seed)
+    extra = rng.sample(sorted(src), min(len(src), max(0, max_docs - len(pool))))
+    pool.update({d: src[d] for d in extra})
+    return InformationRetrievalEvaluator(queries=queries, corpus=pool, relevant_docs=rel, name="dev",
+                                         ndcg_at_k=[10], mrr_at_k=[10], accuracy_at_k=[1, 10],
+                                         precision_recall_at_k=[10, 100], map_at_k=[100],
+                                         batch_size=32, show_progress_bar=False, write_csv=False), queries, rel, pool
+
+
+def _mining_corpus(corpus: dict[str, str], pairs: list[Pair], max_docs: int, seed: int) -> dict[str, str]:
+    pos_ids = {p.positive_id for p in pairs if p.positive_id in corpus}
+    keep = {d: corpus[d] for d in pos_ids}
+    rest = sorted(d for d in corpus if d not in keep)
+    rng = random.Random(seed)
+    for d in rng.sample(rest, min(len(rest), max(0, max_docs - len(keep)))):
+        keep[d] = corpus[d]
+    return keep
+
+
+def _loss(cfg: FinetuneConfig, model):
+    from sentence_transformers import losses
+
+    if cfg.loss == "mnrl":
+        return losses.MultipleNegativesRankingLoss(model)
+    if cfg.loss == "cached-mnrl":
+        return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size)
+    if cfg.loss == "matryoshka":
+        return losses.MatryoshkaLoss(model, losses.MultipleNegativesRankingLoss(model),
+                                     matryoshka_dims=cfg.matryoshka_dims)
+    if cfg.loss == "distill":
+        return losses.MarginMSELoss(model)
+    raise HonedError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+
+
+def _train_dataset(cfg: FinetuneConfig, triples: list[Pair], margins: list[float] | None):
+    from datasets import Dataset
+
+    cols = {"anchor": [t.query for t in triples], "positive": [t.positive for t in triples]}
+    if triples and triples[0].negatives:
+        cols["negative"] = [t.negatives[0] for t in triples]
+    if margins is not None:
+        cols["label"] = margins
+    return Dataset.from_dict(cols)
+
+
+def _plot(history: list[dict], base_ndcg: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loss = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    ndcg = [(h["step"], h["eval_dev_cosine_ndcg@10"]) for h in history if "eval_dev_cosine_ndcg@10" in h]
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    if loss:
+        ax.plot(*zip(*loss), color="#9aa5b1", label="train loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("train loss")
+    ax2 = ax.twinx()
+    if ndcg:
+        ax2.plot(*zip(*ndcg), "o-", color="#2f6fde", label="dev nDCG@10")
+    ax2.axhline(base_ndcg, color="#2f6fde", ls="--", lw=1, label=f"base dev nDCG@10 {base_ndcg:.3f}")
+    ax2.set_ylabel("dev nDCG@10")
+    fig.legend(loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def finetune(cfg: FinetuneConfig) -> FinetuneResult:
+    """Run the whole fine-tuning pipeline; see the module docstring. Returns the run's result."""
+    if cfg.loss not in LOSSES:
+        raise HonedError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+    if cfg.loss == "distill" and not cfg.teacher:
+        raise HonedError("--loss distill needs --teacher (minilm | mpnet | a cross-encoder folder)")
+    if cfg.loss == "distill" and cfg.num_negatives < 1:
+        raise HonedError("--loss distill needs --num-negatives ≥ 1 (triples to score)")
+    t_start = time.perf_counter()
+    out = Path(cfg.out)
+    work = out.parent / f".{out.name}.work"          # checkpoints + caches: survives a crash, for --resume
+    if work.exists() and not cfg.resume:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    _set_seeds(cfg.seed)
+
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+    from transformers import EarlyStoppingCallback
+
+    from ..encoder import load_encoder
+    from ..models import model_fingerprint, resolve_model
+    from .mining import mine_negatives
+
+    pairs, corpus, eval_queries, dev_ds = collect_pairs(cfg)
+    if dev_ds is not None:
+        train_pairs, dev_pairs = pairs, []
+        eval_queries = eval_queries  # includes dev queries already
+    else:
+        train_pairs, dev_pairs = split_dev(pairs, cfg.dev_fraction, cfg.seed)
+        eval_queries = eval_queries + [p.query for p in dev_pairs]
+    check_no_overlap([p.query for p in train_pairs], eval_queries, what="eval (dev/test)")
+
+    base_path = resolve_model(cfg.base)
+    base_enc = load_encoder(cfg.base, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length)
+    evaluator, dev_q, dev_rel, dev_pool = dev_evaluator(dev_pairs, corpus, cfg.dev_max_docs, cfg.seed, dev_ds)
+    base_dev = evaluator(base_enc.model)["dev_cosine_ndcg@10"]
+
+    timings = {}
+    triples = train_pairs
+    if cfg.num_negatives > 0:
+        t0 = time.perf_counter()
+        triples = mine_negatives(train_pairs, _mining_corpus(corpus, train_pairs, cfg.max_mine_docs, cfg.seed),
+                                 base_enc, num_negatives=cfg.num_negatives, relative_margin=cfg.relative_margin,
+                                 bm25=cfg.bm25_negatives, seed=cfg.seed, cache_folder=str(work / "mining-cache"))
+        timings["mining_s"] = round(time.perf_counter() - t0, 1)
+        if not triples:
+            raise HonedError("hard-negative mining kept no negatives (guard too strict?); "
+                             "lower --relative-margin or use --num-negatives 0")
+
+    margins, teacher_metrics = None, None
+    if cfg.teacher:
+        from .teacher import score_margins, train_teacher
+
+        t0 = time.perf_counter()
+        dev_samples = _teacher_dev_samples(dev_q, dev_rel, dev_pool, base_enc)
+        teacher, teacher_metrics = train_teacher(triples, dev_samples, cfg.teacher, work / "teacher",
+                                                 epochs=cfg.teacher_epochs, seed=cfg.seed,
+                                                 max_length=cfg.max_seq_length)
+        if cfg.loss == "distill":
+            margins = score_margins(teacher, triples)
+        timings["teacher_s"] = round(time.perf_counter() - t0, 1)
+
+    model = SentenceTransformer(str(base_path), device="cpu", trust_remote_code=False)
+    model.max_seq_length = cfg.max_seq_length
+    train_ds = _train_dataset(cfg, triples, margins)
+    ckpt = work / "checkpoints"
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(ckpt), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
+        seed=cfg.seed, data_seed=cfg.seed, use_cpu=True,
+        # in-batch negatives: a query's other positives must not share its batch
+        batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.loss != "distill" else BatchSamplers.BATCH_SAMPLER,
+        eval_strategy="steps", eval_steps=cfg.eval_steps, save_strategy="steps", save_steps=cfg.eval_steps,
+        save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_dev_cosine_ndcg@10",
+        greater_is_better=True, logging_steps=max(1, min(10, cfg.eval_steps // 2)),
+        report_to=["mlflow"] if cfg.track else "none", run_name=out.name, dataloader_drop_last=False,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=_loss(cfg, model),
+                                         evaluator=evaluator,
+                                         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)])
+    resume_from = _latest_checkpoint(ckpt) if cfg.resume else None
+
+    run_ctx = None
+    if cfg.track:
+        from .tracking import start_run
+
+        run_ctx = start_run(out.parent, out.name)
+    try:
+        t0 = time.perf_counter()
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        train_s = time.perf_counter() - t0
+        final = evaluator(model)
+        dev_ndcg = float(final["dev_cosine_ndcg@10"])
+        epochs_done = max(trainer.state.epoch or 0, 1e-9)
+        status, reason = "ok", ""
+        if dev_ndcg < base_dev:
+            status = "failed"
+            reason = (f"dev nDCG@10 {dev_ndcg:.4f} is below the base model's {base_dev:.4f}: "
+                      f"fine-tuning made retrieval worse")
+        manifest = {
+            "honed_run": 1, "status": status, "reason": reason,
+            "base_model": {"ref": cfg.base, "path": str(base_path), "fingerprint": base_enc.fingerprint},
+            "data": {"source": cfg.data, "pairs_files": cfg.pairs, "fingerprint": fingerprint_pairs(pairs),
+                     "train_pairs": len(train_pairs), "train_examples": len(triples),
+                     "dev_queries": len(dev_q), "dev_corpus": len(dev_pool)},
+            "params": asdict(cfg),
+            "eval": {"base_dev_ndcg@10": round(float(base_dev), 4), "dev_ndcg@10": round(dev_ndcg, 4),
+                     "dev_metrics": {k: round(float(v), 4) for k, v in final.items()},
+                     "best_step": _best_step(trainer), "teacher": teacher_metrics},
+            "timing": {**timings, "train_s": round(train_s, 1),
+                       "seconds_per_epoch": round(train_s / epochs_done, 1), "epochs": round(epochs_done, 3),
+                       "steps": trainer.state.global_step, "total_s": round(time.perf_counter() - t_start, 1),
+                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        remove_stale_temps(out)
+        with atomic_dir(out) as tmp:
+            model.save(str(tmp))
+            _plot(trainer.state.log_history, base_dev, tmp / "training.png")
+            (tmp / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+            manifest["fingerprint"] = model_fingerprint(tmp)
+            (tmp / "honed.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if cfg.track:
+            _log_to_mlflow(manifest, out)
+    finally:
+        if run_ctx is not None:
+            import mlflow
+
+            mlflow.end_run()
+    shutil.rmtree(work, ignore_errors=True)
+    return FinetuneResult(out, status, reason, float(base_dev), dev_ndcg, manifest)
+
+
+def _teacher_dev_samples(dev_q, dev_rel, dev_pool, enc, n_candidates: int = 30) -> list[dict]:
+    """Rerank samples for the teacher: each dev query's positives + the base model's top non-positives."""
+    ids = list(dev_pool)
+    dv = enc.encode_documents([dev_pool[d] for d in ids])
+    samples = []
+    for q, text in dev_q.items():
+        sims = dv @ enc.encode_queries([text])[0]
+        negs = [dev_pool[ids[i]] for i in np.argsort(-sims) if ids[i] not in dev_rel[q]][:n_candidates]
+        samples.append({"query": text, "positive": [dev_pool[d] for d in dev_rel[q]], "negative": negs})
+    return samples
+
+
+def _latest_checkpoint(ckpt: Path) -> Path | None:
+    cands = sorted(ckpt.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if ckpt.exists() else []
+    return cands[-1] if cands else None
+
+
+def _best_step(trainer) -> int | None:
+    best = trainer.state.best_model_checkpoint
+    return int(best.rsplit("-", 1)[-1]) if best else None
+
+
+def _log_to_mlflow(manifest: dict, out: Path) -> None:
+    import mlflow
+
+    flat = {f"honed.{k}": v for k, v in manifest["params"].items() if not isinstance(v, (list, dict))}
+    flat["honed.data_fingerprint"] = manifest["data"]["fingerprint"]
+    flat["honed.base_fingerprint"] = manifest["base_model"]["fingerprint"]
+    mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+    mlflow.log_metrics({"base_dev_ndcg_at_10": manifest["eval"]["base_dev_ndcg@10"],
+                        "final_dev_ndcg_at_10": manifest["eval"]["dev_ndcg@10"],
+                        "seconds_per_epoch": manifest["timing"]["seconds_per_epoch"],
+                        "peak_rss_mb": manifest["timing"]["peak_rss_mb"]})
+    mlflow.set_tags({"honed.status": manifest["status"], "honed.model_fingerprint": manifest["fingerprint"],
+                     "honed.run_dir": str(out.resolve())})
+    mlflow.log_artifacts(str(out), artifact_path="model")
