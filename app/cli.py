@@ -119,15 +119,16 @@ def index_info(path: Path) -> None:
 @app.command("search")
 def search_cmd(index: Path, query: str, k: int = typer.Option(10, "-k", help="hits to show"),
                model: Optional[str] = typer.Option(None, help="override the manifest's model")) -> None:
-    """Print the top-k passages of an index for a query."""
-    from retriever.honed_retriever import HonedRetriever
+    """Print the top-k passages of an index for a query (ONNX path when the model has one: no torch)."""
+    from retriever.index import open_index_and_encoder, search
 
-    r = HonedRetriever.from_dir(index, model=model, similarity_top_k=k)
+    idx, enc = open_index_and_encoder(index, model)
     t = Table("#", "score", "doc id", "text")
-    for i, n in enumerate(r.retrieve(query), 1):
-        text = n.node.get_content()
-        t.add_row(str(i), f"{n.score:.3f}", n.node.node_id, text[:160] + ("…" if len(text) > 160 else ""))
+    for i, (pos, score) in enumerate(search(idx, enc.encode_queries([query]), k)[0], 1):
+        doc = idx.docs[pos]
+        t.add_row(str(i), f"{score:.3f}", doc["id"], doc["text"][:160] + ("…" if len(doc["text"]) > 160 else ""))
     console.print(t)
+    console.print(f"[dim]model backend: {enc.backend}[/]")
 
 
 def _with_config(ctx: typer.Context, config: Optional[Path], section: str) -> dict:
@@ -211,14 +212,73 @@ def eval_beir(data: List[Path] = typer.Option(..., help="BEIR dataset folder (re
     console.print(f"report: {paths.markdown}")
 
 
+export_app = typer.Typer(help="Export a model for serving (ONNX, Triton).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("onnx")
+def export_onnx_cmd(model: str = typer.Argument(..., help="model folder (a run)"),
+                    quantize: Optional[str] = typer.Option("int8", help="int8 | none"),
+                    data: Optional[str] = typer.Option(None, help="BEIR folder for the nDCG@10 parity gate"),
+                    max_ndcg_drop: float = typer.Option(0.005, help="int8 tolerance"),
+                    max_docs: int = typer.Option(2000, help="parity corpus size")) -> None:
+    """Export to <model>/onnx/ (fp32 + int8) and check parity against the torch model."""
+    from retriever.export.onnx import export_onnx
+
+    if quantize not in ("int8", "none", None):
+        raise HonedError(f"--quantize must be int8 or none, got {quantize!r}")
+    man = export_onnx(model, quantize=quantize == "int8", data=data, max_ndcg_drop=max_ndcg_drop, max_docs=max_docs)
+    t = Table("variant", "cos mean", "cos min", "nDCG@10")
+    for name, p in man["parity"].items():
+        t.add_row(name, str(p.get("cos_mean", "—")), str(p.get("cos_min", "—")), str(p.get("ndcg@10", "—")))
+    console.print(t)
+    console.print(f"[green]✓[/] {model}/onnx/ (int8 {'enabled' if man['int8_passed'] else 'not gated: fp32 used by default'})")
+
+
+@export_app.command("triton")
+def export_triton_cmd(model: str = typer.Argument(..., help="model folder with onnx/ exported"),
+                      out: Path = typer.Option(Path("model_repository"), help="Triton model repository"),
+                      name: Optional[str] = typer.Option(None, help="model name in the repository"),
+                      variant: str = typer.Option("auto", help="int8 | fp32 | auto"),
+                      max_batch_size: int = typer.Option(64)) -> None:
+    """Write a Triton model repository (ONNX Runtime backend, dynamic batching), schema-validated."""
+    from retriever.export.triton import export_triton
+
+    path = export_triton(model, out, name=name, variant=variant, max_batch_size=max_batch_size)
+    console.print(f"[green]✓[/] {path}  (serve: tritonserver --model-repository={out})")
+
+
+@app.command("gate")
+def gate_cmd(report: Path = typer.Option(..., help="report.json from `honed eval`"),
+             config: Path = typer.Option(..., help="gate TOML (thresholds, non_regression)")) -> None:
+    """Release gate: exit 0 if every check passes, 1 with a table of failures otherwise."""
+    from rag_eval.gate import run_gate
+
+    checks = run_gate(report, config)
+    t = Table("dataset", "rule", "metric", "value", "limit", "result", "detail")
+    for c in checks:
+        t.add_row(c.dataset, c.rule, c.metric, f"{c.value:.4g}", f"{c.limit:.4g}",
+                  "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.detail)
+    console.print(t)
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        console.print(f"[red]gate failed[/]: {len(failed)} of {len(checks)} checks")
+        raise typer.Exit(1)
+    console.print(f"[green]gate passed[/]: {len(checks)} checks")
+
+
 @app.command("demo")
 def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped dataset"),
-         out: Path = typer.Option(Path("reports/demo"), help="report folder")) -> None:
-    """The main job on the shipped dataset: provision models, index, evaluate, report."""
+         out: Path = typer.Option(Path("reports/demo"), help="report folder"),
+         run_dir: Path = typer.Option(Path("runs/demo"), help="where the tuned model goes"),
+         max_steps: int = typer.Option(60, help="fine-tuning step budget")) -> None:
+    """The main job on the shipped dataset: fine-tune, evaluate vs BM25 and the base model, report."""
     from rag_eval.demo import run_demo
 
-    report = run_demo(data, out)
-    console.print(f"\n[bold]Report:[/] {report}  (open it in any Markdown viewer)")
+    report = run_demo(data, out, run_dir=run_dir, finetune_overrides={"max_steps": max_steps})
+    console.print(f"\n[bold]Report:[/] {report}  (Markdown with PNG plots; JSON beside it)")
+    console.print(f"[bold]Tuned model:[/] {run_dir}  (training curve: {run_dir / 'training.png'})")
+    console.print(f"[bold]Try it:[/] honed search indexes/cuad-clauses-test-tuned \"limitation of liability\"")
 
 
 def main() -> None:

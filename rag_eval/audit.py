@@ -162,7 +162,7 @@ def audit_dataset(path: str | os.PathLike, out: str | os.PathLike, model: str = 
     from retriever.encoder import load_encoder
 
     splits = load_splits(path)
-    enc = load_encoder(model)
+    enc = load_encoder(model, backend="torch")
     tok = enc.model.tokenizer
     train = splits.get("train")
     test = splits.get("test") or splits.get("dev")

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import HonedError
 from .models import model_fingerprint, resolve_model
 
 
@@ -53,14 +54,44 @@ class Encoder:
 _CACHE: dict[tuple, Encoder] = {}
 
 
-def load_encoder(ref: str | os.PathLike = "minilm", batch_size: int = 32,
-                 max_seq_length: int | None = None) -> Encoder:
-    """Load (once per process) the sentence-transformers model behind `ref`.
+BACKENDS = ("auto", "torch", "onnx", "onnx-fp32", "onnx-int8")
 
-    `ref` is resolved local folder → packaged model → hub id. Vectors are always
-    L2-normalised, so inner product equals cosine similarity.
+
+def split_backend(ref: str | os.PathLike) -> tuple[str, str]:
+    """``"runs/x@onnx-int8"`` → (``"runs/x"``, ``"onnx-int8"``); no suffix → ``"auto"``."""
+    s = str(ref)
+    head, sep, tail = s.rpartition("@")
+    if sep and tail in BACKENDS:
+        return head, tail
+    return s, "auto"
+
+
+def load_encoder(ref: str | os.PathLike = "minilm", batch_size: int = 32,
+                 max_seq_length: int | None = None, backend: str | None = None):
+    """Load (once per process) the embedding model behind `ref`.
+
+    `ref` is resolved local folder → packaged model → hub id; a ``@backend``
+    suffix or `backend` picks the runtime: ``torch`` (sentence-transformers),
+    ``onnx-int8`` / ``onnx-fp32`` (onnxruntime, no torch import), or ``auto``:
+    the folder's exported ONNX model when it has one (int8 only if it passed its
+    parity gate), else torch. Vectors are always L2-normalised, so inner product
+    equals cosine similarity.
     """
+    ref, suffix = split_backend(ref)
+    backend = backend or suffix
+    if backend not in BACKENDS:
+        raise HonedError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     path = resolve_model(ref)
+    has_onnx = isinstance(path, Path) and (path / "onnx" / "manifest.json").exists()
+    if backend.startswith("onnx") or (backend == "auto" and has_onnx and max_seq_length is None):
+        from .ort_encoder import load_ort_encoder
+
+        variant = {"onnx-int8": "int8", "onnx-fp32": "fp32"}.get(backend, "auto")
+        key = (str(path), "onnx", variant)
+        if key not in _CACHE:
+            _CACHE[key] = load_ort_encoder(path, variant=variant, batch_size=batch_size, ref=str(ref))
+        _CACHE[key].batch_size = batch_size
+        return _CACHE[key]
     key = (str(path), max_seq_length)
     if key in _CACHE:
         enc = _CACHE[key]

@@ -16,7 +16,7 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from .filters import allowed_positions
-from .index import Index, check_compatible, load_index, search
+from .index import Index, check_compatible, open_index_and_encoder, search
 
 
 def hits_to_nodes(index: Index, hits: list[tuple[int, float]]) -> list[NodeWithScore]:
@@ -57,11 +57,8 @@ class HonedRetriever(BaseRetriever):
     def from_dir(cls, path: str | os.PathLike, model: str | os.PathLike | None = None,
                  similarity_top_k: int = 10, filters=None, **kwargs: Any) -> "HonedRetriever":
         """Open an index folder with the model recorded in its manifest (or `model`)."""
-        from .encoder import load_encoder
-
-        index = load_index(path)
-        ref = model or _manifest_model_ref(index)
-        return cls(index, load_encoder(ref), similarity_top_k=similarity_top_k, filters=filters, **kwargs)
+        index, encoder = open_index_and_encoder(path, model)
+        return cls(index, encoder, similarity_top_k=similarity_top_k, filters=filters, **kwargs)
 
     @property
     def index(self) -> Index:
@@ -77,8 +74,3 @@ class HonedRetriever(BaseRetriever):
         hits = search(self._index, vec, self.similarity_top_k, allowed=allowed)[0]
         return hits_to_nodes(self._index, hits)
 
-
-def _manifest_model_ref(index: Index) -> str:
-    """The model that built `index`: its recorded path if still there, else its reference."""
-    m = index.manifest["model"]
-    return m["path"] if os.path.isdir(m["path"]) else m["ref"]

@@ -227,3 +227,20 @@ def search(index: Index, query_vectors: np.ndarray, k: int = 10,
     k_eff = min(k, len(index))
     scores, pos = index.faiss_index.search(q, k_eff, params=params)
     return [[(int(p), float(s)) for p, s in zip(prow, srow) if p >= 0] for prow, srow in zip(pos, scores)]
+
+
+def open_index_and_encoder(path: str | os.PathLike, model: str | None = None):
+    """Load an index and the model that built it (or `model`), checked for compatibility.
+
+    The plain-function twin of ``HonedRetriever.from_dir``, for callers that do
+    not need LlamaIndex (the CLI, services): with an ONNX export it imports no torch.
+    """
+    import os as _os
+
+    from .encoder import load_encoder
+
+    index = load_index(path)
+    m = index.manifest["model"]
+    enc = load_encoder(model or (m["path"] if _os.path.isdir(m["path"]) else m["ref"]))
+    check_compatible(index, enc)
+    return index, enc

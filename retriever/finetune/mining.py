@@ -53,15 +53,19 @@ def mine_negatives(pairs: list[Pair], corpus: dict[str, str], encoder, num_negat
     for row in mined:
         dense[(row["anchor"], row["positive"])] = [row[c] for c in neg_cols]
 
+    emb = _cached_embeddings(cache, texts, pairs)
     lexical: dict[str, list[str]] = {}
     if bm25:
-        lexical = _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, cache)
+        lexical = _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, emb)
+    qvec = dict(zip(dict.fromkeys(p.query for p in pairs),
+                    encoder.encode_queries(list(dict.fromkeys(p.query for p in pairs)))))
 
     positives_of: dict[str, set[str]] = {}
     for p in pairs:
         positives_of.setdefault(p.query, set()).add(p.positive)
     rng = np.random.default_rng(seed)
     out = []
+    n_fallback = 0
     for p in pairs:
         cands = dense.get((p.query, p.positive), [])
         # interleave dense and lexical candidates so both kinds of confusion are taught
@@ -72,10 +76,18 @@ def mine_negatives(pairs: list[Pair], corpus: dict[str, str], encoder, num_negat
                 seen.add(c)
                 merged.append(c)
         if not merged:
-            continue
+            # Every candidate was guarded out (common when a query has many positives and the
+            # weakest scores low). Keep the pair with a random non-positive passage rather than drop it.
+            n_fallback += 1
+            cand = _random_negative(p.query, texts, positives_of[p.query], emb, qvec[p.query], relative_margin, rng)
+            if cand is None:
+                continue
+            merged = [cand]
         take = merged[:num_negatives] if len(merged) >= num_negatives else list(rng.choice(merged, num_negatives))
         for neg in take:
-            out.append(Pair(p.query, p.positive, p.query_id, p.positive_id, [neg], [id_of.get(neg, "")], p.source))
+            out.append(Pair(p.query, p.positive, p.query_id, p.positive_id, [str(neg)], [id_of.get(str(neg), "")],
+                            p.source))
+    mine_negatives.last_stats = {"pairs": len(pairs), "random_fallback": n_fallback}
     return out
 
 
@@ -91,7 +103,19 @@ def _cached_embeddings(cache: str, texts: list[str], pairs: list[Pair]) -> dict[
     return {}
 
 
-def _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, cache) -> dict[str, list[str]]:
+def _random_negative(query, texts, positives, emb, qv, relative_margin, rng, tries: int = 50):
+    """A random passage that is not a positive and passes the same guard (None if none found)."""
+    floor = min(float(emb[t] @ qv) for t in positives) if emb else None
+    for _ in range(tries):
+        cand = texts[int(rng.integers(len(texts)))]
+        if cand in positives:
+            continue
+        if floor is None or float(emb[cand] @ qv) <= (1 - relative_margin) * floor:
+            return cand
+    return None
+
+
+def _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, emb) -> dict[str, list[str]]:
     """BM25 top candidates per query that pass the dense false-negative guard."""
     import bm25s
     import Stemmer
@@ -103,7 +127,6 @@ def _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, cache) -
     k = min(range_max, len(texts))
     docs, _ = model.retrieve(bm25s.tokenize(queries, stopwords="en", stemmer=stemmer, show_progress=False),
                              k=k, show_progress=False, n_threads=1)
-    emb = _cached_embeddings(cache, texts, pairs)
     if not emb:   # cache layout changed upstream: encode what the guard needs
         need = list(dict.fromkeys([texts[int(d)] for row in docs for d in row] + [p.positive for p in pairs]))
         emb = dict(zip(need, encoder.encode_documents(need, show_progress=len(need) > 500)))

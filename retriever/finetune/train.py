@@ -237,7 +237,8 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     check_no_overlap([p.query for p in train_pairs], eval_queries, what="eval (dev/test)")
 
     base_path = resolve_model(cfg.base)
-    base_enc = load_encoder(cfg.base, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length)
+    base_enc = load_encoder(cfg.base, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length,
+                            backend="torch")
     evaluator, dev_q, dev_rel, dev_pool = dev_evaluator(dev_pairs, corpus, cfg.dev_max_docs, cfg.seed, dev_ds)
     base_dev = evaluator(base_enc.model)["dev_cosine_ndcg@10"]
 
@@ -249,6 +250,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
                                  base_enc, num_negatives=cfg.num_negatives, relative_margin=cfg.relative_margin,
                                  bm25=cfg.bm25_negatives, seed=cfg.seed, cache_folder=str(work / "mining-cache"))
         timings["mining_s"] = round(time.perf_counter() - t0, 1)
+        timings["mining_random_fallback"] = getattr(mine_negatives, "last_stats", {}).get("random_fallback")
         if not triples:
             raise HonedError("hard-negative mining kept no negatives (guard too strict?); "
                              "lower --relative-margin or use --num-negatives 0")
@@ -316,7 +318,8 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
             "timing": {**timings, "train_s": round(train_s, 1),
                        "seconds_per_epoch": round(train_s / epochs_done, 1), "epochs": round(epochs_done, 3),
                        "steps": trainer.state.global_step, "total_s": round(time.perf_counter() - t_start, 1),
-                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
+                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                       "resumed_from": resume_from.name if resume_from else None},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         remove_stale_temps(out)

@@ -1,0 +1,186 @@
+"""Export a sentence-transformers folder to ONNX (fp32 + dynamic int8) with parity gates.
+
+sentence-transformers 6's own ``backend="onnx"`` needs optimum-onnx, which
+cannot be installed beside transformers 5, so the transformer is exported
+here with ``torch.onnx.export``; pooling and normalisation stay outside the
+graph (see :mod:`retriever.ort_encoder`), exactly as the folder defines them.
+
+Example:
+    >>> from retriever.export.onnx import export_onnx
+    >>> man = export_onnx("runs/cuad-tuned", data="datasets/cuad-clauses")   # doctest: +SKIP
+    >>> man["parity"]["int8"]["cos_min"] > 0.95
+    True
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_write_text
+from ..errors import HonedError
+from ..models import model_fingerprint, resolve_model, sha256_file
+
+OPSET = 17
+SAMPLE_TEXTS = [
+    "Neither party may assign this Agreement without the prior written consent of the other party.",
+    "In no event shall either party's total liability exceed the fees paid in the twelve months before the claim.",
+    "Vitamin D supplementation did not reduce the risk of fractures in older adults.",
+    "The licensee may not sublicense the licensed technology without the licensor's consent.",
+    "What is the difference between authentication and authorization?",
+]
+
+
+def _export_fp32(model_dir: Path, dest: Path) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(model_dir), device="cpu", trust_remote_code=False)
+    hf = st[0].auto_model
+    tok = st.tokenizer
+    uses_tt = "token_type_ids" in tok("x", return_tensors="pt")
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            kw = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kw["token_type_ids"] = token_type_ids
+            return self.m(**kw).last_hidden_state
+
+    # eval(): otherwise dropout is baked into the graph and outputs drift by ~1.8
+    wrapper = Wrapper(hf).eval()
+    sample = tok(["a short text", "a somewhat longer second text for shapes"], padding=True, return_tensors="pt")
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if uses_tt else [])
+    args = tuple(sample[n] for n in names)
+    axes = {n: {0: "batch", 1: "seq"} for n in names}
+    axes["last_hidden_state"] = {0: "batch", 1: "seq"}
+    with torch.no_grad():
+        torch.onnx.export(wrapper, args, str(dest), input_names=names, output_names=["last_hidden_state"],
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+
+
+def _quantize(src: Path, dest: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Unsigned weights, per channel, reduced range: cos ≈ 0.98 vs fp32 on this CPU
+    # (the signed-int8 defaults give ≈ 0.90; see ENVIRONMENT.md).
+    quantize_dynamic(str(src), str(dest), weight_type=QuantType.QUInt8, per_channel=True, reduce_range=True)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> dict:
+    c = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return {"cos_mean": round(float(c.mean()), 5), "cos_min": round(float(c.min()), 5), "n": len(c)}
+
+
+def _parity_texts(data: str | None, n: int, seed: int) -> list[str]:
+    if not data:
+        return SAMPLE_TEXTS
+    from ..data.beir import doc_text, load_beir
+
+    ds = load_beir(data, "test")
+    texts = [doc_text(d) for d in ds.corpus.values()] + list(ds.queries.values())
+    random.Random(seed).shuffle(texts)
+    return texts[:n]
+
+
+def ndcg_at_10(encoder, data: str, max_docs: int = 2000, seed: int = 0) -> float:
+    """nDCG@10 of `encoder` on the test split (positives + random docs up to `max_docs`)."""
+    from beir.retrieval.evaluation import EvaluateRetrieval
+
+    from ..data.beir import doc_text, load_beir
+
+    ds = load_beir(data, "test")
+    pos = sorted({d for r in ds.qrels.values() for d in r})
+    rest = sorted(d for d in ds.corpus if d not in set(pos))
+    ids = pos + random.Random(seed).sample(rest, min(len(rest), max(0, max_docs - len(pos))))
+    D = encoder.encode_documents([doc_text(ds.corpus[d]) for d in ids])
+    qids = list(ds.queries)
+    Q = encoder.encode_queries([ds.queries[q] for q in qids])
+    S = Q @ D.T
+    run = {}
+    for i, q in enumerate(qids):
+        top = np.argsort(-S[i])[:100]
+        run[q] = {ids[j]: float(S[i, j]) for j in top}
+    ndcg = EvaluateRetrieval.evaluate(ds.qrels, run, [10], ignore_identical_ids=False)[0]
+    return float(ndcg["NDCG@10"])
+
+
+def export_onnx(model: str | os.PathLike, quantize: bool = True, data: str | None = None,
+                max_ndcg_drop: float = 0.005, n_parity: int = 200, max_docs: int = 2000,
+                seed: int = 0) -> dict:
+    """Write ``<model>/onnx/{model.onnx, model_int8.onnx, manifest.json}``; return the manifest.
+
+    Parity: cosine vs the torch model on a fixed text sample; with `data`, also
+    nDCG@10 on its test split for torch, ORT fp32 and ORT int8. The int8 model is
+    kept but marked failed (never used by default) when it loses more than
+    `max_ndcg_drop`, and this function raises so the export fails loudly.
+    """
+    from ..encoder import load_encoder
+    from ..ort_encoder import load_ort_encoder
+
+    root = resolve_model(model, fetch=True)
+    if not isinstance(root, Path):
+        raise HonedError(f"{model}: export needs a local model folder")
+    if not (root / "modules.json").exists():
+        raise HonedError(f"{root}: not a sentence-transformers folder (no modules.json)")
+    from ..ort_encoder import read_st_config
+
+    st_cfg = read_st_config(root)
+    onnx_dir = root / "onnx"
+    with tempfile.TemporaryDirectory(prefix=".onnx-", dir=root) as tmp:
+        tmp = Path(tmp)
+        _export_fp32(root, tmp / "model.onnx")
+        files = {"fp32": "model.onnx"}
+        if quantize:
+            _quantize(tmp / "model.onnx", tmp / "model_int8.onnx")
+            files["int8"] = "model_int8.onnx"
+        torch_enc = load_encoder(root, backend="torch")
+        man = {
+            "format": "honed.onnx/1", "opset": OPSET, "dim": torch_enc.dim, "files": files,
+            "sha256": {k: sha256_file(tmp / f) for k, f in files.items()}, "st_config": st_cfg,
+            "source_fingerprint": model_fingerprint(root), "int8_passed": False,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        # install into onnx/ (file by file, each atomic) so the ORT loader can read it for parity
+        onnx_dir.mkdir(exist_ok=True)
+        for f in files.values():
+            os.replace(tmp / f, onnx_dir / f)
+        atomic_write_text(onnx_dir / "manifest.json", json.dumps(man, indent=2) + "\n")
+
+    texts = _parity_texts(data, n_parity, seed)
+    ref = torch_enc.encode_documents(texts)
+    parity = {}
+    encoders = {"fp32": load_ort_encoder(root, "fp32")}
+    if quantize:
+        encoders["int8"] = load_ort_encoder(root, "int8")
+    for name, enc in encoders.items():
+        parity[name] = _cosines(ref, enc.encode_documents(texts))
+    if data:
+        parity["torch"] = {"ndcg@10": round(ndcg_at_10(torch_enc, data, max_docs, seed), 5)}
+        for name, enc in encoders.items():
+            parity[name]["ndcg@10"] = round(ndcg_at_10(enc, data, max_docs, seed), 5)
+    man["parity"] = parity
+    man["parity_data"] = data
+    failure = None
+    if quantize:
+        drop = parity["torch"]["ndcg@10"] - parity["int8"]["ndcg@10"] if data else None
+        if drop is not None and drop > max_ndcg_drop:
+            failure = (f"int8 model loses {drop:.4f} nDCG@10 on {data} (tolerance {max_ndcg_drop}); "
+                       f"it is kept in {onnx_dir} but marked failed, and the fp32 ONNX model is used")
+        man["int8_passed"] = failure is None and data is not None
+        man["int8_ndcg_drop"] = round(drop, 5) if drop is not None else None
+        man["max_ndcg_drop"] = max_ndcg_drop
+    atomic_write_text(onnx_dir / "manifest.json", json.dumps(man, indent=2) + "\n")
+    if failure:
+        raise HonedError(failure)
+    return man

@@ -1,0 +1,143 @@
+"""A real (tiny) fine-tune of the packaged MiniLM on a real SciFact slice, end to end."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retriever.data import load_beir, write_beir
+from retriever.errors import HonedError
+from retriever.finetune import Pair, write_pairs
+from retriever.finetune.train import FinetuneConfig, finetune
+
+TINY = dict(max_steps=4, batch_size=8, eval_steps=2, max_mine_docs=150, dev_max_docs=60, patience=5)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory, scifact_dir):
+    """60 real SciFact train queries with their abstracts + 80 distractors, and 20 test queries."""
+    tr, te = load_beir(scifact_dir, "train"), load_beir(scifact_dir, "test")
+    qs = sorted(tr.qrels)[:60]
+    tq = sorted(te.qrels)[:20]
+    docs = list(dict.fromkeys(sorted({d for q in qs for d in tr.qrels[q]}) + sorted(tr.corpus)[:80]))
+    root = tmp_path_factory.mktemp("sf") / "tiny"
+    write_beir(root / "train", {d: tr.corpus[d] for d in docs}, {q: tr.queries[q] for q in qs},
+               {"train": {q: tr.qrels[q] for q in qs}})
+    tdocs = sorted({d for q in tq for d in te.qrels[q]})
+    write_beir(root / "test", {d: te.corpus[d] for d in tdocs}, {q: te.queries[q] for q in tq},
+               {"test": {q: te.qrels[q] for q in tq}})
+    return root
+
+
+def test_end_to_end_run_is_a_model_folder_tracked_in_mlflow(tiny_data, tmp_path):
+    import mlflow
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "runs" / "tiny"
+    res = finetune(FinetuneConfig(data=str(tiny_data), out=str(out), **TINY))
+    man = json.loads((out / "honed.json").read_text())
+    assert man["status"] == res.status and man["data"]["train_examples"] > man["data"]["train_pairs"] * 0.5
+    assert man["eval"]["base_dev_ndcg@10"] > 0 and man["timing"]["steps"] == 4
+    assert (out / "training.png").read_bytes()[:4] == b"\x89PNG"
+    m = SentenceTransformer(str(out), device="cpu")
+    assert m.encode(["x"]).shape == (1, 384)
+    assert not (tmp_path / "runs" / ".tiny.work").exists(), "work folder is removed after success"
+
+    # MLflow: query the run back from the SQLite store
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["honed"], output_format="list")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.params["honed.loss"] == "mnrl"
+    assert run.data.params["honed.data_fingerprint"] == man["data"]["fingerprint"]
+    assert run.data.metrics["final_dev_ndcg_at_10"] == pytest.approx(man["eval"]["dev_ndcg@10"])
+    client = mlflow.tracking.MlflowClient()
+    assert len(client.get_metric_history(run.info.run_id, "loss")) >= 2          # per-step loss
+    assert len(client.get_metric_history(run.info.run_id, "eval_dev_cosine_ndcg@10")) >= 2
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert {"model/honed.json", "model/README.md", "model/model.safetensors"} <= arts
+
+    # the run folder drops straight into the index builder and the retriever
+    from retriever import HonedRetriever, build_index
+
+    ds = load_beir(tiny_data, "test")
+    build_index(str(out), ds.corpus, tmp_path / "idx", show_progress=False)
+    assert len(HonedRetriever.from_dir(tmp_path / "idx", similarity_top_k=3).retrieve("cancer")) == 3
+
+
+def test_mined_negatives_respect_the_false_negative_guard(tiny_data, minilm):
+    from retriever.data.beir import doc_text
+    from retriever.finetune.mining import mine_negatives
+    from retriever.finetune.pairs import pairs_from_qrels
+
+    train = load_beir(tiny_data, "train")
+    pairs = pairs_from_qrels(train)[:30]
+    corpus = {d: doc_text(doc) for d, doc in train.corpus.items()}
+    margin = 0.1
+    triples = mine_negatives(pairs, corpus, minilm, num_negatives=2, relative_margin=margin)
+    assert len(triples) >= len(pairs)
+    positives = {}
+    for p in pairs:
+        positives.setdefault(p.query, []).append(p.positive)
+    for t in triples:
+        assert t.negatives[0] not in positives[t.query]
+        q = minilm.encode_queries([t.query])[0]
+        floor = min(minilm.encode_documents(positives[t.query]) @ q)
+        assert float(minilm.encode_documents(t.negatives)[0] @ q) <= (1 - margin) * floor + 1e-4
+
+
+def test_eval_queries_in_training_data_are_refused(tiny_data, tmp_path):
+    test = load_beir(tiny_data, "test")
+    q = next(iter(test.queries.values()))
+    leaked = tmp_path / "leaked.jsonl"
+    write_pairs(leaked, [Pair(q.upper() + "?", "some passage", source="feedback")])
+    with pytest.raises(HonedError, match="1 eval \\(dev/test\\) queries also appear in the training pairs"):
+        finetune(FinetuneConfig(data=str(tiny_data), pairs=[str(leaked)], out=str(tmp_path / "r"), **TINY))
+    assert not (tmp_path / "r").exists()
+
+
+def test_teacher_and_distillation(tiny_data, tmp_path):
+    res = finetune(FinetuneConfig(data=str(tiny_data), out=str(tmp_path / "distill"), loss="distill",
+                                  teacher="minilm", teacher_epochs=1, track=False, **TINY))
+    t = res.manifest["eval"]["teacher"]
+    assert 0 < t["dev_ndcg@10_before"] <= 1 and 0 < t["dev_ndcg@10"] <= 1
+    assert res.manifest["timing"]["teacher_s"] > 0 and res.manifest["params"]["loss"] == "distill"
+    hist = json.loads((tmp_path / "distill" / "log_history.json").read_text())
+    assert any("loss" in h for h in hist)
+
+
+def test_worse_model_is_marked_failed(tiny_data, tmp_path):
+    # a learning rate 1000× too high wrecks the embedder within a few steps
+    res = finetune(FinetuneConfig(data=str(tiny_data), out=str(tmp_path / "bad"), lr=0.05, track=False,
+                                  num_negatives=0, **{**TINY, "max_steps": 6}))
+    assert res.status == "failed" and "below the base model" in res.reason
+    assert res.dev_ndcg < res.base_dev_ndcg
+    assert json.loads((tmp_path / "bad" / "honed.json").read_text())["status"] == "failed"
+
+
+def test_resume_after_kill(tiny_data, tmp_path):
+    out = tmp_path / "runs" / "resumable"
+    work = tmp_path / "runs" / ".resumable.work" / "checkpoints"
+    args = [sys.executable, "-m", "app.cli", "finetune", "--data", str(tiny_data), "--out", str(out),
+            "--max-steps", "8", "--batch-size", "8", "--eval-steps", "2", "--max-mine-docs", "150",
+            "--dev-max-docs", "60", "--patience", "9", "--no-track", "--num-negatives", "0"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=Path(__file__).resolve().parents[1])
+    deadline = time.time() + 400
+    while time.time() < deadline and not list(work.glob("checkpoint-4")):
+        time.sleep(1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(work.glob("checkpoint-*")), "no checkpoint written before the kill"
+    assert not out.exists()
+    res = finetune(FinetuneConfig(data=str(tiny_data), out=str(out), resume=True, track=False, num_negatives=0,
+                                  **{**TINY, "max_steps": 8, "patience": 9}))
+    assert res.manifest["timing"]["resumed_from"].startswith("checkpoint-")
+    assert res.manifest["timing"]["steps"] == 8
