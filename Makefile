@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install models demo test bench clean
+.PHONY: install models demo test ci-gate bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -29,6 +29,13 @@ demo: models
 
 test: models
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# A small real release gate: quick fine-tune on cuad-clauses, evaluate vs base, apply gate.toml.
+ci-gate: models
+	$(BIN)/honed finetune --data datasets/cuad-clauses --out runs/ci --max-steps 30 --max-seq-length 128 \
+		--num-negatives 0 --eval-steps 15 --dev-max-docs 300 --no-track
+	$(BIN)/honed eval beir --data datasets/cuad-clauses --system base=minilm --system tuned=runs/ci --out reports/ci
+	$(BIN)/honed gate --report reports/ci/report.json --config gate.toml
 
 bench: models
 	$(BIN)/python benchmarks/bench_retriever.py

@@ -178,6 +178,7 @@ def finetune_cmd(
     seed: int = typer.Option(42),
     resume: bool = typer.Option(False, help="continue from the last checkpoint of a crashed run"),
     track: bool = typer.Option(True, help="log to MLflow"),
+    drop_eval_overlap: bool = typer.Option(False, help="drop training queries equal to eval queries instead of refusing"),
     config: Optional[Path] = typer.Option(None, help="TOML file with a [finetune] table of the same keys"),
 ) -> None:
     """Fine-tune an embedder on a domain (hard negatives, optional teacher distillation)."""
@@ -265,6 +266,35 @@ def gate_cmd(report: Path = typer.Option(..., help="report.json from `honed eval
         console.print(f"[red]gate failed[/]: {len(failed)} of {len(checks)} checks")
         raise typer.Exit(1)
     console.print(f"[green]gate passed[/]: {len(checks)} checks")
+
+
+@eval_app.command("rag")
+def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test split)"),
+             system: List[str] = typer.Option(..., help="NAME=MODEL (dense; repeatable)"),
+             llm: str = typer.Option("qwen", help="generator GGUF (packaged name or path)"),
+             judge: str = typer.Option("qwen", help="local GGUF, or an OpenAI-compatible URL#model"),
+             n: int = typer.Option(20, help="test queries to run"),
+             top_k: int = typer.Option(3, help="contexts per answer"),
+             out: Path = typer.Option(..., help="report folder")) -> None:
+    """End-to-end RAG (LlamaIndex + local LLM) scored with ragas; judge sanity check and NaN rates."""
+    from rag_eval.beir_eval import parse_system
+    from rag_eval.rag import evaluate_rag
+
+    systems = {}
+    for spec in system:
+        s = parse_system(spec)
+        if s.model is None:
+            raise HonedError("--system bm25 has no dense index to plug into the RAG pipeline; use NAME=MODEL")
+        systems[s.name] = s.model
+    doc = evaluate_rag(data, systems, n=n, out=out, llm=llm, judge=judge, top_k=top_k)
+    t = Table("system", *doc["systems"][next(iter(doc["systems"]))]["metrics"], "judge sanity", "s/sample")
+    for name, s in doc["systems"].items():
+        t.add_row(name, *[f"{v:.3f}" if v is not None else "—" for v in s["metrics"].values()],
+                  f"{s['judge_sanity']['accuracy']}", str(s["seconds_per_sample"]))
+    console.print(t)
+    if not doc["judge_trustworthy"]:
+        console.print("[yellow]judge flagged as untrustworthy (sanity accuracy < 0.7)[/]")
+    console.print(f"report: {out / 'report.md'}")
 
 
 @app.command("demo")

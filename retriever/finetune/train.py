@@ -29,7 +29,8 @@ import numpy as np
 from ..atomic import atomic_dir, remove_stale_temps
 from ..data.beir import doc_text, load_beir
 from ..errors import DataError, HonedError
-from .pairs import Pair, check_no_overlap, fingerprint_pairs, pairs_from_qrels, read_pairs, split_dev
+from .pairs import (Pair, check_no_overlap, fingerprint_pairs, normalise_text, pairs_from_qrels, read_pairs,
+                    split_dev)
 
 LOSSES = ("mnrl", "cached-mnrl", "matryoshka", "distill")
 
@@ -64,6 +65,7 @@ class FinetuneConfig:
     seed: int = 42
     resume: bool = False
     track: bool = True
+    drop_eval_overlap: bool = False    # drop (instead of refusing) training queries that equal eval queries
 
 
 @dataclass
@@ -116,7 +118,7 @@ def collect_pairs(cfg: FinetuneConfig):
 
 def dev_evaluator(dev: list[Pair], corpus: dict[str, str], max_docs: int, seed: int, dev_ds=None):
     """An InformationRetrievalEvaluator over dev positives + random passages (a cheap subsampled corpus)."""
-    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     if dev_ds is not None:
         queries, rel = dev_ds.queries, {q: set(r) for q, r in dev_ds.qrels.items()}
@@ -153,7 +155,7 @@ def _mining_corpus(corpus: dict[str, str], pairs: list[Pair], max_docs: int, see
 
 
 def _loss(cfg: FinetuneConfig, model):
-    from sentence_transformers import losses
+    from sentence_transformers.sentence_transformer import losses
 
     if cfg.loss == "mnrl":
         return losses.MultipleNegativesRankingLoss(model)
@@ -234,6 +236,13 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     else:
         train_pairs, dev_pairs = split_dev(pairs, cfg.dev_fraction, cfg.seed)
         eval_queries = eval_queries + [p.query for p in dev_pairs]
+    if cfg.drop_eval_overlap:
+        banned = {normalise_text(q) for q in eval_queries}
+        dropped = [p for p in train_pairs if normalise_text(p.query) in banned]
+        train_pairs = [p for p in train_pairs if normalise_text(p.query) not in banned]
+        timings_overlap = len(dropped)
+    else:
+        timings_overlap = 0
     check_no_overlap([p.query for p in train_pairs], eval_queries, what="eval (dev/test)")
 
     base_path = resolve_model(cfg.base)
@@ -242,7 +251,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     evaluator, dev_q, dev_rel, dev_pool = dev_evaluator(dev_pairs, corpus, cfg.dev_max_docs, cfg.seed, dev_ds)
     base_dev = evaluator(base_enc.model)["dev_cosine_ndcg@10"]
 
-    timings = {}
+    timings = {"dropped_overlapping_pairs": timings_overlap}
     triples = train_pairs
     if cfg.num_negatives > 0:
         t0 = time.perf_counter()
@@ -353,7 +362,9 @@ def _teacher_dev_samples(dev_q, dev_rel, dev_pool, enc, n_candidates: int = 30) 
 
 
 def _latest_checkpoint(ckpt: Path) -> Path | None:
-    cands = sorted(ckpt.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if ckpt.exists() else []
+    """The newest *complete* checkpoint: a kill can leave a half-written one (no trainer_state.json)."""
+    cands = sorted((p for p in ckpt.glob("checkpoint-*") if (p / "trainer_state.json").exists()),
+                   key=lambda p: int(p.name.split("-")[-1])) if ckpt.exists() else []
     return cands[-1] if cands else None
 
 

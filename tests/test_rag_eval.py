@@ -1,0 +1,60 @@
+"""ragas metrics computed through ragas on real samples with the real local LLM (Qwen GGUF)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is installed by `make test`; see Makefile")
+
+from ragas.llms.base import InstructorBaseRagasLLM  # noqa: E402
+
+from rag_eval.rag import METRICS, evaluate_rag  # noqa: E402
+from retriever.data import write_beir  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def slice_dir(tmp_path_factory, scifact_slice):
+    root = tmp_path_factory.mktemp("rag") / "sf"
+    write_beir(root, scifact_slice.corpus, scifact_slice.queries, {"test": scifact_slice.qrels})
+    return root
+
+
+def test_real_llm_metrics_and_cache(slice_dir, tmp_path):
+    kw = dict(n=2, index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1)
+    doc = evaluate_rag(slice_dir, {"base": "minilm"}, out=tmp_path / "report", **kw)
+    s = doc["systems"]["base"]
+    assert len(s["samples"]) == 2 and all(x["answer"] for x in s["samples"])
+    for m in METRICS:
+        vals = [x[m] for x in s["samples"]]
+        assert all(math.isnan(v) or 0.0 <= v <= 1.0 for v in vals)
+    assert s["nan_rate"]["faithfulness"] < 1.0, "the schema-constrained judge must produce scores"
+    assert s["metrics"]["context_recall_ids"] is not None
+    assert s["judge_sanity"]["pairs"] == 1
+    assert doc["cache"]["misses"] > 0
+    rep = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert rep["kind"] == "rag" and (tmp_path / "report" / "rag-metrics.png").exists()
+    again = evaluate_rag(slice_dir, {"base": "minilm"}, **kw)       # everything from the cache
+    assert again["cache"]["misses"] == 0
+    assert [x["answer"] for x in again["systems"]["base"]["samples"]] == [x["answer"] for x in s["samples"]]
+
+
+class JunkJudge(InstructorBaseRagasLLM):
+    """A judge that answers with junk: a fake on purpose, to test NaN accounting (a real model
+    cannot be made to misbehave on demand)."""
+
+    def generate(self, prompt, response_model):
+        return response_model.model_validate_json("certainly! here is my verdict")
+
+    async def agenerate(self, prompt, response_model):
+        return self.generate(prompt, response_model)
+
+
+def test_junk_judge_is_counted_as_nan_not_a_crash(slice_dir, tmp_path):
+    doc = evaluate_rag(slice_dir, {"base": "minilm"}, n=1, judge=JunkJudge(), index_dir=tmp_path / "idx",
+                       cache_path=tmp_path / "cache.sqlite", sanity_pairs=1)
+    s = doc["systems"]["base"]
+    assert s["nan_rate"]["faithfulness"] == 1.0 and s["nan_rate"]["answer_relevancy"] == 1.0
+    assert "ValidationError" in s["samples"][0]["errors"]["faithfulness"]
+    assert not doc["judge_trustworthy"]
