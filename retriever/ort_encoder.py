@@ -120,11 +120,8 @@ def load_tokenizer(model_dir: Path, max_len: int):
     return tok
 
 
-def load_ort_encoder(model_dir: str | os.PathLike, variant: str = "auto", batch_size: int = 32,
-                     threads: int | None = None, ref: str | None = None) -> OrtEncoder:
-    """Open ``<model_dir>/onnx/``; `variant` is ``int8``, ``fp32`` or ``auto`` (int8 if it passed its parity gate)."""
-    import onnxruntime as ort
-
+def onnx_model_file(model_dir: str | os.PathLike, variant: str = "auto") -> tuple[Path, dict, str]:
+    """(path of the chosen .onnx, onnx manifest, resolved variant); auto = int8 only if it passed its gate."""
     root = Path(model_dir)
     man_path = root / "onnx" / "manifest.json"
     if not man_path.exists():
@@ -135,7 +132,16 @@ def load_ort_encoder(model_dir: str | os.PathLike, variant: str = "auto", batch_
     fname = man.get("files", {}).get(variant)
     if not fname:
         raise HonedError(f"{man_path}: no {variant} model exported")
-    onnx_path = root / "onnx" / fname
+    return root / "onnx" / fname, man, variant
+
+
+def load_ort_encoder(model_dir: str | os.PathLike, variant: str = "auto", batch_size: int = 32,
+                     threads: int | None = None, ref: str | None = None) -> OrtEncoder:
+    """Open ``<model_dir>/onnx/``; `variant` is ``int8``, ``fp32`` or ``auto`` (int8 if it passed its parity gate)."""
+    import onnxruntime as ort
+
+    root = Path(model_dir)
+    onnx_path, man, variant = onnx_model_file(root, variant)
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads

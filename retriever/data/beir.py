@@ -58,8 +58,8 @@ def dataset_root(path: str | os.PathLike, split: str) -> Path:
     raise DataError(f"{p}: no corpus.jsonl (nor {split}/corpus.jsonl)")
 
 
-def _read_jsonl(path: Path):
-    """Yield (line number, object) for each non-blank line."""
+def iter_jsonl(path: str | os.PathLike):
+    """Yield (line number, object) for each non-blank line; bad JSON or a non-object names file:line."""
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -70,9 +70,15 @@ def _read_jsonl(path: Path):
                 raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{n}: expected a JSON object")
-            if "_id" not in obj:
-                raise DataError(f"{path}:{n}: missing \"_id\"")
             yield n, obj
+
+
+def _read_jsonl(path: Path):
+    """BEIR records: like :func:`iter_jsonl`, and every record needs an ``_id``."""
+    for n, obj in iter_jsonl(path):
+        if "_id" not in obj:
+            raise DataError(f"{path}:{n}: missing \"_id\"")
+        yield n, obj
 
 
 def read_corpus(path: str | os.PathLike) -> dict[str, dict]:

@@ -65,17 +65,11 @@ def export_triton(model: str | os.PathLike, out: str | os.PathLike, name: str | 
     """Write (atomically) ``out/<name>/`` for Triton and return that folder."""
     import onnx
 
+    from ..ort_encoder import onnx_model_file
+
     root = Path(model)
-    man_path = root / "onnx" / "manifest.json"
-    if not man_path.exists():
-        raise HonedError(f"{root}: no onnx/manifest.json; run `honed export onnx {root}` first")
-    man = json.loads(man_path.read_text())
-    if variant == "auto":
-        variant = "int8" if man.get("int8_passed") else "fp32"
-    fname = man["files"].get(variant)
-    if not fname:
-        raise HonedError(f"{man_path}: no {variant} model exported")
-    graph = onnx.load(str(root / "onnx" / fname), load_external_data=False)
+    onnx_path, man, variant = onnx_model_file(root, variant)
+    graph = onnx.load(str(onnx_path), load_external_data=False)
     inputs = [i.name for i in graph.graph.input]
     name = name or re.sub(r"[^A-Za-z0-9_-]+", "-", root.resolve().name)
     text = config_pbtxt(name, inputs, int(man["dim"]), max_batch_size)
@@ -83,7 +77,7 @@ def export_triton(model: str | os.PathLike, out: str | os.PathLike, name: str | 
     dest = Path(out) / name
     with atomic_dir(dest) as tmp:
         (tmp / "1").mkdir()
-        shutil.copyfile(root / "onnx" / fname, tmp / "1" / "model.onnx")
+        shutil.copyfile(onnx_path, tmp / "1" / "model.onnx")
         (tmp / "config.pbtxt").write_text(text)
         shutil.copyfile(root / "tokenizer.json", tmp / "tokenizer.json")
         (tmp / "honed.json").write_text(json.dumps({

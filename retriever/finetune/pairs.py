@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..atomic import atomic_write_text
-from ..data.beir import BeirDataset, doc_text
+from ..data.beir import BeirDataset, doc_text, iter_jsonl
 from ..errors import DataError, HonedError
 
 
@@ -59,25 +59,18 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
     """Read and validate a pairs JSONL file (errors name file:line)."""
     path = Path(path)
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("query"), str) or not isinstance(obj.get("positive"), str):
-                raise DataError(f"{path}:{n}: a pair needs string fields \"query\" and \"positive\"")
-            if not obj["query"].strip() or not obj["positive"].strip():
-                raise DataError(f"{path}:{n}: empty \"query\" or \"positive\"")
-            negs = obj.get("negatives", [])
-            if not isinstance(negs, list) or not all(isinstance(x, str) for x in negs):
-                raise DataError(f"{path}:{n}: \"negatives\" must be a list of strings")
-            unknown = set(obj) - {f for f in Pair.__dataclass_fields__}
-            if unknown:
-                raise DataError(f"{path}:{n}: unknown field(s) {', '.join(sorted(unknown))}")
-            pairs.append(Pair(**obj))
+    for n, obj in iter_jsonl(path):
+        if not isinstance(obj.get("query"), str) or not isinstance(obj.get("positive"), str):
+            raise DataError(f"{path}:{n}: a pair needs string fields \"query\" and \"positive\"")
+        if not obj["query"].strip() or not obj["positive"].strip():
+            raise DataError(f"{path}:{n}: empty \"query\" or \"positive\"")
+        negs = obj.get("negatives", [])
+        if not isinstance(negs, list) or not all(isinstance(x, str) for x in negs):
+            raise DataError(f"{path}:{n}: \"negatives\" must be a list of strings")
+        unknown = set(obj) - set(Pair.__dataclass_fields__)
+        if unknown:
+            raise DataError(f"{path}:{n}: unknown field(s) {', '.join(sorted(unknown))}")
+        pairs.append(Pair(**obj))
     if not pairs:
         raise DataError(f"{path}: no pairs")
     return pairs
