@@ -92,6 +92,30 @@ def data_audit(data: Path = typer.Argument(..., help="BEIR dataset folder"),
     console.print(f"report: {out / 'report.md'}")
 
 
+@data_app.command("synth")
+def data_synth(corpus: Path = typer.Option(..., help="BEIR folder or corpus.jsonl (no labels needed)"),
+               out: Path = typer.Option(..., help="pairs JSONL to write (feed to `honed finetune --pairs`)"),
+               split: str = typer.Option("train", help="which corpus of a per-split dataset"),
+               per_doc: int = typer.Option(3, help="queries asked per passage"),
+               max_docs: Optional[int] = typer.Option(None, help="sample this many passages"),
+               llm: str = typer.Option("qwen", help="local GGUF model"),
+               filter_model: str = typer.Option("minilm", help="embedder for the round-trip filter")) -> None:
+    """Synthetic queries from the local LLM, filtered (length, echo, duplicates, round-trip)."""
+    from retriever.data.beir import doc_text
+    from retriever.encoder import load_encoder
+    from retriever.finetune.pairs import write_pairs
+    from retriever.finetune.synthetic import generate_pairs
+    from retriever.index import load_corpus
+
+    docs = {d: doc_text(x) for d, x in load_corpus(corpus, split).items()}
+    pairs, stats = generate_pairs(docs, per_doc=per_doc, llm=llm, encoder=load_encoder(filter_model),
+                                  max_docs=max_docs)
+    write_pairs(out, pairs)
+    console.print(f"{stats['kept']} of {stats['candidates']} queries kept from {stats['docs']} passages "
+                  f"(dropped: length {stats['length']}, copied {stats['copied']}, duplicate {stats['duplicate']}, "
+                  f"round-trip {stats['inconsistent']}; unparseable {stats['unparseable']}) → {out}")
+
+
 @index_app.command("build")
 def index_build(model: str = typer.Option("minilm", help="model folder, packaged name or hub id"),
                 corpus: Path = typer.Option(..., help="BEIR folder or corpus.jsonl"),

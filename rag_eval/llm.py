@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from typing import Any
 
 from llama_index.core.llms import CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata
@@ -26,29 +25,10 @@ from llama_index.core.llms.callbacks import llm_completion_callback
 from pydantic import PrivateAttr
 from ragas.llms.base import InstructorBaseRagasLLM
 
-from retriever.errors import HonedError
-from retriever.models import resolve_model
+from retriever.local_llm import LOCK as _LOCK
+from retriever.local_llm import load_llama
 
 from .cache import JsonCache
-
-_LLAMAS: dict[tuple, Any] = {}
-_LOCK = threading.Lock()      # one llama.cpp context is not safe to call concurrently
-
-
-def load_llama(model: str = "qwen", n_ctx: int = 4096, threads: int | None = None):
-    """Load (once) a GGUF model with llama.cpp."""
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        raise HonedError("the local LLM needs llama-cpp-python: run `pip install llama-cpp-python` "
-                         "(builds from source in ~15 min on 2 cores)") from None
-    path = resolve_model(model)
-    key = (str(path), n_ctx)
-    if key not in _LLAMAS:
-        _LLAMAS[key] = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(),
-                             verbose=False, seed=0)
-    return _LLAMAS[key]
-
 
 class LocalLLM(CustomLLM):
     """A llama.cpp chat model for LlamaIndex (greedy decoding, streaming supported)."""
