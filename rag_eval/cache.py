@@ -43,9 +43,14 @@ class JsonCache:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def get(self, parts):
+        """The cached value or None; counts hits and misses."""
         with self._lock:
             row = self._db.execute("SELECT v FROM cache WHERE k = ?", (self.key(parts),)).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return json.loads(row[0])
 
     def put(self, parts, value) -> None:
         with self._lock:
@@ -55,9 +60,7 @@ class JsonCache:
     def get_or_compute(self, parts, fn):
         hit = self.get(parts)
         if hit is not None:
-            self.hits += 1
             return hit
-        self.misses += 1
         value = fn()
         self.put(parts, value)
         return value

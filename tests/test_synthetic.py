@@ -29,7 +29,11 @@ def test_filters_drop_echo_duplicates_vague_and_bad_length(docs, minilm):
 
 def test_real_llm_writes_parseable_queries(docs, minilm):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is installed by `make test`")
-    sub = dict(list(docs.items())[:2])
+    # the first passage is one the 0.5B model tends to echo (the filter drops that); the others it handles
+    sub = dict(list(docs.items())[:3])
     pairs, stats = generate_pairs(sub, per_doc=2, encoder=None, show_progress=False)
-    assert stats["docs"] == 2 and stats["candidates"] >= 2
-    assert pairs and all(p.source == "synthetic" and p.positive_id in sub and p.query for p in pairs)
+    assert stats["docs"] == 3 and stats["candidates"] >= 2
+    dropped = stats["length"] + stats["copied"] + stats["duplicate"] + stats["inconsistent"]
+    assert stats["kept"] == len(pairs) == stats["candidates"] - dropped
+    assert pairs and all(p.source == "synthetic" and p.positive_id in sub and 3 <= len(p.query.split()) <= 25
+                         for p in pairs)

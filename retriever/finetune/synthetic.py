@@ -23,7 +23,9 @@ import numpy as np
 from ..local_llm import chat_json, parse_json
 from .pairs import Pair, normalise_text
 
-SCHEMA = {"type": "object", "properties": {"queries": {"type": "array", "items": {"type": "string"},
+# maxLength stops a small model from "answering" with the whole passage (seen with the 0.5B model).
+SCHEMA = {"type": "object", "properties": {"queries": {"type": "array",
+                                                       "items": {"type": "string", "minLength": 8, "maxLength": 120},
                                                        "minItems": 1, "maxItems": 5}},
           "required": ["queries"]}
 PROMPT = ("Write {n} different search queries that a person would type to find the passage below. "
