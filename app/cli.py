@@ -219,15 +219,16 @@ def finetune_cmd(
 
 
 @eval_app.command("beir")
-def eval_beir(data: List[Path] = typer.Option(..., help="BEIR dataset folder (repeatable)"),
+def eval_beir(data: List[str] = typer.Option(..., help="BEIR dataset folder, or a BEIR name to download (repeatable)"),
               system: List[str] = typer.Option(..., help="NAME=MODEL, or bm25 (repeatable)"),
               split: str = typer.Option("test"),
               out: Path = typer.Option(..., help="report folder"),
               max_queries: Optional[int] = typer.Option(None, help="evaluate on the first N queries"),
-              index_dir: Path = typer.Option(Path("indexes"), help="where per-system indexes are cached")) -> None:
+              index_dir: Path = typer.Option(Path("indexes"), help="where per-system indexes are cached"),
+              track: bool = typer.Option(False, help="log the report to MLflow, linked to the model's training run")) -> None:
     """Retrieval metrics of several systems side by side; writes report.json/report.md/plots."""
     from rag_eval.beir_eval import evaluate_systems, parse_system
-    from rag_eval.report import write_beir_report
+    from rag_eval.report import log_report_to_mlflow, write_beir_report
 
     systems = [parse_system(s) for s in system]
     results = evaluate_systems([str(d) for d in data], systems, split=split,
@@ -235,6 +236,9 @@ def eval_beir(data: List[Path] = typer.Option(..., help="BEIR dataset folder (re
     paths = write_beir_report(results, out)
     console.print(paths.summary_table)
     console.print(f"report: {paths.markdown}")
+    if track:
+        run_id = log_report_to_mlflow(json.loads(paths.json.read_text()), out)
+        console.print(f"MLflow eval run: {run_id}")
 
 
 export_app = typer.Typer(help="Export a model for serving (ONNX, Triton).", no_args_is_help=True)

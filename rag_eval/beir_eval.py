@@ -71,6 +71,36 @@ def dataset_name(path: str | os.PathLike) -> str:
     return Path(path).resolve().name
 
 
+BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
+
+
+def resolve_dataset(ref: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:
+    """A dataset folder as given, or a BEIR name (``scifact``) downloaded once with beir's own util.
+
+    Offline, an unknown name is a clear error rather than a network timeout.
+    """
+    p = Path(ref)
+    if p.exists():
+        return str(p)
+    name = str(ref)
+    if "/" in name or not re.fullmatch(r"[a-z0-9_-]+", name):
+        raise HonedError(f"{ref}: dataset folder does not exist")
+    import platformdirs
+
+    root = Path(cache_dir or os.environ.get("HONED_DATA_CACHE") or platformdirs.user_cache_dir("honed")) / "beir"
+    if (root / name / "corpus.jsonl").exists():
+        return str(root / name)
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise HonedError(f"{ref}: no such folder, and downloading BEIR dataset {name!r} needs a network "
+                         "(HF_HUB_OFFLINE=1 is set)")
+    from beir import util
+
+    try:
+        return util.download_and_unzip(BEIR_URL.format(name=name), str(root))
+    except Exception as e:  # network errors come in many types
+        raise HonedError(f"{ref}: not a folder, and downloading BEIR dataset {name!r} failed ({e})") from None
+
+
 def subsample_queries(ds: BeirDataset, max_queries: int | None) -> BeirDataset:
     """The first `max_queries` judged queries (sorted ids: deterministic)."""
     if not max_queries or max_queries >= len(ds.queries):
@@ -113,6 +143,7 @@ def evaluate_systems(datasets: list[str], systems: list[System], split: str = "t
         raise HonedError(f"--system names must be unique, got {names}")
     out = []
     for path in datasets:
+        path = resolve_dataset(path)
         ds = subsample_queries(load_beir(path, split), max_queries)
         res = DatasetResult(name=dataset_name(path), path=str(path), split=split,
                             n_queries=len(ds.queries), n_docs=len(ds.corpus))

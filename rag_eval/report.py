@@ -159,3 +159,32 @@ def write_beir_report(results, out: str | os.PathLike, baseline: str | None = No
         (tmp / "report.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
         (tmp / "report.md").write_text(report_markdown(doc, plots), encoding="utf-8")
     return ReportPaths(out, out / "report.json", out / "report.md", _summary_table(doc))
+
+
+def log_report_to_mlflow(doc: dict, report_dir: str | os.PathLike, runs_dir: str | os.PathLike = "runs") -> str | None:
+    """Log an evaluation report as an MLflow run, linked (tag + parent) to the model's training run.
+
+    The link is found through the ``honed.model_fingerprint`` tag each training
+    run carries; returns the eval run id.
+    """
+    import mlflow
+
+    from retriever.finetune.tracking import start_run
+
+    fps = {s.get("model_fingerprint") for d in doc["datasets"].values() for s in d["systems"].values()} - {None}
+    with start_run(runs_dir, f"eval-{Path(report_dir).name}") as run:
+        client = mlflow.tracking.MlflowClient()
+        linked = []
+        for fp in sorted(fps):
+            hits = client.search_runs([run.info.experiment_id], f"tags.`honed.model_fingerprint` = '{fp}'")
+            linked += [h.info.run_id for h in hits if h.info.run_id != run.info.run_id]
+        mlflow.set_tags({"honed.kind": "eval", "honed.report": str(Path(report_dir).resolve()),
+                         "honed.linked_model_runs": ",".join(linked)})
+        if len(linked) == 1:
+            mlflow.set_tag("mlflow.parentRunId", linked[0])
+        for ds, d in doc["datasets"].items():
+            for sysname, s in d["systems"].items():
+                mlflow.log_metrics({f"{ds}.{sysname}.{m.replace('@', '_at_')}": float(v)
+                                    for m, v in s["metrics"].items()})
+        mlflow.log_artifacts(str(report_dir), artifact_path="report")
+        return run.info.run_id

@@ -30,3 +30,18 @@ def test_side_by_side_report(tmp_path, scifact_slice):
     mtime = (idx / "manifest.json").stat().st_mtime_ns
     evaluate_systems([str(data)], [parse_system("base=minilm")], index_dir=tmp_path / "idx")
     assert (idx / "manifest.json").stat().st_mtime_ns == mtime
+
+
+def test_beir_name_offline_is_a_clear_error(monkeypatch, tmp_path):
+    import pytest
+
+    from rag_eval.beir_eval import resolve_dataset
+    from retriever.errors import HonedError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HONED_DATA_CACHE", str(tmp_path))
+    with pytest.raises(HonedError, match="downloading BEIR dataset 'nfcorpus' needs a network"):
+        resolve_dataset("nfcorpus")
+    (tmp_path / "beir" / "nfcorpus").mkdir(parents=True)
+    (tmp_path / "beir" / "nfcorpus" / "corpus.jsonl").write_text("{}")
+    assert resolve_dataset("nfcorpus") == str(tmp_path / "beir" / "nfcorpus")

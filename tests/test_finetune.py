@@ -71,6 +71,18 @@ def test_end_to_end_run_is_a_model_folder_tracked_in_mlflow(tiny_data, tmp_path)
     build_index(str(out), ds.corpus, tmp_path / "idx", show_progress=False)
     assert len(HonedRetriever.from_dir(tmp_path / "idx", similarity_top_k=3).retrieve("cancer")) == 3
 
+    # an evaluation of the tuned model is logged as its own MLflow run, linked to the training run
+    from rag_eval.beir_eval import evaluate_systems, parse_system
+    from rag_eval.report import log_report_to_mlflow, write_beir_report
+
+    res = evaluate_systems([str(tiny_data)], [parse_system(f"tuned={out}")], index_dir=tmp_path / "eval-idx")
+    paths = write_beir_report(res, tmp_path / "report")
+    eval_id = log_report_to_mlflow(json.loads(paths.json.read_text()), tmp_path / "report", runs_dir=tmp_path / "runs")
+    ev = client.get_run(eval_id)
+    assert ev.data.tags["honed.linked_model_runs"] == run.info.run_id
+    assert ev.data.tags["mlflow.parentRunId"] == run.info.run_id
+    assert "tiny.tuned.NDCG_at_10" in ev.data.metrics
+
 
 def test_mined_negatives_respect_the_false_negative_guard(tiny_data, minilm):
     from retriever.data.beir import doc_text
