@@ -26,7 +26,7 @@ from pydantic import PrivateAttr
 from ragas.llms.base import InstructorBaseRagasLLM
 
 from retriever.local_llm import LOCK as _LOCK
-from retriever.local_llm import load_llama
+from retriever.local_llm import chat_json, load_llama
 
 from .cache import JsonCache
 
@@ -91,13 +91,7 @@ class LocalJudge(InstructorBaseRagasLLM):
         raw = self.cache.get(key) if self.cache is not None else None
         if raw is None:
             self.calls += 1
-            with _LOCK:
-                out = self.llama.create_chat_completion(
-                    messages=[{"role": "system", "content": "Answer with JSON only."},
-                              {"role": "user", "content": prompt}],
-                    response_format={"type": "json_object", "schema": schema},
-                    temperature=0.0, max_tokens=self.max_tokens)
-            raw = out["choices"][0]["message"]["content"] or ""
+            raw = chat_json(prompt, schema, model=self.model, max_tokens=self.max_tokens)
             if self.cache is not None:
                 self.cache.put(key, raw)
         # A truncated or off-schema answer raises here; the metric scores it NaN and we count it.
