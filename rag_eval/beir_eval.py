@@ -110,10 +110,10 @@ def subsample_queries(ds: BeirDataset, max_queries: int | None) -> BeirDataset:
                        qrels={q: ds.qrels[q] for q in keep}, path=ds.path, split=ds.split)
 
 
-def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100) -> tuple[dict, str]:
-    """Run every query through HonedRetriever over a (cached) index of the dataset's corpus."""
+def cached_index(ds: BeirDataset, model: str, index_path: Path):
+    """(index, encoder) for the dataset's corpus: reuse `index_path` when model and docs match, else rebuild."""
     from retriever.encoder import load_encoder
-    from retriever.index import build_index, check_compatible, load_index, search
+    from retriever.index import build_index, check_compatible, load_index
 
     enc = load_encoder(model)
     index = None
@@ -126,6 +126,14 @@ def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100) -> tu
         build_index(enc, ds.corpus, index_path)
         index = load_index(index_path)
     check_compatible(index, enc)
+    return index, enc
+
+
+def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100) -> tuple[dict, str]:
+    """Run every query over a (cached) index of the dataset's corpus, batched."""
+    from retriever.index import search
+
+    index, enc = cached_index(ds, model, index_path)
     qids = list(ds.queries)
     vecs = enc.encode_queries([ds.queries[q] for q in qids], show_progress=len(qids) > 64)
     # Batched: the same encoder, index and search() that HonedRetriever._retrieve uses.

@@ -43,14 +43,21 @@ class GateCheck:
     detail: str = ""
 
 
-def load_gate_config(path: str | os.PathLike) -> dict:
-    p = Path(path)
+def _parse_file(p: Path, what: str, parse):
+    """Read and parse a file; a missing or malformed file is one HonedError line naming it."""
     try:
-        cfg = tomllib.loads(p.read_text(encoding="utf-8"))
+        return parse(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise HonedError(f"{p}: gate config not found") from None
+        raise HonedError(f"{p}: {what} not found") from None
     except tomllib.TOMLDecodeError as e:
         raise HonedError(f"{p}: invalid TOML ({e})") from None
+    except json.JSONDecodeError as e:
+        raise HonedError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
+
+
+def load_gate_config(path: str | os.PathLike) -> dict:
+    p = Path(path)
+    cfg = _parse_file(p, "gate config", tomllib.loads)
     for key in ("candidate",):
         if key not in cfg:
             raise HonedError(f"{p}: missing required key {key!r}")
@@ -108,12 +115,7 @@ def evaluate_gate(report: dict, cfg: dict) -> list[GateCheck]:
 def run_gate(report_path: str | os.PathLike, config_path: str | os.PathLike) -> list[GateCheck]:
     """Load a report and a gate config and evaluate the gate."""
     p = Path(report_path)
-    try:
-        report = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HonedError(f"{p}: report not found") from None
-    except json.JSONDecodeError as e:
-        raise HonedError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
+    report = _parse_file(p, "report", json.loads)
     if not str(report.get("schema", "")).startswith("honed.report/"):
         raise HonedError(f"{p}: not a honed report (schema {report.get('schema')!r})")
     return evaluate_gate(report, load_gate_config(config_path))

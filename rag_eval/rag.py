@@ -89,7 +89,7 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
     from retriever.honed_retriever import HonedRetriever
     from retriever.models import resolve_model
 
-    from .beir_eval import System, dense_run, subsample_queries
+    from .beir_eval import cached_index, subsample_queries
     from .llm import LocalLLM
 
     if n < 1:
@@ -108,8 +108,8 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     for name, model in systems.items():
         slug = f"{Path(data).resolve().name}-test-{name}"
-        dense_run(ds, model, Path(index_dir) / slug, k=top_k)          # builds/validates the cached index
-        r = HonedRetriever.from_dir(Path(index_dir) / slug, model=model, similarity_top_k=top_k)
+        index, enc = cached_index(ds, model, Path(index_dir) / slug)
+        r = HonedRetriever(index, enc, similarity_top_k=top_k)
         engine = RetrieverQueryEngine.from_args(r, llm=gen, text_qa_template=PromptTemplate(QA_TEMPLATE))
         samples, t0 = [], time.perf_counter()
         for qid in track(list(ds.queries), description=f"RAG {name}"):

@@ -54,11 +54,11 @@ def mine_negatives(pairs: list[Pair], corpus: dict[str, str], encoder, num_negat
         dense[(row["anchor"], row["positive"])] = [row[c] for c in neg_cols]
 
     emb = _cached_embeddings(cache, texts, pairs)
+    unique_q = list(dict.fromkeys(p.query for p in pairs))
+    qvec = dict(zip(unique_q, encoder.encode_queries(unique_q)))
     lexical: dict[str, list[str]] = {}
     if bm25:
-        lexical = _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, emb)
-    qvec = dict(zip(dict.fromkeys(p.query for p in pairs),
-                    encoder.encode_queries(list(dict.fromkeys(p.query for p in pairs)))))
+        lexical = _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, emb, qvec)
 
     positives_of: dict[str, set[str]] = {}
     for p in pairs:
@@ -115,7 +115,7 @@ def _random_negative(query, texts, positives, emb, qv, relative_margin, rng, tri
     return None
 
 
-def _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, emb) -> dict[str, list[str]]:
+def _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, emb, qvec) -> dict[str, list[str]]:
     """BM25 top candidates per query that pass the dense false-negative guard."""
     import bm25s
     import Stemmer
@@ -130,7 +130,7 @@ def _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, emb) -> 
     if not emb:   # cache layout changed upstream: encode what the guard needs
         need = list(dict.fromkeys([texts[int(d)] for row in docs for d in row] + [p.positive for p in pairs]))
         emb = dict(zip(need, encoder.encode_documents(need, show_progress=len(need) > 500)))
-    qv = encoder.encode_queries(queries)
+    qv = [qvec[q] for q in queries]
     pos_text: dict[str, list[str]] = {}
     for p in pairs:
         pos_text.setdefault(p.query, []).append(p.positive)

@@ -231,18 +231,14 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
 
     pairs, corpus, eval_queries, dev_ds = collect_pairs(cfg)
     if dev_ds is not None:
-        train_pairs, dev_pairs = pairs, []
-        eval_queries = eval_queries  # includes dev queries already
+        train_pairs, dev_pairs = pairs, []          # eval_queries already holds the dev split's queries
     else:
         train_pairs, dev_pairs = split_dev(pairs, cfg.dev_fraction, cfg.seed)
         eval_queries = eval_queries + [p.query for p in dev_pairs]
+    n_before = len(train_pairs)
     if cfg.drop_eval_overlap:
         banned = {normalise_text(q) for q in eval_queries}
-        dropped = [p for p in train_pairs if normalise_text(p.query) in banned]
         train_pairs = [p for p in train_pairs if normalise_text(p.query) not in banned]
-        timings_overlap = len(dropped)
-    else:
-        timings_overlap = 0
     check_no_overlap([p.query for p in train_pairs], eval_queries, what="eval (dev/test)")
 
     base_path = resolve_model(cfg.base)
@@ -251,7 +247,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     evaluator, dev_q, dev_rel, dev_pool = dev_evaluator(dev_pairs, corpus, cfg.dev_max_docs, cfg.seed, dev_ds)
     base_dev = evaluator(base_enc.model)["dev_cosine_ndcg@10"]
 
-    timings = {"dropped_overlapping_pairs": timings_overlap}
+    timings = {"dropped_overlapping_pairs": n_before - len(train_pairs)}
     triples = train_pairs
     if cfg.num_negatives > 0:
         t0 = time.perf_counter()
