@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install models demo test ci-gate bench clean
+.PHONY: install models browser demo test ci-gate bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -27,7 +27,12 @@ models: install
 demo: models
 	$(BIN)/honed demo
 
-test: models
+# The browser test drives Debian's chromium through Playwright (no browser download).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+test: models browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # The release gate CI runs: the main job (fine-tune on cuad-clauses, evaluate vs base and BM25),

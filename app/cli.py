@@ -7,6 +7,7 @@ and exit code 2; nothing here holds logic a Python user would miss.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -337,6 +338,129 @@ def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped 
     console.print(f"\n[bold]Report:[/] {report}  (Markdown with PNG plots; JSON beside it)")
     console.print(f"[bold]Tuned model:[/] {run_dir}  (training curve: {run_dir / 'training.png'})")
     console.print(f"[bold]Try it:[/] honed search indexes/cuad-clauses-test-tuned \"limitation of liability\"")
+    console.print("[bold]Compare in the app:[/] honed app --baseline indexes/cuad-clauses-test-base "
+                  "--candidate indexes/cuad-clauses-test-tuned   (then open http://127.0.0.1:8501)")
+
+
+feedback_app = typer.Typer(help="Votes from the app: export as training pairs, status and trigger.",
+                            no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+FEEDBACK_DB = typer.Option(None, "--db", help="SQLAlchemy URL or SQLite file (default $HONED_FEEDBACK_URL or ./feedback.db)")
+
+
+@app.command("app")
+def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME (MLflow registry, e.g. alias:champion)"),
+            candidate: str = typer.Option(..., help="index folder, or alias:NAME (e.g. alias:challenger)"),
+            corpus: Optional[Path] = typer.Option(None, help="BEIR folder the alias: systems search (test corpus)"),
+            db: Optional[str] = FEEDBACK_DB,
+            port: int = typer.Option(8501),
+            address: str = typer.Option("127.0.0.1", help="bind address (localhost by default)"),
+            top_k: int = typer.Option(5, help="passages per system"),
+            answers: bool = typer.Option(True, help="generate answers with the local LLM (off: retrieval only)"),
+            blind: bool = typer.Option(True, help="randomise and hide which side is which until the first vote"),
+            max_tokens: int = typer.Option(96, help="answer length cap")) -> None:
+    """Start the side-by-side comparison app (Streamlit); votes go to the feedback store."""
+    import subprocess
+
+    from app.store import feedback_url
+
+    if baseline == candidate:
+        raise HonedError("--baseline and --candidate are the same system; compare two different ones")
+    for name, spec in (("baseline", baseline), ("candidate", candidate)):
+        if not spec.startswith("alias:") and not (Path(spec) / "manifest.json").exists():
+            raise HonedError(f"--{name}: {spec} is not an index folder (no manifest.json)")
+    cfg = {"baseline": baseline, "candidate": candidate, "corpus": str(corpus) if corpus else None,
+           "feedback": feedback_url(db), "top_k": top_k, "answers": answers, "blind": blind,
+           "max_tokens": max_tokens}
+    env = {**os.environ, "HONED_APP_CONFIG": json.dumps(cfg)}
+    ui = Path(__file__).with_name("ui.py")
+    console.print(f"app: http://{address}:{port}  (votes → {cfg['feedback']}; Ctrl-C stops it)")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ui), "--server.headless", "true",
+           "--server.address", address, "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+@feedback_app.command("export")
+def feedback_export(out: Path = typer.Option(..., help="pairs JSONL to write (feed to `honed finetune --pairs`)"),
+                    db: Optional[str] = FEEDBACK_DB,
+                    eval_data: List[str] = typer.Option([], help="frozen eval dataset(s): their test queries and "
+                                                                 "judged documents never enter training")) -> None:
+    """Votes → training pairs (up = positive; down = hard negative when the query has a positive)."""
+    from app.feedback import feedback_pairs
+    from app.store import FeedbackStore
+    from retriever.finetune.pairs import write_pairs
+
+    pairs, stats = feedback_pairs(FeedbackStore(db), eval_data=eval_data)
+    write_pairs(out, pairs)
+    console.print(" · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in stats.items()))
+    console.print(f"[green]✓[/] {len(pairs)} pairs → {out}")
+
+
+@feedback_app.command("status")
+def feedback_status_cmd(db: Optional[str] = FEEDBACK_DB,
+                        eval_data: List[str] = typer.Option([], help="frozen eval dataset(s) (excluded from pairs)"),
+                        min_new_pairs: int = typer.Option(50, help="trigger: new pairs since the last retrain"),
+                        min_production_win_rate: float = typer.Option(0.4, help="trigger: baseline win rate floor"),
+                        min_comparisons: int = typer.Option(20, help="compared queries before the win rate counts"),
+                        as_json: bool = typer.Option(False, "--json", help="print JSON (for CI / cron)")) -> None:
+    """Vote counts, candidate win rate with a 95% CI, and whether retraining should start (exit 3 if so)."""
+    from dataclasses import asdict
+
+    from app.feedback import TriggerConfig, feedback_status
+    from app.store import FeedbackStore
+
+    st = feedback_status(FeedbackStore(db), TriggerConfig(min_new_pairs, min_production_win_rate, min_comparisons),
+                         eval_data=eval_data)
+    if as_json:
+        print(json.dumps(asdict(st), indent=2))
+    else:
+        t = Table("", "")
+        t.add_row("votes (rows / effective)", f"{st.votes} / {st.effective_votes}")
+        t.add_row("sessions · queries", f"{st.sessions} · {st.queries}")
+        t.add_row("answer · passage votes", f"{st.by_target['answer']} · {st.by_target['passage']}")
+        t.add_row("training pairs (new since last retrain)", f"{st.pairs} ({st.new_pairs})")
+        rate = "—" if st.candidate_win_rate is None else \
+            f"{st.candidate_win_rate:.2f}  95% CI [{st.win_rate_ci[0]:.2f}, {st.win_rate_ci[1]:.2f}]"
+        t.add_row("candidate win rate", f"{rate}  ({st.candidate_wins}/{st.ties}/{st.baseline_wins} w/t/l)")
+        t.add_row("last retrain", st.last_retrain or "never")
+        t.add_row("retrain trigger", ("[yellow]FIRED[/]: " + "; ".join(st.trigger_reasons))
+                  if st.trigger_fired else "not fired")
+        console.print(t)
+    if st.trigger_fired:
+        raise typer.Exit(3)
+
+
+@app.command("retrain")
+def retrain_cmd(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="BEIR folder: train split + frozen test"),
+                out: Path = typer.Option(..., help="run folder for the new model"),
+                from_feedback: bool = typer.Option(True, help="add the feedback store's pairs to the training data"),
+                db: Optional[str] = FEEDBACK_DB,
+                config: Path = typer.Option(Path("gate.toml"), help="gate TOML deciding promotion"),
+                finetune_config: Optional[Path] = typer.Option(None, help="TOML with a [finetune] table"),
+                max_steps: int = typer.Option(-1, help="fine-tuning step budget (-1: epochs)")) -> None:
+    """Fine-tune on train + feedback pairs, evaluate, and promote to champion only if the gate passes."""
+    import tomllib
+
+    from app.retrain import retrain_from_feedback
+    from app.store import FeedbackStore
+
+    if not from_feedback:
+        raise HonedError("retrain without feedback is `honed finetune`; --from-feedback is what this command adds")
+    overrides = {}
+    if finetune_config:
+        try:
+            overrides = tomllib.loads(finetune_config.read_text(encoding="utf-8")).get("finetune", {})
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise HonedError(f"{finetune_config}: {e}") from None
+    if max_steps > 0:
+        overrides["max_steps"] = max_steps
+    res = retrain_from_feedback(data, out, FeedbackStore(db), gate_config=config, finetune_overrides=overrides)
+    for c in res.gate:
+        console.print(f"  {'[green]pass[/]' if c.passed else '[red]FAIL[/]'} {c.rule} {c.metric}: {c.detail}")
+    console.print(f"{'[green]promoted[/]' if res.promoted else '[yellow]not promoted[/]'}: "
+                  f"honed-retriever v{res.version} — {res.reason}")
+    if res.report:
+        console.print(f"report: {res.report}")
 
 
 def main() -> None:

@@ -1,8 +1,6 @@
 """The packaged local LLM (Qwen2.5-Coder-0.5B GGUF via llama.cpp) as a generator and as a ragas judge.
 
-- :class:`LocalLLM` is a LlamaIndex ``CustomLLM`` (complete + streaming), so it
-  drops into ``RetrieverQueryEngine``. llama-index's own llama.cpp integration is
-  a separate package pinned to other core versions; this adapter is 40 lines.
+- :class:`~retriever.generator.LocalLLM` (re-exported here) is the generator.
 - :class:`LocalJudge` implements ragas' ``InstructorBaseRagasLLM``: every call
   carries the metric's pydantic response model, which is turned into a JSON
   schema for llama.cpp's constrained decoding, so a small local model always
@@ -20,60 +18,12 @@ import asyncio
 import os
 from typing import Any
 
-from llama_index.core.llms import CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata
-from llama_index.core.llms.callbacks import llm_completion_callback
-from pydantic import PrivateAttr
 from ragas.llms.base import InstructorBaseRagasLLM
 
-from retriever.local_llm import LOCK as _LOCK
+from retriever.generator import LocalLLM  # noqa: F401  (re-exported: the RAG pipeline's generator)
 from retriever.local_llm import chat_json, load_llama
 
 from .cache import JsonCache
-
-class LocalLLM(CustomLLM):
-    """A llama.cpp chat model for LlamaIndex (greedy decoding, streaming supported)."""
-
-    model: str = "qwen"
-    max_tokens: int = 128
-    context_window: int = 4096
-    _llama: Any = PrivateAttr()
-    _cache: Any = PrivateAttr(default=None)
-
-    def __init__(self, model: str = "qwen", max_tokens: int = 128, cache: JsonCache | None = None, **kw: Any):
-        super().__init__(model=model, max_tokens=max_tokens, **kw)
-        self._llama = load_llama(model, n_ctx=self.context_window)
-        self._cache = cache
-
-    @property
-    def metadata(self) -> LLMMetadata:
-        return LLMMetadata(context_window=self.context_window, num_output=self.max_tokens, model_name=self.model,
-                           is_chat_model=False)
-
-    def _chat(self, prompt: str, stream: bool = False):
-        with _LOCK:
-            return self._llama.create_chat_completion(messages=[{"role": "user", "content": prompt}],
-                                                      max_tokens=self.max_tokens, temperature=0.0, stream=stream)
-
-    @llm_completion_callback()
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        key = ("gen", self.model, self.max_tokens, prompt)
-        if self._cache is not None:
-            hit = self._cache.get(key)
-            if hit is not None:
-                return CompletionResponse(text=hit)
-        text = self._chat(prompt)["choices"][0]["message"]["content"] or ""
-        if self._cache is not None:
-            self._cache.put(key, text)
-        return CompletionResponse(text=text)
-
-    @llm_completion_callback()
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        text = ""
-        for chunk in self._chat(prompt, stream=True):
-            delta = chunk["choices"][0]["delta"].get("content") or ""
-            text += delta
-            yield CompletionResponse(text=text, delta=delta)
-
 
 class LocalJudge(InstructorBaseRagasLLM):
     """A ragas judge on the local GGUF model with JSON-schema-constrained decoding, cached."""

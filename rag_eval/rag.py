@@ -35,12 +35,16 @@ from retriever.errors import HonedError
 
 from .cache import JsonCache
 
+# Claim-aware: BEIR sets such as SciFact ask with *claims*, not questions. With a question-only prompt
+# the 0.5B generator answered "Not found in the passages." to every SciFact claim (answer relevancy 0).
 QA_TEMPLATE = (
     "Use only the passages below.\n\n{context_str}\n\n"
     "Request: {query_str}\n"
-    "Answer in one or two sentences and quote the words of the passage that answer the request. "
-    "If no passage answers it, reply exactly: Not found in the passages."
+    "If the request is a question, answer it. If it is a statement, say whether the passages support or "
+    "contradict it and why. Use one or two sentences and quote the passage words you rely on. "
+    "If the passages say nothing about it, reply exactly: Not found in the passages."
 )
+ANSWER_MAX_TOKENS = 64   # decode-bound (~13 tokens/s here): one or two sentences fit
 METRICS = ("faithfulness", "answer_relevancy", "context_precision_ids", "context_recall_ids")
 JUDGE_TRUST_MIN = 0.7
 
@@ -96,7 +100,7 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
         raise HonedError(f"--n must be ≥ 1, got {n}")
     ds = subsample_queries(load_beir(data, "test"), n)
     cache = JsonCache(cache_path)
-    gen = LocalLLM(llm, max_tokens=128, cache=cache)
+    gen = LocalLLM(llm, max_tokens=ANSWER_MAX_TOKENS, cache=cache)
     jd = make_judge(judge, cache)
     faith = Faithfulness(llm=jd)
     relevancy = AnswerRelevancy(llm=jd, embeddings=HuggingFaceEmbeddings(model=str(resolve_model(embed_model))),

@@ -67,3 +67,25 @@ def slice_index(tmp_path_factory, scifact_slice, minilm):
     out = tmp_path_factory.mktemp("idx") / "scifact-slice"
     build_index(minilm, scifact_slice.corpus, out, show_progress=False)
     return out
+
+
+# a real fine-tune small enough for a test (seconds per step on 2 cores)
+TINY = dict(max_steps=4, batch_size=8, eval_steps=2, max_mine_docs=150, dev_max_docs=60, patience=5)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, scifact_dir):
+    """60 real SciFact train queries with their abstracts + 80 distractors, and 20 test queries."""
+    from retriever.data import load_beir, write_beir
+
+    tr, te = load_beir(scifact_dir, "train"), load_beir(scifact_dir, "test")
+    qs = sorted(tr.qrels)[:60]
+    tq = sorted(te.qrels)[:20]
+    docs = list(dict.fromkeys(sorted({d for q in qs for d in tr.qrels[q]}) + sorted(tr.corpus)[:80]))
+    root = tmp_path_factory.mktemp("sf") / "tiny"
+    write_beir(root / "train", {d: tr.corpus[d] for d in docs}, {q: tr.queries[q] for q in qs},
+               {"train": {q: tr.qrels[q] for q in qs}})
+    tdocs = sorted({d for q in tq for d in te.qrels[q]})
+    write_beir(root / "test", {d: te.corpus[d] for d in tdocs}, {q: te.queries[q] for q in tq},
+               {"test": {q: te.qrels[q] for q in tq}})
+    return root

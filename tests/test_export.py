@@ -30,6 +30,8 @@ def exported(tmp_path_factory, scifact_slice):
 def test_export_writes_models_and_parity(exported):
     model, _, man = exported
     assert (model / "onnx" / "model.onnx").exists() and (model / "onnx" / "model_int8.onnx").exists()
+    # fused graph: one Attention op per layer (6) etc., and still the same vectors as torch
+    assert man["fused_ops"].get("Attention") == 6 and man["fused_ops"].get("SkipLayerNormalization") == 12
     assert man["parity"]["fp32"]["cos_min"] > 0.999
     assert man["parity"]["int8"]["cos_mean"] > 0.97 and man["parity"]["int8"]["cos_min"] > 0.95
     assert abs(man["parity"]["torch"]["ndcg@10"] - man["parity"]["fp32"]["ndcg@10"]) < 1e-3
