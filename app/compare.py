@@ -22,11 +22,13 @@ from typing import Iterator
 
 from retriever.errors import HonedError
 
+# No exact-string escape hatch: the 0.5B model took "reply exactly: Not found" for nearly every
+# question, even with the answer in passage #1 (seen in the app on cuad-clauses).
 ANSWER_TEMPLATE = (
-    "Use only the passages below.\n\n{context_str}\n\n"
+    "Read these passages.\n\n{context_str}\n\n"
     "Question: {query_str}\n"
-    "Answer in one or two sentences, quoting the passage words that answer it. "
-    "If no passage answers it, reply exactly: Not found in the passages."
+    "Give the best answer the passages support, in one or two sentences, quoting them. "
+    "If they do not answer it, say what they do say instead."
 )
 
 
@@ -37,6 +39,7 @@ class System:
     index_path: str
     retriever: object              # retriever.HonedRetriever
     model_ref: str
+    ident: str = ""                # what votes record: the index folder, or the registry version behind an alias
 
 
 @dataclass
@@ -58,23 +61,24 @@ def open_system(name: str, spec: str | os.PathLike, corpus: str | os.PathLike | 
     if spec.startswith("alias:"):
         from rag_eval.beir_eval import cached_index
         from retriever.data.beir import load_beir
+        from retriever.models import model_fingerprint
 
-        from .registry import model_for_alias
+        from .registry import REGISTERED_NAME, alias_version, model_for_alias
 
         if not corpus:
             raise HonedError(f"--{name}: {spec} needs --corpus (the BEIR folder whose test corpus the app searches)")
         model = model_for_alias(spec.split(":", 1)[1], runs_dir=runs_dir)
         ds = load_beir(corpus, "test")
-        from retriever.models import model_fingerprint
-
         path = Path(index_dir) / f"app-{Path(str(corpus)).name}-{model_fingerprint(model)[:12]}"
         index, enc = cached_index(ds, str(model), path)
-        return System(name, spec, str(path), HonedRetriever(index, enc, similarity_top_k=top_k), str(model))
+        version = alias_version(spec.split(":", 1)[1], runs_dir).version
+        return System(name, spec, str(path), HonedRetriever(index, enc, similarity_top_k=top_k), str(model),
+                      ident=f"{REGISTERED_NAME} v{version} ({spec})")
     if not (Path(spec) / "manifest.json").exists():
         raise HonedError(f"--{name}: {spec} is not an index folder (no manifest.json); "
                          f"build one with `honed index build` or pass alias:champion")
     r = HonedRetriever.from_dir(spec, similarity_top_k=top_k)
-    return System(name, spec, spec, r, r.encoder.ref)
+    return System(name, spec, spec, r, r.encoder.ref, ident=spec)
 
 
 def retrieve(system: System, query: str) -> tuple[list[Hit], float]:
@@ -97,6 +101,16 @@ def answer_stream(llm, query: str, hits: list[Hit], max_passages: int = 3) -> It
                                      response_mode="compact", streaming=True)
     resp = synth.synthesize(query, nodes)
     yield from resp.response_gen
+
+
+def timed(chunks: Iterator[str], out: dict) -> Iterator[str]:
+    """Pass a stream through, recording seconds to the first chunk and to the end in `out`."""
+    t0 = time.perf_counter()
+    for chunk in chunks:
+        out.setdefault("first_s", time.perf_counter() - t0)
+        yield chunk
+    out.setdefault("first_s", time.perf_counter() - t0)
+    out["total_s"] = time.perf_counter() - t0
 
 
 def blind_order(names: list[str], seed: str | int | None = None) -> list[str]:

@@ -21,7 +21,7 @@ import uuid
 
 import streamlit as st
 
-from app.compare import answer_stream, blind_order, open_system, retrieve
+from app.compare import answer_stream, blind_order, open_system, retrieve, timed
 from app.store import FeedbackStore, Vote
 
 
@@ -69,7 +69,7 @@ def main() -> None:
                        int(cfg["top_k"]))
     store = _store(cfg["feedback"])
     sid = st.session_state.setdefault("session_id", uuid.uuid4().hex)
-    ident = {side: s.spec for side, s in systems.items()}   # what the store records as the system id
+    ident = {side: s.ident for side, s in systems.items()}   # what the store records as the system id
 
     st.title("Compare retrievers")
     st.caption(f"baseline: `{systems['baseline'].spec}` · candidate: `{systems['candidate'].spec}` · "
@@ -91,9 +91,11 @@ def main() -> None:
         st.info("Type a question and press Compare.")
         return
 
+    st.text(f"Results for: {cur['query']}")
     revealed = not cfg["blind"] or st.session_state.get("voted", False)
     shown = {ident[s]: [h.doc_id for h in cur["results"][s]["hits"]] for s in systems}
     cols = st.columns(2)
+    answer_slots = {}
     for col, side, label in zip(cols, cur["order"], ("A", "B")):
         system = systems[side]
         res = cur["results"][side]
@@ -101,18 +103,10 @@ def main() -> None:
                          candidate=ident["candidate"], position=label, blinded=bool(cfg["blind"]), shown=shown,
                          vote=1)
         with col:
-            title = f"System {label}" + (f" — {side}: {system.spec}" if revealed else "")
+            title = f"System {label}" + (f" — {side}: {system.ident}" if revealed else "")
             st.subheader(title)
             st.caption(f"retrieved {len(res['hits'])} passages in {res['seconds'] * 1000:.0f} ms")
-            if cfg["answers"]:
-                if side not in cur["answers"]:
-                    cur["answers"][side] = st.write_stream(answer_stream(_llm(int(cfg["max_tokens"])),
-                                                                         cur["query"], res["hits"]))
-                else:
-                    st.text(cur["answers"][side])
-                key = f"ans-{cur['qn']}-{side}"
-                st.feedback("thumbs", key=key, on_change=_record,
-                            args=(store, key, Vote(target="answer", answer=cur["answers"][side], **base_vote)))
+            answer_slots[side] = (st.empty(), base_vote)   # filled below, after both columns' passages show
             for h in res["hits"]:
                 with st.container(border=True):
                     st.caption(f"#{h.rank} · doc `{h.doc_id}` · score {h.score:.3f}")
@@ -121,6 +115,25 @@ def main() -> None:
                     st.feedback("thumbs", key=key, on_change=_record,
                                 args=(store, key, Vote(target="passage", doc_id=h.doc_id, doc_text=h.text,
                                                        rank=h.rank, score=h.score, **base_vote)))
+    if cfg["answers"]:
+        # Passages of both systems are on screen first; answers then stream in, A then B (one local LLM).
+        for side in cur["order"]:
+            slot, base_vote = answer_slots[side]
+            with slot.container():
+                if side not in cur["answers"]:
+                    timing: dict = {}
+                    stream = timed(answer_stream(_llm(int(cfg["max_tokens"])), cur["query"],
+                                                 cur["results"][side]["hits"]), timing)
+                    cur["answers"][side] = st.write_stream(stream)
+                    cur.setdefault("answer_timing", {})[side] = timing
+                else:
+                    st.text(cur["answers"][side])
+                t = cur.get("answer_timing", {}).get(side, {})
+                if t:
+                    st.caption(f"answer: first words after {t['first_s']:.1f} s, complete after {t['total_s']:.1f} s")
+                key = f"ans-{cur['qn']}-{side}"
+                st.feedback("thumbs", key=key, on_change=_record,
+                            args=(store, key, Vote(target="answer", answer=cur["answers"][side], **base_vote)))
     if not revealed:
         st.caption("Which system is which is revealed after your first vote.")
 

