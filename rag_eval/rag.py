@@ -59,7 +59,9 @@ def _score(coro_fn, *args, **kwargs) -> tuple[float, str | None]:
     """Run one async ragas metric; a judge failure becomes NaN with its reason, never a crash."""
     try:
         res = asyncio.run(coro_fn(*args, **kwargs))
-        return float(getattr(res, "value", res)), None
+        v = float(getattr(res, "value", res))
+        # ragas returns NaN without raising when the judge finds nothing to score (e.g. no statements)
+        return v, ("NaN from the metric: the judge extracted nothing to score" if math.isnan(v) else None)
     except Exception as e:  # ragas raises many types (validation, parsing, value errors)
         return float("nan"), f"{type(e).__name__}: {str(e)[:120]}"
 
@@ -157,11 +159,12 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
 
 def judge_sanity(faith, samples: list[dict], pairs: int) -> dict:
     """How often the judge scores an answer higher against its own contexts than against another query's."""
-    usable = [s for s in samples if not math.isnan(s["faithfulness"])][: pairs + 1]
+    # an answer needs its own faithfulness score; the contexts swapped in may come from any other sample
+    scored = [i for i, s in enumerate(samples) if not math.isnan(s["faithfulness"])][:pairs]
     wins, ties, details = 0, 0, []
-    for i, s in enumerate(usable[:pairs]):
-        other = usable[(i + 1) % len(usable)] if len(usable) > 1 else None
-        if other is None or other["query_id"] == s["query_id"]:
+    for i in scored:
+        s, other = samples[i], samples[(i + 1) % len(samples)]
+        if other["query_id"] == s["query_id"]:
             break
         swapped, _ = _score(faith.ascore, user_input=s["query"], response=s["answer"],
                             retrieved_contexts=other["_contexts"])

@@ -31,7 +31,7 @@ def test_real_llm_metrics_and_cache(slice_dir, tmp_path):
         assert all(math.isnan(v) or 0.0 <= v <= 1.0 for v in vals)
     assert s["nan_rate"]["faithfulness"] < 1.0, "the schema-constrained judge must produce scores"
     assert s["metrics"]["context_recall_ids"] is not None
-    assert s["judge_sanity"]["pairs"] == 1
+    assert s["judge_sanity"]["pairs"] == 1, [(x["answer"], x["faithfulness"], x["errors"]) for x in s["samples"]]
     assert doc["cache"]["misses"] > 0
     rep = json.loads((tmp_path / "report" / "report.json").read_text())
     assert rep["kind"] == "rag" and (tmp_path / "report" / "rag-metrics.png").exists()
