@@ -21,6 +21,23 @@ from rag_eval.report import write_beir_report
 from retriever.finetune.train import FinetuneConfig, finetune
 
 
+def twin_split(doc: dict, audit_summary: str) -> dict:
+    """nDCG@10 per system on test queries with and without an exact/near-duplicate train claim (audit)."""
+    import numpy as np
+
+    leak = json.loads(Path(audit_summary).read_text())["leakage"]
+    twins = {x["test"] for x in leak["exact"] + leak["near"]}
+    res = {"threshold": leak.get("threshold"), "n_twins": 0, "n_clean": 0}
+    for name, sysd in doc["systems"].items():
+        pq = sysd["per_query"]
+        clean = [v["NDCG@10"] for q, v in pq.items() if q not in twins]
+        twin = [v["NDCG@10"] for q, v in pq.items() if q in twins]
+        res["n_twins"], res["n_clean"] = len(twin), len(clean)
+        res[name] = {"clean_ndcg@10": round(float(np.mean(clean)), 4),
+                     "twin_ndcg@10": round(float(np.mean(twin)), 4) if twin else None}
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -36,6 +53,8 @@ def main() -> None:
     ap.add_argument("--dev-max-docs", type=int, default=1000)
     ap.add_argument("--skip-train", action="store_true", help="evaluate an existing run folder")
     ap.add_argument("--reuse-base-index", default=None, help="an index of the base model over the test corpus")
+    ap.add_argument("--audit", default=None,
+                    help="summary.json of `honed data audit`: also score the test queries without a train twin")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -67,6 +86,8 @@ def main() -> None:
         "dev": man["eval"], "timing": man["timing"], "status": man["status"],
         "report": str(report.markdown),
     }
+    if args.audit:
+        out["twin_split"] = twin_split(doc, args.audit)
     print(json.dumps(out, indent=2))
     # SciFact's train split holds 2 exact twins of test claims (as BEIR ships it): drop_eval_overlap removes them.
     p = Path(args.json or f"benchmarks/results/finetune-{Path(args.out).name}.json")
