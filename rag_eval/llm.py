@@ -25,10 +25,12 @@ from retriever.local_llm import chat_json, load_llama
 
 from .cache import JsonCache
 
+
 class LocalJudge(InstructorBaseRagasLLM):
     """A ragas judge on the local GGUF model with JSON-schema-constrained decoding, cached."""
 
-    def __init__(self, model: str = "qwen", cache: JsonCache | None = None, max_tokens: int = 512):
+    def __init__(self, model: str = "qwen", cache: JsonCache | None = None, max_tokens: int = 1024):
+        # 512 truncated one SciFact verdict list mid-JSON (a NaN); the cap only costs time when it is reached
         self.model = model
         self.llama = load_llama(model)
         self.cache = cache
