@@ -119,7 +119,11 @@ class FeedbackStore:
             sa.Column("details", sa.Text, nullable=False),
         )
         self._sa = sa
-        self._write(lambda conn: md.create_all(conn))
+        try:
+            self._write(lambda conn: md.create_all(conn))
+        except sa.exc.OperationalError as e:   # another process created the tables between check and create
+            if "already exists" not in str(e):
+                raise
 
     def _write(self, fn, attempts: int = 8):
         """Run `fn(conn)` in one transaction; retry the rare 'database is locked' beyond the busy timeout."""

@@ -10,8 +10,9 @@ Layout: query box; two columns (blinded as "System A"/"System B" in a random
 order per query until the first vote, then revealed), each with the answer
 streamed from the local LLM and the retrieved passages (scores, doc ids).
 Every answer and passage has thumbs (``st.feedback``), written to the feedback
-store at once. Document text is shown with ``st.text`` (never as HTML or
-Markdown), so corpus content cannot inject markup or script.
+store at once. Document text and answers (which quote it) are shown with
+``st.text``, never as HTML or Markdown, so corpus content cannot inject markup
+or script.
 """
 from __future__ import annotations
 
@@ -60,6 +61,16 @@ def _record(store: FeedbackStore, key: str, vote: Vote) -> None:
     vote.vote = 1 if value == 1 else -1
     store.record(vote)
     st.session_state["voted"] = True
+
+
+def _stream_as_text(chunks) -> str:
+    """Show a token stream as it grows, as plain text (st.write_stream would render the LLM's Markdown)."""
+    box, text = st.empty(), ""
+    for chunk in chunks:
+        text += chunk
+        box.text(text)
+    box.text(text or "(no answer)")
+    return text
 
 
 def main() -> None:
@@ -124,7 +135,7 @@ def main() -> None:
                     timing: dict = {}
                     stream = timed(answer_stream(_llm(int(cfg["max_tokens"])), cur["query"],
                                                  cur["results"][side]["hits"]), timing)
-                    cur["answers"][side] = st.write_stream(stream)
+                    cur["answers"][side] = _stream_as_text(stream)
                     cur.setdefault("answer_timing", {})[side] = timing
                 else:
                     st.text(cur["answers"][side])
