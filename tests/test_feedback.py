@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,8 @@ from app.store import FeedbackStore, Vote
 from retriever.data import load_beir
 from retriever.data.beir import doc_text
 from retriever.errors import HonedError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _vote(query, system, target="passage", vote=1, doc=None, session="s1", **kw) -> Vote:
@@ -44,23 +48,24 @@ def test_bad_votes_are_refused_and_nothing_is_written(tmp_path, bad, msg):
     assert store.count() == 0
 
 
-def _writer(url: str, worker: int, n: int) -> None:
-    store = FeedbackStore(url)
-    for i in range(n):
-        store.record(_vote(f"query {worker}-{i}", "tuned", doc=(f"d{i}", f"passage {i}"), session=f"w{worker}"))
+WRITER = """
+import sys
+from app.store import FeedbackStore, Vote
+url, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+store = FeedbackStore(url)
+for i in range(n):
+    store.record(Vote(session_id=f"w{worker}", query=f"query {worker}-{i}", system="tuned", baseline="base",
+                      candidate="tuned", target="passage", vote=1, doc_id=f"d{i}", doc_text=f"passage {i}"))
+"""
 
 
 def test_concurrent_writers_lose_no_vote(tmp_path):
     """8 processes write at once into one SQLite file (CI size: 8 × 60; the benchmark runs 8 × 500)."""
     url = f"sqlite:///{tmp_path / 'fb.db'}"
     FeedbackStore(url)   # create the schema first, as the app does on start
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(url, w, 60)) for w in range(8)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0] * 8
+    # plain subprocesses: multiprocessing's spawn would re-run whatever __main__ an earlier test left behind
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, str(w), "60"], cwd=REPO) for w in range(8)]
+    assert [p.wait(180) for p in procs] == [0] * 8
     rows = FeedbackStore(url).all_votes()
     assert len(rows) == 480
     assert len({(r["session_id"], r["query"]) for r in rows}) == 480

@@ -13,14 +13,21 @@ from pathlib import Path
 EXPERIMENT = "honed"
 
 
+# mlflow.set_tracking_uri() exports the URI it is given as $MLFLOW_TRACKING_URI, so after our first
+# run the variable holds *our* default, not a user's choice: remember the URIs we derived and skip them.
+_DERIVED: set[str] = set()
+
+
 def tracking_uri(runs_dir: str | os.PathLike = "runs") -> str:
-    """The MLflow store: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///<runs_dir>/mlflow.db``."""
+    """The MLflow store: ``$MLFLOW_TRACKING_URI`` (when the user set it) or ``sqlite:///<runs_dir>/mlflow.db``."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
+    if env and env not in _DERIVED:
         return env
     p = Path(runs_dir).resolve()
     p.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{p / 'mlflow.db'}"
+    uri = f"sqlite:///{p / 'mlflow.db'}"
+    _DERIVED.add(uri)
+    return uri
 
 
 def start_run(runs_dir: str | os.PathLike, run_name: str, experiment: str = EXPERIMENT):
