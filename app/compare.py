@@ -63,15 +63,14 @@ def open_system(name: str, spec: str | os.PathLike, corpus: str | os.PathLike | 
         from retriever.data.beir import load_beir
         from retriever.models import model_fingerprint
 
-        from .registry import REGISTERED_NAME, alias_version, model_for_alias
+        from .registry import REGISTERED_NAME, alias_model
 
         if not corpus:
             raise HonedError(f"--{name}: {spec} needs --corpus (the BEIR folder whose test corpus the app searches)")
-        model = model_for_alias(spec.split(":", 1)[1], runs_dir=runs_dir)
+        model, version = alias_model(spec.split(":", 1)[1], runs_dir=runs_dir)
         ds = load_beir(corpus, "test")
         path = Path(index_dir) / f"app-{Path(str(corpus)).name}-{model_fingerprint(model)[:12]}"
         index, enc = cached_index(ds, str(model), path)
-        version = alias_version(spec.split(":", 1)[1], runs_dir).version
         return System(name, spec, str(path), HonedRetriever(index, enc, similarity_top_k=top_k), str(model),
                       ident=f"{REGISTERED_NAME} v{version} ({spec})")
     if not (Path(spec) / "manifest.json").exists():

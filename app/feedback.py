@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from retriever.finetune.pairs import Pair, normalise_text
 
@@ -56,12 +57,13 @@ class FeedbackStatus:
     trigger_reasons: list[str] = field(default_factory=list)
 
 
-def _frozen_eval_set(eval_data: list[str | os.PathLike] | None) -> tuple[set[str], set[str], set[str]]:
+@lru_cache(maxsize=8)   # feedback_status asks twice (all pairs, new pairs); a BEIR load is the slow part
+def _frozen_eval_set(eval_data: tuple[str, ...]) -> tuple[frozenset, frozenset, frozenset]:
     """(normalised eval queries, judged-relevant eval doc ids, their normalised texts)."""
     from retriever.data.beir import doc_text, load_beir
 
     queries, doc_ids, doc_texts = set(), set(), set()
-    for d in eval_data or []:
+    for d in eval_data:
         ds = load_beir(d, "test")
         queries |= {normalise_text(q) for q in ds.queries.values()}
         for rel in ds.qrels.values():
@@ -70,24 +72,23 @@ def _frozen_eval_set(eval_data: list[str | os.PathLike] | None) -> tuple[set[str
                     doc_ids.add(did)
                     if did in ds.corpus:
                         doc_texts.add(normalise_text(doc_text(ds.corpus[did])))
-    return queries, doc_ids, doc_texts
+    return frozenset(queries), frozenset(doc_ids), frozenset(doc_texts)
 
 
 def feedback_pairs(store: FeedbackStore, eval_data: list[str | os.PathLike] | None = None,
                    after_id: int = 0) -> tuple[list[Pair], dict]:
     """Training pairs (``source="feedback"``) from passage votes, and counts of what was kept or dropped."""
-    eval_q, eval_ids, eval_texts = _frozen_eval_set(eval_data)
+    eval_q, eval_ids, eval_texts = _frozen_eval_set(tuple(str(d) for d in eval_data or ()))
     ups: dict[str, dict[str, tuple[str, str]]] = {}     # norm query → doc id → (query, text)
     downs: dict[str, dict[str, str]] = {}
     for r in store.latest_votes(after_id):
         if r["target"] != "passage" or not r["doc_text"]:
             continue
-        bucket = ups if r["vote"] > 0 else downs
         q = normalise_text(r["query"])
         if r["vote"] > 0:
-            bucket.setdefault(q, {})[r["doc_id"]] = (r["query"].strip(), r["doc_text"])
+            ups.setdefault(q, {})[r["doc_id"]] = (r["query"].strip(), r["doc_text"])
         else:
-            bucket.setdefault(q, {})[r["doc_id"]] = r["doc_text"]
+            downs.setdefault(q, {})[r["doc_id"]] = r["doc_text"]
     stats = {"positive_votes": sum(map(len, ups.values())), "negative_votes": sum(map(len, downs.values())),
              "dropped_eval_query": 0, "dropped_eval_doc": 0, "negatives_without_positive": 0, "conflicts": 0}
     pairs = []

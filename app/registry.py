@@ -71,12 +71,9 @@ def register_model(model_dir: str | os.PathLike, runs_dir: str | os.PathLike = "
 def promote(version: str, runs_dir: str | os.PathLike = "runs", name: str = REGISTERED_NAME) -> None:
     """Make `version` the champion; the champion it replaces becomes ``previous-champion``."""
     client = _client(runs_dir)
-    try:
-        old = client.get_model_version_by_alias(name, "champion")
-        if old.version != str(version):
-            client.set_registered_model_alias(name, "previous-champion", old.version)
-    except Exception:   # no champion yet
-        pass
+    old = alias_version("champion", runs_dir, name)
+    if old is not None and str(old.version) != str(version):
+        client.set_registered_model_alias(name, "previous-champion", old.version)
     client.set_registered_model_alias(name, "champion", str(version))
     client.set_model_version_tag(name, str(version), "honed.promoted", "true")
 
@@ -90,8 +87,8 @@ def alias_version(alias: str, runs_dir: str | os.PathLike = "runs", name: str = 
         return None
 
 
-def model_for_alias(alias: str, runs_dir: str | os.PathLike = "runs", name: str = REGISTERED_NAME) -> Path:
-    """The local model folder registered under `alias` (e.g. champion)."""
+def alias_model(alias: str, runs_dir: str | os.PathLike = "runs", name: str = REGISTERED_NAME) -> tuple[Path, str]:
+    """(local model folder, registry version) behind `alias` (e.g. champion)."""
     mv = alias_version(alias, runs_dir, name)
     if mv is None:
         raise HonedError(f"no model version has the alias {alias!r} in registry {name!r} "
@@ -99,4 +96,9 @@ def model_for_alias(alias: str, runs_dir: str | os.PathLike = "runs", name: str 
     path = Path(mv.tags.get("honed.model_dir", ""))
     if not (path / "modules.json").exists():
         raise HonedError(f"{name} v{mv.version} ({alias}): model folder {path} is missing on this machine")
-    return path
+    return path, str(mv.version)
+
+
+def model_for_alias(alias: str, runs_dir: str | os.PathLike = "runs", name: str = REGISTERED_NAME) -> Path:
+    """The local model folder registered under `alias` (e.g. champion)."""
+    return alias_model(alias, runs_dir, name)[0]

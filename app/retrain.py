@@ -51,7 +51,7 @@ def retrain_from_feedback(data: str | os.PathLike, out: str | os.PathLike, store
 
     console = Console()
     store = store or FeedbackStore()
-    cfg = load_gate_config(gate_config)
+    cfg = load_gate_config(gate_config)   # read now: a bad gate file should fail before an hour of training
     out = Path(out)
     last_id = store.last_vote_id()
     pairs, stats = feedback_pairs(store, eval_data=[data])
