@@ -196,6 +196,7 @@ def finetune_cmd(
     relative_margin: float = typer.Option(0.05, help="false-negative guard"),
     bm25_negatives: bool = typer.Option(True, help="add BM25 candidates to the mined negatives"),
     max_mine_docs: int = typer.Option(4000, help="mining corpus size (positives + random)"),
+    mine_max_seq_length: int = typer.Option(128, help="passage length (tokens) when mining; 0 = as trained"),
     teacher: Optional[str] = typer.Option(None, help="train a cross-encoder teacher from this base (minilm | mpnet)"),
     dev_max_docs: int = typer.Option(2000, help="dev corpus size (dev positives + random)"),
     eval_steps: int = typer.Option(50),

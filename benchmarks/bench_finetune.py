@@ -46,6 +46,9 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=-1)
     ap.add_argument("--max-seq-length", type=int, default=256)
     ap.add_argument("--num-negatives", type=int, default=1)
+    ap.add_argument("--max-mine-docs", type=int, default=4000)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--mine-max-seq-length", type=int, default=128)
     ap.add_argument("--loss", default="mnrl")
     ap.add_argument("--teacher", default=None)
     ap.add_argument("--lr", type=float, default=5e-5)
@@ -61,6 +64,7 @@ def main() -> None:
     if not args.skip_train:
         finetune(FinetuneConfig(data=args.data, out=args.out, epochs=args.epochs, max_steps=args.max_steps,
                                 max_seq_length=args.max_seq_length, num_negatives=args.num_negatives,
+                                max_mine_docs=args.max_mine_docs, batch_size=args.batch_size, mine_max_seq_length=args.mine_max_seq_length,
                                 loss=args.loss, teacher=args.teacher, lr=args.lr, eval_steps=args.eval_steps,
                                 dev_max_docs=args.dev_max_docs, drop_eval_overlap=True))
     man = json.loads(Path(args.out, "honed.json").read_text())
@@ -76,7 +80,8 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "dataset": f"{args.data} (test: {doc['n_queries']} queries, {doc['n_docs']} docs)",
         "params": {k: man["params"][k] for k in ("loss", "epochs", "max_steps", "batch_size", "lr", "max_seq_length",
-                                                 "num_negatives", "teacher")},
+                                                 "num_negatives", "max_mine_docs", "mine_max_seq_length",
+                                                 "teacher") if k in man["params"]},
         "base_ndcg@10": doc["systems"]["base"]["metrics"]["NDCG@10"],
         "tuned_ndcg@10": doc["systems"]["tuned"]["metrics"]["NDCG@10"],
         "base_recall@100": doc["systems"]["base"]["metrics"]["Recall@100"],

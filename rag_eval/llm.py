@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 from ragas.llms.base import InstructorBaseRagasLLM
@@ -36,14 +37,20 @@ class LocalJudge(InstructorBaseRagasLLM):
         self.cache = cache
         self.max_tokens = max_tokens
         self.calls = 0
+        self.seconds: dict[str, float] = {}    # response model → judge time spent on uncached calls
 
     def generate(self, prompt: str, response_model):
-        schema = response_model.model_json_schema()
+        schema = constrain_schema(response_model.model_json_schema())
         key = ("judge", self.model, prompt, schema)
         raw = self.cache.get(key) if self.cache is not None else None
         if raw is None:
             self.calls += 1
-            raw = chat_json(prompt, schema, model=self.model, max_tokens=self.max_tokens)
+            t0 = time.perf_counter()
+            # one llama.cpp context per response type: each keeps its prompt's fixed prefix evaluated
+            raw = chat_json(prompt, schema, model=self.model, max_tokens=self.max_tokens,
+                            slot=f"judge:{response_model.__name__}")
+            name = response_model.__name__
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
             if self.cache is not None:
                 self.cache.put(key, raw)
         # A truncated or off-schema answer raises here; the metric scores it NaN and we count it.
@@ -51,6 +58,31 @@ class LocalJudge(InstructorBaseRagasLLM):
 
     async def agenerate(self, prompt: str, response_model):
         return await asyncio.to_thread(self.generate, prompt, response_model)
+
+
+def constrain_schema(schema: Any, reason_max_chars: int = 160) -> Any:
+    """The response schema a local judge decodes under: lists non-empty, free-text reasons capped.
+
+    ragas asks a judge for a list only about a non-empty input (the statements of an
+    answer, one verdict per statement), and an empty list turns the metric into NaN.
+    The 0.5B judge returned ``[]`` for every short non-committal SciFact answer, so the
+    decoding grammar requires one item. Reasons are capped because decoding is the cost
+    (~13 tokens/s here): an uncapped verdict list ran past 2,500 characters.
+
+    >>> constrain_schema({"type": "array", "items": {"type": "string"}})
+    {'type': 'array', 'items': {'type': 'string'}, 'minItems': 1}
+    """
+    if isinstance(schema, list):
+        return [constrain_schema(x, reason_max_chars) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: constrain_schema(v, reason_max_chars) for k, v in schema.items()}
+    if out.get("type") == "array":
+        out.setdefault("minItems", 1)
+    props = out.get("properties")
+    if isinstance(props, dict) and props.get("reason", {}).get("type") == "string":
+        props["reason"] = {**props["reason"], "maxLength": reason_max_chars}
+    return out
 
 
 def openai_judge(url: str, model: str, api_key: str | None = None):

@@ -121,7 +121,9 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
         samples, t0 = [], time.perf_counter()
         for qid in track(list(ds.queries), description=f"RAG {name}"):
             q = ds.queries[qid]
+            t_answer = time.perf_counter()
             resp = engine.query(q)
+            t_judge = time.perf_counter()
             ctx = [n_.node.get_content() for n_ in resp.source_nodes]
             ids = [n_.node.node_id for n_ in resp.source_nodes]
             answer = str(resp).strip() or "(no answer)"
@@ -137,19 +139,27 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
             sample = SingleTurnSample(retrieved_context_ids=ids, reference_context_ids=ref)
             s["context_precision_ids"], _ = _score(prec.single_turn_ascore, sample)
             s["context_recall_ids"], _ = _score(rec.single_turn_ascore, sample)
+            s["seconds"] = {"answer": round(t_judge - t_answer, 2), "judge": round(time.perf_counter() - t_judge, 2)}
             s["_contexts"] = ctx
             samples.append(s)
         secs = time.perf_counter() - t0
+        t_sanity = time.perf_counter()
         sanity = judge_sanity(faith, samples, sanity_pairs)
+        sanity["seconds"] = round(time.perf_counter() - t_sanity, 2)
         for s in samples:
             s.pop("_contexts")
         doc["systems"][name] = {
             "model": model, "samples": samples, "seconds_per_sample": round(secs / max(len(samples), 1), 2),
+            # where a sample's time goes: generating the answer vs the judge's calls (sanity check not included)
+            "seconds_per_sample_split": {k: round(float(np.mean([x["seconds"][k] for x in samples])), 2)
+                                         for k in ("answer", "judge")},
             "metrics": {m: _nanmean(s[m] for s in samples) for m in METRICS},
             "nan_rate": {m: round(sum(1 for s in samples if math.isnan(s[m])) / len(samples), 4) for m in METRICS},
             "judge_sanity": sanity,
         }
     doc["cache"] = {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
+    if getattr(jd, "seconds", None):
+        doc["judge_seconds"] = {k: round(v, 1) for k, v in jd.seconds.items()}
     doc["judge_trustworthy"] = all(v["judge_sanity"]["accuracy"] is not None
                                    and v["judge_sanity"]["accuracy"] >= JUDGE_TRUST_MIN for v in doc["systems"].values())
     if out:
@@ -207,14 +217,19 @@ def write_rag_report(doc: dict, out: str | os.PathLike) -> Path:
         if not doc["judge_trustworthy"]:
             L += [f"> **Judge flagged as untrustworthy**: it ranked faithful answers above swapped-context ones "
                   f"less than {JUDGE_TRUST_MIN:.0%} of the time. Treat faithfulness/relevancy as noise.", ""]
-        L += ["| system | " + " | ".join(METRICS) + " | NaN rate (faith/relev) | judge sanity | s/sample |",
+        L += ["| system | " + " | ".join(METRICS) + " | NaN rate (faith/relev) | judge sanity | s/sample (answer + judge) |",
               "|---|" + "---:|" * len(METRICS) + "---|---|---:|"]
         for nme, s in doc["systems"].items():
             fmt = lambda v: f"{v:.3f}" if v is not None else "—"
             js = s["judge_sanity"]
             L.append(f"| {nme} | " + " | ".join(fmt(s["metrics"][m]) for m in METRICS)
                      + f" | {s['nan_rate']['faithfulness']:.0%} / {s['nan_rate']['answer_relevancy']:.0%} "
-                     f"| {fmt(js['accuracy'])} over {js['pairs']} pairs | {s['seconds_per_sample']} |")
-        L += ["", "![metrics](rag-metrics.png)", "", f"Cache: {doc['cache']['hits']} hits, {doc['cache']['misses']} misses.", ""]
+                     f"| {fmt(js['accuracy'])} over {js['pairs']} pairs | {s['seconds_per_sample']} "
+                     f"({s['seconds_per_sample_split']['answer']} + {s['seconds_per_sample_split']['judge']}) |")
+        L += ["", "![metrics](rag-metrics.png)", "", f"Cache: {doc['cache']['hits']} hits, {doc['cache']['misses']} misses."]
+        if doc.get("judge_seconds"):
+            L += ["", "Judge time by call (uncached calls, sanity check included): "
+                  + ", ".join(f"{k} {v} s" for k, v in doc["judge_seconds"].items()) + "."]
+        L.append("")
         (tmp / "report.md").write_text("\n".join(L))
     return out / "report.md"

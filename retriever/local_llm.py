@@ -23,25 +23,104 @@ LOCK = threading.Lock()
 _LLAMAS: dict[tuple, Any] = {}
 
 
-def load_llama(model: str = "qwen", n_ctx: int = 4096, threads: int | None = None):
-    """Load (once per process) a GGUF model with llama.cpp."""
+def load_llama(model: str = "qwen", n_ctx: int = 4096, threads: int | None = None, slot: str = ""):
+    """Load (once per process and `slot`) a GGUF model with llama.cpp.
+
+    A llama.cpp context re-reads only the part of a prompt that differs from its previous
+    one. Callers that alternate between prompt kinds (a judge's statement, verdict and
+    relevancy prompts, each opening with the same long instructions and examples) give
+    each kind its own `slot`, so each context keeps its kind's prefix evaluated. A slot is a
+    whole llama.cpp instance: ~0.6 GB for the packaged 0.5B model (llama.cpp repacks the
+    weights for this CPU, so they are not shared between instances).
+    """
     try:
         from llama_cpp import Llama
     except ImportError:
         raise HonedError("the local LLM needs llama-cpp-python: run `pip install llama-cpp-python` "
                          "(builds from source in ~15 min on 2 cores)") from None
     path = resolve_model(model)
-    key = (str(path), n_ctx)
+    key = (str(path), n_ctx, slot)
     if key not in _LLAMAS:
-        _LLAMAS[key] = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(),
-                             verbose=False, seed=0)
+        llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), verbose=False, seed=0)
+        _use_greedy_grammar_sampler(llama)
+        _LLAMAS[key] = llama
     return _LLAMAS[key]
 
 
+class GreedyGrammarSampler:
+    """Greedy decoding under a llama.cpp grammar that checks the argmax token before the vocabulary.
+
+    llama-cpp-python runs the grammar over every one of Qwen's 151,936 tokens at each step,
+    which halved decoding here (24 → 13 tokens/s with a JSON schema). llama.cpp's own
+    ``common_sampler`` first checks only the token it would pick and constrains the whole
+    vocabulary only when that token is rejected; the Python binding does not expose that path,
+    so this is it, for greedy decoding. Same tokens as the full-vocabulary path (it picks the
+    argmax of the grammar-masked logits either way).
+    """
+
+    def __init__(self, llama, grammar):
+        import ctypes
+
+        import llama_cpp
+        import numpy as np
+        from llama_cpp._internals import LlamaTokenDataArray
+
+        self._c, self._np, self._lib = ctypes, np, llama_cpp
+        self._n_vocab = llama.n_vocab()
+        self._smpl = llama_cpp.llama_sampler_init_grammar(
+            llama._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8"))
+        if not self._smpl:
+            raise HonedError("llama.cpp could not parse the JSON-schema grammar")
+        self._one = LlamaTokenDataArray(n_vocab=1)
+        self._full = LlamaTokenDataArray(n_vocab=self._n_vocab)
+        self.fallbacks = 0
+
+    def _allowed(self, token: int) -> bool:
+        one = self._one
+        one.candidates_data.id[0], one.candidates_data.logit[0], one.candidates_data.p[0] = token, 1.0, 0.0
+        one.candidates.size, one.candidates.selected, one.candidates.sorted = 1, -1, False
+        self._lib.llama_sampler_apply(self._smpl, self._c.byref(one.candidates))
+        return bool(self._np.isfinite(one.candidates_data.logit[0]))
+
+    def sample(self, ctx, idx: int) -> int:
+        np = self._np
+        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(ctx.ctx, idx), shape=(self._n_vocab,))
+        token = int(np.argmax(logits))
+        if not self._allowed(token):
+            self.fallbacks += 1
+            self._full.copy_logits(logits)
+            self._lib.llama_sampler_apply(self._smpl, self._c.byref(self._full.candidates))
+            token = int(self._full.candidates_data.id[int(np.argmax(self._full.candidates_data.logit))])
+        self._lib.llama_sampler_accept(self._smpl, token)
+        return token
+
+    def close(self) -> None:
+        if self._smpl:
+            self._lib.llama_sampler_free(self._smpl)
+            self._smpl = None
+
+    __del__ = close
+
+
+def _use_greedy_grammar_sampler(llama) -> None:
+    """Route greedy, penalty-free, grammar-constrained sampling of `llama` to :class:`GreedyGrammarSampler`."""
+    default = llama._init_sampler
+
+    def init_sampler(**kw):
+        plain = (kw.get("temp") == 0.0 and kw.get("logits_processor") is None and not kw.get("mirostat_mode")
+                 and kw.get("repeat_penalty", 1.0) == 1.0 and not kw.get("frequency_penalty")
+                 and not kw.get("presence_penalty"))
+        if kw.get("grammar") is not None and plain:
+            return GreedyGrammarSampler(llama, kw["grammar"])
+        return default(**kw)
+
+    llama._init_sampler = init_sampler
+
+
 def chat_json(prompt: str, schema: dict, model: str = "qwen", max_tokens: int = 256,
-              system: str = "Answer with JSON only.") -> str:
+              system: str = "Answer with JSON only.", slot: str = "") -> str:
     """One greedy chat completion constrained to `schema` (llama.cpp grammar); returns the raw JSON text."""
-    llama = load_llama(model)
+    llama = load_llama(model, slot=slot)
     with LOCK:
         out = llama.create_chat_completion(
             messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],

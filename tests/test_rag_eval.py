@@ -58,3 +58,50 @@ def test_junk_judge_is_counted_as_nan_not_a_crash(slice_dir, tmp_path):
     assert s["nan_rate"]["faithfulness"] == 1.0 and s["nan_rate"]["answer_relevancy"] == 1.0
     assert "ValidationError" in s["samples"][0]["errors"]["faithfulness"]
     assert not doc["judge_trustworthy"]
+
+
+def test_local_judge_schema_keeps_noncommittal_answers_scorable(tmp_path):
+    """The 0.5B judge returned no statements for non-committal answers (faithfulness NaN); the
+    decoding schema now requires one, and caps the verdict reasons that made judging slow."""
+    import asyncio
+
+    from ragas.metrics.collections import Faithfulness
+
+    from rag_eval.cache import JsonCache
+    from rag_eval.llm import LocalJudge
+
+    judge = LocalJudge(cache=JsonCache(tmp_path / "c.sqlite"))
+    faith = Faithfulness(llm=judge)
+    claim = "Rapamycin decreases the concentration of triacylglycerols in fruit flies."
+    answer = ("The passage does not support the request. The passage does not provide any information "
+              "about how rapamycin decreases the concentration of triacylglycerols.")
+    statements = asyncio.run(faith._create_statements(claim, answer))
+    assert len(statements) >= 1 and all(s.strip() for s in statements)
+    verdicts = asyncio.run(faith._create_verdicts(statements, "Rapamycin extends lifespan in Drosophila."))
+    assert len(verdicts.statements) >= 1
+    assert all(len(v.reason) <= 160 and v.verdict in (0, 1) for v in verdicts.statements)
+
+
+def test_greedy_grammar_sampler_gives_the_full_vocabulary_result():
+    """The argmax-first grammar check decodes the same JSON as llama-cpp-python's own sampler."""
+    from llama_cpp import Llama
+    from ragas.metrics.collections.faithfulness.util import NLIStatementOutput
+
+    from rag_eval.llm import constrain_schema
+    from retriever.local_llm import GreedyGrammarSampler, load_llama
+    from retriever.models import resolve_model
+
+    fast = load_llama("qwen", slot="test-fast")
+    reference = Llama(model_path=str(resolve_model("qwen")), n_ctx=1024, n_threads=2, verbose=False, seed=0)
+    schema = constrain_schema(NLIStatementOutput.model_json_schema())
+    msgs = [{"role": "user", "content": "Context: water boils at 100 C at sea level.\n"
+                                        "Judge: 'water boils at 100 C', 'ice is hot'."}]
+    try:
+        outs = [llm.create_chat_completion(messages=msgs, temperature=0.0, max_tokens=160,
+                                           response_format={"type": "json_object", "schema": schema})
+                ["choices"][0]["message"]["content"] for llm in (reference, fast)]
+    finally:
+        reference.close()
+    assert isinstance(fast._sampler, GreedyGrammarSampler)
+    assert outs[0] == outs[1]
+    assert NLIStatementOutput.model_validate_json(outs[1]).statements

@@ -56,6 +56,7 @@ class FinetuneConfig:
     relative_margin: float = 0.05
     bm25_negatives: bool = True
     max_mine_docs: int = 4000          # mining corpus: all positives + random passages up to this
+    mine_max_seq_length: int = 128     # mining only ranks candidates: half the tokens, ~2x faster encoding
     teacher: str | None = None         # "minilm" | "mpnet" | a folder: train a cross-encoder teacher
     teacher_epochs: float = 1.0
     dev_fraction: float = 0.15
@@ -253,7 +254,8 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         t0 = time.perf_counter()
         triples = mine_negatives(train_pairs, _mining_corpus(corpus, train_pairs, cfg.max_mine_docs, cfg.seed),
                                  base_enc, num_negatives=cfg.num_negatives, relative_margin=cfg.relative_margin,
-                                 bm25=cfg.bm25_negatives, seed=cfg.seed, cache_folder=str(work / "mining-cache"))
+                                 bm25=cfg.bm25_negatives, seed=cfg.seed, cache_folder=str(work / "mining-cache"),
+                                 max_seq_length=cfg.mine_max_seq_length)
         timings["mining_s"] = round(time.perf_counter() - t0, 1)
         timings["mining_random_fallback"] = getattr(mine_negatives, "last_stats", {}).get("random_fallback")
         if not triples:
@@ -302,7 +304,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         t0 = time.perf_counter()
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_s = time.perf_counter() - t0
-        final = evaluator(model)
+        final = _restored_eval(trainer) or evaluator(model)
         dev_ndcg = float(final["dev_cosine_ndcg@10"])
         epochs_done = max(trainer.state.epoch or 0, 1e-9)
         status, reason = "ok", ""
@@ -367,6 +369,18 @@ def _latest_checkpoint(ckpt: Path) -> Path | None:
 def _best_step(trainer) -> int | None:
     best = trainer.state.best_model_checkpoint
     return int(best.rsplit("-", 1)[-1]) if best else None
+
+
+def _restored_eval(trainer) -> dict | None:
+    """The dev metrics logged for the checkpoint the trainer restored at the end, if it restored one.
+
+    Re-running the evaluator on that same model costs a full dev-corpus encode (~70 s on SciFact).
+    """
+    step = _best_step(trainer)
+    for h in trainer.state.log_history:
+        if step is not None and h.get("step") == step and "eval_dev_cosine_ndcg@10" in h:
+            return {k[len("eval_"):]: v for k, v in h.items() if k.startswith("eval_dev_")}
+    return None
 
 
 def _log_to_mlflow(manifest: dict, out: Path) -> None:
