@@ -2,6 +2,9 @@
 
     python benchmarks/bench_finetune.py --data ../shared/datasets/scifact --out runs/bench-scifact
     python benchmarks/bench_finetune.py --data datasets/cuad-clauses --out runs/bench-cuad
+    # the < 20 min SciFact run (README): one epoch, batch 16, lr 1e-4
+    python benchmarks/bench_finetune.py --data ../shared/datasets/scifact --out runs/bench-scifact-1ep-b16 \
+        --epochs 1 --batch-size 16 --lr 1e-4 --audit reports/audit-scifact/summary.json
 
 Prints nDCG@10 / Recall@100 of base and tuned (full test corpus), the paired
 test, wall time per epoch and peak memory, and writes them as JSON.
