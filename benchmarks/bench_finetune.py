@@ -67,7 +67,8 @@ def main() -> None:
     if not args.skip_train:
         finetune(FinetuneConfig(data=args.data, out=args.out, epochs=args.epochs, max_steps=args.max_steps,
                                 max_seq_length=args.max_seq_length, num_negatives=args.num_negatives,
-                                max_mine_docs=args.max_mine_docs, batch_size=args.batch_size, mine_max_seq_length=args.mine_max_seq_length,
+                                max_mine_docs=args.max_mine_docs, batch_size=args.batch_size,
+                                mine_max_seq_length=args.mine_max_seq_length,
                                 loss=args.loss, teacher=args.teacher, lr=args.lr, eval_steps=args.eval_steps,
                                 dev_max_docs=args.dev_max_docs, drop_eval_overlap=True))
     man = json.loads(Path(args.out, "honed.json").read_text())

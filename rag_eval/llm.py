@@ -22,7 +22,8 @@ from typing import Any
 from ragas.llms.base import InstructorBaseRagasLLM
 
 from retriever.generator import LocalLLM  # noqa: F401  (re-exported: the RAG pipeline's generator)
-from retriever.local_llm import chat_json, load_llama
+from retriever.local_llm import chat_json, llama_cpp_module
+from retriever.models import resolve_model
 
 from .cache import JsonCache
 
@@ -33,7 +34,8 @@ class LocalJudge(InstructorBaseRagasLLM):
     def __init__(self, model: str = "qwen", cache: JsonCache | None = None, max_tokens: int = 1024):
         # 512 truncated one SciFact verdict list mid-JSON (a NaN); the cap only costs time when it is reached
         self.model = model
-        self.llama = load_llama(model)
+        # fail here, not as NaN scores later: each judge call's error is caught and counted
+        llama_cpp_module(), resolve_model(model)
         self.cache = cache
         self.max_tokens = max_tokens
         self.calls = 0
@@ -45,11 +47,9 @@ class LocalJudge(InstructorBaseRagasLLM):
         raw = self.cache.get(key) if self.cache is not None else None
         if raw is None:
             self.calls += 1
-            t0 = time.perf_counter()
+            name, t0 = response_model.__name__, time.perf_counter()
             # one llama.cpp context per response type: each keeps its prompt's fixed prefix evaluated
-            raw = chat_json(prompt, schema, model=self.model, max_tokens=self.max_tokens,
-                            slot=f"judge:{response_model.__name__}")
-            name = response_model.__name__
+            raw = chat_json(prompt, schema, model=self.model, max_tokens=self.max_tokens, slot=f"judge:{name}")
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
             if self.cache is not None:
                 self.cache.put(key, raw)

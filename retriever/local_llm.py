@@ -11,10 +11,13 @@ Example:
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import threading
 from typing import Any
+
+import numpy as np
 
 from .errors import HonedError
 from .models import resolve_model
@@ -33,18 +36,24 @@ def load_llama(model: str = "qwen", n_ctx: int = 4096, threads: int | None = Non
     whole llama.cpp instance: ~0.6 GB for the packaged 0.5B model (llama.cpp repacks the
     weights for this CPU, so they are not shared between instances).
     """
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        raise HonedError("the local LLM needs llama-cpp-python: run `pip install llama-cpp-python` "
-                         "(builds from source in ~15 min on 2 cores)") from None
     path = resolve_model(model)
     key = (str(path), n_ctx, slot)
     if key not in _LLAMAS:
-        llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), verbose=False, seed=0)
+        llama = llama_cpp_module().Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(),
+                                         verbose=False, seed=0)
         _use_greedy_grammar_sampler(llama)
         _LLAMAS[key] = llama
     return _LLAMAS[key]
+
+
+def llama_cpp_module():
+    """The llama_cpp module, or a one-line error saying how to install it."""
+    try:
+        import llama_cpp
+    except ImportError:
+        raise HonedError("the local LLM needs llama-cpp-python: run `pip install llama-cpp-python` "
+                         "(builds from source in ~15 min on 2 cores)") from None
+    return llama_cpp
 
 
 class GreedyGrammarSampler:
@@ -59,37 +68,30 @@ class GreedyGrammarSampler:
     """
 
     def __init__(self, llama, grammar):
-        import ctypes
-
-        import llama_cpp
-        import numpy as np
         from llama_cpp._internals import LlamaTokenDataArray
 
-        self._c, self._np, self._lib = ctypes, np, llama_cpp
+        self._lib = llama_cpp_module()
         self._n_vocab = llama.n_vocab()
-        self._smpl = llama_cpp.llama_sampler_init_grammar(
+        self._smpl = self._lib.llama_sampler_init_grammar(
             llama._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8"))
         if not self._smpl:
             raise HonedError("llama.cpp could not parse the JSON-schema grammar")
         self._one = LlamaTokenDataArray(n_vocab=1)
         self._full = LlamaTokenDataArray(n_vocab=self._n_vocab)
-        self.fallbacks = 0
 
     def _allowed(self, token: int) -> bool:
         one = self._one
         one.candidates_data.id[0], one.candidates_data.logit[0], one.candidates_data.p[0] = token, 1.0, 0.0
         one.candidates.size, one.candidates.selected, one.candidates.sorted = 1, -1, False
-        self._lib.llama_sampler_apply(self._smpl, self._c.byref(one.candidates))
-        return bool(self._np.isfinite(one.candidates_data.logit[0]))
+        self._lib.llama_sampler_apply(self._smpl, ctypes.byref(one.candidates))
+        return bool(np.isfinite(one.candidates_data.logit[0]))
 
     def sample(self, ctx, idx: int) -> int:
-        np = self._np
         logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(ctx.ctx, idx), shape=(self._n_vocab,))
         token = int(np.argmax(logits))
         if not self._allowed(token):
-            self.fallbacks += 1
             self._full.copy_logits(logits)
-            self._lib.llama_sampler_apply(self._smpl, self._c.byref(self._full.candidates))
+            self._lib.llama_sampler_apply(self._smpl, ctypes.byref(self._full.candidates))
             token = int(self._full.candidates_data.id[int(np.argmax(self._full.candidates_data.logit))])
         self._lib.llama_sampler_accept(self._smpl, token)
         return token
