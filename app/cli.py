@@ -29,6 +29,7 @@ app.add_typer(index_app, name="index")
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
 console = Console()
+FORCE = typer.Option(False, "--force", help="replace --out even if it is not a honed artifact of this kind")
 
 
 @models_app.command("list")
@@ -60,12 +61,13 @@ def models_fetch(names: List[str] = typer.Argument(None, help="models to fetch (
 def data_build_cuad(source: Path = typer.Option(..., help="CUAD v1 folder (master_clauses.csv, full_contract_txt/)"),
                     out: Path = typer.Option(Path("datasets/cuad-clauses"), help="output folder"),
                     n_train: int = typer.Option(120, help="train contracts"),
-                    n_test: int = typer.Option(40, help="test contracts")) -> None:
+                    n_test: int = typer.Option(40, min=1, help="test contracts"),
+                    force: bool = FORCE) -> None:
     """Build the cuad-clauses BEIR dataset (train/test split by contract)."""
     from retriever.data.cuad import build_cuad
 
     with console.status("building cuad-clauses …"):
-        stats = build_cuad(source, out, n_train=n_train, n_test=n_test)
+        stats = build_cuad(source, out, n_train=n_train, n_test=n_test, force=force)
     for split in ("train", "test"):
         s = stats[split]
         console.print(f"{split}: {s['contracts']} contracts, {s['passages']} passages, "
@@ -79,12 +81,14 @@ def data_audit(data: Path = typer.Argument(..., help="BEIR dataset folder"),
                model: str = typer.Option("minilm", help="model for embeddings and ranks"),
                near_threshold: float = typer.Option(0.95, help="cosine at which two queries are near-duplicates"),
                clusters: Optional[int] = typer.Option(None, help="k for the topic map (default: from size)"),
-               max_docs: int = typer.Option(2000, help="random passages in the label-noise pool")) -> None:
+               max_docs: int = typer.Option(2000, min=1, help="random passages in the label-noise pool"),
+               force: bool = FORCE) -> None:
     """Leakage, coverage, lengths, label-noise hints and topic skew of a dataset."""
     from rag_eval.audit import audit_dataset
 
     out = out or Path("reports") / f"audit-{data.resolve().name}"
-    s = audit_dataset(data, out, model=model, near_threshold=near_threshold, k=clusters, max_docs=max_docs)
+    s = audit_dataset(data, out, model=model, near_threshold=near_threshold, k=clusters, max_docs=max_docs,
+                      force=force)
     if "leakage" in s:
         lk = s["leakage"]
         console.print(f"leakage: {len(lk['exact'])} exact, {len(lk['near'])} near-duplicate train/test query pairs")
@@ -123,11 +127,12 @@ def index_build(model: str = typer.Option("minilm", help="model folder, packaged
                 out: Path = typer.Option(..., help="index folder to (re)write atomically"),
                 faiss: str = typer.Option("flat", help="flat | hnsw | ivfpq"),
                 split: str = typer.Option("test", help="which corpus of a per-split dataset"),
-                batch_size: int = typer.Option(32)) -> None:
+                batch_size: int = typer.Option(32, min=1),
+                force: bool = FORCE) -> None:
     """Embed a corpus and write a FAISS index + doc store + manifest."""
     from retriever.index import build_index, read_manifest
 
-    build_index(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size)
+    build_index(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size, force=force)
     m = read_manifest(out)
     console.print(f"[green]✓[/] {m['count']} docs → {out} ({m['faiss']['factory']}, dim {m['dim']}, "
                   f"{m['build']['docs_per_second']} docs/s)")
@@ -142,10 +147,13 @@ def index_info(path: Path) -> None:
 
 
 @app.command("search")
-def search_cmd(index: Path, query: str, k: int = typer.Option(10, "-k", help="hits to show"),
+def search_cmd(index: Path, query: str, k: int = typer.Option(10, "-k", min=1, help="hits to show"),
                model: Optional[str] = typer.Option(None, help="override the manifest's model")) -> None:
     """Print the top-k passages of an index for a query (ONNX path when the model has one: no torch)."""
     from retriever.index import open_index_and_encoder, search
+
+    if not query.strip():
+        raise HonedError("QUERY is empty: give the text to search for")
 
     idx, enc = open_index_and_encoder(index, model)
     t = Table("#", "score", "doc id", "text")
@@ -187,9 +195,9 @@ def finetune_cmd(
     base: str = typer.Option("minilm", help="base model"),
     out: str = typer.Option("runs/tuned", help="run folder (a sentence-transformers model folder)"),
     loss: str = typer.Option("mnrl", help="mnrl | cached-mnrl | matryoshka | distill"),
-    epochs: float = typer.Option(1.0),
+    epochs: float = typer.Option(1.0, min=0.0),
     max_steps: int = typer.Option(-1, help="stop after N steps (overrides epochs)"),
-    batch_size: int = typer.Option(32),
+    batch_size: int = typer.Option(32, min=1),
     lr: float = typer.Option(5e-5),
     max_seq_length: int = typer.Option(256),
     num_negatives: int = typer.Option(1, help="mined hard negatives per pair (0 = in-batch only)"),
@@ -206,6 +214,7 @@ def finetune_cmd(
     track: bool = typer.Option(True, help="log to MLflow"),
     drop_eval_overlap: bool = typer.Option(False, help="drop training queries equal to eval queries instead of refusing"),
     config: Optional[Path] = typer.Option(None, help="TOML file with a [finetune] table of the same keys"),
+    force: bool = FORCE,
 ) -> None:
     """Fine-tune an embedder on a domain (hard negatives, optional teacher distillation)."""
     from retriever.finetune.train import FinetuneConfig, finetune
@@ -225,17 +234,20 @@ def eval_beir(data: List[str] = typer.Option(..., help="BEIR dataset folder, or 
               system: List[str] = typer.Option(..., help="NAME=MODEL, or bm25 (repeatable)"),
               split: str = typer.Option("test"),
               out: Path = typer.Option(..., help="report folder"),
-              max_queries: Optional[int] = typer.Option(None, help="evaluate on the first N queries"),
+              max_queries: Optional[int] = typer.Option(None, min=1, help="evaluate on the first N queries"),
               index_dir: Path = typer.Option(Path("indexes"), help="where per-system indexes are cached"),
-              track: bool = typer.Option(False, help="log the report to MLflow, linked to the model's training run")) -> None:
+              track: bool = typer.Option(False, help="log the report to MLflow, linked to the model's training run"),
+              force: bool = FORCE) -> None:
     """Retrieval metrics of several systems side by side; writes report.json/report.md/plots."""
     from rag_eval.beir_eval import evaluate_systems, parse_system
     from rag_eval.report import log_report_to_mlflow, write_beir_report
+    from retriever.atomic import check_writable
 
     systems = [parse_system(s) for s in system]
+    check_writable(out, "report", force)     # before the evaluation, not after
     results = evaluate_systems([str(d) for d in data], systems, split=split,
                                max_queries=max_queries, index_dir=index_dir)
-    paths = write_beir_report(results, out)
+    paths = write_beir_report(results, out, force=force)
     console.print(paths.summary_table)
     console.print(f"report: {paths.markdown}")
     if track:
@@ -252,30 +264,39 @@ def export_onnx_cmd(model: str = typer.Argument(..., help="model folder (a run)"
                     quantize: Optional[str] = typer.Option("int8", help="int8 | none"),
                     data: Optional[str] = typer.Option(None, help="BEIR folder for the nDCG@10 parity gate"),
                     max_ndcg_drop: float = typer.Option(0.005, help="int8 tolerance"),
-                    max_docs: int = typer.Option(2000, help="parity corpus size")) -> None:
-    """Export to <model>/onnx/ (fp32 + int8) and check parity against the torch model."""
-    from retriever.export.onnx import export_onnx
+                    max_docs: int = typer.Option(2000, min=1, help="parity corpus size"),
+                    target_cpu: str = typer.Option("all", help="int8 recipes: all | auto (this CPU) | avx2 | avx512-vnni")) -> None:
+    """Export to <model>/onnx/ (fp32 + int8 per CPU target) and check parity against the torch model."""
+    from retriever.export.onnx import export_onnx, int8_targets
+    from retriever.ort_encoder import cpu_int8_target
 
     if quantize not in ("int8", "none", None):
         raise HonedError(f"--quantize must be int8 or none, got {quantize!r}")
-    man = export_onnx(model, quantize=quantize == "int8", data=data, max_ndcg_drop=max_ndcg_drop, max_docs=max_docs)
-    t = Table("variant", "cos mean", "cos min", "nDCG@10")
+    int8_targets(target_cpu)   # a bad --target-cpu fails before the model loads
+    man = export_onnx(model, quantize=quantize == "int8", data=data, max_ndcg_drop=max_ndcg_drop,
+                      max_docs=max_docs, target_cpu=target_cpu)
+    t = Table("variant", "cos mean", "cos min", "nDCG@10", "gate")
     for name, p in man["parity"].items():
-        t.add_row(name, str(p.get("cos_mean", "—")), str(p.get("cos_min", "—")), str(p.get("ndcg@10", "—")))
+        gate = man["int8"].get(name.removeprefix("int8-"), {}) if name.startswith("int8-") else {}
+        t.add_row(name, str(p.get("cos_mean", "—")), str(p.get("cos_min", "—")), str(p.get("ndcg@10", "—")),
+                  ("pass" if gate.get("passed") else gate.get("reason", "FAIL")) if gate else "")
     console.print(t)
-    console.print(f"[green]✓[/] {model}/onnx/ (int8 {'enabled' if man['int8_passed'] else 'not gated: fp32 used by default'})")
+    usable = man["int8"].get(cpu_int8_target(), {}).get("passed") or man["int8"].get("avx2", {}).get("passed")
+    console.print(f"[green]✓[/] {model}/onnx/ (this CPU: {cpu_int8_target()}; default query path: "
+                  f"{'int8' if usable else 'fp32 (no int8 model passed its gate here)'})")
 
 
 @export_app.command("triton")
 def export_triton_cmd(model: str = typer.Argument(..., help="model folder with onnx/ exported"),
                       out: Path = typer.Option(Path("model_repository"), help="Triton model repository"),
                       name: Optional[str] = typer.Option(None, help="model name in the repository"),
-                      variant: str = typer.Option("auto", help="int8 | fp32 | auto"),
-                      max_batch_size: int = typer.Option(64)) -> None:
+                      variant: str = typer.Option("auto", help="auto | fp32 | int8 (this CPU) | int8-avx2 | int8-avx512-vnni"),
+                      max_batch_size: int = typer.Option(64, min=1),
+                      force: bool = FORCE) -> None:
     """Write a Triton model repository (ONNX Runtime backend, dynamic batching), schema-validated."""
     from retriever.export.triton import export_triton
 
-    path = export_triton(model, out, name=name, variant=variant, max_batch_size=max_batch_size)
+    path = export_triton(model, out, name=name, variant=variant, max_batch_size=max_batch_size, force=force)
     console.print(f"[green]✓[/] {path}  (serve: tritonserver --model-repository={out})")
 
 
@@ -303,9 +324,10 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
              system: List[str] = typer.Option(..., help="NAME=MODEL (dense; repeatable)"),
              llm: str = typer.Option("qwen", help="generator GGUF (packaged name or path)"),
              judge: str = typer.Option("qwen", help="local GGUF, or an OpenAI-compatible URL#model"),
-             n: int = typer.Option(20, help="test queries to run"),
-             top_k: int = typer.Option(3, help="contexts per answer"),
-             out: Path = typer.Option(..., help="report folder")) -> None:
+             n: int = typer.Option(20, min=1, help="test queries to run"),
+             top_k: int = typer.Option(3, min=1, help="contexts per answer"),
+             out: Path = typer.Option(..., help="report folder"),
+             force: bool = FORCE) -> None:
     """End-to-end RAG (LlamaIndex + local LLM) scored with ragas; judge sanity check and NaN rates."""
     from rag_eval.beir_eval import parse_system
     from rag_eval.rag import evaluate_rag
@@ -316,7 +338,7 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
         if s.model is None:
             raise HonedError("--system bm25 has no dense index to plug into the RAG pipeline; use NAME=MODEL")
         systems[s.name] = s.model
-    doc = evaluate_rag(data, systems, n=n, out=out, llm=llm, judge=judge, top_k=top_k)
+    doc = evaluate_rag(data, systems, n=n, out=out, llm=llm, judge=judge, top_k=top_k, force=force)
     t = Table("system", *doc["systems"][next(iter(doc["systems"]))]["metrics"], "judge sanity", "s/sample")
     for name, s in doc["systems"].items():
         t.add_row(name, *[f"{v:.3f}" if v is not None else "—" for v in s["metrics"].values()],
@@ -361,8 +383,7 @@ def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME 
             blind: bool = typer.Option(True, help="randomise and hide which side is which until the first vote"),
             max_tokens: int = typer.Option(96, help="answer length cap")) -> None:
     """Start the side-by-side comparison app (Streamlit); votes go to the feedback store."""
-    import subprocess
-
+    from app.launch import run_server
     from app.store import feedback_url
 
     if baseline == candidate:
@@ -380,7 +401,7 @@ def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME 
     console.print(f"app: http://{address}:{port}  (votes → {cfg['feedback']}; Ctrl-C stops it)")
     cmd = [sys.executable, "-m", "streamlit", "run", str(ui), "--server.headless", "true",
            "--server.address", address, "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    raise typer.Exit(run_server(cmd, env))
 
 
 @feedback_app.command("export")
@@ -467,12 +488,28 @@ def retrain_cmd(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="B
 
 
 def main() -> None:
-    """Entry point: run the Typer app, turning HonedError into one clean line."""
+    """Entry point: run the Typer app; bad input (HonedError or a bad flag) is one ``error:`` line and exit 2."""
+    from rich.markup import escape
+    from typer.exceptions import TyperException   # base of the click errors typer vendors
+
+    err = Console(stderr=True)
     try:
-        app()
+        rv = app(standalone_mode=False)
     except HonedError as e:
-        Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except TyperException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":   # `honed` or `honed index` alone: show the help
+            e.show()
+            sys.exit(2)
+        ctx = getattr(e, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        hint = " (see --help)" if ctx is not None else ""
+        err.print(f"[red]error:[/] {escape(where + e.format_message())}{hint}", highlight=False, soft_wrap=True)
+        sys.exit(getattr(e, "exit_code", 2))
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -77,8 +78,16 @@ class FeedbackStore:
 
         self.url = feedback_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self._sa = sa
+        with self._errors():
+            self._open(sa)
+
+    def _open(self, sa) -> None:
         if self.is_sqlite:
-            Path(self.url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+            db_file = Path(self.url.split(":///", 1)[1])
+            if db_file.is_dir():
+                raise HonedError(f"{db_file}: is a folder, not an SQLite database file")
+            db_file.parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(self.url, connect_args={"timeout": 30})
 
             @sa.event.listens_for(self.engine, "connect")
@@ -118,18 +127,36 @@ class FeedbackStore:
             sa.Column("last_vote_id", sa.Integer, nullable=False),
             sa.Column("details", sa.Text, nullable=False),
         )
-        self._sa = sa
         try:
             self._write(lambda conn: md.create_all(conn))
         except sa.exc.OperationalError as e:   # another process created the tables between check and create
             if "already exists" not in str(e):
                 raise
 
+    @contextlib.contextmanager
+    def _errors(self):
+        """Database and driver failures as one HonedError line naming the store (password hidden)."""
+        sa = self._sa
+        try:
+            yield
+        except ModuleNotFoundError as e:
+            pkg = _DRIVERS.get(e.name or "", e.name)
+            raise HonedError(f"{_shown(self.url)}: the database driver {e.name!r} is not installed "
+                             f"(pip install {pkg})") from None
+        except sa.exc.ArgumentError as e:
+            raise HonedError(f"{_shown(self.url)}: not a usable database URL ({str(e).splitlines()[0]})") from None
+        except sa.exc.DatabaseError as e:
+            if isinstance(e, sa.exc.OperationalError) and any(m in str(e).lower() for m in _TRANSIENT):
+                raise   # handled by the callers: retried, or another creator won the race
+            reason = str(getattr(e, "orig", e)).splitlines()[0]
+            raise HonedError(f"{_shown(self.url)}: cannot use the feedback database ({reason}); "
+                             "is it an SQLite file honed wrote, and intact?") from None
+
     def _write(self, fn, attempts: int = 8):
         """Run `fn(conn)` in one transaction; retry the rare 'database is locked' beyond the busy timeout."""
         for i in range(attempts):
             try:
-                with self.engine.begin() as conn:
+                with self._errors(), self.engine.begin() as conn:
                     return fn(conn)
             except self._sa.exc.OperationalError as e:
                 if "locked" not in str(e).lower() or i == attempts - 1:
@@ -146,7 +173,7 @@ class FeedbackStore:
 
     def all_votes(self, after_id: int = 0) -> list[dict]:
         """Every vote row (oldest first), optionally only those after a row id."""
-        with self.engine.connect() as conn:
+        with self._errors(), self.engine.connect() as conn:
             rows = conn.execute(self.votes.select().where(self.votes.c.id > after_id)
                                 .order_by(self.votes.c.id)).mappings().all()
         return [{**r, "shown": json.loads(r["shown"] or "{}")} for r in rows]
@@ -159,11 +186,11 @@ class FeedbackStore:
         return sorted(latest.values(), key=lambda r: r["id"])
 
     def count(self) -> int:
-        with self.engine.connect() as conn:
+        with self._errors(), self.engine.connect() as conn:
             return int(conn.execute(self._sa.select(self._sa.func.count()).select_from(self.votes)).scalar_one())
 
     def last_vote_id(self) -> int:
-        with self.engine.connect() as conn:
+        with self._errors(), self.engine.connect() as conn:
             return int(conn.execute(self._sa.select(self._sa.func.max(self.votes.c.id))).scalar() or 0)
 
     def record_retrain(self, details: dict, last_vote_id: int) -> None:
@@ -172,9 +199,24 @@ class FeedbackStore:
         self._write(lambda conn: conn.execute(self.retrains.insert().values(**row)))
 
     def last_retrain(self) -> dict | None:
-        with self.engine.connect() as conn:
+        with self._errors(), self.engine.connect() as conn:
             r = conn.execute(self.retrains.select().order_by(self.retrains.c.id.desc()).limit(1)).mappings().first()
         return {**r, "details": json.loads(r["details"])} if r else None
+
+
+_TRANSIENT = ("locked", "already exists")
+_DRIVERS = {"psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'", "pymysql": "pymysql",
+            "MySQLdb": "mysqlclient", "asyncpg": "asyncpg"}
+
+
+def _shown(url: str) -> str:
+    """The URL with any password masked, for error messages."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:   # an unparsable URL: show only its scheme
+        return url.split("://", 1)[0] + "://…"
 
 
 def _now() -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.atomic import atomic_dir
+from retriever.atomic import atomic_dir, check_writable
 from retriever.data.beir import BeirDataset, doc_text, load_beir
 from retriever.errors import DataError
 
@@ -157,10 +157,12 @@ def _lengths(texts: list[str], tokenizer, cap: int) -> dict:
 
 
 def audit_dataset(path: str | os.PathLike, out: str | os.PathLike, model: str = "minilm",
-                  near_threshold: float = 0.95, k: int | None = None, max_docs: int = 2000) -> dict:
+                  near_threshold: float = 0.95, k: int | None = None, max_docs: int = 2000,
+                  force: bool = False) -> dict:
     """Audit a BEIR dataset folder; write report.md, summary.json and plots to `out`."""
     from retriever.encoder import load_encoder
 
+    check_writable(out, "audit", force)
     splits = load_splits(path)
     enc = load_encoder(model, backend="torch")
     tok = enc.model.tokenizer
@@ -192,7 +194,7 @@ def audit_dataset(path: str | os.PathLike, out: str | os.PathLike, model: str = 
     summary["label_noise"]["split"] = noise_split.split
 
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="audit", force=force) as tmp:
         plots = _audit_plots(summary, splits, vecs, tmp)
         clean = json.loads(json.dumps(summary, default=float))
         for s in clean["splits"].values():

@@ -36,16 +36,23 @@ class System:
 
 
 def parse_system(spec: str) -> System:
-    """``bm25`` → BM25; ``NAME=MODEL`` → dense; a bare ``MODEL`` is named after itself."""
+    """``bm25`` or ``NAME=bm25`` → BM25; ``NAME=MODEL`` → dense; a bare ``MODEL`` is named after itself."""
     spec = spec.strip()
     if spec.lower() == "bm25":
         return System("bm25", None)
     name, _, model = spec.partition("=")
     if not model:
-        name, model = Path(spec).name or spec, spec
+        name, model = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(spec).name or spec).strip("-._")[:64], spec
     if not name or not model:
         raise HonedError(f"--system {spec!r}: expected bm25 or NAME=MODEL")
-    return System(name, model)
+    if not _SYSTEM_NAME.fullmatch(name):
+        # names become file names of plots and cached indexes: refuse them now, not after the evaluation
+        raise HonedError(f"--system {spec!r}: name {name!r} may hold only letters, digits, '.', '_' and '-' "
+                         "(up to 64); write NAME=MODEL")
+    return System(name, None if model.lower() == "bm25" else model)
+
+
+_SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass
@@ -65,6 +72,7 @@ class DatasetResult:
     n_queries: int
     n_docs: int
     systems: dict[str, SystemResult] = field(default_factory=dict)
+    negative_grades: int = 0          # qrels lines with a grade < 0, read as non-relevant
 
 
 def dataset_name(path: str | os.PathLike) -> str:
@@ -103,6 +111,8 @@ def resolve_dataset(ref: str | os.PathLike, cache_dir: str | os.PathLike | None 
 
 def subsample_queries(ds: BeirDataset, max_queries: int | None) -> BeirDataset:
     """The first `max_queries` judged queries (sorted ids: deterministic)."""
+    if max_queries is not None and max_queries < 1:
+        raise HonedError(f"--max-queries must be ≥ 1, got {max_queries}")
     if not max_queries or max_queries >= len(ds.queries):
         return ds
     keep = sorted(ds.queries)[:max_queries]
@@ -154,7 +164,7 @@ def evaluate_systems(datasets: list[str], systems: list[System], split: str = "t
         path = resolve_dataset(path)
         ds = subsample_queries(load_beir(path, split), max_queries)
         res = DatasetResult(name=dataset_name(path), path=str(path), split=split,
-                            n_queries=len(ds.queries), n_docs=len(ds.corpus))
+                            n_queries=len(ds.queries), n_docs=len(ds.corpus), negative_grades=ds.negative_grades)
         for sysm in systems:
             t0 = time.perf_counter()
             fp = None

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -46,32 +47,108 @@ class GateCheck:
 def _parse_file(p: Path, what: str, parse):
     """Read and parse a file; a missing or malformed file is one HonedError line naming it."""
     try:
-        return parse(p.read_text(encoding="utf-8"))
+        return parse(p.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise HonedError(f"{p}: {what} not found") from None
+    except IsADirectoryError:
+        raise HonedError(f"{p}: is a folder; give the {what} file") from None
+    except UnicodeDecodeError as e:
+        raise HonedError(f"{p}: not UTF-8 text (bad byte at offset {e.start})") from None
+    except OSError as e:
+        raise HonedError(f"{p}: cannot read {what} ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
         raise HonedError(f"{p}: invalid TOML ({e})") from None
     except json.JSONDecodeError as e:
         raise HonedError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
+    except RecursionError:
+        raise HonedError(f"{p}: nested too deeply to be a {what}") from None
+
+
+_TOP_KEYS = {"candidate": str, "baseline": str, "datasets": list, "thresholds": dict, "non_regression": dict}
+_RULE_KEYS = {"max_drop": (int, float), "require_significant": bool, "alpha": (int, float)}
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def load_gate_config(path: str | os.PathLike) -> dict:
+    """Read a gate TOML and check it against the schema above: unknown keys and no-op configs are refused."""
     p = Path(path)
     cfg = _parse_file(p, "gate config", tomllib.loads)
-    for key in ("candidate",):
-        if key not in cfg:
-            raise HonedError(f"{p}: missing required key {key!r}")
-    unknown = set(cfg) - {"candidate", "baseline", "datasets", "thresholds", "non_regression"}
-    if unknown:
-        raise HonedError(f"{p}: unknown key(s) {', '.join(sorted(unknown))}")
+    return check_gate_config(cfg, str(p))
+
+
+def check_gate_config(cfg: dict, where: str = "gate config") -> dict:
+    """Validate a parsed gate config; every problem is one HonedError naming the key."""
+    for key, val in cfg.items():
+        if key not in _TOP_KEYS:
+            raise HonedError(f"{where}: unknown key {key!r} (allowed: {', '.join(_TOP_KEYS)})")
+        if not isinstance(val, _TOP_KEYS[key]):
+            raise HonedError(f"{where}: {key!r} must be a {_TOP_KEYS[key].__name__.replace('dict', 'table')}")
+    if not cfg.get("candidate"):
+        raise HonedError(f"{where}: missing required key 'candidate'")
+    if not all(isinstance(d, str) for d in cfg.get("datasets", [])):
+        raise HonedError(f"{where}: 'datasets' must be a list of dataset names")
+    for metric, floor in cfg.get("thresholds", {}).items():
+        if not _number(floor):
+            raise HonedError(f"{where}: thresholds.{metric!r} must be a number, got {floor!r}")
+    for metric, rule in cfg.get("non_regression", {}).items():
+        at = f"non_regression.{metric!r}"
+        if not isinstance(rule, dict):
+            raise HonedError(f"{where}: {at} must be a table such as {{ max_drop = 0.0 }}, got {rule!r}")
+        for key, val in rule.items():
+            if key not in _RULE_KEYS:
+                raise HonedError(f"{where}: unknown key {at}.{key} (allowed: {', '.join(_RULE_KEYS)})")
+            if isinstance(val, bool) != (key == "require_significant") or not isinstance(val, _RULE_KEYS[key]) \
+                    or (key != "require_significant" and not _number(val)):
+                raise HonedError(f"{where}: {at}.{key} must be "
+                                 f"{'true or false' if key == 'require_significant' else 'a number'}, got {val!r}")
+        if rule.get("max_drop", 0) < 0:
+            raise HonedError(f"{where}: {at}.max_drop must be ≥ 0, got {rule['max_drop']}")
+        if not 0 < rule.get("alpha", 0.05) < 1:
+            raise HonedError(f"{where}: {at}.alpha must be between 0 and 1, got {rule['alpha']}")
+    if cfg.get("non_regression") and not cfg.get("baseline"):
+        raise HonedError(f"{where}: [non_regression] needs baseline = \"...\"")
+    if not cfg.get("thresholds") and not cfg.get("non_regression"):
+        raise HonedError(f"{where}: no checks ([thresholds] or [non_regression]): a gate that checks nothing "
+                         "would pass anything")
     return cfg
 
 
+def check_report(report, where: str) -> dict:
+    """The parts of a BEIR report the gate reads, checked; anything else is one HonedError line."""
+    if not isinstance(report, dict):
+        raise HonedError(f"{where}: not a honed report (a JSON {type(report).__name__}, expected an object)")
+    schema = str(report.get("schema", ""))
+    if schema.startswith("honed.rag-report/") or report.get("kind") == "rag":
+        raise HonedError(f"{where}: is a RAG report; the gate judges retrieval reports from `honed eval beir`")
+    if not schema.startswith("honed.report/"):
+        raise HonedError(f"{where}: not a honed report (schema {report.get('schema')!r})")
+    datasets = report.get("datasets")
+    if not isinstance(datasets, dict) or not datasets:
+        raise HonedError(f"{where}: report has no datasets")
+    for name, d in datasets.items():
+        systems = d.get("systems") if isinstance(d, dict) else None
+        if not isinstance(systems, dict):
+            raise HonedError(f"{where}: datasets.{name} has no systems table")
+        for sysname, sd in systems.items():
+            if not isinstance(sd, dict) or not isinstance(sd.get("metrics"), dict):
+                raise HonedError(f"{where}: datasets.{name}.systems.{sysname} has no metrics table")
+            per_q = sd.get("per_query", {})
+            if not isinstance(per_q, dict) or not all(isinstance(v, dict) for v in per_q.values()):
+                raise HonedError(f"{where}: datasets.{name}.systems.{sysname}.per_query must map query ids "
+                                 "to metric tables")
+    return report
+
+
 def _per_query(sysd: dict, metric: str, dataset: str, system: str) -> dict[str, float]:
-    vals = {q: v[metric] for q, v in sysd["per_query"].items() if metric in v}
+    vals = {q: v[metric] for q, v in sysd.get("per_query", {}).items() if metric in v}
     if not vals:
         raise HonedError(f"report has no per-query {metric} for {system} on {dataset} "
-                         f"(per-query metrics: {', '.join(next(iter(sysd['per_query'].values()), {}))})")
+                         f"(per-query metrics: {', '.join(next(iter(sysd.get('per_query', {}).values()), {})) or 'none'})")
+    if not all(_number(v) for v in vals.values()):
+        raise HonedError(f"report: per-query {metric} for {system} on {dataset} holds a non-number")
     return vals
 
 
@@ -92,12 +169,12 @@ def evaluate_gate(report: dict, cfg: dict) -> list[GateCheck]:
         for metric, floor in (cfg.get("thresholds") or {}).items():
             if metric not in metrics:
                 raise HonedError(f"gate: metric {metric!r} not in report (e.g. {', '.join(list(metrics)[:5])})")
+            if not _number(metrics[metric]):
+                raise HonedError(f"report: {metric} of {cand} on {name} is not a number ({metrics[metric]!r})")
             v = float(metrics[metric])
             checks.append(GateCheck(name, "threshold", metric, v, float(floor), v >= float(floor),
                                     f"{cand} {metric} {v:.4f} ≥ {float(floor):.4f}"))
         for metric, rule in (cfg.get("non_regression") or {}).items():
-            if not base:
-                raise HonedError("gate: [non_regression] needs `baseline = \"...\"`")
             t = paired_test(_per_query(d["systems"][base], metric, name, base),
                             _per_query(d["systems"][cand], metric, name, cand), metric=metric)
             max_drop = float(rule.get("max_drop", 0.0))
@@ -115,7 +192,6 @@ def evaluate_gate(report: dict, cfg: dict) -> list[GateCheck]:
 def run_gate(report_path: str | os.PathLike, config_path: str | os.PathLike) -> list[GateCheck]:
     """Load a report and a gate config and evaluate the gate."""
     p = Path(report_path)
-    report = _parse_file(p, "report", json.loads)
-    if not str(report.get("schema", "")).startswith("honed.report/"):
-        raise HonedError(f"{p}: not a honed report (schema {report.get('schema')!r})")
-    return evaluate_gate(report, load_gate_config(config_path))
+    cfg = load_gate_config(config_path)
+    report = check_report(_parse_file(p, "report", json.loads), str(p))
+    return evaluate_gate(report, cfg)

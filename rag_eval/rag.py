@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.atomic import atomic_dir
+from retriever.atomic import atomic_dir, check_writable
 from retriever.data.beir import load_beir
 from retriever.errors import HonedError
 
@@ -83,8 +83,10 @@ def make_judge(judge, cache: JsonCache):
 def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, out: str | os.PathLike | None = None,
                  llm: str = "qwen", judge="qwen", top_k: int = 3, index_dir: str | os.PathLike = "indexes",
                  cache_path: str | os.PathLike | None = None, sanity_pairs: int = 5,
-                 embed_model: str = "minilm") -> dict:
+                 embed_model: str = "minilm", force: bool = False) -> dict:
     """Run and score the RAG pipeline for each system; write report.json/report.md/plot when `out` is set."""
+    if out:
+        check_writable(out, "rag-report", force)
     from llama_index.core import PromptTemplate
     from llama_index.core.query_engine import RetrieverQueryEngine
     from ragas.embeddings import HuggingFaceEmbeddings
@@ -110,7 +112,7 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
                                 strictness=1)
     prec, rec = IDBasedContextPrecision(), IDBasedContextRecall()
 
-    doc = {"schema": "honed.report/1", "kind": "rag", "dataset": str(data), "n": len(ds.queries), "top_k": top_k,
+    doc = {"schema": "honed.rag-report/1", "kind": "rag", "dataset": str(data), "n": len(ds.queries), "top_k": top_k,
            "llm": llm, "judge": judge if isinstance(judge, str) else type(judge).__name__, "systems": {},
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     for name, model in systems.items():
@@ -163,7 +165,7 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
     doc["judge_trustworthy"] = all(v["judge_sanity"]["accuracy"] is not None
                                    and v["judge_sanity"]["accuracy"] >= JUDGE_TRUST_MIN for v in doc["systems"].values())
     if out:
-        write_rag_report(doc, out)
+        write_rag_report(doc, out, force)
     return doc
 
 
@@ -190,7 +192,7 @@ def judge_sanity(faith, samples: list[dict], pairs: int) -> dict:
             "details": details}
 
 
-def write_rag_report(doc: dict, out: str | os.PathLike) -> Path:
+def write_rag_report(doc: dict, out: str | os.PathLike, force: bool = False) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,7 +200,7 @@ def write_rag_report(doc: dict, out: str | os.PathLike) -> Path:
 
     out = Path(out)
     names = list(doc["systems"])
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="rag-report", force=force) as tmp:
         fig, ax = plt.subplots(figsize=(7, 3.6))
         width = 0.8 / max(len(names), 1)
         for i, nme in enumerate(names):

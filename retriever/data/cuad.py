@@ -154,7 +154,7 @@ def read_master_clauses(source: Path) -> list[dict]:
 
 def build_cuad(source: str | Path, out: str | Path, n_train: int = 120, n_test: int = 40,
                min_words: int = 1000, max_words: int = 6000, chunk_words: int = 120,
-               seed: str = "honed-cuad-v1") -> dict:
+               seed: str = "honed-cuad-v1", force: bool = False) -> dict:
     """Build the dataset into `out` (atomically) and return its build statistics.
 
     Contracts with `min_words`..`max_words` words are ordered by a hash of
@@ -192,7 +192,7 @@ def build_cuad(source: str | Path, out: str | Path, n_train: int = 120, n_test: 
         "test": {f"{_slug(c)}-{i}": q for c, qs in CATEGORY_QUERIES.items()
                  for i, q in enumerate(qs[N_TRAIN_PHRASINGS:], N_TRAIN_PHRASINGS + 1)},
     }
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="dataset", force=force) as tmp:
         for split, contracts in splits.items():
             corpus, rel_by_cat = {}, {c: {} for c in CATEGORY_QUERIES}
             for ci, (_, path, text, row) in enumerate(sorted(contracts, key=lambda t: t[1].name)):

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..errors import HonedError
@@ -94,15 +95,32 @@ def _fuse(src: Path, dest: Path, model_dir: Path) -> dict:
     return {k: v for k, v in model.get_fused_operator_statistics().items() if v}
 
 
-def _quantize(src: Path, dest: Path) -> None:
+def _quantize(src: Path, dest: Path, target: str) -> None:
+    """Dynamic int8 with the recipe for `target` (see :data:`retriever.ort_encoder.INT8_TARGETS`).
+
+    Per-channel scales in both: cos ≈ 0.98 vs fp32 where per-tensor signed
+    int8 gave ≈ 0.90. DefaultTensorType: shape inference cannot type the
+    outputs of ORT's contrib (fused) ops.
+    """
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Unsigned weights, per channel, reduced range: cos ≈ 0.98 vs fp32 on this CPU
-    # (the signed-int8 defaults give ≈ 0.90; see ENVIRONMENT.md). DefaultTensorType: shape
-    # inference cannot type the outputs of ORT's contrib (fused) ops.
-    quantize_dynamic(str(src), str(dest), weight_type=QuantType.QUInt8, per_channel=True, reduce_range=True,
+    weight_type, reduce_range = {"avx2": (QuantType.QUInt8, True), "avx512-vnni": (QuantType.QInt8, False)}[target]
+    quantize_dynamic(str(src), str(dest), weight_type=weight_type, per_channel=True, reduce_range=reduce_range,
                      extra_options={"DefaultTensorType": TensorProto.FLOAT})
+
+
+def int8_targets(target_cpu: str) -> list[str]:
+    """The int8 recipes to export for ``--target-cpu`` (all | auto | avx2 | avx512-vnni)."""
+    from ..ort_encoder import INT8_TARGETS, cpu_int8_target
+
+    if target_cpu == "all":
+        return list(INT8_TARGETS)
+    if target_cpu == "auto":
+        return [cpu_int8_target()]
+    if target_cpu in INT8_TARGETS:
+        return [target_cpu]
+    raise HonedError(f"--target-cpu must be one of all, auto, {', '.join(INT8_TARGETS)}; got {target_cpu!r}")
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> dict:
@@ -145,24 +163,25 @@ def ndcg_at_10(encoder, data: str, max_docs: int = 2000, seed: int = 0) -> float
 
 def export_onnx(model: str | os.PathLike, quantize: bool = True, data: str | None = None,
                 max_ndcg_drop: float = 0.005, n_parity: int = 200, max_docs: int = 2000,
-                seed: int = 0) -> dict:
-    """Write ``<model>/onnx/{model.onnx, model_int8.onnx, manifest.json}``; return the manifest.
+                seed: int = 0, target_cpu: str = "all") -> dict:
+    """Write ``<model>/onnx/`` (fp32 + one int8 model per CPU target, manifest.json); return the manifest.
 
     Parity: cosine vs the torch model on a fixed text sample; with `data`, also
-    nDCG@10 on its test split for torch, ORT fp32 and ORT int8. The int8 model is
-    kept but marked failed (never used by default) when it loses more than
-    `max_ndcg_drop`, and this function raises so the export fails loudly.
+    nDCG@10 on its test split for torch, ORT fp32 and each int8 model. An int8
+    model that loses more than `max_ndcg_drop` is kept but marked failed (never
+    used by default), and this function raises so the export fails loudly. The
+    avx512-vnni model can only be gated on a CPU with VNNI (elsewhere onnxruntime
+    runs it through kernels that saturate): on other CPUs it is marked ungated.
     """
     from ..encoder import load_encoder
-    from ..ort_encoder import load_ort_encoder
+    from ..ort_encoder import cpu_int8_target, load_ort_encoder, read_st_config
 
+    targets = int8_targets(target_cpu) if quantize else []
     root = resolve_model(model, fetch=True)
     if not isinstance(root, Path):
         raise HonedError(f"{model}: export needs a local model folder")
     if not (root / "modules.json").exists():
         raise HonedError(f"{root}: not a sentence-transformers folder (no modules.json)")
-    from ..ort_encoder import read_st_config
-
     st_cfg = read_st_config(root)
     onnx_dir = root / "onnx"
     with tempfile.TemporaryDirectory(prefix=".onnx-", dir=root) as tmp:
@@ -170,46 +189,55 @@ def export_onnx(model: str | os.PathLike, quantize: bool = True, data: str | Non
         _export_fp32(root, tmp / "raw.onnx")
         fused = _fuse(tmp / "raw.onnx", tmp / "model.onnx", root)
         files = {"fp32": "model.onnx"}
-        if quantize:
-            _quantize(tmp / "model.onnx", tmp / "model_int8.onnx")
-            files["int8"] = "model_int8.onnx"
+        for target in tqdm(targets, desc="int8 quantisation", disable=not targets):
+            fname = f"model_int8_{target.replace('-', '_')}.onnx"
+            _quantize(tmp / "model.onnx", tmp / fname, target)
+            files[f"int8-{target}"] = fname
         torch_enc = load_encoder(root, backend="torch")
         man = {
-            "format": "honed.onnx/1", "opset": OPSET, "dim": torch_enc.dim, "files": files,
+            "format": "honed.onnx/2", "opset": OPSET, "dim": torch_enc.dim, "files": files,
             "sha256": {k: sha256_file(tmp / f) for k, f in files.items()}, "st_config": st_cfg,
-            "source_fingerprint": model_fingerprint(root), "int8_passed": False, "fused_ops": fused,
+            "source_fingerprint": model_fingerprint(root), "fused_ops": fused,
+            "int8": {t: {"passed": False} for t in targets}, "exported_on_cpu": cpu_int8_target(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         # install into onnx/ (file by file, each atomic) so the ORT loader can read it for parity
         onnx_dir.mkdir(exist_ok=True)
+        for old in onnx_dir.glob("model_int8*.onnx"):   # an int8 model of an earlier export is stale now
+            if old.name not in files.values():
+                old.unlink()
         for f in files.values():
             os.replace(tmp / f, onnx_dir / f)
         atomic_write_text(onnx_dir / "manifest.json", json.dumps(man, indent=2) + "\n")
 
+    gateable = [t for t in targets if t == "avx2" or cpu_int8_target() == "avx512-vnni"]
     texts = _parity_texts(data, n_parity, seed)
     ref = torch_enc.encode_documents(texts)
-    parity = {}
     encoders = {"fp32": load_ort_encoder(root, "fp32")}
-    if quantize:
-        encoders["int8"] = load_ort_encoder(root, "int8")
-    for name, enc in encoders.items():
+    encoders.update({f"int8-{t}": load_ort_encoder(root, f"int8-{t}") for t in gateable})
+    parity = {}
+    for name, enc in tqdm(encoders.items(), desc="parity (cosine)"):
         parity[name] = _cosines(ref, enc.encode_documents(texts))
     if data:
         parity["torch"] = {"ndcg@10": round(ndcg_at_10(torch_enc, data, max_docs, seed), 5)}
-        for name, enc in encoders.items():
+        for name, enc in tqdm(encoders.items(), desc="parity (nDCG@10)"):
             parity[name]["ndcg@10"] = round(ndcg_at_10(enc, data, max_docs, seed), 5)
-    man["parity"] = parity
-    man["parity_data"] = data
-    failure = None
-    if quantize:
-        drop = parity["torch"]["ndcg@10"] - parity["int8"]["ndcg@10"] if data else None
-        if drop is not None and drop > max_ndcg_drop:
-            failure = (f"int8 model loses {drop:.4f} nDCG@10 on {data} (tolerance {max_ndcg_drop}); "
-                       f"it is kept in {onnx_dir} but marked failed, and the fp32 ONNX model is used")
-        man["int8_passed"] = failure is None and data is not None
-        man["int8_ndcg_drop"] = round(drop, 5) if drop is not None else None
-        man["max_ndcg_drop"] = max_ndcg_drop
+    man["parity"], man["parity_data"], man["max_ndcg_drop"] = parity, data, max_ndcg_drop
+    failures = []
+    for t in targets:
+        gate = man["int8"][t]
+        if t not in gateable:
+            gate["reason"] = f"not gated: this CPU ({cpu_int8_target()}) has no VNNI to run it faithfully"
+            continue
+        if not data:
+            gate["reason"] = "not gated: no --data for the nDCG@10 parity check"
+            continue
+        drop = parity["torch"]["ndcg@10"] - parity[f"int8-{t}"]["ndcg@10"]
+        gate.update(ndcg_drop=round(drop, 5), passed=drop <= max_ndcg_drop)
+        if not gate["passed"]:
+            failures.append(f"int8 ({t}) model loses {drop:.4f} nDCG@10 on {data} (tolerance {max_ndcg_drop})")
     atomic_write_text(onnx_dir / "manifest.json", json.dumps(man, indent=2) + "\n")
-    if failure:
-        raise HonedError(failure)
+    if failures:
+        raise HonedError("; ".join(failures) + f"; kept in {onnx_dir} but marked failed, so it is never "
+                         "used by default")
     return man

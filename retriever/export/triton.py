@@ -61,7 +61,7 @@ def validate_config(text: str):
 
 
 def export_triton(model: str | os.PathLike, out: str | os.PathLike, name: str | None = None,
-                  variant: str = "auto", max_batch_size: int = 64) -> Path:
+                  variant: str = "auto", max_batch_size: int = 64, force: bool = False) -> Path:
     """Write (atomically) ``out/<name>/`` for Triton and return that folder."""
     import onnx
 
@@ -75,7 +75,7 @@ def export_triton(model: str | os.PathLike, out: str | os.PathLike, name: str | 
     text = config_pbtxt(name, inputs, int(man["dim"]), max_batch_size)
     validate_config(text)
     dest = Path(out) / name
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest, kind="triton", force=force) as tmp:
         (tmp / "1").mkdir()
         shutil.copyfile(onnx_path, tmp / "1" / "model.onnx")
         (tmp / "config.pbtxt").write_text(text)

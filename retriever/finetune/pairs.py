@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..atomic import atomic_write_text
-from ..data.beir import BeirDataset, doc_text, iter_jsonl
+from ..data.beir import BeirDataset, check_id, doc_text, iter_jsonl
 from ..errors import DataError, HonedError
 
 
@@ -60,16 +60,25 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
     path = Path(path)
     pairs = []
     for n, obj in iter_jsonl(path):
-        if not isinstance(obj.get("query"), str) or not isinstance(obj.get("positive"), str):
-            raise DataError(f"{path}:{n}: a pair needs string fields \"query\" and \"positive\"")
-        if not obj["query"].strip() or not obj["positive"].strip():
-            raise DataError(f"{path}:{n}: empty \"query\" or \"positive\"")
-        negs = obj.get("negatives", [])
-        if not isinstance(negs, list) or not all(isinstance(x, str) for x in negs):
-            raise DataError(f"{path}:{n}: \"negatives\" must be a list of strings")
+        where = f"{path}:{n}"
         unknown = set(obj) - set(Pair.__dataclass_fields__)
         if unknown:
-            raise DataError(f"{path}:{n}: unknown field(s) {', '.join(sorted(unknown))}")
+            raise DataError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} "
+                            f"(allowed: {', '.join(Pair.__dataclass_fields__)})")
+        if not isinstance(obj.get("query"), str) or not isinstance(obj.get("positive"), str):
+            raise DataError(f"{where}: a pair needs string fields \"query\" and \"positive\"")
+        if not obj["query"].strip() or not obj["positive"].strip():
+            raise DataError(f"{where}: empty \"query\" or \"positive\"")
+        for key in ("negatives", "negative_ids"):
+            vals = obj.get(key, [])
+            if not isinstance(vals, list) or not all(isinstance(x, str) for x in vals):
+                raise DataError(f"{where}: \"{key}\" must be a list of strings")
+        for key in ("query_id", "positive_id"):
+            if obj.get(key) is not None:
+                obj[key] = check_id(obj[key], where, key)
+        obj["negative_ids"] = [check_id(x, where, "negative_ids") for x in obj.get("negative_ids", [])]
+        if not isinstance(obj.get("source", ""), str):
+            raise DataError(f"{where}: \"source\" must be a string")
         pairs.append(Pair(**obj))
     if not pairs:
         raise DataError(f"{path}: no pairs")

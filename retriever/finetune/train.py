@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir, remove_stale_temps
+from ..atomic import atomic_dir, check_writable, remove_stale_temps
 from ..data.beir import doc_text, load_beir
 from ..errors import DataError, HonedError
 from .pairs import (Pair, check_no_overlap, fingerprint_pairs, normalise_text, pairs_from_qrels, read_pairs,
@@ -67,6 +67,7 @@ class FinetuneConfig:
     resume: bool = False
     track: bool = True
     drop_eval_overlap: bool = False    # drop (instead of refusing) training queries that equal eval queries
+    force: bool = False                # replace `out` even if it is not a honed run folder
 
 
 @dataclass
@@ -215,6 +216,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         raise HonedError("--loss distill needs --num-negatives ≥ 1 (triples to score)")
     t_start = time.perf_counter()
     out = Path(cfg.out)
+    check_writable(out, "run", cfg.force)    # before minutes of training, not after
     work = out.parent / f".{out.name}.work"          # checkpoints + caches: survives a crash, for --resume
     if work.exists() and not cfg.resume:
         shutil.rmtree(work)
@@ -330,7 +332,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         remove_stale_temps(out)
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, kind="run", force=cfg.force) as tmp:
             model.save(str(tmp))
             _plot(trainer.state.log_history, base_dev, tmp / "training.png")
             (tmp / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
