@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from retriever.errors import HonedError
@@ -224,8 +225,10 @@ def finetune_cmd(
     t = res.manifest["timing"]
     console.print(f"dev nDCG@10: base {res.base_dev_ndcg:.4f} → tuned {res.dev_ndcg:.4f}  "
                   f"({t['steps']} steps, {t['seconds_per_epoch']} s/epoch, peak {t['peak_rss_mb']} MB)")
-    if res.status != "ok":
-        raise HonedError(f"run marked failed: {res.reason} (model kept in {res.out} for inspection)")
+    if res.status != "ok":   # not bad input: the candidate lost, like a failed gate (exit 1)
+        Console(stderr=True).print(f"[red]run marked failed:[/] {escape(res.reason)} (model kept in {res.out} "
+                                   "for inspection)", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     console.print(f"[green]✓[/] model → {res.out}  (plot: {res.out / 'training.png'})")
 
 
@@ -489,7 +492,6 @@ def retrain_cmd(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="B
 
 def main() -> None:
     """Entry point: run the Typer app; bad input (HonedError or a bad flag) is one ``error:`` line and exit 2."""
-    from rich.markup import escape
     from typer.exceptions import TyperException   # base of the click errors typer vendors
 
     err = Console(stderr=True)

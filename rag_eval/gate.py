@@ -28,6 +28,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from retriever.atomic import read_artifact, verify_artifact
 from retriever.errors import HonedError
 
 from .significance import paired_test
@@ -193,5 +194,8 @@ def run_gate(report_path: str | os.PathLike, config_path: str | os.PathLike) -> 
     """Load a report and a gate config and evaluate the gate."""
     p = Path(report_path)
     cfg = load_gate_config(config_path)
+    record = read_artifact(p.parent) if p.is_file() else None
+    if record and p.name in record["files"]:
+        verify_artifact(p.parent, [p.name])     # a report edited after it was written is not judged
     report = check_report(_parse_file(p, "report", json.loads), str(p))
     return evaluate_gate(report, cfg)

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .atomic import verify_artifact
 from .errors import HonedError
 from .models import model_fingerprint, resolve_model
 
@@ -90,6 +91,7 @@ def load_encoder(ref: str | os.PathLike = "minilm", batch_size: int = 32,
         variant = backend.removeprefix("onnx-") if backend.startswith("onnx-") else "auto"
         key = (str(path), "onnx", variant)
         if key not in _CACHE:
+            verify_artifact(path)        # a run folder's files, as `honed finetune` wrote them
             _CACHE[key] = load_ort_encoder(path, variant=variant, batch_size=batch_size, ref=str(ref))
         _CACHE[key].batch_size = batch_size
         return _CACHE[key]
@@ -98,6 +100,8 @@ def load_encoder(ref: str | os.PathLike = "minilm", batch_size: int = 32,
         enc = _CACHE[key]
         enc.batch_size = batch_size
         return enc
+    if isinstance(path, Path):
+        verify_artifact(path)
     from sentence_transformers import SentenceTransformer  # heavy: ~10 s, imports torch
 
     # trust_remote_code stays off: a model folder may come from someone else.

@@ -1,7 +1,10 @@
-"""ONNX export of the real packaged MiniLM, the torch-free query path, and the Triton repository."""
+"""ONNX export of the real packaged MiniLM and of a model `honed finetune` just wrote, the torch-free
+query path, the per-CPU int8 variants, and the Triton repository."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,16 +30,148 @@ def exported(tmp_path_factory, scifact_slice):
     return model, data, man
 
 
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, tiny_data):
+    """A model folder written by `honed finetune` in this session (sentence-transformers 6 file format)."""
+    from retriever.finetune.train import FinetuneConfig, finetune
+
+    from conftest import TINY
+
+    out = tmp_path_factory.mktemp("tuned") / "run"
+    finetune(FinetuneConfig(data=str(tiny_data), out=str(out), track=False, **{**TINY, "max_steps": 2}))
+    return out
+
+
 def test_export_writes_models_and_parity(exported):
+    from retriever.ort_encoder import cpu_int8_target
+
     model, _, man = exported
-    assert (model / "onnx" / "model.onnx").exists() and (model / "onnx" / "model_int8.onnx").exists()
+    files = {p.name for p in (model / "onnx").iterdir()}
+    assert {"model.onnx", "model_int8_avx2.onnx", "model_int8_avx512_vnni.onnx", "manifest.json"} <= files
     # fused graph: one Attention op per layer (6) etc., and still the same vectors as torch
     assert man["fused_ops"].get("Attention") == 6 and man["fused_ops"].get("SkipLayerNormalization") == 12
     assert man["parity"]["fp32"]["cos_min"] > 0.999
-    assert man["parity"]["int8"]["cos_mean"] > 0.97 and man["parity"]["int8"]["cos_min"] > 0.95
     assert abs(man["parity"]["torch"]["ndcg@10"] - man["parity"]["fp32"]["ndcg@10"]) < 1e-3
-    assert man["int8_passed"] == (man["int8_ndcg_drop"] <= 0.005)
-    assert (model / "onnx" / "model_int8.onnx").stat().st_size < 0.4 * (model / "onnx" / "model.onnx").stat().st_size
+    here = cpu_int8_target()
+    gated = ["avx2"] + (["avx512-vnni"] if here == "avx512-vnni" else [])
+    for t in gated:   # every variant this CPU can run faithfully is gated, on cosine and nDCG@10
+        assert man["parity"][f"int8-{t}"]["cos_mean"] > 0.97 and man["parity"][f"int8-{t}"]["cos_min"] > 0.95
+        assert man["int8"][t]["passed"] == (man["int8"][t]["ndcg_drop"] <= 0.005)
+    if here == "avx2":
+        assert "not gated" in man["int8"]["avx512-vnni"]["reason"]
+    for f in ("model_int8_avx2.onnx", "model_int8_avx512_vnni.onnx"):
+        assert (model / "onnx" / f).stat().st_size < 0.4 * (model / "onnx" / "model.onnx").stat().st_size
+
+
+def test_auto_picks_the_int8_model_for_this_cpu(exported, monkeypatch):
+    import retriever.ort_encoder as ort_encoder
+
+    model, _, man = exported
+    for cpu in ("avx2", "avx512-vnni"):
+        monkeypatch.setattr(ort_encoder, "cpu_int8_target", lambda cpu=cpu: cpu)
+        path, _, variant = ort_encoder.onnx_model_file(model, "int8")
+        assert variant == f"int8-{cpu}" and path.name == f"model_int8_{cpu.replace('-', '_')}.onnx"
+        _, _, auto = ort_encoder.onnx_model_file(model, "auto")
+        ok = man["int8"][cpu]["passed"] or (cpu == "avx512-vnni" and man["int8"]["avx2"]["passed"])
+        assert auto.startswith("int8-") == bool(ok)
+        if cpu == "avx2":   # the VNNI recipe would saturate here: never picked on its own
+            assert auto in ("int8-avx2", "fp32")
+
+
+def test_export_format_1_still_opens(exported, tmp_path):
+    """An export written before the per-CPU variants (one int8 model, format honed.onnx/1) keeps working."""
+    from retriever.ort_encoder import load_ort_encoder
+
+    model, _, man = exported
+    old = tmp_path / "old"
+    shutil.copytree(model, old)
+    m = json.loads((old / "onnx" / "manifest.json").read_text())
+    os.replace(old / "onnx" / "model_int8_avx2.onnx", old / "onnx" / "model_int8.onnx")
+    m.update(format="honed.onnx/1", files={"fp32": "model.onnx", "int8": "model_int8.onnx"},
+             sha256={"fp32": m["sha256"]["fp32"], "int8": m["sha256"]["int8-avx2"]}, int8_passed=True)
+    m.pop("int8")
+    (old / "onnx" / "manifest.json").write_text(json.dumps(m))
+    assert load_ort_encoder(old).backend == "onnx-int8"
+    m["format"] = "honed.onnx/9"
+    (old / "onnx" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(HonedError, match="ONNX export format 'honed.onnx/9' is not supported"):
+        load_ort_encoder(old)
+
+
+def test_pooling_config_in_both_file_formats_and_every_mode(tmp_path):
+    """The 5.x booleans and the 6.x `pooling_mode` key, read like sentence-transformers reads them;
+    numpy pooling equals the Pooling module's for each mode the exporter supports."""
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    from retriever.ort_encoder import POOLING_MODES, pool, pooling_mode
+
+    where = tmp_path / "config.json"
+    assert pooling_mode({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}, where) == "cls"
+    assert pooling_mode({"embedding_dimension": 384, "pooling_mode": "mean", "include_prompt": True}, where) == "mean"
+    assert pooling_mode({"pooling_mode": ["max"]}, where) == "max"
+    with pytest.raises(HonedError, match="pooling mode 'weightedmean' cannot be exported"):
+        pooling_mode({"pooling_mode": "weightedmean"}, where)
+    with pytest.raises(HonedError, match="concatenated modes"):
+        pooling_mode({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": True}, where)
+
+    rng = np.random.default_rng(0)
+    hidden = rng.normal(size=(3, 7, 16)).astype(np.float32)
+    mask = np.array([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5], dtype=np.int64)
+    for mode in POOLING_MODES:
+        ref = Pooling(16, pooling_mode=mode)({"token_embeddings": torch.tensor(hidden),
+                                              "attention_mask": torch.tensor(mask)})["sentence_embedding"]
+        assert np.allclose(pool(hidden, mask, mode, normalize=False), ref.numpy(), atol=1e-5), mode
+
+
+def test_finetuned_model_reads_like_sentence_transformers_reads_it(tuned):
+    from sentence_transformers import SentenceTransformer
+
+    from retriever.ort_encoder import read_st_config
+
+    pool_cfg = json.loads((tuned / "1_Pooling" / "config.json").read_text())
+    assert "pooling_mode" in pool_cfg, "the run folder should be in the sentence-transformers 6 format"
+    st = SentenceTransformer(str(tuned), device="cpu")
+    cfg = read_st_config(tuned)
+    assert cfg["pooling"] == st[1].pooling_mode
+    assert cfg["max_seq_length"] == st.max_seq_length
+    assert cfg["normalize"] == any(type(m).__name__ == "Normalize" for m in st)
+    assert {k: v for k, v in cfg["prompts"].items() if v} == {k: v for k, v in st.prompts.items() if v}
+
+
+def test_finetuned_model_exports_and_serves_without_torch(tuned, tmp_path, scifact_slice):
+    """What a user does straight after `make demo`: export the run, search its index, build a Triton repo."""
+    from retriever.data import write_beir
+    from retriever.encoder import load_encoder
+    from retriever.export.triton import export_triton, validate_config
+    from retriever.index import build_index
+
+    from test_cli import run
+
+    data = tmp_path / "slice"
+    write_beir(data, scifact_slice.corpus, scifact_slice.queries, {"test": scifact_slice.qrels})
+    idx = build_index(f"{tuned}@torch", scifact_slice.corpus, tmp_path / "idx", show_progress=False)
+    p = run("export", "onnx", str(tuned), "--data", str(data), "--max-docs", "120")
+    assert p.returncode == 0, p.stderr
+    man = json.loads((tuned / "onnx" / "manifest.json").read_text())
+    assert man["st_config"]["pooling"] == "mean" and man["parity"]["fp32"]["cos_min"] > 0.999
+    texts = list(scifact_slice.queries.values())[:8]
+    t = load_encoder(tuned, backend="torch").encode_queries(texts)
+    assert np.allclose(t, load_encoder(tuned, backend="onnx-fp32").encode_queries(texts), atol=1e-4)
+
+    qid, q = next(iter(scifact_slice.queries.items()))
+    code = ("import sys, runpy; sys.argv = ['honed', 'search', %r, %r, '-k', '3']\n"
+            "from app.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "print('TORCH', 'torch' in sys.modules)") % (str(idx), q)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert "TORCH False" in out.stdout and "model backend: onnx-" in out.stdout
+    assert any(d in out.stdout for d in scifact_slice.qrels[qid])
+
+    dest = export_triton(tuned, tmp_path / "repo", name="tuned")
+    assert validate_config((dest / "config.pbtxt").read_text()).backend == "onnxruntime"
+    assert json.loads((dest / "honed.json").read_text())["st_config"]["pooling"] == "mean"
 
 
 def test_onnx_query_path_matches_torch_and_imports_no_torch(exported, tmp_path, scifact_slice):
@@ -83,6 +218,11 @@ def test_bad_inputs(tmp_path, exported):
     broken = tmp_path / "broken"
     shutil.copytree(model, broken)
     (broken / "onnx" / "model.onnx").write_bytes(b"\x08\x01garbage")
+    with pytest.raises(HonedError, match="model.onnx: contents do not match onnx/manifest.json"):
+        load_encoder(broken, backend="onnx-fp32")
+    m = json.loads((broken / "onnx" / "manifest.json").read_text())   # a manifest that agrees with the junk
+    m["sha256"]["fp32"] = hashlib.sha256(b"\x08\x01garbage").hexdigest()
+    (broken / "onnx" / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(HonedError, match="model.onnx: cannot load ONNX model"):
         load_encoder(broken, backend="onnx-fp32")
     no_onnx = tmp_path / "no-onnx"

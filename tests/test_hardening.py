@@ -388,3 +388,18 @@ def test_app_stopped_with_sigterm_stops_its_server(tmp_path, slice_index):
     assert proc.wait(30) in (0, -signal.SIGTERM, 128 + signal.SIGTERM)
     with socket.socket() as s:   # nothing listens any more: no orphaned Streamlit server holds the port
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_run_folder_with_changed_files_is_refused(tmp_path):
+    from retriever.atomic import atomic_dir
+    from retriever.encoder import load_encoder
+    from retriever.models import resolve_model
+
+    run = tmp_path / "run"
+    with atomic_dir(run, kind="run") as tmp:
+        shutil.copytree(resolve_model("minilm"), tmp, dirs_exist_ok=True)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["hidden_dropout_prob"] = 0.5
+    (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(HonedError, match=r"run/config.json: contents do not match honed-artifact.json"):
+        load_encoder(run, backend="torch")

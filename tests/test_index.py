@@ -77,11 +77,17 @@ def test_tampered_index_files_are_refused(tmp_path, slice_index):
     shutil.copytree(slice_index, bad)
     with open(bad / "docs.jsonl", "a") as f:
         f.write('{"id": "extra", "text": "x"}\n')
+    with pytest.raises(HonedError, match="docs.jsonl: contents do not match honed-artifact.json"):
+        load_index(bad)
+    (bad / "honed-artifact.json").unlink()     # an index from before file records: the manifest still checks
     with pytest.raises(HonedError, match="docs.jsonl: contents do not match manifest.json"):
         load_index(bad)
     shutil.rmtree(bad)
     shutil.copytree(slice_index, bad)
     (bad / "index.faiss").write_bytes(b"not a faiss index")
+    with pytest.raises(HonedError, match="index.faiss: contents do not match honed-artifact.json"):
+        load_index(bad)
+    (bad / "honed-artifact.json").unlink()
     with pytest.raises(HonedError, match="index.faiss: unreadable FAISS index"):
         load_index(bad)
     with pytest.raises(HonedError, match="not an index folder"):
