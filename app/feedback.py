@@ -10,8 +10,8 @@
   on answer votes with a Wilson interval, and whether the retrain trigger fired.
 
 Example:
-    >>> from app.store import FeedbackStore
-    >>> from app.feedback import feedback_pairs, feedback_status
+    >>> from honed.app.store import FeedbackStore
+    >>> from honed.app.feedback import feedback_pairs, feedback_status
     >>> store = FeedbackStore("feedback.db")                                       # doctest: +SKIP
     >>> pairs, stats = feedback_pairs(store, eval_data=["datasets/cuad-clauses"])  # doctest: +SKIP
     >>> feedback_status(store).trigger_fired                                       # doctest: +SKIP
@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from retriever.finetune.pairs import Pair, normalise_text
+from honed.retriever.finetune.pairs import Pair, normalise_text
 
 from .store import FeedbackStore
 
@@ -60,7 +60,7 @@ class FeedbackStatus:
 @lru_cache(maxsize=8)   # feedback_status asks twice (all pairs, new pairs); a BEIR load is the slow part
 def _frozen_eval_set(eval_data: tuple[str, ...]) -> tuple[frozenset, frozenset, frozenset]:
     """(normalised eval queries, judged-relevant eval doc ids, their normalised texts)."""
-    from retriever.data.beir import doc_text, load_beir
+    from honed.retriever.data.beir import doc_text, load_beir
 
     queries, doc_ids, doc_texts = set(), set(), set()
     for d in eval_data:

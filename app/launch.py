@@ -6,7 +6,7 @@ SIGTERM, SIGINT and SIGHUP are passed on to the child, and the command exits
 when the child has.
 
 Example:
-    >>> from app.launch import run_server
+    >>> from honed.app.launch import run_server
     >>> run_server([sys.executable, "-m", "http.server", "8000"])   # doctest: +SKIP
 """
 from __future__ import annotations

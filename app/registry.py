@@ -6,7 +6,7 @@ passed (the previous champion keeps ``previous-champion``). The app reads the
 aliases, so promotion needs no redeploy.
 
 Example:
-    >>> from app.registry import register_model, promote, model_for_alias
+    >>> from honed.app.registry import register_model, promote, model_for_alias
     >>> v = register_model("runs/retrain-1")                  # doctest: +SKIP
     >>> promote(v)                                            # doctest: +SKIP
     >>> model_for_alias("champion")                           # doctest: +SKIP
@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from retriever.errors import HonedError
+from honed.retriever.errors import HonedError
 
 REGISTERED_NAME = "honed-retriever"
 
@@ -27,7 +27,7 @@ def _client(runs_dir: str | os.PathLike):
     import mlflow
     from mlflow import MlflowClient
 
-    from retriever.finetune.tracking import tracking_uri
+    from honed.retriever.finetune.tracking import tracking_uri
 
     uri = tracking_uri(runs_dir)
     mlflow.set_tracking_uri(uri)
@@ -36,7 +36,7 @@ def _client(runs_dir: str | os.PathLike):
 
 def _training_run_id(client, fingerprint: str) -> str | None:
     """The MLflow run that trained the model with this fingerprint (finetune tags it)."""
-    from retriever.finetune.tracking import EXPERIMENT
+    from honed.retriever.finetune.tracking import EXPERIMENT
 
     exp = client.get_experiment_by_name(EXPERIMENT)
     if exp is None:

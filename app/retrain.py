@@ -6,7 +6,7 @@ inspected side by side in the app); it becomes ``champion`` only when
 (or the base model when there is none yet).
 
 Example:
-    >>> from app.retrain import retrain_from_feedback
+    >>> from honed.app.retrain import retrain_from_feedback
     >>> out = retrain_from_feedback("datasets/cuad-clauses", out="runs/retrain-1")   # doctest: +SKIP
     >>> out.promoted, out.version                                                    # doctest: +SKIP
     (True, '2')
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from retriever.errors import HonedError
+from honed.retriever.errors import HonedError
 
 from .feedback import feedback_pairs
 from .store import FeedbackStore
@@ -41,11 +41,11 @@ def retrain_from_feedback(data: str | os.PathLike, out: str | os.PathLike, store
                           index_dir: str | os.PathLike = "indexes", report_dir: str | os.PathLike | None = None,
                           finetune_overrides: dict | None = None, min_pairs: int = 1) -> RetrainResult:
     """Fine-tune on `data`'s train split plus every feedback pair, gate against the champion, promote on pass."""
-    from rag_eval.beir_eval import evaluate_systems, parse_system
-    from rag_eval.gate import load_gate_config, run_gate
-    from rag_eval.report import write_beir_report
-    from retriever.finetune.pairs import write_pairs
-    from retriever.finetune.train import FinetuneConfig, finetune
+    from honed.rag_eval.beir_eval import evaluate_systems, parse_system
+    from honed.rag_eval.gate import load_gate_config, run_gate
+    from honed.rag_eval.report import write_beir_report
+    from honed.retriever.finetune.pairs import write_pairs
+    from honed.retriever.finetune.train import FinetuneConfig, finetune
 
     from .registry import alias_version, promote, register_model
 

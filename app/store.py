@@ -8,7 +8,7 @@ recorded in the same database so "new pairs since the last retrain" survives
 restarts.
 
 Example:
-    >>> from app.store import FeedbackStore, Vote
+    >>> from honed.app.store import FeedbackStore, Vote
     >>> store = FeedbackStore("sqlite:///feedback.db")                 # doctest: +SKIP
     >>> store.record(Vote(session_id="s1", query="termination for convenience", system="tuned",
     ...                   baseline="base", candidate="tuned", target="passage", doc_id="d1", vote=1))  # doctest: +SKIP
@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from retriever.errors import HonedError
+from honed.retriever.errors import HonedError
 
 DEFAULT_PATH = "feedback.db"
 TARGETS = ("answer", "passage")

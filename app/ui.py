@@ -22,8 +22,8 @@ import uuid
 
 import streamlit as st
 
-from app.compare import answer_stream, blind_order, open_system, retrieve, timed
-from app.store import FeedbackStore, Vote
+from honed.app.compare import answer_stream, blind_order, open_system, retrieve, timed
+from honed.app.store import FeedbackStore, Vote
 
 
 def _config() -> dict:
@@ -44,7 +44,7 @@ def _systems(baseline: str, candidate: str, corpus, index_dir: str, runs_dir: st
 
 @st.cache_resource(show_spinner="Loading the local LLM…")
 def _llm(max_tokens: int):
-    from retriever.generator import LocalLLM
+    from honed.retriever.generator import LocalLLM
 
     return LocalLLM(max_tokens=max_tokens)
 

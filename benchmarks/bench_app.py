@@ -55,12 +55,12 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from retriever.data import load_beir
+    from honed.retriever.data import load_beir
 
     queries = list(load_beir(args.data, "test").queries.values())[: args.n]
     port = _free_port()
     db = Path(tempfile.mkdtemp()) / "fb.db"
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--baseline", args.baseline, "--candidate",
+    proc = subprocess.Popen([sys.executable, "-m", "honed.app.cli", "app", "--baseline", args.baseline, "--candidate",
                              args.candidate, "--db", str(db), "--port", str(port), "--top-k", str(args.top_k)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

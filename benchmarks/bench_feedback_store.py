@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.store import FeedbackStore, Vote
+from honed.app.store import FeedbackStore, Vote
 
 
 def writer(url: str, worker: int, n: int, q) -> None:

@@ -19,9 +19,9 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rag_eval.beir_eval import dataset_name, evaluate_systems, parse_system
-from rag_eval.report import write_beir_report
-from retriever.finetune.train import FinetuneConfig, finetune
+from honed.rag_eval.beir_eval import dataset_name, evaluate_systems, parse_system
+from honed.rag_eval.report import write_beir_report
+from honed.retriever.finetune.train import FinetuneConfig, finetune
 
 
 def twin_split(doc: dict, audit_summary: str) -> dict:

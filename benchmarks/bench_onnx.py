@@ -35,7 +35,7 @@ BACKENDS = ("torch", "onnx-fp32", "onnx-int8-avx2", "onnx-int8-avx512-vnni")
 COLD = """
 import time, resource, sys
 t0 = time.perf_counter()
-from retriever.index import open_index_and_encoder, search
+from honed.retriever.index import open_index_and_encoder, search
 idx, enc = open_index_and_encoder({index!r}, {model!r})
 search(idx, enc.encode_queries(["vitamin D and bone fractures"]), 10)
 print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'torch' in sys.modules)
@@ -62,13 +62,13 @@ def main() -> None:
     ap.add_argument("--json", default="benchmarks/results/onnx.json")
     args = ap.parse_args()
 
-    from retriever.data import load_beir
-    from retriever.data.beir import doc_text
-    from retriever.encoder import load_encoder
-    from retriever.export.onnx import export_onnx, ndcg_at_10
-    from retriever.index import Index, load_index, search
-    from retriever.models import resolve_model
-    from retriever.ort_encoder import cpu_int8_target
+    from honed.retriever.data import load_beir
+    from honed.retriever.data.beir import doc_text
+    from honed.retriever.encoder import load_encoder
+    from honed.retriever.export.onnx import export_onnx, ndcg_at_10
+    from honed.retriever.index import Index, load_index, search
+    from honed.retriever.models import resolve_model
+    from honed.retriever.ort_encoder import cpu_int8_target
 
     model = Path(args.model)
     if not (model / "onnx" / "manifest.json").exists():

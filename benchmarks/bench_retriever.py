@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from rag_eval.metrics import evaluate_run
-from retriever import HonedRetriever, build_index, load_beir
+from honed.rag_eval.metrics import evaluate_run
+from honed.retriever import HonedRetriever, build_index, load_beir
 
 
 def main() -> None:

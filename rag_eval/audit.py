@@ -14,7 +14,7 @@ Checks a BEIR dataset's train/test splits for
 Writes ``report.md``, ``summary.json`` and PNG plots.
 
 Example:
-    >>> from rag_eval.audit import audit_dataset
+    >>> from honed.rag_eval.audit import audit_dataset
     >>> summary = audit_dataset("datasets/cuad-clauses", "reports/audit-cuad")  # doctest: +SKIP
 """
 from __future__ import annotations
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.atomic import atomic_dir, check_writable
-from retriever.data.beir import BeirDataset, doc_text, load_beir
-from retriever.errors import DataError
+from honed.retriever.atomic import atomic_dir, check_writable
+from honed.retriever.data.beir import BeirDataset, doc_text, load_beir
+from honed.retriever.errors import DataError
 
 _PUNCT = re.compile(r"[^\w\s]")
 
@@ -160,7 +160,7 @@ def audit_dataset(path: str | os.PathLike, out: str | os.PathLike, model: str = 
                   near_threshold: float = 0.95, k: int | None = None, max_docs: int = 2000,
                   force: bool = False) -> dict:
     """Audit a BEIR dataset folder; write report.md, summary.json and plots to `out`."""
-    from retriever.encoder import load_encoder
+    from honed.retriever.encoder import load_encoder
 
     check_writable(out, "audit", force)
     splits = load_splits(path)

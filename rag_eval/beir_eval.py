@@ -6,7 +6,7 @@ and queried through :class:`retriever.HonedRetriever`, exactly the path users
 ship; indexes are cached per (dataset, system, model fingerprint).
 
 Example:
-    >>> from rag_eval.beir_eval import evaluate_systems, parse_system
+    >>> from honed.rag_eval.beir_eval import evaluate_systems, parse_system
     >>> res = evaluate_systems(["datasets/cuad-clauses"],
     ...                        [parse_system("bm25"), parse_system("base=minilm")])  # doctest: +SKIP
 """
@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retriever.data.beir import BeirDataset, load_beir
-from retriever.errors import HonedError
+from honed.retriever.data.beir import BeirDataset, load_beir
+from honed.retriever.errors import HonedError
 
 from .bm25 import bm25_search
 from .metrics import RunMetrics, evaluate_run
@@ -122,15 +122,18 @@ def subsample_queries(ds: BeirDataset, max_queries: int | None) -> BeirDataset:
 
 def cached_index(ds: BeirDataset, model: str, index_path: Path):
     """(index, encoder) for the dataset's corpus: reuse `index_path` when model and docs match, else rebuild."""
-    from retriever.encoder import load_encoder
-    from retriever.index import build_index, check_compatible, load_index
+    from honed.retriever.encoder import load_encoder
+    from honed.retriever.index import build_index, check_compatible, load_index
 
     enc = load_encoder(model)
     index = None
     if (index_path / "manifest.json").exists():
-        index = load_index(index_path)
-        if (index.manifest["model"]["fingerprint"] != enc.fingerprint
-                or index.doc_ids != list(ds.corpus)):
+        try:
+            index = load_index(index_path)
+        except HonedError:   # an index of an older format, or damaged: this cache rebuilds it
+            index = None
+        if index is not None and (index.manifest["model"]["fingerprint"] != enc.fingerprint
+                                  or index.doc_ids != list(ds.corpus)):
             index = None
     if index is None:
         build_index(enc, ds.corpus, index_path)
@@ -139,16 +142,22 @@ def cached_index(ds: BeirDataset, model: str, index_path: Path):
     return index, enc
 
 
+def _labels_and_ids(index) -> tuple[list[int], list[str]]:
+    pairs = [(pos, d["id"]) for pos, d in index.store.iter_docs()]
+    return [p for p, _ in pairs], [i for _, i in pairs]
+
+
 def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100) -> tuple[dict, str]:
     """Run every query over a (cached) index of the dataset's corpus, batched."""
-    from retriever.index import search
+    from honed.retriever.index import search
 
     index, enc = cached_index(ds, model, index_path)
     qids = list(ds.queries)
     vecs = enc.encode_queries([ds.queries[q] for q in qids], show_progress=len(qids) > 64)
     # Batched: the same encoder, index and search() that HonedRetriever._retrieve uses.
     hits = search(index, vecs, k)
-    run = {q: {index.docs[p]["id"]: s for p, s in h} for q, h in zip(qids, hits)}
+    ids = dict(zip(*_labels_and_ids(index)))
+    run = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
     return run, enc.fingerprint
 
 

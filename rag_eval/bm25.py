@@ -1,7 +1,7 @@
 """BM25 baseline with the ``bm25s`` library (English stopwords + Snowball stemming).
 
 Example:
-    >>> from rag_eval.bm25 import bm25_search
+    >>> from honed.rag_eval.bm25 import bm25_search
     >>> corpus = {"d1": {"text": "cats purr"}, "d2": {"text": "dogs bark loudly"}}
     >>> list(bm25_search(corpus, {"q": "barking dogs"}, k=1)["q"])
     ['d2']
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from retriever.data.beir import doc_text
+from honed.retriever.data.beir import doc_text
 
 
 def bm25_search(corpus: dict[str, dict], queries: dict[str, str], k: int = 100,

@@ -4,7 +4,7 @@ Re-running a RAG evaluation with the same model, prompts and inputs costs no
 LLM calls. Values are JSON, never pickle.
 
 Example:
-    >>> from rag_eval.cache import JsonCache
+    >>> from honed.rag_eval.cache import JsonCache
     >>> c = JsonCache("/tmp/honed-cache.sqlite")
     >>> c.get_or_compute(("gen", "q1"), lambda: {"text": "hi"})
     {'text': 'hi'}

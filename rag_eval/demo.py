@@ -4,7 +4,7 @@ Sized for a 2-core CPU (about 10–15 minutes): short sequences, a step budget,
 and a subsampled dev corpus; the same functions scale up by flags.
 
 Example:
-    >>> from rag_eval.demo import run_demo
+    >>> from honed.rag_eval.demo import run_demo
     >>> run_demo("datasets/cuad-clauses", "reports/demo")   # doctest: +SKIP
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from retriever.models import fetch_model
+from honed.retriever.models import fetch_model
 
 from .beir_eval import evaluate_systems, parse_system
 from .report import write_beir_report
@@ -27,7 +27,7 @@ def run_demo(data: str | os.PathLike = "datasets/cuad-clauses", out: str | os.Pa
              run_dir: str | os.PathLike = "runs/demo", index_dir: str | os.PathLike = "indexes",
              finetune_overrides: dict | None = None) -> Path:
     """Fine-tune MiniLM on `data`'s train split, evaluate bm25/base/tuned on its test split; return report.md."""
-    from retriever.finetune.train import FinetuneConfig, finetune
+    from honed.retriever.finetune.train import FinetuneConfig, finetune
 
     console = Console()
     console.rule("[bold]honed demo")

@@ -15,7 +15,7 @@ A gate config is TOML::
     alpha = 0.05
 
 Example:
-    >>> from rag_eval.gate import run_gate
+    >>> from honed.rag_eval.gate import run_gate
     >>> checks = run_gate("reports/demo/report.json", "gate.toml")   # doctest: +SKIP
     >>> all(c.passed for c in checks)                                 # doctest: +SKIP
 """
@@ -28,8 +28,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from retriever.atomic import read_artifact, verify_artifact
-from retriever.errors import HonedError
+from honed.retriever.atomic import read_artifact, verify_artifact
+from honed.retriever.errors import HonedError
 
 from .significance import paired_test
 

@@ -8,7 +8,7 @@
 - :func:`openai_judge` uses any OpenAI-compatible endpoint instead.
 
 Example:
-    >>> from rag_eval.llm import LocalLLM, LocalJudge
+    >>> from honed.rag_eval.llm import LocalLLM, LocalJudge
     >>> llm = LocalLLM()                                   # doctest: +SKIP
     >>> llm.complete("Say hi").text                        # doctest: +SKIP
 """
@@ -21,9 +21,9 @@ from typing import Any
 
 from ragas.llms.base import InstructorBaseRagasLLM
 
-from retriever.generator import LocalLLM  # noqa: F401  (re-exported: the RAG pipeline's generator)
-from retriever.local_llm import chat_json, llama_cpp_module
-from retriever.models import resolve_model
+from honed.retriever.generator import LocalLLM  # noqa: F401  (re-exported: the RAG pipeline's generator)
+from honed.retriever.local_llm import chat_json, llama_cpp_module
+from honed.retriever.models import resolve_model
 
 from .cache import JsonCache
 

@@ -1,7 +1,7 @@
 """Retrieval metrics through beir's ``EvaluateRetrieval`` (pytrec_eval underneath).
 
 Example:
-    >>> from rag_eval.metrics import evaluate_run
+    >>> from honed.rag_eval.metrics import evaluate_run
     >>> qrels = {"q1": {"d1": 1}}
     >>> run = {"q1": {"d1": 0.9, "d2": 0.5}}
     >>> evaluate_run(qrels, run, k_values=[1, 10]).aggregate["NDCG@10"]
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from retriever.errors import HonedError
+from honed.retriever.errors import HonedError
 
 DEFAULT_K = (1, 3, 5, 10, 100)
 # A placeholder hit for queries with no results: they must score 0, not be

@@ -14,7 +14,7 @@ its own contexts) is paired with the same answer against another query's
 contexts; a trustworthy judge scores the first higher. NaN rates are reported.
 
 Example:
-    >>> from rag_eval.rag import evaluate_rag
+    >>> from honed.rag_eval.rag import evaluate_rag
     >>> doc = evaluate_rag("datasets/cuad-clauses", {"base": "minilm"}, n=5, out="reports/rag")  # doctest: +SKIP
 """
 from __future__ import annotations
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.atomic import atomic_dir, check_writable
-from retriever.data.beir import load_beir
-from retriever.errors import HonedError
+from honed.retriever.atomic import atomic_dir, check_writable
+from honed.retriever.data.beir import load_beir
+from honed.retriever.errors import HonedError
 
 from .cache import JsonCache
 
@@ -95,8 +95,8 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
     from ragas.dataset_schema import SingleTurnSample
     from rich.progress import track
 
-    from retriever.honed_retriever import HonedRetriever
-    from retriever.models import resolve_model
+    from honed.retriever.honed_retriever import HonedRetriever
+    from honed.retriever.models import resolve_model
 
     from .beir_eval import cached_index, subsample_queries
     from .llm import LocalLLM

@@ -3,7 +3,7 @@
 The folder is written atomically: a reader sees the old report or the new one.
 
 Example:
-    >>> from rag_eval.report import write_beir_report
+    >>> from honed.rag_eval.report import write_beir_report
     >>> paths = write_beir_report(results, "reports/demo")    # doctest: +SKIP
     >>> paths.markdown
     PosixPath('reports/demo/report.md')
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.atomic import atomic_dir
+from honed.retriever.atomic import atomic_dir
 
 from .significance import bootstrap_ci, paired_test
 
@@ -38,7 +38,7 @@ class ReportPaths:
 
 def report_dict(results, baseline: str | None = None) -> dict:
     """The JSON-able report: datasets × systems × metrics, per-query scores, significance."""
-    from retriever import __version__
+    from honed.retriever import __version__
 
     doc = {"schema": SCHEMA, "kind": "beir",
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -170,7 +170,7 @@ def log_report_to_mlflow(doc: dict, report_dir: str | os.PathLike, runs_dir: str
     """
     import mlflow
 
-    from retriever.finetune.tracking import start_run
+    from honed.retriever.finetune.tracking import start_run
 
     fps = {s.get("model_fingerprint") for d in doc["datasets"].values() for s in d["systems"].values()} - {None}
     with start_run(runs_dir, f"eval-{Path(report_dir).name}") as run:

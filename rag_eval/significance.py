@@ -5,7 +5,7 @@ a bootstrap 95% CI of the mean difference: the test TREC-style evaluations use
 for "is B really better than A on these queries?".
 
 Example:
-    >>> from rag_eval.significance import paired_test
+    >>> from honed.rag_eval.significance import paired_test
     >>> paired_test({"q1": 0.2, "q2": 0.5}, {"q1": 0.4, "q2": 0.5}).wins
     1
 """
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from retriever.errors import HonedError
+from honed.retriever.errors import HonedError
 
 
 @dataclass

@@ -16,7 +16,7 @@ goes through :func:`atomic_dir`. It
 New folders follow the user's umask.
 
 Example:
-    >>> from retriever.atomic import atomic_dir, atomic_write_text
+    >>> from honed.retriever.atomic import atomic_dir, atomic_write_text
     >>> with atomic_dir("indexes/demo", kind="index") as tmp:      # doctest: +SKIP
     ...     (tmp / "manifest.json").write_text("{}")
 """
@@ -26,6 +26,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import fnmatch
 import hashlib
 import json
 import os
@@ -46,6 +47,9 @@ LEGACY_MARKERS = {"index": "manifest.json", "report": "report.json", "rag-report
                   "dataset": "build_stats.json"}
 # Sub-artifacts other honed commands add inside an artifact later, with their own manifest.
 ADDED_LATER = {"run": {"onnx"}}
+# Files an artifact changes in place after it is written (documents added and deleted):
+# not in the record; the document store checks its own FAISS file (retriever.store).
+MUTABLE = {"index": ("store.sqlite", "store.sqlite-wal", "store.sqlite-shm", "index-*.faiss", ".index-*.faiss.*")}
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -90,9 +94,17 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _file_table(root: Path) -> dict[str, dict]:
-    return {str(p.relative_to(root)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ARTIFACT_FILE}
+def _mutable(kind: str, rel: str) -> bool:
+    return "/" not in rel and any(fnmatch.fnmatch(rel, pat) for pat in MUTABLE.get(kind, ()))
+
+
+def _file_table(root: Path, kind: str) -> dict[str, dict]:
+    table = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and rel != ARTIFACT_FILE and not _mutable(kind, rel):
+            table[rel] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+    return table
 
 
 def read_artifact(path: str | os.PathLike) -> dict | None:
@@ -160,7 +172,7 @@ def check_writable(final: str | os.PathLike, kind: str, force: bool = False) -> 
         raise HonedError(f"{final}: holds a honed {doc.get('kind')}, not a {kind}; choose another output path "
                          "or pass --force")
     listed = {rel.split("/", 1)[0] for rel in doc["files"]} | {ARTIFACT_FILE} | ADDED_LATER.get(kind, set())
-    extra = [e for e in entries if e not in listed]
+    extra = [e for e in entries if e not in listed and not _mutable(kind, e)]
     if extra:
         raise HonedError(f"{final}: holds files honed did not write ({', '.join(extra[:3])}"
                          f"{', …' if len(extra) > 3 else ''}); replacing it would delete them: move them "
@@ -183,7 +195,7 @@ def atomic_dir(final: str | os.PathLike, kind: str, force: bool = False) -> Iter
     try:
         yield tmp
         # no timestamp: rebuilding the same artifact gives the same bytes (each kind's manifest dates it)
-        record = {"format": ARTIFACT_FORMAT, "kind": kind, "files": _file_table(tmp)}
+        record = {"format": ARTIFACT_FORMAT, "kind": kind, "files": _file_table(tmp, kind)}
         (tmp / ARTIFACT_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         _fsync_tree(tmp)
         check_writable(final, kind, force)   # the user may have added files while we worked

@@ -3,7 +3,7 @@
 Use it to build your own LlamaIndex indices with a tuned model.
 
 Example:
-    >>> from retriever.embedding import HonedEmbedding
+    >>> from honed.retriever.embedding import HonedEmbedding
     >>> from llama_index.core import Settings
     >>> Settings.embed_model = HonedEmbedding(model_name="runs/cuad-tuned")   # doctest: +SKIP
 """

@@ -1,10 +1,10 @@
 """Text → unit-length vectors with a sentence-transformers model (the torch path).
 
 ``sentence_transformers`` (and so torch) is imported on first use, not at
-module import: ``import retriever`` stays fast for paths that never encode.
+module import: ``import honed`` stays fast for paths that never encode.
 
 Example:
-    >>> from retriever.encoder import load_encoder
+    >>> from honed.retriever.encoder import load_encoder
     >>> enc = load_encoder("minilm")                    # doctest: +SKIP
     >>> enc.encode_queries(["what causes scurvy?"]).shape
     (1, 384)

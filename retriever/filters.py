@@ -1,19 +1,31 @@
-"""Evaluate LlamaIndex ``MetadataFilters`` against a doc's metadata dict.
+"""LlamaIndex ``MetadataFilters``: as SQL over the document store, and as a Python predicate.
 
-FAISS has no metadata, so filters are evaluated here, once per query, to a set
-of allowed positions that FAISS then searches exactly (``IDSelectorBatch``).
-LlamaIndex ships no standalone evaluator for its filter objects (each vector
-store translates them to its own query language), hence this small one.
+FAISS has no metadata, so a filter is first turned into the set of labels that
+pass it, which FAISS then searches exactly (``IDSelectorBatch``).
+:func:`filters_to_sql` compiles a filter into a ``WHERE`` clause over the
+store's JSON metadata, so selecting is one SQLite query, not a Python scan of
+every document. :func:`matches` is the same semantics in Python: the reference
+the SQL is tested against, and the evaluator for a single metadata dict.
+LlamaIndex's own ``build_metadata_filter_fn`` reads from its document store
+and knows fewer operators (no ``any``/``all``/``text_match``/nesting), so it
+cannot stand in for either.
+
+Semantics (Python's): a missing or null key matches only ``!=``, ``nin`` and
+``is_empty``; comparing values of different kinds (a number with a string)
+does not match; ``contains``/``any``/``all`` look inside a list value.
 
 Example:
     >>> from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
     >>> f = MetadataFilters(filters=[MetadataFilter(key="year", value=2020, operator=">=")])
     >>> matches({"year": 2021}, f)
     True
+    >>> filters_to_sql(f)[0]
+    "(IFNULL((json_type(metadata, ?) IN ('integer', 'real', 'true', 'false') AND json_extract(metadata, ?) >= ?), 0))"
 """
 from __future__ import annotations
 
-import numpy as np
+import json
+
 
 from .errors import HonedError
 
@@ -79,10 +91,169 @@ def matches(meta: dict, filters) -> bool:
     raise HonedError(f"metadata filter condition {cond!r} is not supported")
 
 
-def allowed_positions(docs: list[dict], filters) -> np.ndarray | None:
-    """Positions of docs whose metadata (plus ``doc_id``/``title``) pass `filters`; None = all."""
-    if filters is None or not filters.filters:
+def filters_key(filters) -> str:
+    """A canonical text of a filter, to cache its selection by."""
+    dump = getattr(filters, "model_dump_json", None)
+    return dump() if dump else repr(filters)
+
+
+_NUM = "('integer', 'real', 'true', 'false')"
+_COLUMNS = {"doc_id": "id", "title": "title"}   # the document's own fields, as `matches` sees them
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (bool, int, float))
+
+
+class _Key:
+    """SQL for one key's value (v) and JSON type (t), with the bound parameters each needs."""
+
+    def __init__(self, key: str):
+        if not isinstance(key, str) or '"' in key or not key:
+            raise HonedError(f"metadata filter key {key!r} is not supported (empty, or holds a double quote)")
+        self.col = _COLUMNS.get(key)
+        self.path = f'$."{key}"'
+
+    def v(self) -> tuple[str, list]:
+        return (self.col, []) if self.col else ("json_extract(metadata, ?)", [self.path])
+
+    def t(self) -> tuple[str, list]:
+        return ("'text'", []) if self.col else ("json_type(metadata, ?)", [self.path])
+
+
+def _bind(value):
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        raise HonedError(f"metadata filter value {value} is out of SQLite's integer range")
+    return value
+
+
+def _eq(v: str, t: str, value) -> tuple[str, list]:
+    """SQL for Python's ``have == value`` where `v`/`t` are the value/type expressions (no params inside)."""
+    if value is None:
+        return f"{t} = 'null'", []
+    if _is_num(value):
+        return f"({t} IN {_NUM} AND {v} = ?)", [_bind(value)]
+    if isinstance(value, str):
+        return f"({t} = 'text' AND {v} = ?)", [value]
+    if isinstance(value, (list, dict)):   # compared as minified JSON text
+        return (f"({t} = '{'array' if isinstance(value, list) else 'object'}' AND {v} = json(?))",
+                [json.dumps(value, ensure_ascii=False)])
+    raise HonedError(f"metadata filter value {value!r} has an unsupported type {type(value).__name__}")
+
+
+def _one_sql(key: str, op: str, value) -> tuple[str, list]:
+    k = _Key(key)
+    (v, vp), (t, tp) = k.v(), k.t()
+    missing, mp = f"({t} IS NULL OR {t} = 'null')", tp + tp
+    if op == "is_empty":
+        arr = "0" if k.col else f"({t} = 'array' AND json_array_length(metadata, ?) = 0)"
+        return (f"({missing} OR {arr} OR ({t} = 'text' AND {v} = ''))",
+                mp + ([] if k.col else tp + [k.path]) + tp + vp)
+
+    def eq(val):
+        return _expand(*_eq("__V__", "__T__", val), v, vp, t, tp)
+
+    if op in ("==", "!="):
+        sql, p = eq(value)
+        if op == "==":
+            return f"(NOT {missing} AND {sql})", mp + p
+        return f"({missing} OR NOT {sql})", mp + p
+    if op in (">", ">=", "<", "<="):
+        if _is_num(value):
+            return f"({t} IN {_NUM} AND {v} {op} ?)", tp + vp + [_bind(value)]
+        if isinstance(value, str):
+            return f"({t} = 'text' AND {v} {op} ?)", tp + vp + [value]
+        return "0", []   # Python raises TypeError for None and mixed kinds: no match
+    if op in ("in", "nin", "any", "all"):
+        if not isinstance(value, list):
+            raise HonedError(f"metadata filter operator {op!r} needs a list value, got {value!r}")
+        if op in ("in", "nin"):
+            parts = [eq(x) for x in value]
+            sql = "(" + " OR ".join(s for s, _ in parts) + ")" if parts else "0"
+            params = [x for _, p in parts for x in p]
+            if op == "in":
+                return f"(NOT {missing} AND {sql})", mp + params
+            return f"({missing} OR NOT {sql})", mp + params
+        parts = [_contains(k, x) for x in value]
+        if not parts:
+            return (f"(NOT {missing})", mp) if op == "all" else ("0", [])
+        joiner = " AND " if op == "all" else " OR "
+        return f"(NOT {missing} AND ({joiner.join(s for s, _ in parts)}))", mp + [x for _, p in parts for x in p]
+    if op == "contains":
+        sql, p = _contains(k, value)
+        return f"(NOT {missing} AND {sql})", mp + p
+    if op in ("text_match", "text_match_insensitive"):
+        if k.col:
+            s = v if op == "text_match" else f"py_lower({v})"
+            return f"(instr({s}, ?) > 0)", vp + [str(value) if op == "text_match" else str(value).lower()]
+        s = f"py_str({v}, {t})" if op == "text_match" else f"py_lower(py_str({v}, {t}))"
+        return (f"(NOT {missing} AND instr({s}, ?) > 0)",
+                mp + vp + tp + [str(value) if op == "text_match" else str(value).lower()])
+    raise HonedError(f"metadata filter operator {op!r} is not supported")
+
+
+def _expand(sql: str, params: list, v: str, vp: list, t: str, tp: list) -> tuple[str, list]:
+    """Put the value/type expressions into `sql` (from _eq), interleaving their parameters in order."""
+    out, out_p, i, pos = [], [], 0, 0
+    while pos < len(sql):
+        if sql.startswith("__V__", pos):
+            out.append(v)
+            out_p += vp
+            pos += 5
+        elif sql.startswith("__T__", pos):
+            out.append(t)
+            out_p += tp
+            pos += 5
+        elif sql[pos] == "?":
+            out.append("?")
+            out_p.append(params[i])
+            i += 1
+            pos += 1
+        else:
+            out.append(sql[pos])
+            pos += 1
+    return "".join(out), out_p
+
+
+def _contains(k: _Key, value) -> tuple[str, list]:
+    """SQL for ``value in (have if have is a list else [have])``."""
+    (v, vp), (t, tp) = k.v(), k.t()
+    direct = _expand(*_eq("__V__", "__T__", value), v, vp, t, tp)
+    if k.col:
+        return direct
+    inner = _eq("je.value", "je.type", value)
+    return (f"(({t} = 'array' AND EXISTS (SELECT 1 FROM json_each(metadata, ?) AS je WHERE {inner[0]})) "
+            f"OR ({t} != 'array' AND {direct[0]}))", tp + [k.path] + inner[1] + tp + direct[1])
+
+
+def filters_to_sql(filters) -> tuple[str, list]:
+    """A ``WHERE`` clause (and its parameters) over the ``docs`` table equal to :func:`matches`."""
+    parts = []
+    for f in filters.filters:
+        if hasattr(f, "filters"):
+            parts.append(filters_to_sql(f))
+        else:
+            sql, p = _one_sql(f.key, _as_str(f.operator), f.value)
+            parts.append((f"IFNULL({sql}, 0)", p))
+    cond = _as_str(getattr(filters, "condition", "and") or "and")
+    params = [x for _, p in parts for x in p]
+    if cond == "and":
+        return ("(" + " AND ".join(s for s, _ in parts) + ")" if parts else "1"), params
+    if cond == "or":
+        return ("(" + " OR ".join(s for s, _ in parts) + ")" if parts else "0"), params
+    if cond == "not":
+        return ("NOT (" + " OR ".join(s for s, _ in parts) + ")" if parts else "1"), params
+    raise HonedError(f"metadata filter condition {cond!r} is not supported")
+
+
+def py_str(value, json_type: str | None) -> str | None:
+    """Python's ``str()`` of a JSON value as SQLite returns it (registered as the SQL function py_str)."""
+    if json_type is None:
         return None
-    keep = [i for i, d in enumerate(docs)
-            if matches({**d.get("metadata", {}), "doc_id": d["id"], "title": d.get("title", "")}, filters)]
-    return np.asarray(keep, dtype=np.int64)
+    if json_type in ("true", "false"):
+        return str(json_type == "true")
+    if json_type in ("array", "object"):
+        return str(json.loads(value))
+    if json_type == "real":
+        return str(float(value))
+    return str(value)

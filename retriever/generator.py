@@ -6,7 +6,7 @@ versions; this adapter is 40 lines. Kept apart from :mod:`rag_eval.llm` so the
 app can stream answers without importing ragas.
 
 Example:
-    >>> from retriever.generator import LocalLLM
+    >>> from honed.retriever.generator import LocalLLM
     >>> llm = LocalLLM(max_tokens=32)                       # doctest: +SKIP
     >>> "".join(r.delta for r in llm.stream_complete("Say hi"))   # doctest: +SKIP
 """

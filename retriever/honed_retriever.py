@@ -1,11 +1,13 @@
 """``HonedRetriever``: a tuned embedder + FAISS index as a LlamaIndex retriever.
 
 Example:
-    >>> from retriever import HonedRetriever
-    >>> r = HonedRetriever.from_dir("indexes/scifact-minilm", similarity_top_k=10)  # doctest: +SKIP
-    >>> nodes = r.retrieve("0-dimensional biomaterials show inductive properties")  # doctest: +SKIP
+    >>> from honed import HonedRetriever
+    >>> r = HonedRetriever.from_dir("indexes/cuad-clauses-test-tuned", similarity_top_k=5)  # doctest: +SKIP
+    >>> nodes = r.retrieve("Is there a cap on liability?")                                  # doctest: +SKIP
+    >>> r.insert({"new-1": {"text": "Liability is capped at the fees paid."}})              # doctest: +SKIP
+    >>> r.delete(["new-1"])                                                                 # doctest: +SKIP
     >>> from llama_index.core.query_engine import RetrieverQueryEngine
-    >>> engine = RetrieverQueryEngine.from_args(r, llm=my_llm)                      # doctest: +SKIP
+    >>> engine = RetrieverQueryEngine.from_args(r, llm=my_llm)                              # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -15,33 +17,39 @@ from typing import Any
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from .filters import allowed_positions
 from .index import Index, check_compatible, open_index_and_encoder, search
 
 
+def doc_node(doc: dict) -> TextNode:
+    """A LlamaIndex node for a stored document: its id, text, title and metadata."""
+    meta = {**doc.get("metadata", {}), "doc_id": doc["id"]}
+    if doc.get("title"):
+        meta["title"] = doc["title"]
+    return TextNode(id_=doc["id"], text=doc["text"], metadata=meta, excluded_embed_metadata_keys=list(meta),
+                    excluded_llm_metadata_keys=[k for k in meta if k != "title"])
+
+
 def hits_to_nodes(index: Index, hits: list[tuple[int, float]]) -> list[NodeWithScore]:
-    """Turn (position, score) hits into LlamaIndex nodes carrying doc id, title and metadata."""
-    nodes = []
-    for pos, score in hits:
-        doc = index.docs[pos]
-        meta = {**doc.get("metadata", {}), "doc_id": doc["id"]}
-        if doc.get("title"):
-            meta["title"] = doc["title"]
-        node = TextNode(id_=doc["id"], text=doc["text"], metadata=meta,
-                        excluded_embed_metadata_keys=list(meta),
-                        excluded_llm_metadata_keys=[k for k in meta if k != "title"])
-        nodes.append(NodeWithScore(node=node, score=score))
-    return nodes
+    """Turn (label, score) hits into LlamaIndex nodes carrying doc id, title and metadata."""
+    docs = index.docs_at([label for label, _ in hits])
+    return [NodeWithScore(node=doc_node(d), score=s) for d, (_, s) in zip(docs, hits) if d is not None]
+
+
+def retrieve_nodes(index: Index, encoder, query: str, k: int, filters=None, embedding=None) -> list[NodeWithScore]:
+    """Encode the query, search (exactly, within `filters`), and return nodes."""
+    vec = embedding if embedding is not None else encoder.encode_queries([query])[0]
+    allowed = index.store.select(filters) if filters is not None and filters.filters else None
+    return hits_to_nodes(index, search(index, vec, k, allowed=allowed)[0])
 
 
 class HonedRetriever(BaseRetriever):
-    """Dense retrieval over a honed index folder, returning ``NodeWithScore`` with doc ids.
+    """Dense retrieval over a honed artifact, returning ``NodeWithScore`` with doc ids.
 
     Args:
-        index: a loaded :class:`~retriever.index.Index`.
+        index: an open :class:`~honed.retriever.index.Index`.
         encoder: the model that built it (checked by fingerprint and dimension).
         similarity_top_k: how many nodes to return.
-        filters: optional LlamaIndex ``MetadataFilters`` applied exactly inside FAISS.
+        filters: optional LlamaIndex ``MetadataFilters``, applied exactly inside FAISS.
     """
 
     def __init__(self, index: Index, encoder, similarity_top_k: int = 10, filters=None,
@@ -56,7 +64,7 @@ class HonedRetriever(BaseRetriever):
     @classmethod
     def from_dir(cls, path: str | os.PathLike, model: str | os.PathLike | None = None,
                  similarity_top_k: int = 10, filters=None, **kwargs: Any) -> "HonedRetriever":
-        """Open an index folder with the model recorded in its manifest (or `model`)."""
+        """Open an artifact with the model inside it (torch-free when it has an ONNX export), or `model`."""
         index, encoder = open_index_and_encoder(path, model)
         return cls(index, encoder, similarity_top_k=similarity_top_k, filters=filters, **kwargs)
 
@@ -68,9 +76,18 @@ class HonedRetriever(BaseRetriever):
     def encoder(self):
         return self._encoder
 
-    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        vec = query_bundle.embedding or self._encoder.encode_queries([query_bundle.query_str])[0]
-        allowed = allowed_positions(self._index.docs, self.filters)
-        hits = search(self._index, vec, self.similarity_top_k, allowed=allowed)[0]
-        return hits_to_nodes(self._index, hits)
+    def insert(self, documents, upsert: bool = False) -> dict:
+        """Add documents (``{id: {"text", "title"?, "metadata"?}}``) in place; see :mod:`~honed.retriever.updates`."""
+        from .updates import add_documents
 
+        return add_documents(self._index, documents, encoder=self._encoder, upsert=upsert)
+
+    def delete(self, ids) -> dict:
+        """Delete documents by id, in place; a deleted id never comes back in results."""
+        from .updates import delete_documents
+
+        return delete_documents(self._index, ids)
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return retrieve_nodes(self._index, self._encoder, query_bundle.query_str, self.similarity_top_k,
+                              self.filters, query_bundle.embedding)

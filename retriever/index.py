@@ -1,54 +1,87 @@
-"""Build, save and load a FAISS index with its doc store and manifest.
+"""Build, open and search a retriever artifact: the tuned model, its FAISS index and the documents, in one folder.
 
-An index folder holds three files, none of them pickle:
+An index folder (format ``honed.retriever/2``) holds everything a query needs,
+every path relative to the folder, so it can be copied, tarred or moved to
+another machine and opened from any working directory:
 
-- ``index.faiss``  FAISS's own binary format (``faiss.write_index``)
-- ``docs.jsonl``   one ``{"id", "title", "text", "metadata"}`` per vector, in vector order
-- ``manifest.json`` model identity (fingerprint, dim), metric, FAISS factory, counts, build params
+- ``model/``            the sentence-transformers folder that built it (and its ``onnx/`` export, if any)
+- ``store.sqlite``      the documents, keyed by id, metadata queryable (:mod:`retriever.store`)
+- ``index-<gen>.faiss`` FAISS's own binary format; vector labels are the store's ``pos`` column
+- ``manifest.json``     format, model fingerprint and dimension, metric, FAISS factory, build
+                        parameters, and the evaluation that justified it (``honed package``)
+- ``honed-artifact.json`` sizes and sha256 of the immutable files (:mod:`retriever.atomic`)
 
-The folder is written beside its destination and renamed into place, so a
-crash mid-build leaves the previous index loadable.
+No pickle. The folder is written beside its destination and swapped into place;
+documents are added and deleted in place (:mod:`retriever.updates`), and the
+FAISS file of the current *generation* is recorded, with its sha256, in the
+store, so a reader always gets a FAISS file and rows that belong together.
 
 Example:
-    >>> from retriever.index import build_index, load_index
-    >>> build_index("minilm", "../shared/datasets/scifact", "indexes/scifact")  # doctest: +SKIP
-    >>> idx = load_index("indexes/scifact")                                      # doctest: +SKIP
+    >>> from honed.retriever.index import build_index, load_index, search
+    >>> build_index("minilm", "datasets/cuad-clauses", "indexes/cuad-minilm")   # doctest: +SKIP
+    >>> idx = load_index("indexes/cuad-minilm")                                  # doctest: +SKIP
 """
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
+import shutil
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_dir, check_writable, recover_swap, verify_artifact
-from .data.beir import dataset_root, doc_text, read_corpus
+from .atomic import atomic_dir, check_writable, recover_swap, sha256_file, verify_artifact
+from .data.beir import check_id, dataset_root, doc_text, read_corpus
 from .errors import HonedError, IndexMismatchError
+from .store import DocStore
 
-MANIFEST_VERSION = 1
+FORMAT = "honed.retriever/2"
 FAISS_KINDS = ("flat", "hnsw", "ivfpq")
+STORE_FILE = "store.sqlite"
+MODEL_DIR = "model"
 
 
 @dataclass
 class Index:
-    """A loaded index: FAISS vectors + the docs they stand for + how they were made."""
+    """An open artifact: FAISS vectors, the document store, and how they were made."""
 
     faiss_index: object
-    docs: list[dict]
+    store: DocStore
     manifest: dict
-    path: Path | None = None
+    path: Path
+    generation: int = 0
+    tombstones: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)   # one connection, many threads
+
+    def __len__(self) -> int:
+        return self.store.count()
 
     @property
     def doc_ids(self) -> list[str]:
-        return [d["id"] for d in self.docs]
+        """Document ids in insertion order."""
+        return self.store.ids()
 
-    def __len__(self) -> int:
-        return len(self.docs)
+    def docs_at(self, labels: list[int]) -> list[dict | None]:
+        """Documents for FAISS labels, in order (None for a label deleted since the search)."""
+        return self.store.get_by_pos(labels)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL_DIR
+
+    def refresh(self) -> bool:
+        """Reload the FAISS file when another process updated the artifact; True if it did."""
+        if self.store.generation() == self.generation:
+            return False
+        fresh = load_index(self.path)
+        self.store.close()
+        self.faiss_index, self.store, self.generation = fresh.faiss_index, fresh.store, fresh.generation
+        self.tombstones, self.manifest = fresh.tombstones, fresh.manifest
+        return True
 
 
 def load_corpus(source: str | os.PathLike | dict, split: str = "test") -> dict[str, dict]:
@@ -64,13 +97,14 @@ def load_corpus(source: str | os.PathLike | dict, split: str = "test") -> dict[s
 def faiss_factory(kind: str, n: int, dim: int) -> str:
     """The FAISS index-factory string for a kind and corpus size.
 
-    flat: exact search. hnsw: graph, no training, ~exact at efSearch 128.
-    ivfpq: compressed (dim/8 bytes per vector); needs ≥ 39×nlist training points.
+    flat: exact search. hnsw: graph, no training, ~exact at efSearch 128 (deletes
+    are masked, since HNSW cannot remove). ivfpq: compressed (dim/8 bytes per
+    vector); needs ≥ 39×nlist training points. All carry the store's labels.
     """
     if kind == "flat":
-        return "Flat"
+        return "IDMap2,Flat"
     if kind == "hnsw":
-        return "HNSW32,Flat"
+        return "IDMap2,HNSW32,Flat"
     if kind == "ivfpq":
         if n < 10_000:
             raise HonedError(f"--faiss ivfpq needs ≥ 10,000 documents to train its codebooks "
@@ -81,28 +115,43 @@ def faiss_factory(kind: str, n: int, dim: int) -> str:
     raise HonedError(f"--faiss must be one of {', '.join(FAISS_KINDS)}, got {kind!r}")
 
 
-def _make_faiss(vectors: np.ndarray, factory: str):
+def make_faiss(vectors: np.ndarray, factory: str, labels: np.ndarray):
+    """A trained FAISS index holding `vectors` under `labels` (inner product over unit vectors)."""
     import faiss
 
     index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         index.train(vectors)
-    index.add(vectors)
-    if factory.startswith("HNSW"):
-        index.hnsw.efSearch = 128
+    index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(labels, dtype=np.int64))
+    if "HNSW" in factory:
+        faiss.downcast_index(faiss.downcast_index(index).index).hnsw.efSearch = 128
     return index
+
+
+def corpus_docs(docs_by_id: dict[str, dict]) -> list[dict]:
+    """Validated store rows from a corpus dict (ids checked, metadata a JSON object)."""
+    rows = []
+    for did, d in docs_by_id.items():
+        did = check_id(did, "corpus", "document id")
+        if not isinstance(d, dict) or not isinstance(d.get("text"), str):
+            raise HonedError(f"document {did!r}: needs a string \"text\"")
+        meta = d.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise HonedError(f"document {did!r}: \"metadata\" must be an object")
+        rows.append({"id": did, "title": d.get("title") or "", "text": d["text"], "metadata": meta})
+    return rows
 
 
 def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
                 split: str = "test", batch_size: int = 32, show_progress: bool = True,
                 force: bool = False) -> Path:
-    """Embed a corpus and write an index folder atomically; return its path.
+    """Embed a corpus and write a retriever artifact atomically; return its path.
 
     `model` is a model reference (``"minilm"``, a folder, a hub id) or a loaded
-    :class:`~retriever.encoder.Encoder`. `corpus` is a corpus dict, a
+    encoder; the model is copied into the artifact. `corpus` is a corpus dict, a
     ``corpus.jsonl`` file or a BEIR folder (its `split` corpus when split by document).
     """
-    from .encoder import Encoder, load_encoder
+    from .encoder import load_encoder
 
     docs_by_id = load_corpus(corpus, split)
     if not docs_by_id:
@@ -112,47 +161,71 @@ def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
     if batch_size < 1:
         raise HonedError(f"--batch-size must be ≥ 1, got {batch_size}")
     check_writable(out, "index", force)
-    enc = model if isinstance(model, Encoder) else load_encoder(model, batch_size=batch_size)
-    factory = faiss_factory(faiss_kind, len(docs_by_id), enc.dim)
-    ids = list(docs_by_id)
-    texts = [doc_text(docs_by_id[i]) for i in ids]
+    rows = corpus_docs(docs_by_id)
+    enc = model if hasattr(model, "encode_documents") else load_encoder(model, batch_size=batch_size)
+    factory = faiss_factory(faiss_kind, len(rows), enc.dim)
     t0 = time.perf_counter()
-    vectors = enc.encode_documents(texts, show_progress=show_progress)
+    vectors = enc.encode_documents([doc_text(d) for d in rows], show_progress=show_progress)
     encode_s = time.perf_counter() - t0
-    index = _make_faiss(vectors, factory)
+    build = {"batch_size": enc.batch_size, "encode_seconds": round(encode_s, 2),
+             "docs_per_second": round(len(rows) / max(encode_s, 1e-9), 2), "faiss_kind": faiss_kind}
+    return write_artifact(out, enc, rows, vectors, factory, build, force=force)
 
+
+def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: np.ndarray, factory: str,
+                   build: dict, evaluation: dict | None = None, model_src: str | os.PathLike | None = None,
+                   labels: np.ndarray | None = None, faiss_index=None, force: bool = False) -> Path:
+    """Write an artifact folder from documents and their vectors (or a ready FAISS index with `labels`)."""
     import faiss
 
-    docs_lines = "\n".join(json.dumps({
-        "id": i, "title": docs_by_id[i].get("title", ""), "text": docs_by_id[i]["text"],
-        "metadata": docs_by_id[i].get("metadata", {})}, ensure_ascii=False) for i in ids) + "\n"
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "model": {"ref": enc.ref, "path": enc.path, "fingerprint": enc.fingerprint,
-                  "backend": enc.backend, "max_seq_length": enc.max_seq_length},
-        "dim": enc.dim,
-        "metric": "inner_product",
-        "normalized": True,
-        "count": len(ids),
-        "faiss": {"kind": faiss_kind, "factory": factory, "version": faiss.__version__},
-        "docs_sha256": hashlib.sha256(docs_lines.encode()).hexdigest(),
-        "build": {"batch_size": enc.batch_size, "encode_seconds": round(encode_s, 2),
-                  "docs_per_second": round(len(ids) / max(encode_s, 1e-9), 2)},
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    labels = np.arange(len(rows), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+    index = faiss_index if faiss_index is not None else make_faiss(vectors, factory, labels)
     with atomic_dir(out, kind="index", force=force) as tmp:
-        faiss.write_index(index, str(tmp / "index.faiss"))
-        (tmp / "docs.jsonl").write_text(docs_lines, encoding="utf-8")
+        copy_model(encoder, tmp / MODEL_DIR, model_src)
+        faiss_file = "index-1.faiss"
+        faiss.write_index(index, str(tmp / faiss_file))
+        store = DocStore(tmp / STORE_FILE, create=True)
+        with store.conn:
+            store.conn.execute("BEGIN")
+            store.insert_at(rows, labels)
+            store.set_meta({"format": FORMAT, "generation": 1, "faiss_file": faiss_file,
+                            "faiss_size": (tmp / faiss_file).stat().st_size,
+                            "faiss_sha256": sha256_file(tmp / faiss_file)})
+        store.close()
+        manifest = {
+            "format": FORMAT,
+            "model": {"dir": MODEL_DIR, "ref": encoder.ref, "fingerprint": encoder.fingerprint,
+                      "max_seq_length": encoder.max_seq_length,
+                      "onnx": (tmp / MODEL_DIR / "onnx" / "manifest.json").exists()},
+            "dim": int(vectors.shape[1]) if vectors is not None else int(index.d),
+            "metric": "inner_product",
+            "normalized": True,
+            "faiss": {"factory": factory, "version": faiss.__version__, "removes": "HNSW" not in factory},
+            "build": build,
+            "eval": evaluation,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return Path(out)
 
 
+def copy_model(encoder, dest: Path, src: str | os.PathLike | None = None) -> None:
+    """Put the encoder's model folder (with its ONNX export, if any) at `dest`."""
+    src = Path(src) if src else Path(encoder.path)
+    if src.is_dir():
+        shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".*", "checkpoint-*", "__pycache__"))
+    elif getattr(encoder, "model", None) is not None and hasattr(encoder.model, "save"):
+        encoder.model.save(str(dest))   # a hub model: save the loaded weights
+    else:
+        raise HonedError(f"model {encoder.ref!r} has no local folder to copy into the artifact")
+
+
 def read_manifest(path: str | os.PathLike) -> dict:
-    """Read and check an index folder's manifest.json."""
+    """Read and check an artifact's manifest.json (format, required keys)."""
     p = Path(path)
     mf = p / "manifest.json"
     if not p.exists():
-        recover_swap(p)          # a kill mid-swap leaves only the previous index, beside it
+        recover_swap(p)          # a kill mid-swap leaves only the previous artifact, beside it
     if p.is_file():
         raise HonedError(f"{p}: is a file, not an index folder")
     if not mf.exists():
@@ -163,13 +236,16 @@ def read_manifest(path: str | os.PathLike) -> dict:
         raise HonedError(f"{mf}:{e.lineno}: invalid JSON ({e.msg})") from None
     if not isinstance(manifest, dict):
         raise HonedError(f"{mf}: expected a JSON object")
-    if manifest.get("manifest_version") != MANIFEST_VERSION:
-        raise HonedError(f"{mf}: manifest_version {manifest.get('manifest_version')!r} is not supported "
-                         f"(expected {MANIFEST_VERSION}); rebuild the index")
+    if manifest.get("manifest_version") == 1:
+        raise HonedError(f"{p}: index format 1 (written by honed 0.1, model outside the folder); "
+                         f"upgrade it in place with `honed index upgrade {p}`")
+    if manifest.get("format") != FORMAT:
+        raise HonedError(f"{mf}: artifact format {manifest.get('format')!r} is not supported by honed "
+                         f"{_version()} (it reads {FORMAT}); upgrade honed")
     for key, typ in _MANIFEST_KEYS.items():
         if not isinstance(manifest.get(key), typ):
             raise HonedError(f"{mf}: key {key!r} is missing or not a {typ.__name__}; rebuild the index")
-    for key in ("fingerprint", "ref", "path"):
+    for key in ("fingerprint", "ref", "dir"):
         if not isinstance(manifest["model"].get(key), str):
             raise HonedError(f"{mf}: key 'model.{key}' is missing or not a string; rebuild the index")
     if not isinstance(manifest["faiss"].get("factory"), str):
@@ -177,50 +253,58 @@ def read_manifest(path: str | os.PathLike) -> dict:
     return manifest
 
 
-_MANIFEST_KEYS = {"model": dict, "dim": int, "count": int, "faiss": dict, "docs_sha256": str}
+_MANIFEST_KEYS = {"model": dict, "dim": int, "faiss": dict}
 
 
-def load_index(path: str | os.PathLike) -> Index:
-    """Load an index folder written by :func:`build_index`, checking its parts agree."""
+def _version() -> str:
+    from honed import __version__
+
+    return __version__
+
+
+def _read_faiss(path: Path, mmap: bool):
     import faiss
 
+    flags = (faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY) if mmap else 0
+    try:
+        return faiss.read_index(str(path), flags)
+    except RuntimeError as e:
+        raise HonedError(f"{path}: unreadable FAISS index ({str(e).splitlines()[0]})") from None
+
+
+def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
+    """Open an artifact, checking that its parts agree; FAISS is memory-mapped where the type allows."""
     p = Path(path)
     manifest = read_manifest(p)
-    docs_path = p / "docs.jsonl"
-    verify_artifact(p)        # size + sha256 of index.faiss and docs.jsonl, as written
-    if not docs_path.is_file():
-        raise HonedError(f"{docs_path}: missing; rebuild the index")
-    raw = docs_path.read_bytes()
-    if hashlib.sha256(raw).hexdigest() != manifest["docs_sha256"]:
-        raise HonedError(f"{docs_path}: contents do not match manifest.json (docs_sha256); rebuild the index")
-    docs = _parse_docs(docs_path, raw)
-    try:
-        index = faiss.read_index(str(p / "index.faiss"))
-    except RuntimeError as e:
-        raise HonedError(f"{p / 'index.faiss'}: unreadable FAISS index ({str(e).splitlines()[0]})") from None
-    if index.ntotal != len(docs) or index.ntotal != manifest["count"]:
-        raise HonedError(f"{p}: index.faiss has {index.ntotal} vectors but docs.jsonl has {len(docs)} "
-                         f"and manifest says {manifest['count']}; rebuild the index")
-    if index.d != manifest["dim"]:
-        raise HonedError(f"{p}: index.faiss has dim {index.d}, manifest says {manifest['dim']}")
-    if manifest["faiss"]["factory"].startswith("IVF"):
-        faiss.extract_index_ivf(index).nprobe = 16
-    return Index(faiss_index=index, docs=docs, manifest=manifest, path=p)
-
-
-def _parse_docs(path: Path, raw: bytes) -> list[dict]:
-    docs = []
-    for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
-        if not line:
+    verify_artifact(p, ["manifest.json"])
+    for _ in range(5):   # a writer may switch generations between our reads: take the one the store names
+        store = DocStore(p / STORE_FILE)
+        meta = store.meta()
+        fpath = p / str(meta.get("faiss_file", ""))
+        if not fpath.is_file():
+            store.close()
             continue
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise HonedError(f"{path}:{n}: invalid JSON ({e.msg}); rebuild the index") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not isinstance(doc.get("text"), str):
-            raise HonedError(f"{path}:{n}: expected an object with string \"id\" and \"text\"; rebuild the index")
-        docs.append(doc)
-    return docs
+        if fpath.stat().st_size != meta.get("faiss_size") or sha256_file(fpath) != meta.get("faiss_sha256"):
+            store.close()
+            raise HonedError(f"{fpath}: contents do not match {STORE_FILE} (size/sha256): the file was replaced "
+                             "or truncated; rebuild the index")
+        index = _read_faiss(fpath, mmap)
+        break
+    else:
+        raise HonedError(f"{p}: the FAISS file named in {STORE_FILE} is missing; the artifact is incomplete")
+    count = store.count()
+    tombstones = store.tombstones()
+    if index.ntotal - len(tombstones) != count:
+        raise HonedError(f"{p}: {fpath.name} has {index.ntotal - len(tombstones)} live vectors but {STORE_FILE} "
+                         f"has {count} documents; rebuild the index")
+    if index.d != manifest["dim"]:
+        raise HonedError(f"{p}: {fpath.name} has dim {index.d}, manifest says {manifest['dim']}")
+    if manifest["faiss"]["factory"].startswith("IVF"):
+        import faiss
+
+        faiss.extract_index_ivf(index).nprobe = 16
+    return Index(faiss_index=index, store=store, manifest=manifest, path=p, generation=int(meta["generation"]),
+                 tombstones=tombstones)
 
 
 def check_compatible(index: Index, encoder) -> None:
@@ -238,48 +322,57 @@ def check_compatible(index: Index, encoder) -> None:
 
 def search(index: Index, query_vectors: np.ndarray, k: int = 10,
            allowed: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
-    """Top-k (position, score) per query; `allowed` restricts results to those positions.
+    """Top-k (label, score) per query; `allowed` restricts results to those labels.
 
     Restriction uses FAISS's own ``IDSelectorBatch`` so filtered search is exact
-    rather than an over-fetch-and-drop approximation.
+    rather than an over-fetch-and-drop approximation. Deleted documents of an
+    HNSW index (which cannot remove vectors) are masked the same way.
     """
-    import faiss
 
     if k < 1:
         raise HonedError(f"top-k must be ≥ 1, got {k}")
+    with index.lock:
+        index.refresh()
+        return _search(index, query_vectors, k, allowed)
+
+
+def _search(index: Index, query_vectors: np.ndarray, k: int, allowed: np.ndarray | None):
+    import faiss
+
     q = np.ascontiguousarray(query_vectors, dtype=np.float32)
     if q.ndim == 1:
         q = q[None, :]
-    params = None
+    sel = None
     if allowed is not None:
         allowed = np.asarray(allowed, dtype=np.int64)
         if allowed.size == 0:
             return [[] for _ in range(len(q))]
         sel = faiss.IDSelectorBatch(allowed)
-        factory = index.manifest["faiss"]["factory"]
-        if factory.startswith("HNSW"):
-            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(128, k))
-        elif factory.startswith("IVF"):
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=16)
-        else:
-            params = faiss.SearchParameters(sel=sel)
-    k_eff = min(k, len(index))
-    scores, pos = index.faiss_index.search(q, k_eff, params=params)
-    return [[(int(p), float(s)) for p, s in zip(prow, srow) if p >= 0] for prow, srow in zip(pos, scores)]
+    elif len(index.tombstones):
+        sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(index.tombstones))
+    params = None
+    factory = index.manifest["faiss"]["factory"]
+    if "HNSW" in factory:
+        params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(128, k))
+    elif factory.startswith("IVF"):
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=16)
+    elif sel is not None:
+        params = faiss.SearchParameters(sel=sel)
+    n_live = index.faiss_index.ntotal - len(index.tombstones)
+    k_eff = max(1, min(k, n_live))
+    scores, labels = index.faiss_index.search(q, k_eff, params=params)
+    return [[(int(p), float(s)) for p, s in zip(prow, srow) if p >= 0] for prow, srow in zip(labels, scores)]
 
 
 def open_index_and_encoder(path: str | os.PathLike, model: str | None = None):
-    """Load an index and the model that built it (or `model`), checked for compatibility.
+    """Open an artifact and the model inside it (or `model`), checked for compatibility.
 
     The plain-function twin of ``HonedRetriever.from_dir``, for callers that do
     not need LlamaIndex (the CLI, services): with an ONNX export it imports no torch.
     """
-    import os as _os
-
     from .encoder import load_encoder
 
     index = load_index(path)
-    m = index.manifest["model"]
-    enc = load_encoder(model or (m["path"] if _os.path.isdir(m["path"]) else m["ref"]))
+    enc = load_encoder(model or index.model_dir)
     check_compatible(index, enc)
     return index, enc

@@ -5,7 +5,7 @@ generate answers and judge them. One process-wide lock: a llama.cpp context
 must not be called from two threads at once.
 
 Example:
-    >>> from retriever.local_llm import chat_json
+    >>> from honed.retriever.local_llm import chat_json
     >>> chat_json("List two colours.", {"type": "object", "properties": {"colours": {"type": "array"}}})  # doctest: +SKIP
     {'colours': ['red', 'blue']}
 """

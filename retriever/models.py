@@ -6,7 +6,7 @@ packages. :func:`fetch_model` assembles a package's files into the model cache
 user types into something ``SentenceTransformer(...)`` or llama.cpp can open.
 
 Example:
-    >>> from retriever.models import resolve_model
+    >>> from honed.retriever.models import resolve_model
     >>> path = resolve_model("minilm")            # doctest: +SKIP
     >>> path.name
     'all-MiniLM-L6-v2'

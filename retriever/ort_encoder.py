@@ -6,7 +6,7 @@ model folder's tokenizer and max length, its pooling and its normalisation.
 Importing this module never imports torch.
 
 Example:
-    >>> from retriever.ort_encoder import load_ort_encoder
+    >>> from honed.retriever.ort_encoder import load_ort_encoder
     >>> enc = load_ort_encoder("runs/cuad-tuned", variant="int8")    # doctest: +SKIP
     >>> enc.encode_queries(["cap on liability"]).shape
     (1, 384)
@@ -85,15 +85,34 @@ def read_st_config(model_dir: Path) -> dict:
         pc = read_json(where)
         pooling = pooling_mode(pc, where)
         include_prompt = bool(pc.get("include_prompt", True))
-    sbc = model_dir / "sentence_bert_config.json"
-    max_len = read_json(sbc).get("max_seq_length") if sbc.exists() else None
     stc = model_dir / "config_sentence_transformers.json"
     prompts = (read_json(stc).get("prompts") if stc.exists() else None) or {}
     if not include_prompt and any(prompts.values()):
         raise HonedError(f"{model_dir / pool_dir / 'config.json'}: pooling that excludes the prompt "
                          "(include_prompt false) with prompts is not exported")
-    return {"pooling": pooling, "normalize": "Normalize" in types, "max_seq_length": int(max_len or 256),
+    return {"pooling": pooling, "normalize": "Normalize" in types, "max_seq_length": max_seq_length(model_dir),
             "prompts": prompts}
+
+
+def max_seq_length(model_dir: Path) -> int:
+    """The token limit sentence-transformers truncates at, from either file format.
+
+    5.x writes ``max_seq_length`` in ``sentence_bert_config.json``; 6.x keeps it
+    as the tokenizer's ``model_max_length``. Either is capped at the model's
+    ``max_position_embeddings``, as sentence-transformers caps it.
+    """
+    value = None
+    sbc = model_dir / "sentence_bert_config.json"
+    if sbc.exists():
+        value = read_json(sbc).get("max_seq_length")
+    tc = model_dir / "tokenizer_config.json"
+    if value is None and tc.exists():
+        value = read_json(tc).get("model_max_length")
+    cfg = model_dir / "config.json"
+    cap = read_json(cfg).get("max_position_embeddings") if cfg.exists() else None
+    if not isinstance(value, int) or value <= 0 or value > 1_000_000:   # tokenizers use 1e30 for "no limit"
+        value = cap or 512
+    return int(min(value, cap) if isinstance(cap, int) else value)
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:

@@ -34,7 +34,7 @@ def cuad_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def scifact_test(scifact_dir):
-    from retriever.data import load_beir
+    from honed.retriever.data import load_beir
 
     return load_beir(scifact_dir, "test")
 
@@ -42,7 +42,7 @@ def scifact_test(scifact_dir):
 @pytest.fixture(scope="session")
 def scifact_slice(scifact_test):
     """25 real test queries, their gold abstracts, plus 60 other abstracts as distractors."""
-    from retriever.data import BeirDataset
+    from honed.retriever.data import BeirDataset
 
     qids = sorted(scifact_test.qrels)[:25]
     gold = sorted({d for q in qids for d in scifact_test.qrels[q]})
@@ -54,7 +54,7 @@ def scifact_slice(scifact_test):
 
 @pytest.fixture(scope="session")
 def minilm():
-    from retriever.encoder import load_encoder
+    from honed.retriever.encoder import load_encoder
 
     return load_encoder("minilm")
 
@@ -62,7 +62,7 @@ def minilm():
 @pytest.fixture(scope="session")
 def slice_index(tmp_path_factory, scifact_slice, minilm):
     """A real flat FAISS index of the slice, built once per session."""
-    from retriever.index import build_index
+    from honed.retriever.index import build_index
 
     out = tmp_path_factory.mktemp("idx") / "scifact-slice"
     build_index(minilm, scifact_slice.corpus, out, show_progress=False)
@@ -76,7 +76,7 @@ TINY = dict(max_steps=4, batch_size=8, eval_steps=2, max_mine_docs=150, dev_max_
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory, scifact_dir):
     """60 real SciFact train queries with their abstracts + 80 distractors, and 20 test queries."""
-    from retriever.data import load_beir, write_beir
+    from honed.retriever.data import load_beir, write_beir
 
     tr, te = load_beir(scifact_dir, "train"), load_beir(scifact_dir, "test")
     qs = sorted(tr.qrels)[:60]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from app.store import FeedbackStore
+from honed.app.store import FeedbackStore
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -29,7 +29,7 @@ EVIL = "<script>document.title='pwned'</script><b>bold?</b> Aspirin reduces the 
 @pytest.fixture(scope="module")
 def two_indexes(tmp_path_factory, scifact_slice, minilm):
     """Baseline and candidate index folders over the slice plus one document carrying markup/script."""
-    from retriever.index import build_index
+    from honed.retriever.index import build_index
 
     corpus = dict(scifact_slice.corpus)
     corpus["evil-1"] = {"text": EVIL, "title": ""}
@@ -100,7 +100,7 @@ def test_real_browser_query_vote_lands_in_database(two_indexes, tmp_path):
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # the real CLI, as a user starts it
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--baseline", str(base), "--candidate", str(tuned),
+    proc = subprocess.Popen([sys.executable, "-m", "honed.app.cli", "app", "--baseline", str(base), "--candidate", str(tuned),
                              "--db", str(db), "--port", str(port), "--top-k", "3", "--max-tokens", "24"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

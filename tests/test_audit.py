@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from rag_eval.audit import audit_dataset, normalise_query
-from retriever.data import load_beir, write_beir
+from honed.rag_eval.audit import audit_dataset, normalise_query
+from honed.retriever.data import load_beir, write_beir
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from retriever.data import load_beir, write_beir
-from retriever.errors import DataError
+from honed.retriever.data import load_beir, write_beir
+from honed.retriever.errors import DataError
 
 
 def test_real_scifact_splits(scifact_dir):

@@ -45,7 +45,8 @@ def test_bad_input_is_one_clear_line(args, expected):
 
 
 def test_import_of_library_does_not_pull_torch():
-    code = "import sys, retriever, rag_eval, app; import retriever.index, retriever.data; print('torch' in sys.modules)"
+    code = ("import sys, honed, honed.retriever, honed.rag_eval, honed.app; import honed.retriever.index, "
+            "honed.retriever.data; honed.HonedError; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -56,7 +57,7 @@ def test_models_list():
 
 
 def test_feedback_status_exit_code_signals_the_trigger(tmp_path):
-    from app.store import FeedbackStore, Vote
+    from honed.app.store import FeedbackStore, Vote
 
     db = tmp_path / "fb.db"
     p = run("feedback", "status", "--db", str(db), "--json")

@@ -6,11 +6,11 @@ from difflib import SequenceMatcher
 
 import pytest
 
-from retriever.data import load_beir
-from retriever.data.cuad import (REPEAT_MIN_CHARS, Chunk, build_cuad, chunk_text, is_relevant, normalise, query_category,
+from honed.retriever.data import load_beir
+from honed.retriever.data.cuad import (REPEAT_MIN_CHARS, Chunk, build_cuad, chunk_text, is_relevant, normalise, query_category,
                                  read_master_clauses)
-from retriever.data.cuad_queries import CATEGORY_QUERIES
-from retriever.errors import DataError
+from honed.retriever.data.cuad_queries import CATEGORY_QUERIES
+from honed.retriever.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_chunking_and_relevance_rule():
 
 
 def test_repeated_long_quotes_all_found_short_ones_once():
-    from retriever.data.cuad import locate
+    from honed.retriever.data.cuad import locate
 
     clause = "Neither party may assign this Agreement without the prior written consent of the other."
     text = f"{clause} Page 1 May 3, 2016. {clause} Page 2 May 3, 2016."

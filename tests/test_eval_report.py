@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from rag_eval.beir_eval import evaluate_systems, parse_system
-from rag_eval.report import SCHEMA, write_beir_report
-from retriever.data import write_beir
+from honed.rag_eval.beir_eval import evaluate_systems, parse_system
+from honed.rag_eval.report import SCHEMA, write_beir_report
+from honed.retriever.data import write_beir
 
 
 def test_side_by_side_report(tmp_path, scifact_slice):
@@ -35,8 +35,8 @@ def test_side_by_side_report(tmp_path, scifact_slice):
 def test_beir_name_offline_is_a_clear_error(monkeypatch, tmp_path):
     import pytest
 
-    from rag_eval.beir_eval import resolve_dataset
-    from retriever.errors import HonedError
+    from honed.rag_eval.beir_eval import resolve_dataset
+    from honed.retriever.errors import HonedError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HONED_DATA_CACHE", str(tmp_path))

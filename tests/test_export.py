@@ -12,14 +12,14 @@ import sys
 import numpy as np
 import pytest
 
-from retriever.errors import HonedError
+from honed.retriever.errors import HonedError
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, scifact_slice):
-    from retriever.data import write_beir
-    from retriever.export.onnx import export_onnx
-    from retriever.models import resolve_model
+    from honed.retriever.data import write_beir
+    from honed.retriever.export.onnx import export_onnx
+    from honed.retriever.models import resolve_model
 
     root = tmp_path_factory.mktemp("onnx")
     model = root / "minilm"
@@ -33,17 +33,19 @@ def exported(tmp_path_factory, scifact_slice):
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, tiny_data):
     """A model folder written by `honed finetune` in this session (sentence-transformers 6 file format)."""
-    from retriever.finetune.train import FinetuneConfig, finetune
+    from honed.retriever.finetune.train import FinetuneConfig, finetune
 
     from conftest import TINY
 
     out = tmp_path_factory.mktemp("tuned") / "run"
-    finetune(FinetuneConfig(data=str(tiny_data), out=str(out), track=False, **{**TINY, "max_steps": 2}))
+    # 128 tokens, not the default 256: sentence-transformers 6 keeps the limit in tokenizer_config.json
+    finetune(FinetuneConfig(data=str(tiny_data), out=str(out), track=False,
+                            **{**TINY, "max_steps": 2, "max_seq_length": 128}))
     return out
 
 
 def test_export_writes_models_and_parity(exported):
-    from retriever.ort_encoder import cpu_int8_target
+    from honed.retriever.ort_encoder import cpu_int8_target
 
     model, _, man = exported
     files = {p.name for p in (model / "onnx").iterdir()}
@@ -64,7 +66,7 @@ def test_export_writes_models_and_parity(exported):
 
 
 def test_auto_picks_the_int8_model_for_this_cpu(exported, monkeypatch):
-    import retriever.ort_encoder as ort_encoder
+    import honed.retriever.ort_encoder as ort_encoder
 
     model, _, man = exported
     for cpu in ("avx2", "avx512-vnni"):
@@ -80,7 +82,7 @@ def test_auto_picks_the_int8_model_for_this_cpu(exported, monkeypatch):
 
 def test_export_format_1_still_opens(exported, tmp_path):
     """An export written before the per-CPU variants (one int8 model, format honed.onnx/1) keeps working."""
-    from retriever.ort_encoder import load_ort_encoder
+    from honed.retriever.ort_encoder import load_ort_encoder
 
     model, _, man = exported
     old = tmp_path / "old"
@@ -104,7 +106,7 @@ def test_pooling_config_in_both_file_formats_and_every_mode(tmp_path):
     import torch
     from sentence_transformers.sentence_transformer.modules import Pooling
 
-    from retriever.ort_encoder import POOLING_MODES, pool, pooling_mode
+    from honed.retriever.ort_encoder import POOLING_MODES, pool, pooling_mode
 
     where = tmp_path / "config.json"
     assert pooling_mode({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}, where) == "cls"
@@ -127,24 +129,24 @@ def test_pooling_config_in_both_file_formats_and_every_mode(tmp_path):
 def test_finetuned_model_reads_like_sentence_transformers_reads_it(tuned):
     from sentence_transformers import SentenceTransformer
 
-    from retriever.ort_encoder import read_st_config
+    from honed.retriever.ort_encoder import read_st_config
 
     pool_cfg = json.loads((tuned / "1_Pooling" / "config.json").read_text())
     assert "pooling_mode" in pool_cfg, "the run folder should be in the sentence-transformers 6 format"
     st = SentenceTransformer(str(tuned), device="cpu")
     cfg = read_st_config(tuned)
     assert cfg["pooling"] == st[1].pooling_mode
-    assert cfg["max_seq_length"] == st.max_seq_length
+    assert cfg["max_seq_length"] == st.max_seq_length == 128
     assert cfg["normalize"] == any(type(m).__name__ == "Normalize" for m in st)
     assert {k: v for k, v in cfg["prompts"].items() if v} == {k: v for k, v in st.prompts.items() if v}
 
 
 def test_finetuned_model_exports_and_serves_without_torch(tuned, tmp_path, scifact_slice):
     """What a user does straight after `make demo`: export the run, search its index, build a Triton repo."""
-    from retriever.data import write_beir
-    from retriever.encoder import load_encoder
-    from retriever.export.triton import export_triton, validate_config
-    from retriever.index import build_index
+    from honed.retriever.data import write_beir
+    from honed.retriever.encoder import load_encoder
+    from honed.retriever.export.triton import export_triton, validate_config
+    from honed.retriever.index import build_index
 
     from test_cli import run
 
@@ -161,7 +163,7 @@ def test_finetuned_model_exports_and_serves_without_torch(tuned, tmp_path, scifa
 
     qid, q = next(iter(scifact_slice.queries.items()))
     code = ("import sys, runpy; sys.argv = ['honed', 'search', %r, %r, '-k', '3']\n"
-            "from app.cli import main\n"
+            "from honed.app.cli import main\n"
             "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
             "print('TORCH', 'torch' in sys.modules)") % (str(idx), q)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
@@ -175,8 +177,8 @@ def test_finetuned_model_exports_and_serves_without_torch(tuned, tmp_path, scifa
 
 
 def test_onnx_query_path_matches_torch_and_imports_no_torch(exported, tmp_path, scifact_slice):
-    from retriever.encoder import load_encoder
-    from retriever.index import build_index
+    from honed.retriever.encoder import load_encoder
+    from honed.retriever.index import build_index
 
     model, _, _ = exported
     texts = list(scifact_slice.queries.values())[:8]
@@ -185,7 +187,7 @@ def test_onnx_query_path_matches_torch_and_imports_no_torch(exported, tmp_path, 
     assert np.allclose(t, o, atol=1e-4)
     idx = build_index(f"{model}@torch", scifact_slice.corpus, tmp_path / "idx", show_progress=False)
     q = texts[0]
-    code = ("import sys; from retriever.index import open_index_and_encoder, search; "
+    code = ("import sys; from honed.retriever.index import open_index_and_encoder, search; "
             f"i, e = open_index_and_encoder({str(idx)!r}); hits = search(i, e.encode_queries([{q!r}]), 3)[0]; "
             "print(e.backend, i.docs[hits[0][0]]['id'], 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
@@ -194,7 +196,7 @@ def test_onnx_query_path_matches_torch_and_imports_no_torch(exported, tmp_path, 
 
 
 def test_triton_repository_validates(exported, tmp_path):
-    from retriever.export.triton import export_triton, validate_config
+    from honed.retriever.export.triton import export_triton, validate_config
 
     model, _, _ = exported
     dest = export_triton(model, tmp_path / "repo", name="minilm")
@@ -207,8 +209,8 @@ def test_triton_repository_validates(exported, tmp_path):
 
 
 def test_bad_inputs(tmp_path, exported):
-    from retriever.encoder import load_encoder
-    from retriever.export.onnx import export_onnx
+    from honed.retriever.encoder import load_encoder
+    from honed.retriever.export.onnx import export_onnx
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from app.feedback import TriggerConfig, feedback_pairs, feedback_status, wilson
-from app.store import FeedbackStore, Vote
-from retriever.data import load_beir
-from retriever.data.beir import doc_text
-from retriever.errors import HonedError
+from honed.app.feedback import TriggerConfig, feedback_pairs, feedback_status, wilson
+from honed.app.store import FeedbackStore, Vote
+from honed.retriever.data import load_beir
+from honed.retriever.data.beir import doc_text
+from honed.retriever.errors import HonedError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def test_bad_votes_are_refused_and_nothing_is_written(tmp_path, bad, msg):
 
 WRITER = """
 import sys
-from app.store import FeedbackStore, Vote
+from honed.app.store import FeedbackStore, Vote
 url, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 store = FeedbackStore(url)
 for i in range(n):
@@ -107,8 +107,8 @@ def test_votes_become_pairs_with_guards(cuad_votes):
 def test_export_cli_writes_pairs_the_finetuner_reads(cuad_votes, tmp_path):
     from typer.testing import CliRunner
 
-    from app.cli import app
-    from retriever.finetune.pairs import read_pairs
+    from honed.app.cli import app
+    from honed.retriever.finetune.pairs import read_pairs
 
     store, _ = cuad_votes
     out = tmp_path / "fb-pairs.jsonl"
@@ -153,8 +153,8 @@ def test_wilson_interval_matches_known_values():
 
 def test_retrain_promotes_only_through_the_gate(tiny_data, tmp_path):
     """Real votes → real fine-tune → real eval → gate → MLflow registry aliases (twice: pass, then fail)."""
-    from app.registry import alias_version, model_for_alias
-    from app.retrain import retrain_from_feedback
+    from honed.app.registry import alias_version, model_for_alias
+    from honed.app.retrain import retrain_from_feedback
     from conftest import TINY
 
     tr, te = load_beir(tiny_data, "train"), load_beir(tiny_data, "test")
@@ -190,7 +190,7 @@ def test_retrain_promotes_only_through_the_gate(tiny_data, tmp_path):
     assert store.last_retrain()["details"]["version"] == second.version
 
     # the app reads the aliases: alias:champion opens the promoted model with an index over the corpus
-    from app.compare import open_system, retrieve
+    from honed.app.compare import open_system, retrieve
 
     system = open_system("baseline", "alias:champion", corpus=tiny_data, index_dir=tmp_path / "app-idx", runs_dir=runs)
     assert system.model_ref == str((runs / "r1").resolve())

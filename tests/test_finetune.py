@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retriever.data import load_beir, write_beir
-from retriever.errors import HonedError
-from retriever.finetune import Pair, write_pairs
-from retriever.finetune.train import FinetuneConfig, finetune
+from honed.retriever.data import load_beir, write_beir
+from honed.retriever.errors import HonedError
+from honed.retriever.finetune import Pair, write_pairs
+from honed.retriever.finetune.train import FinetuneConfig, finetune
 
 from conftest import TINY
 
@@ -48,15 +48,15 @@ def test_end_to_end_run_is_a_model_folder_tracked_in_mlflow(tiny_data, tmp_path)
     assert {"model/honed.json", "model/README.md", "model/model.safetensors"} <= arts
 
     # the run folder drops straight into the index builder and the retriever
-    from retriever import HonedRetriever, build_index
+    from honed.retriever import HonedRetriever, build_index
 
     ds = load_beir(tiny_data, "test")
     build_index(str(out), ds.corpus, tmp_path / "idx", show_progress=False)
     assert len(HonedRetriever.from_dir(tmp_path / "idx", similarity_top_k=3).retrieve("cancer")) == 3
 
     # an evaluation of the tuned model is logged as its own MLflow run, linked to the training run
-    from rag_eval.beir_eval import evaluate_systems, parse_system
-    from rag_eval.report import log_report_to_mlflow, write_beir_report
+    from honed.rag_eval.beir_eval import evaluate_systems, parse_system
+    from honed.rag_eval.report import log_report_to_mlflow, write_beir_report
 
     res = evaluate_systems([str(tiny_data)], [parse_system(f"tuned={out}")], index_dir=tmp_path / "eval-idx")
     paths = write_beir_report(res, tmp_path / "report")
@@ -68,9 +68,9 @@ def test_end_to_end_run_is_a_model_folder_tracked_in_mlflow(tiny_data, tmp_path)
 
 
 def test_mined_negatives_respect_the_false_negative_guard(tiny_data, minilm):
-    from retriever.data.beir import doc_text
-    from retriever.finetune.mining import mine_negatives
-    from retriever.finetune.pairs import pairs_from_qrels
+    from honed.retriever.data.beir import doc_text
+    from honed.retriever.finetune.mining import mine_negatives
+    from honed.retriever.finetune.pairs import pairs_from_qrels
 
     train = load_beir(tiny_data, "train")
     pairs = pairs_from_qrels(train)[:30]
@@ -120,7 +120,7 @@ def test_worse_model_is_marked_failed(tiny_data, tmp_path):
 def test_resume_after_kill(tiny_data, tmp_path):
     out = tmp_path / "runs" / "resumable"
     work = tmp_path / "runs" / ".resumable.work" / "checkpoints"
-    args = [sys.executable, "-m", "app.cli", "finetune", "--data", str(tiny_data), "--out", str(out),
+    args = [sys.executable, "-m", "honed.app.cli", "finetune", "--data", str(tiny_data), "--out", str(out),
             "--max-steps", "8", "--batch-size", "8", "--eval-steps", "2", "--max-mine-docs", "150",
             "--dev-max-docs", "60", "--patience", "9", "--no-track", "--num-negatives", "0"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag_eval.gate import check_gate_config, check_report, evaluate_gate
-from retriever.data.beir import load_beir, read_qrels
-from retriever.errors import HonedError
-from retriever.finetune.pairs import read_pairs
+from honed.rag_eval.gate import check_gate_config, check_report, evaluate_gate
+from honed.retriever.data.beir import load_beir, read_qrels
+from honed.retriever.errors import HonedError
+from honed.retriever.finetune.pairs import read_pairs
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from rag_eval.gate import run_gate
-from retriever.errors import HonedError
+from honed.rag_eval.gate import run_gate
+from honed.retriever.errors import HonedError
 
 
 def _report(tmp_path, base_scores, cand_scores):
@@ -35,7 +35,7 @@ alpha = 0.05
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "app.cli", "gate", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "honed.app.cli", "gate", *args], capture_output=True, text=True,
                           env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from retriever.data import load_beir
-from retriever.data.beir import read_qrels
-from retriever.errors import DataError, HonedError
+from honed.retriever.data import load_beir
+from honed.retriever.data.beir import read_qrels
+from honed.retriever.errors import DataError, HonedError
 
 HONED = shutil.which("honed", path=str(Path(sys.executable).parent)) or "honed"
 
@@ -87,7 +87,7 @@ def test_same_kind_is_replaced_but_added_user_files_are_not_lost(tmp_path):
 
 
 def test_index_build_refuses_a_report_folder_before_encoding(tmp_path, slice_index):
-    from retriever.index import build_index
+    from honed.retriever.index import build_index
 
     other = tmp_path / "other"
     other.mkdir()
@@ -109,7 +109,7 @@ def test_output_folders_follow_the_umask(tmp_path):
 # 2. a file swapped in from another artifact is refused ----------------------------------------------
 
 def test_index_faiss_from_another_index_is_refused(tmp_path, slice_index, scifact_slice, minilm):
-    from retriever.index import build_index, load_index
+    from honed.retriever.index import build_index, load_index
 
     few = dict(list(scifact_slice.corpus.items())[:len(scifact_slice.corpus)])   # same size, other order
     few = dict(reversed(list(few.items())))
@@ -124,7 +124,7 @@ def test_index_faiss_from_another_index_is_refused(tmp_path, slice_index, scifac
 
 
 def test_truncated_onnx_model_is_refused(tmp_path):
-    from retriever.ort_encoder import onnx_model_file
+    from honed.retriever.ort_encoder import onnx_model_file
 
     root = tmp_path / "m"
     (root / "onnx").mkdir(parents=True)
@@ -265,7 +265,7 @@ def test_gate_refuses_reports_it_cannot_judge_with_exit_2(tmp_path):
 
 def test_kill_between_the_renames_is_rolled_back(tmp_path, slice_index):
     """Where the atomic exchange is unavailable, the swap is two renames; a kill between them is repaired."""
-    from retriever.index import load_index
+    from honed.retriever.index import load_index
 
     target = tmp_path / "live"
     shutil.copytree(slice_index, target)
@@ -290,7 +290,7 @@ def test_kill_between_the_renames_is_rolled_back(tmp_path, slice_index):
 
 
 def test_swap_uses_one_atomic_exchange_on_linux(tmp_path, slice_index):
-    from retriever.atomic import _exchange
+    from honed.retriever.atomic import _exchange
 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
@@ -319,7 +319,7 @@ def test_feedback_store_errors(tmp_path):
 
 
 def test_index_manifest_and_doc_store_damage(tmp_path, slice_index):
-    from retriever.index import load_index
+    from honed.retriever.index import load_index
 
     for key in ("model", "docs_sha256"):
         bad = tmp_path / f"no-{key}"
@@ -391,9 +391,9 @@ def test_app_stopped_with_sigterm_stops_its_server(tmp_path, slice_index):
 
 
 def test_run_folder_with_changed_files_is_refused(tmp_path):
-    from retriever.atomic import atomic_dir
-    from retriever.encoder import load_encoder
-    from retriever.models import resolve_model
+    from honed.retriever.atomic import atomic_dir
+    from honed.retriever.encoder import load_encoder
+    from honed.retriever.models import resolve_model
 
     run = tmp_path / "run"
     with atomic_dir(run, kind="run") as tmp:

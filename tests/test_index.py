@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from retriever.errors import HonedError, IndexMismatchError
-from retriever.index import build_index, check_compatible, load_index, search
+from honed.retriever.errors import HonedError, IndexMismatchError
+from honed.retriever.index import build_index, check_compatible, load_index, search
 
 
 def test_manifest_and_doc_store(slice_index, scifact_slice, minilm):
@@ -55,7 +55,7 @@ def test_bad_faiss_kind_and_small_ivfpq(tmp_path, scifact_slice, minilm):
 
 
 def test_other_model_is_refused(tmp_path, slice_index, minilm):
-    from retriever.encoder import load_encoder
+    from honed.retriever.encoder import load_encoder
 
     changed = tmp_path / "minilm-changed"
     shutil.copytree(minilm.path, changed)
@@ -65,7 +65,7 @@ def test_other_model_is_refused(tmp_path, slice_index, minilm):
 
 
 def test_other_dimension_is_refused(slice_index):
-    from retriever.encoder import load_encoder
+    from honed.retriever.encoder import load_encoder
 
     mpnet = load_encoder("mpnet")
     with pytest.raises(IndexMismatchError, match="built with 384-d vectors .* makes 768-d vectors"):
@@ -99,7 +99,7 @@ def test_killed_build_leaves_previous_index_loadable(tmp_path, slice_index, scif
     shutil.copytree(slice_index, target)
     before = (target / "manifest.json").read_text()
     # Rebuild over it with the full SciFact corpus (minutes of encoding) and kill it mid-encode.
-    code = ("import sys; from retriever.index import build_index; "
+    code = ("import sys; from honed.retriever.index import build_index; "
             f"build_index('minilm', {str(scifact_dir)!r}, {str(target)!r}, show_progress=True)")
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -117,11 +117,11 @@ def test_killed_build_leaves_previous_index_loadable(tmp_path, slice_index, scif
 
 def test_writer_killed_while_writing_files(tmp_path, slice_index):
     """SIGKILL inside the write phase: old index intact, the half-written temp swept later."""
-    from retriever.atomic import remove_stale_temps
+    from honed.retriever.atomic import remove_stale_temps
 
     target = tmp_path / "live"
     shutil.copytree(slice_index, target)
-    code = ("import time; from retriever.atomic import atomic_dir\n"
+    code = ("import time; from honed.retriever.atomic import atomic_dir\n"
             f"with atomic_dir({str(target)!r}, kind='index') as tmp:\n"
             "    (tmp / 'index.faiss').write_bytes(b'half')\n"
             "    print('writing', flush=True); time.sleep(60)\n")
@@ -136,7 +136,7 @@ def test_writer_killed_while_writing_files(tmp_path, slice_index):
 
 
 def test_failed_write_keeps_old_and_cleans_up(tmp_path, slice_index):
-    from retriever.atomic import atomic_dir
+    from honed.retriever.atomic import atomic_dir
 
     target = tmp_path / "live"
     shutil.copytree(slice_index, target)

@@ -4,8 +4,8 @@ from __future__ import annotations
 from llama_index.core.schema import NodeWithScore
 from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
 
-from retriever import HonedEmbedding, HonedRetriever
-from retriever.index import build_index
+from honed.retriever import HonedEmbedding, HonedRetriever
+from honed.retriever.index import build_index
 
 
 def test_retrieve_returns_nodes_with_doc_ids(slice_index, scifact_slice):

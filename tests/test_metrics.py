@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from rag_eval.metrics import evaluate_run
-from rag_eval.significance import paired_test
-from retriever.errors import HonedError
+from honed.rag_eval.metrics import evaluate_run
+from honed.rag_eval.significance import paired_test
+from honed.retriever.errors import HonedError
 
 
 def test_hand_computed_ndcg_recall_mrr():

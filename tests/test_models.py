@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from retriever import models
-from retriever.errors import ModelNotFoundError
+from honed.retriever import models
+from honed.retriever.errors import ModelNotFoundError
 
 
 def test_fetch_minilm_into_fresh_cache_verifies_checksum(tmp_path):

@@ -10,8 +10,8 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is installed by `make 
 
 from ragas.llms.base import InstructorBaseRagasLLM  # noqa: E402
 
-from rag_eval.rag import METRICS, evaluate_rag  # noqa: E402
-from retriever.data import write_beir  # noqa: E402
+from honed.rag_eval.rag import METRICS, evaluate_rag  # noqa: E402
+from honed.retriever.data import write_beir  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,8 @@ def test_local_judge_schema_keeps_noncommittal_answers_scorable(tmp_path):
 
     from ragas.metrics.collections import Faithfulness
 
-    from rag_eval.cache import JsonCache
-    from rag_eval.llm import LocalJudge
+    from honed.rag_eval.cache import JsonCache
+    from honed.rag_eval.llm import LocalJudge
 
     judge = LocalJudge(cache=JsonCache(tmp_path / "c.sqlite"))
     faith = Faithfulness(llm=judge)
@@ -87,9 +87,9 @@ def test_greedy_grammar_sampler_gives_the_full_vocabulary_result():
     from llama_cpp import Llama
     from ragas.metrics.collections.faithfulness.util import NLIStatementOutput
 
-    from rag_eval.llm import constrain_schema
-    from retriever.local_llm import GreedyGrammarSampler, load_llama
-    from retriever.models import resolve_model
+    from honed.rag_eval.llm import constrain_schema
+    from honed.retriever.local_llm import GreedyGrammarSampler, load_llama
+    from honed.retriever.models import resolve_model
 
     fast = load_llama("qwen", slot="test-fast")
     reference = Llama(model_path=str(resolve_model("qwen")), n_ctx=1024, n_threads=2, verbose=False, seed=0)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from retriever.data.beir import doc_text
-from retriever.finetune.synthetic import filter_queries, generate_pairs
+from honed.retriever.data.beir import doc_text
+from honed.retriever.finetune.synthetic import filter_queries, generate_pairs
 
 
 @pytest.fixture(scope="module")

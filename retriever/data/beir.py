@@ -9,7 +9,7 @@ subfolder is one (datasets split by source document, like cuad-clauses, keep a
 corpus per split so no test passage was seen in training).
 
 Example:
-    >>> from retriever.data import load_beir
+    >>> from honed.retriever.data import load_beir
     >>> ds = load_beir("../shared/datasets/scifact", split="test")   # doctest: +SKIP
     >>> len(ds.queries), len(ds.corpus)
     (300, 5183)

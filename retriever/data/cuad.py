@@ -8,7 +8,7 @@ at least half of the passage is such a quote). Contracts are split into train
 and test, each with its own corpus, so no test passage is ever seen in training.
 
 Example:
-    >>> from retriever.data.cuad import build_cuad
+    >>> from honed.retriever.data.cuad import build_cuad
     >>> stats = build_cuad("../shared/datasets/cuad", "datasets/cuad-clauses")   # doctest: +SKIP
 """
 from __future__ import annotations

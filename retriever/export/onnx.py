@@ -6,7 +6,7 @@ here with ``torch.onnx.export``; pooling and normalisation stay outside the
 graph (see :mod:`retriever.ort_encoder`), exactly as the folder defines them.
 
 Example:
-    >>> from retriever.export.onnx import export_onnx
+    >>> from honed.retriever.export.onnx import export_onnx
     >>> man = export_onnx("runs/cuad-tuned", data="datasets/cuad-clauses")   # doctest: +SKIP
     >>> man["parity"]["int8"]["cos_min"] > 0.95
     True

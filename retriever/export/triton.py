@@ -10,7 +10,7 @@ The config is parsed back with Triton's own ``ModelConfig`` protobuf (shipped
 by ``tritonclient``), so a typo is caught here, not by the server at startup.
 
 Example:
-    >>> from retriever.export.triton import export_triton
+    >>> from honed.retriever.export.triton import export_triton
     >>> export_triton("runs/cuad-tuned", "model_repository")    # doctest: +SKIP
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ positive's own score (cosine, base model) is probably an unlabelled positive
 and is dropped.
 
 Example:
-    >>> from retriever.finetune.mining import mine_negatives
+    >>> from honed.retriever.finetune.mining import mine_negatives
     >>> triples = mine_negatives(pairs, corpus, encoder, num_negatives=1)   # doctest: +SKIP
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ other positives and let the overlap guard compare with eval queries;
 for instance); ``source`` is ``qrels`` | ``synthetic`` | ``feedback`` | free text.
 
 Example:
-    >>> from retriever.finetune.pairs import Pair, write_pairs, read_pairs
+    >>> from honed.retriever.finetune.pairs import Pair, write_pairs, read_pairs
     >>> write_pairs("pairs.jsonl", [Pair("what is X?", "X is ...")])   # doctest: +SKIP
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ constrained, so the output always parses), and bad ones are filtered out:
   passages, else the query is too vague to teach anything.
 
 Example:
-    >>> from retriever.finetune.synthetic import generate_pairs
+    >>> from honed.retriever.finetune.synthetic import generate_pairs
     >>> pairs, stats = generate_pairs({"d1": "Vitamin D ..."}, per_doc=2)   # doctest: +SKIP
 """
 from __future__ import annotations

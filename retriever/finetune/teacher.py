@@ -7,7 +7,7 @@ hard negatives. Its scores for (query, positive, negative) triples become the
 ``label = s(q,pos) - s(q,neg)`` targets of ``MarginMSELoss``.
 
 Example:
-    >>> from retriever.finetune.teacher import train_teacher, score_margins
+    >>> from honed.retriever.finetune.teacher import train_teacher, score_margins
     >>> teacher, metrics = train_teacher(train_triples, dev_samples, "minilm", "runs/x/teacher")  # doctest: +SKIP
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """MLflow tracking on a local SQLite store by default (``MLFLOW_TRACKING_URI`` overrides).
 
 Example:
-    >>> from retriever.finetune.tracking import tracking_uri
+    >>> from honed.retriever.finetune.tracking import tracking_uri
     >>> tracking_uri("runs")          # doctest: +SKIP
     'sqlite:////abs/path/runs/mlflow.db'
 """

@@ -8,7 +8,7 @@ distillation → ``SentenceTransformerTrainer`` with early stopping on the dev
 sentence-transformers folder with ``honed.json``, a loss/nDCG plot and an MLflow run.
 
 Example:
-    >>> from retriever.finetune import FinetuneConfig, finetune
+    >>> from honed.retriever.finetune import FinetuneConfig, finetune
     >>> res = finetune(FinetuneConfig(data="datasets/cuad-clauses", out="runs/cuad", max_steps=100))  # doctest: +SKIP
     >>> res.status, res.dev_ndcg, res.base_dev_ndcg                                                   # doctest: +SKIP
 """

@@ -1,0 +1,58 @@
+"""honed: make retrieval good for one domain, prove it, and ship it.
+
+The public API. Every name is imported on first use, so ``import honed`` costs
+milliseconds; torch and LlamaIndex load only when a name that needs them is used.
+The library lives in three subpackages, named as the repository's folders are:
+``honed.retriever`` (models, fine-tuning, indexes, the LlamaIndex retriever),
+``honed.rag_eval`` (evaluation, reports, the release gate) and ``honed.app``
+(the comparison app, the feedback loop and the CLI). Installing honed adds no
+other top-level module, so it never shadows a project's own ``app``.
+
+Example:
+    >>> from honed import HonedRetriever
+    >>> r = HonedRetriever.from_dir("indexes/cuad-clauses-test-tuned", similarity_top_k=5)  # doctest: +SKIP
+    >>> [n.node.metadata["doc_id"] for n in r.retrieve("cap on liability")]                  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.2.0"
+
+_LAZY = {
+    "HonedRetriever": "honed.retriever.honed_retriever",
+    "HonedEmbedding": "honed.retriever.embedding",
+    "HonedVectorStore": "honed.retriever.vector_store",
+    "build_index": "honed.retriever.index",
+    "load_index": "honed.retriever.index",
+    "search": "honed.retriever.index",
+    "Index": "honed.retriever.index",
+    "add_documents": "honed.retriever.updates",
+    "delete_documents": "honed.retriever.updates",
+    "upgrade_index": "honed.retriever.artifact",
+    "package_artifact": "honed.retriever.artifact",
+    "load_encoder": "honed.retriever.encoder",
+    "resolve_model": "honed.retriever.models",
+    "fetch_model": "honed.retriever.models",
+    "load_beir": "honed.retriever.data.beir",
+    "write_beir": "honed.retriever.data.beir",
+    "finetune": "honed.retriever.finetune.train",
+    "FinetuneConfig": "honed.retriever.finetune.train",
+    "export_onnx": "honed.retriever.export.onnx",
+    "evaluate_systems": "honed.rag_eval.beir_eval",
+    "write_beir_report": "honed.rag_eval.report",
+    "run_gate": "honed.rag_eval.gate",
+    "HonedError": "honed.retriever.errors",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'honed' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
