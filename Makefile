@@ -45,4 +45,4 @@ bench: models
 	$(BIN)/python benchmarks/bench_retriever.py
 
 clean:
-	rm -rf indexes reports runs
+	rm -rf indexes reports runs artifacts

@@ -330,7 +330,7 @@ app.add_typer(export_app, name="export")
 
 
 @export_app.command("onnx")
-def export_onnx_cmd(model: str = typer.Argument(..., help="model folder (a run)"),
+def export_onnx_cmd(model: str = typer.Argument(..., help="model folder (a run), or an index artifact (its model)"),
                     quantize: Optional[str] = typer.Option("int8", help="int8 | none"),
                     data: Optional[str] = typer.Option(None, help="BEIR folder for the nDCG@10 parity gate"),
                     max_ndcg_drop: float = typer.Option(0.005, help="int8 tolerance"),
@@ -423,14 +423,17 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
 def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped dataset"),
          out: Path = typer.Option(Path("reports/demo"), help="report folder"),
          run_dir: Path = typer.Option(Path("runs/demo"), help="where the tuned model goes"),
-         max_steps: int = typer.Option(60, help="fine-tuning step budget")) -> None:
-    """The main job on the shipped dataset: fine-tune, evaluate vs BM25 and the base model, report."""
+         max_steps: int = typer.Option(60, min=1, help="fine-tuning step budget"),
+         artifact: Path = typer.Option(Path("artifacts/cuad-clauses-tuned"), help="where the packaged retriever goes")) -> None:
+    """The main job on the shipped dataset: fine-tune, evaluate vs BM25 and the base model, report, package."""
     from honed.rag_eval.demo import run_demo
 
-    report = run_demo(data, out, run_dir=run_dir, finetune_overrides={"max_steps": max_steps})
+    report = run_demo(data, out, run_dir=run_dir, artifact=artifact, finetune_overrides={"max_steps": max_steps})
     console.print(f"\n[bold]Report:[/] {report}  (Markdown with PNG plots; JSON beside it)")
     console.print(f"[bold]Tuned model:[/] {run_dir}  (training curve: {run_dir / 'training.png'})")
-    console.print(f"[bold]Try it:[/] honed search indexes/cuad-clauses-test-tuned \"limitation of liability\"")
+    console.print(f"[bold]Ship it:[/] {artifact}  (model + ONNX + FAISS + documents + this evaluation; "
+                  f"`honed index info {artifact}`)")
+    console.print(f"[bold]Try it:[/] honed search {artifact} \"limitation of liability\"")
     console.print("[bold]Compare in the app:[/] honed app --baseline indexes/cuad-clauses-test-base "
                   "--candidate indexes/cuad-clauses-test-tuned   (then open http://127.0.0.1:8501)")
 

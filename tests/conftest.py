@@ -1,4 +1,9 @@
-"""Shared fixtures: a small real SciFact slice, the real packaged MiniLM, a real FAISS index."""
+"""Shared fixtures: a small real SciFact slice, the real packaged MiniLM, a real FAISS index.
+
+Every dataset a test reads ships with the repository (`datasets/`, and the
+fixtures under `tests/fixtures/` with their licences), so the suite runs on a
+fresh clone with nothing beside it.
+"""
 from __future__ import annotations
 
 import os
@@ -11,25 +16,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("HONED_SHARED", REPO.parent / "shared"))
-SCIFACT = SHARED / "datasets" / "scifact"
-CUAD = SHARED / "datasets" / "cuad"
-
-
-def _require(path: Path) -> Path:
-    if not path.exists():
-        pytest.fail(f"{path} is missing: tests need ../shared/datasets (CI has it)")
-    return path
+FIXTURES = REPO / "tests" / "fixtures"
+SCIFACT = FIXTURES / "scifact-slice"        # 155 SciFact abstracts, 60 train + 30 test claims
+CUAD = FIXTURES / "cuad-mini"               # 8 CUAD v1 contracts in CUAD's own layout
+CUAD_CLAUSES = REPO / "datasets" / "cuad-clauses"
 
 
 @pytest.fixture(scope="session")
 def scifact_dir() -> Path:
-    return _require(SCIFACT)
+    return SCIFACT
 
 
 @pytest.fixture(scope="session")
 def cuad_dir() -> Path:
-    return _require(CUAD)
+    return CUAD
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The BEIR loader on real SciFact and on every kind of broken file."""
+"""The BEIR loader on a real SciFact slice, the shipped cuad-clauses, and every kind of broken file."""
 from __future__ import annotations
 
 import json
@@ -12,10 +12,18 @@ from honed.retriever.errors import DataError
 def test_real_scifact_splits(scifact_dir):
     test = load_beir(scifact_dir, "test")
     train = load_beir(scifact_dir, "train")
-    assert len(test.corpus) == 5183
-    assert (len(test.queries), sum(len(r) for r in test.qrels.values())) == (300, 339)
-    assert (len(train.queries), sum(len(r) for r in train.qrels.values())) == (809, 919)
+    assert len(test.corpus) == 155
+    assert (len(test.queries), sum(len(r) for r in test.qrels.values())) == (30, 34)
+    assert (len(train.queries), sum(len(r) for r in train.qrels.values())) == (60, 73)
     assert not set(test.queries) & set(train.queries)
+
+
+def test_shipped_cuad_clauses_splits():
+    from conftest import CUAD_CLAUSES
+
+    test, train = load_beir(CUAD_CLAUSES, "test"), load_beir(CUAD_CLAUSES, "train")
+    contracts = lambda ds: {d["metadata"]["contract"] for d in ds.corpus.values()}
+    assert test.queries and train.queries and not contracts(test) & contracts(train)
 
 
 def _tiny(tmp_path):

@@ -189,7 +189,7 @@ def test_onnx_query_path_matches_torch_and_imports_no_torch(exported, tmp_path, 
     q = texts[0]
     code = ("import sys; from honed.retriever.index import open_index_and_encoder, search; "
             f"i, e = open_index_and_encoder({str(idx)!r}); hits = search(i, e.encode_queries([{q!r}]), 3)[0]; "
-            "print(e.backend, i.docs[hits[0][0]]['id'], 'torch' in sys.modules)")
+            "print(e.backend, i.docs_at([hits[0][0]])[0]['id'], 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     gold = next(qid for qid, t2 in scifact_slice.queries.items() if t2 == q)
     assert out[0].startswith("onnx-") and out[1] in scifact_slice.qrels[gold] and out[2] == "False"

@@ -116,11 +116,11 @@ def test_index_faiss_from_another_index_is_refused(tmp_path, slice_index, scifac
     other = build_index(minilm, few, tmp_path / "other", show_progress=False)
     target = tmp_path / "live"
     shutil.copytree(slice_index, target)
-    shutil.copyfile(other / "index.faiss", target / "index.faiss")
-    with pytest.raises(HonedError, match=r"live/index.faiss: contents do not match honed-artifact.json"):
+    shutil.copyfile(other / "index-1.faiss", target / "index-1.faiss")
+    with pytest.raises(HonedError, match=r"live/index-1.faiss: contents do not match store.sqlite"):
         load_index(target)
     p = honed("search", str(target), "vitamin D", "-k", "3")
-    one_line_error(p, "index.faiss: contents do not match")
+    one_line_error(p, "index-1.faiss: contents do not match")
 
 
 def test_truncated_onnx_model_is_refused(tmp_path):
@@ -269,7 +269,7 @@ def test_kill_between_the_renames_is_rolled_back(tmp_path, slice_index):
 
     target = tmp_path / "live"
     shutil.copytree(slice_index, target)
-    want = load_index(target).manifest["count"]
+    want = len(load_index(target))
     code = ("import os, time, retriever.atomic as a\n"
             "a._exchange = lambda x, y: False          # the fallback path (no renameat2 here)\n"
             "real = os.replace\n"
@@ -321,26 +321,22 @@ def test_feedback_store_errors(tmp_path):
 def test_index_manifest_and_doc_store_damage(tmp_path, slice_index):
     from honed.retriever.index import load_index
 
-    for key in ("model", "docs_sha256"):
+    for key in ("model", "dim"):
         bad = tmp_path / f"no-{key}"
         shutil.copytree(slice_index, bad)
+        (bad / "honed-artifact.json").unlink()      # without a record, the manifest's own checks speak
         m = json.loads((bad / "manifest.json").read_text())
         m.pop(key)
         (bad / "manifest.json").write_text(json.dumps(m))
         with pytest.raises(HonedError, match=f"key '{key}' is missing"):
             load_index(bad)
-    bad = tmp_path / "bad-docs"
+    bad = tmp_path / "bad-store"
     shutil.copytree(slice_index, bad)
-    (bad / "honed-artifact.json").unlink()            # an index written before checksums existed
-    lines = (bad / "docs.jsonl").read_text().splitlines()
-    lines[2] = lines[2][:-5]
-    raw = ("\n".join(lines) + "\n").encode()
-    m = json.loads((bad / "manifest.json").read_text())
-    import hashlib
-    m["docs_sha256"] = hashlib.sha256(raw).hexdigest()
-    (bad / "manifest.json").write_text(json.dumps(m))
-    (bad / "docs.jsonl").write_bytes(raw)
-    with pytest.raises(HonedError, match=r"docs.jsonl:3: invalid JSON"):
+    (bad / "store.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(HonedError, match=r"store.sqlite: not a honed document store"):
+        load_index(bad)
+    (bad / "store.sqlite").unlink()
+    with pytest.raises(HonedError, match=r"store.sqlite: missing; the artifact is incomplete"):
         load_index(bad)
 
 

@@ -19,19 +19,21 @@ from honed.retriever.index import build_index, check_compatible, load_index, sea
 def test_manifest_and_doc_store(slice_index, scifact_slice, minilm):
     idx = load_index(slice_index)
     m = idx.manifest
-    assert m["count"] == len(scifact_slice.corpus) == len(idx)
-    assert (m["dim"], m["metric"], m["normalized"]) == (384, "inner_product", True)
-    assert m["model"]["fingerprint"] == minilm.fingerprint
-    assert m["faiss"]["factory"] == "Flat"
+    assert len(scifact_slice.corpus) == len(idx) == idx.faiss_index.ntotal
+    assert (m["format"], m["dim"], m["metric"], m["normalized"]) == ("honed.retriever/2", 384, "inner_product", True)
+    assert m["model"]["fingerprint"] == minilm.fingerprint and m["model"]["dir"] == "model"
+    assert m["faiss"]["factory"] == "IDMap2,Flat"
     assert idx.doc_ids == list(scifact_slice.corpus)
-    assert not any(p.suffix in (".pkl", ".pickle") for p in slice_index.iterdir())
+    assert (slice_index / "model" / "model.safetensors").exists()     # the model travels with the index
+    assert not any(p.suffix in (".pkl", ".pickle") for p in slice_index.rglob("*"))
 
 
 def test_dense_search_finds_gold_abstracts(slice_index, scifact_slice, minilm):
     idx = load_index(slice_index)
     qids = list(scifact_slice.queries)
     hits = search(idx, minilm.encode_queries([scifact_slice.queries[q] for q in qids]), k=10)
-    found = [any(idx.docs[p]["id"] in scifact_slice.qrels[q] for p, _ in h) for q, h in zip(qids, hits)]
+    found = [any(d["id"] in scifact_slice.qrels[q] for d in idx.docs_at([p for p, _ in h]))
+             for q, h in zip(qids, hits)]
     # Base MiniLM finds most gold abstracts among 85 docs; random ranking would find ~12%.
     assert np.mean(found) >= 0.8
     scores = [s for _, s in hits[0]]
@@ -41,7 +43,7 @@ def test_dense_search_finds_gold_abstracts(slice_index, scifact_slice, minilm):
 def test_hnsw_matches_flat_on_small_corpus(tmp_path, scifact_slice, minilm, slice_index):
     out = build_index(minilm, scifact_slice.corpus, tmp_path / "hnsw", faiss_kind="hnsw", show_progress=False)
     flat, hnsw = load_index(slice_index), load_index(out)
-    assert hnsw.manifest["faiss"]["factory"] == "HNSW32,Flat"
+    assert hnsw.manifest["faiss"]["factory"] == "IDMap2,HNSW32,Flat"
     q = minilm.encode_queries(["vitamin D deficiency and bone fractures"])
     assert [p for p, _ in search(flat, q, 5)[0]] == [p for p, _ in search(hnsw, q, 5)[0]]
 
@@ -75,20 +77,16 @@ def test_other_dimension_is_refused(slice_index):
 def test_tampered_index_files_are_refused(tmp_path, slice_index):
     bad = tmp_path / "bad"
     shutil.copytree(slice_index, bad)
-    with open(bad / "docs.jsonl", "a") as f:
-        f.write('{"id": "extra", "text": "x"}\n')
-    with pytest.raises(HonedError, match="docs.jsonl: contents do not match honed-artifact.json"):
-        load_index(bad)
-    (bad / "honed-artifact.json").unlink()     # an index from before file records: the manifest still checks
-    with pytest.raises(HonedError, match="docs.jsonl: contents do not match manifest.json"):
+    faiss_file = next(bad.glob("index-*.faiss"))
+    faiss_file.write_bytes(faiss_file.read_bytes()[:-100])
+    with pytest.raises(HonedError, match=r"index-1.faiss: contents do not match store.sqlite"):
         load_index(bad)
     shutil.rmtree(bad)
     shutil.copytree(slice_index, bad)
-    (bad / "index.faiss").write_bytes(b"not a faiss index")
-    with pytest.raises(HonedError, match="index.faiss: contents do not match honed-artifact.json"):
-        load_index(bad)
-    (bad / "honed-artifact.json").unlink()
-    with pytest.raises(HonedError, match="index.faiss: unreadable FAISS index"):
+    m = json.loads((bad / "manifest.json").read_text())
+    m["dim"] = 768
+    (bad / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(HonedError, match="manifest.json: contents do not match honed-artifact.json"):
         load_index(bad)
     with pytest.raises(HonedError, match="not an index folder"):
         load_index(tmp_path)
@@ -112,7 +110,7 @@ def test_killed_build_leaves_previous_index_loadable(tmp_path, slice_index, scif
     assert b"Batches" in seen, "build never started encoding"
     idx = load_index(target)
     assert (target / "manifest.json").read_text() == before
-    assert len(idx) == json.loads(before)["count"]
+    assert len(idx) == len(load_index(slice_index))
 
 
 def test_writer_killed_while_writing_files(tmp_path, slice_index):
@@ -130,7 +128,7 @@ def test_writer_killed_while_writing_files(tmp_path, slice_index):
     proc.kill()
     proc.wait()
     assert len(list(tmp_path.glob(".live.tmp-*"))) == 1
-    assert len(load_index(target)) == load_index(slice_index).manifest["count"]
+    assert len(load_index(target)) == len(load_index(slice_index))
     assert len(remove_stale_temps(target)) == 1
     assert not list(tmp_path.glob(".live.tmp-*"))
 
@@ -144,5 +142,5 @@ def test_failed_write_keeps_old_and_cleans_up(tmp_path, slice_index):
         with atomic_dir(target, kind="index") as tmp:
             (tmp / "manifest.json").write_text("{}")
             raise RuntimeError("disk full")
-    assert load_index(target).manifest["count"] > 0
+    assert len(load_index(target)) > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["live"]

@@ -177,6 +177,8 @@ def export_onnx(model: str | os.PathLike, quantize: bool = True, data: str | Non
     from ..ort_encoder import cpu_int8_target, load_ort_encoder, read_st_config
 
     targets = int8_targets(target_cpu) if quantize else []
+    if (Path(model) / "manifest.json").exists() and (Path(model) / "model" / "modules.json").exists():
+        model = Path(model) / "model"    # an index artifact: export the model inside it
     root = resolve_model(model, fetch=True)
     if not isinstance(root, Path):
         raise HonedError(f"{model}: export needs a local model folder")
