@@ -1,4 +1,4 @@
-# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Two commands on a fresh machine:  `make demo`  and  `make test` (fast tier; `make test-full`: every test).
 # torch==2.13.0 (CPU) is installed FIRST: any other torch, or one pulled in by a
 # dependency, is a multi-GB CUDA build.
 PY      ?= python3
@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install models browser demo test ci-gate bench clean
+.PHONY: install models browser demo test test-full ci-gate bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -32,8 +32,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
-test: models browser
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+# Fast tier: everything but the tests marked slow (fine-tuning runs, the local LLM, the browser,
+# ONNX export). Needs nothing beside the clone.
+test: models
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+# Full tier = the fast tier (`make test`, the README's test command) + the slow tests.
+test-full: test browser
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
 # The release gate CI runs: the main job (fine-tune on cuad-clauses, evaluate vs base and BM25),
 # then gate.toml on its report. A non-zero exit blocks the submission.

@@ -54,10 +54,14 @@ def register_model(model_dir: str | os.PathLike, runs_dir: str | os.PathLike = "
     if not man_path.exists():
         raise HonedError(f"{model_dir}: not a honed run folder (no honed.json)")
     man = json.loads(man_path.read_text())
+    from mlflow.exceptions import MlflowException
+
     client = _client(runs_dir)
     try:
         client.get_registered_model(name)
-    except Exception:   # mlflow raises RestException / MlflowException for "not found"
+    except MlflowException as e:
+        if not _not_found(e):   # a broken or unreachable store is an error, not "no model yet"
+            raise
         client.create_registered_model(name, description="honed fine-tuned retrievers; aliases champion/challenger")
     run_id = _training_run_id(client, man["fingerprint"])
     source = f"runs:/{run_id}/model" if run_id else model_dir.as_uri()
@@ -80,11 +84,20 @@ def promote(version: str, runs_dir: str | os.PathLike = "runs", name: str = REGI
 
 def alias_version(alias: str, runs_dir: str | os.PathLike = "runs", name: str = REGISTERED_NAME):
     """The registry's ModelVersion behind `alias`, or None."""
+    from mlflow.exceptions import MlflowException
+
     client = _client(runs_dir)
     try:
         return client.get_model_version_by_alias(name, alias)
-    except Exception:   # unknown alias or model
-        return None
+    except MlflowException as e:
+        if _not_found(e):
+            return None
+        raise
+
+
+def _not_found(e) -> bool:
+    """MLflow's "no such model" (RESOURCE_DOES_NOT_EXIST) or "no such alias" (INVALID_PARAMETER_VALUE)."""
+    return getattr(e, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 def alias_model(alias: str, runs_dir: str | os.PathLike = "runs", name: str = REGISTERED_NAME) -> tuple[Path, str]:

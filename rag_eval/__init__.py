@@ -1,1 +1,1 @@
-"""honed's evaluation: retrieval metrics, baselines, reports (and later RAG scoring and gates)."""
+"""honed's evaluation: BEIR retrieval metrics, RAG scoring with ragas, significance, reports and the release gate."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +28,7 @@ import numpy as np
 from honed.retriever.atomic import atomic_dir, check_writable
 from honed.retriever.data.beir import BeirDataset, doc_text, load_beir
 from honed.retriever.errors import DataError
-
-_PUNCT = re.compile(r"[^\w\s]")
-
-
-def normalise_query(q: str) -> str:
-    """Lower-case, drop punctuation, collapse spaces: how exact duplicates are compared."""
-    return " ".join(_PUNCT.sub(" ", q.lower()).split())
-
+from honed.retriever.finetune.pairs import normalise_text   # one rule for "the same query" everywhere
 
 def load_splits(path: str | os.PathLike, splits=("train", "dev", "test")) -> dict[str, BeirDataset]:
     found = {}
@@ -56,9 +48,9 @@ def find_leaks(train: dict[str, str], test: dict[str, str], train_vecs: np.ndarr
     """Exact-after-normalisation and near-duplicate (cosine ≥ threshold) train/test query pairs."""
     norm_train: dict[str, list[str]] = {}
     for q, t in train.items():
-        norm_train.setdefault(normalise_query(t), []).append(q)
+        norm_train.setdefault(normalise_text(t), []).append(q)
     exact = [{"test": q, "train": tq, "text": t} for q, t in test.items()
-             for tq in norm_train.get(normalise_query(t), [])]
+             for tq in norm_train.get(normalise_text(t), [])]
     exact_pairs = {(e["test"], e["train"]) for e in exact}
     near = []
     if len(train_vecs) and len(test_vecs):

@@ -21,7 +21,7 @@ from pathlib import Path
 from honed.retriever.data.beir import BeirDataset, load_beir
 from honed.retriever.errors import HonedError
 
-from .bm25 import bm25_search
+from honed.retriever.bm25 import bm25_search
 from .metrics import RunMetrics, evaluate_run
 
 

@@ -11,27 +11,17 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
-
 __version__ = "0.2.0"
 
-_LAZY = {
-    "HonedRetriever": ".honed_retriever",
-    "HonedEmbedding": ".embedding",
-    "build_index": ".index",
-    "load_index": ".index",
-    "Index": ".index",
-    "load_encoder": ".encoder",
-    "resolve_model": ".models",
-    "fetch_model": ".models",
-    "load_beir": ".data.beir",
-    "HonedError": ".errors",
-}
+_LAZY = ("HonedRetriever", "HonedEmbedding", "build_index", "load_index", "Index", "load_encoder",
+         "resolve_model", "fetch_model", "load_beir", "HonedError")
 
 __all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if name in _LAZY:   # resolved (lazily) by the public API in honed/__init__.py
+        import honed
+
+        return getattr(honed, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -217,8 +217,8 @@ def model_fingerprint(path: str | os.PathLike) -> str:
     """A short, stable id of a model folder's weights and config.
 
     Hashes weights and the files that change what the model computes (config,
-    tokenizer, pooling); ignores ``onnx/``, README and honed's own manifest so
-    exporting or documenting a model does not change its identity.
+    tokenizer, pooling); ignores ``onnx/``, README and honed's own manifest and
+    file record, so exporting or documenting a model does not change its identity.
     """
     root = Path(path)
     if not root.is_dir():
@@ -228,7 +228,7 @@ def model_fingerprint(path: str | os.PathLike) -> str:
         if f.is_file()
         and "onnx" not in f.relative_to(root).parts
         and not f.name.startswith(".")
-        and f.name not in ("README.md", "honed.json", "desktop.ini")
+        and f.name not in ("README.md", "honed.json", "desktop.ini", "honed-artifact.json")
         and f.suffix in (".safetensors", ".bin", ".json", ".txt", ".model")
     )
     key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)

@@ -89,6 +89,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_real_browser_query_vote_lands_in_database(two_indexes, tmp_path):
     from playwright.sync_api import sync_playwright
 

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from honed.rag_eval.audit import audit_dataset, normalise_query
+from honed.rag_eval.audit import audit_dataset
+from honed.retriever.finetune.pairs import normalise_text
 from honed.retriever.data import load_beir, write_beir
 
 
@@ -61,5 +62,5 @@ def test_lengths_and_noise_sections(planted):
     assert n["positives"] >= 25 and 1 <= n["median_rank"] <= n["pool_size"]
 
 
-def test_normalise_query():
-    assert normalise_query("Vitamin-D, and  BONES?") == "vitamin d and bones"
+def test_normalise_text():
+    assert normalise_text("Vitamin-D, and  BONES?") == "vitamin d and bones"

@@ -14,6 +14,8 @@ import pytest
 
 from honed.retriever.errors import HonedError
 
+pytestmark = pytest.mark.slow   # ONNX export and a fine-tune: make test-full
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, scifact_slice):
@@ -161,6 +163,10 @@ def test_finetuned_model_exports_and_serves_without_torch(tuned, tmp_path, scifa
     t = load_encoder(tuned, backend="torch").encode_queries(texts)
     assert np.allclose(t, load_encoder(tuned, backend="onnx-fp32").encode_queries(texts), atol=1e-4)
 
+    # the index was built before the export: package it with the exported model (same weights)
+    p = run("package", "--index", str(idx), "--model", str(tuned), "--out", str(tmp_path / "artifact"))
+    assert p.returncode == 0 and "query path onnx" in p.stdout, p.stdout + p.stderr
+    idx = tmp_path / "artifact"
     qid, q = next(iter(scifact_slice.queries.items()))
     code = ("import sys, runpy; sys.argv = ['honed', 'search', %r, %r, '-k', '3']\n"
             "from honed.app.cli import main\n"

@@ -151,6 +151,7 @@ def test_wilson_interval_matches_known_values():
     assert wilson(0, 0) is None
 
 
+@pytest.mark.slow
 def test_retrain_promotes_only_through_the_gate(tiny_data, tmp_path):
     """Real votes → real fine-tune → real eval → gate → MLflow registry aliases (twice: pass, then fail)."""
     from honed.app.registry import alias_version, model_for_alias

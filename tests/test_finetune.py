@@ -19,6 +19,9 @@ from honed.retriever.finetune.train import FinetuneConfig, finetune
 
 from conftest import TINY
 
+pytestmark = pytest.mark.slow   # real fine-tuning runs: make test-full
+
+
 def test_end_to_end_run_is_a_model_folder_tracked_in_mlflow(tiny_data, tmp_path):
     import mlflow
     from sentence_transformers import SentenceTransformer

@@ -13,6 +13,8 @@ from ragas.llms.base import InstructorBaseRagasLLM  # noqa: E402
 from honed.rag_eval.rag import METRICS, evaluate_rag  # noqa: E402
 from honed.retriever.data import write_beir  # noqa: E402
 
+pytestmark = pytest.mark.slow   # the local LLM generates and judges: make test-full
+
 
 @pytest.fixture(scope="module")
 def slice_dir(tmp_path_factory, scifact_slice):

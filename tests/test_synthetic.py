@@ -27,6 +27,7 @@ def test_filters_drop_echo_duplicates_vague_and_bad_length(docs, minilm):
     assert (stats["duplicate"], stats["copied"], stats["length"], stats["inconsistent"]) == (1, 1, 1, 1)
 
 
+@pytest.mark.slow
 def test_real_llm_writes_parseable_queries(docs, minilm):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is installed by `make test`")
     # the first passage is one the 0.5B model tends to echo (the filter drops that); the others it handles

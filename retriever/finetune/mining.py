@@ -132,16 +132,10 @@ def _random_negative(query, texts, positives, emb, qv, relative_margin, rng, tri
 
 def _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, emb, qvec) -> dict[str, list[str]]:
     """BM25 top candidates per query that pass the dense false-negative guard."""
-    import bm25s
-    import Stemmer
+    from ..bm25 import bm25_topk
 
-    stemmer = Stemmer.Stemmer("english")
-    model = bm25s.BM25(method="lucene")
-    model.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
     queries = list(dict.fromkeys(p.query for p in pairs))
-    k = min(range_max, len(texts))
-    docs, _ = model.retrieve(bm25s.tokenize(queries, stopwords="en", stemmer=stemmer, show_progress=False),
-                             k=k, show_progress=False, n_threads=1)
+    docs, _ = bm25_topk(texts, queries, range_max)
     if not emb:   # cache layout changed upstream: encode what the guard needs
         need = list(dict.fromkeys([texts[int(d)] for row in docs for d in row] + [p.positive for p in pairs]))
         emb = dict(zip(need, encoder.encode_documents(need, show_progress=len(need) > 500)))

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import random
@@ -112,7 +113,8 @@ def collect_pairs(cfg: FinetuneConfig):
         extra = read_pairs(f)
         pairs += extra
         for p in extra:
-            corpus.setdefault(p.positive_id or f"pos:{hash(p.positive)}", p.positive)
+            # a stable id: Python's hash() of a str changes per process, and with it seeded sampling
+            corpus.setdefault(p.positive_id or f"pos:{hashlib.sha1(p.positive.encode()).hexdigest()[:16]}", p.positive)
     if not pairs:
         raise HonedError("no training data: give --data (a BEIR folder with a train split) and/or --pairs FILE")
     return pairs, corpus, eval_queries, dev_ds
