@@ -111,7 +111,7 @@ class _Key:
     def __init__(self, key: str):
         if not isinstance(key, str) or '"' in key or not key:
             raise HonedError(f"metadata filter key {key!r} is not supported (empty, or holds a double quote)")
-        self.col = _COLUMNS.get(key)
+        self.key, self.col = key, _COLUMNS.get(key)
         self.path = f'$."{key}"'
 
     def v(self) -> tuple[str, list]:
@@ -141,8 +141,29 @@ def _eq(v: str, t: str, value) -> tuple[str, list]:
     raise HonedError(f"metadata filter value {value!r} has an unsupported type {type(value).__name__}")
 
 
-def _one_sql(key: str, op: str, value) -> tuple[str, list]:
+def _indexed_member(k: "_Key", values: list) -> tuple[str, list] | None:
+    """``have in values`` for scalar values as lookups in the store's (key, value) index; None if not possible."""
+    if k.col or not values or not all(_is_num(x) or isinstance(x, str) for x in values):
+        return None
+    parts, params = [], []
+    nums = [_bind(x) for x in values if _is_num(x)]
+    strs = [x for x in values if isinstance(x, str)]
+    if nums:
+        parts.append(f"(type IN {_NUM} AND value IN ({','.join('?' * len(nums))}))")
+        params += nums
+    if strs:
+        parts.append(f"(type = 'text' AND value IN ({','.join('?' * len(strs))}))")
+        params += strs
+    return (f"pos IN (SELECT pos FROM meta_kv WHERE key = ? AND ({' OR '.join(parts)}))",
+            [k.key] + params)
+
+
+def _one_sql(key: str, op: str, value, indexed: bool = False) -> tuple[str, list]:
     k = _Key(key)
+    if indexed and op in ("==", "in"):
+        fast = _indexed_member(k, [value] if op == "==" else value if isinstance(value, list) else [None])
+        if fast is not None:
+            return fast
     (v, vp), (t, tp) = k.v(), k.t()
     missing, mp = f"({t} IS NULL OR {t} = 'null')", tp + tp
     if op == "is_empty":
@@ -154,9 +175,11 @@ def _one_sql(key: str, op: str, value) -> tuple[str, list]:
         return _expand(*_eq("__V__", "__T__", val), v, vp, t, tp)
 
     if op in ("==", "!="):
+        if value is None:   # Python: a missing or null value matches neither == None nor … ; != None always
+            return ("0" if op == "==" else "1"), []
         sql, p = eq(value)
-        if op == "==":
-            return f"(NOT {missing} AND {sql})", mp + p
+        if op == "==":   # a missing key gives NULL, never equal: no separate test (each one parses the JSON)
+            return sql, p
         return f"({missing} OR NOT {sql})", mp + p
     if op in (">", ">=", "<", "<="):
         if _is_num(value):
@@ -168,11 +191,9 @@ def _one_sql(key: str, op: str, value) -> tuple[str, list]:
         if not isinstance(value, list):
             raise HonedError(f"metadata filter operator {op!r} needs a list value, got {value!r}")
         if op in ("in", "nin"):
-            parts = [eq(x) for x in value]
-            sql = "(" + " OR ".join(s for s, _ in parts) + ")" if parts else "0"
-            params = [x for _, p in parts for x in p]
+            sql, params = _member(value, v, vp, t, tp)
             if op == "in":
-                return f"(NOT {missing} AND {sql})", mp + params
+                return sql, params
             return f"({missing} OR NOT {sql})", mp + params
         parts = [_contains(k, x) for x in value]
         if not parts:
@@ -190,6 +211,25 @@ def _one_sql(key: str, op: str, value) -> tuple[str, list]:
         return (f"(NOT {missing} AND instr({s}, ?) > 0)",
                 mp + vp + tp + [str(value) if op == "text_match" else str(value).lower()])
     raise HonedError(f"metadata filter operator {op!r} is not supported")
+
+
+def _member(values: list, v: str, vp: list, t: str, tp: list) -> tuple[str, list]:
+    """SQL for ``have in values`` (have not missing): one ``IN (…)`` per kind of value, not one test each."""
+    nums = [_bind(x) for x in values if _is_num(x)]
+    strs = [x for x in values if isinstance(x, str)]
+    parts: list[tuple[str, list]] = []
+    if nums:
+        parts.append((f"({t} IN {_NUM} AND {v} IN ({','.join('?' * len(nums))}))", tp + vp + nums))
+    if strs:
+        parts.append((f"({t} = 'text' AND {v} IN ({','.join('?' * len(strs))}))", tp + vp + strs))
+    for x in values:   # lists and objects compare as JSON text; None never matches a present value
+        if isinstance(x, (list, dict)):
+            parts.append(_expand(*_eq("__V__", "__T__", x), v, vp, t, tp))
+        elif x is not None and not _is_num(x) and not isinstance(x, str):
+            _eq("__V__", "__T__", x)   # raises for an unsupported type
+    if not parts:
+        return "0", []
+    return "(" + " OR ".join(s for s, _ in parts) + ")", [x for _, p in parts for x in p]
 
 
 def _expand(sql: str, params: list, v: str, vp: list, t: str, tp: list) -> tuple[str, list]:
@@ -226,14 +266,18 @@ def _contains(k: _Key, value) -> tuple[str, list]:
             f"OR ({t} != 'array' AND {direct[0]}))", tp + [k.path] + inner[1] + tp + direct[1])
 
 
-def filters_to_sql(filters) -> tuple[str, list]:
-    """A ``WHERE`` clause (and its parameters) over the ``docs`` table equal to :func:`matches`."""
+def filters_to_sql(filters, indexed: bool = False) -> tuple[str, list]:
+    """A ``WHERE`` clause (and its parameters) over the ``docs`` table equal to :func:`matches`.
+
+    With `indexed`, equality and membership on scalar values use the store's
+    ``meta_kv`` index (:mod:`retriever.store`) instead of parsing each row's JSON.
+    """
     parts = []
     for f in filters.filters:
         if hasattr(f, "filters"):
-            parts.append(filters_to_sql(f))
+            parts.append(filters_to_sql(f, indexed))
         else:
-            sql, p = _one_sql(f.key, _as_str(f.operator), f.value)
+            sql, p = _one_sql(f.key, _as_str(f.operator), f.value, indexed)
             parts.append((f"IFNULL({sql}, 0)", p))
     cond = _as_str(getattr(filters, "condition", "and") or "and")
     params = [x for _, p in parts for x in p]

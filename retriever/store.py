@@ -43,6 +43,18 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE INDEX IF NOT EXISTS docs_ref ON docs(ref_doc_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tombstones (pos INTEGER PRIMARY KEY);   -- deleted, still in an HNSW graph
+-- Top-level scalar metadata values, indexed by (key, value): equality and membership filters are
+-- index lookups instead of a JSON parse of every row. Triggers keep it in step with docs.
+CREATE TABLE IF NOT EXISTS meta_kv (pos INTEGER NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, value);
+CREATE INDEX IF NOT EXISTS meta_kv_key_value ON meta_kv(key, value);
+CREATE INDEX IF NOT EXISTS meta_kv_pos ON meta_kv(pos);
+CREATE TRIGGER IF NOT EXISTS docs_kv_insert AFTER INSERT ON docs BEGIN
+    INSERT INTO meta_kv(pos, key, type, value)
+    SELECT NEW.pos, key, type, value FROM json_each(NEW.metadata) WHERE type NOT IN ('array', 'object');
+END;
+CREATE TRIGGER IF NOT EXISTS docs_kv_delete AFTER DELETE ON docs BEGIN
+    DELETE FROM meta_kv WHERE pos = OLD.pos;
+END;
 """
 
 
@@ -167,7 +179,7 @@ class DocStore:
         if hit is not None:
             self._selections.move_to_end(key)
             return hit
-        where, params = filters_to_sql(filters)
+        where, params = filters_to_sql(filters, indexed=True)
         rows = self.conn.execute(f"SELECT pos FROM docs WHERE {where}", params).fetchall()
         sel = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         self._selections[key] = sel
