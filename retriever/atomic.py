@@ -198,7 +198,16 @@ def atomic_dir(final: str | os.PathLike, kind: str, force: bool = False) -> Iter
         record = {"format": ARTIFACT_FORMAT, "kind": kind, "files": _file_table(tmp, kind)}
         (tmp / ARTIFACT_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         _fsync_tree(tmp)
-        check_writable(final, kind, force)   # the user may have added files while we worked
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        check_writable(final, kind, force)   # the user may have put files there while we worked
+    except HonedError as e:   # keep the work (it may have taken an hour) under a name no clean-up touches
+        kept = final.with_name(f"{final.name}.new-{secrets.token_hex(3)}")
+        os.replace(tmp, kept)
+        raise HonedError(f"{e}; the new {kind} is kept at {kept}") from None
+    try:
         _swap_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

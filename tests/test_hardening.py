@@ -399,3 +399,17 @@ def test_run_folder_with_changed_files_is_refused(tmp_path):
     (run / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(HonedError, match=r"run/config.json: contents do not match honed-artifact.json"):
         load_encoder(run, backend="torch")
+
+
+def test_files_added_during_a_long_write_are_kept_and_so_is_the_work(tmp_path):
+    from honed.retriever.atomic import atomic_dir
+
+    out = tmp_path / "report"
+    with pytest.raises(HonedError, match=r"not a honed report \(holds notes.txt\).*kept at .*report.new-"):
+        with atomic_dir(out, kind="report") as tmp:
+            (tmp / "report.json").write_text("{}")
+            out.mkdir()
+            (out / "notes.txt").write_text("written by the user while honed worked")
+    assert (out / "notes.txt").exists()
+    kept = next(tmp_path.glob("report.new-*"))
+    assert (kept / "report.json").exists() and (kept / "honed-artifact.json").exists()
