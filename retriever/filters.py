@@ -94,7 +94,7 @@ def matches(meta: dict, filters) -> bool:
 def filters_key(filters) -> str:
     """A canonical text of a filter, to cache its selection by."""
     dump = getattr(filters, "model_dump_json", None)
-    return dump() if dump else repr(filters)
+    return dump(warnings=False) if dump else repr(filters)   # constructed filters may hold plain strings
 
 
 _NUM = "('integer', 'real', 'true', 'false')"
