@@ -107,16 +107,27 @@ def _file_table(root: Path, kind: str) -> dict[str, dict]:
     return table
 
 
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON object from `path`, or a one-line HonedError naming the file and line."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise HonedError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise HonedError(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
+    if not isinstance(obj, dict):
+        raise HonedError(f"{path}: expected a JSON object")
+    return obj
+
+
 def read_artifact(path: str | os.PathLike) -> dict | None:
     """The folder's ``honed-artifact.json``, or None for a folder without one."""
     f = Path(path) / ARTIFACT_FILE
     if not f.exists():
         return None
-    try:
-        doc = json.loads(f.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise HonedError(f"{f}:{e.lineno}: invalid JSON ({e.msg})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):
+    doc = read_json(f)
+    if not isinstance(doc.get("files"), dict):
         raise HonedError(f"{f}: not a honed artifact record (no \"files\" table)")
     if doc.get("format") != ARTIFACT_FORMAT:
         raise HonedError(f"{f}: artifact format {doc.get('format')!r} is not supported "

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_dir, check_writable, recover_swap, sha256_file, verify_artifact
+from .atomic import atomic_dir, check_writable, read_json, recover_swap, sha256_file, verify_artifact
 from .data.beir import check_id, dataset_root, doc_text, read_corpus
 from .errors import HonedError, IndexMismatchError
 from .store import DocStore
@@ -230,12 +230,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
         raise HonedError(f"{p}: is a file, not an index folder")
     if not mf.exists():
         raise HonedError(f"{p}: not an index folder (no manifest.json); build one with `honed index build`")
-    try:
-        manifest = json.loads(mf.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise HonedError(f"{mf}:{e.lineno}: invalid JSON ({e.msg})") from None
-    if not isinstance(manifest, dict):
-        raise HonedError(f"{mf}: expected a JSON object")
+    manifest = read_json(mf)
     if manifest.get("manifest_version") == 1:
         raise HonedError(f"{p}: index format 1 (written by honed 0.1, model outside the folder); "
                          f"upgrade it in place with `honed index upgrade {p}`")

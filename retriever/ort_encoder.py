@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .atomic import read_json
 from .errors import HonedError
 from .models import model_fingerprint, sha256_file
 
@@ -40,17 +41,6 @@ _LEGACY_POOLING_KEYS = {
 # - avx512-vnni: vpdpbusd accumulates in int32 and cannot saturate, so signed
 #   8-bit weights keep their full range (faster and closer to fp32 there).
 INT8_TARGETS = ("avx2", "avx512-vnni")
-
-
-def read_json(path: Path) -> dict:
-    """A JSON object from `path`, or a one-line HonedError naming the file and line."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise HonedError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-    if not isinstance(obj, dict):
-        raise HonedError(f"{path}: expected a JSON object")
-    return obj
 
 
 def pooling_mode(config: dict, where: Path) -> str:
