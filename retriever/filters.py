@@ -19,8 +19,8 @@ Example:
     >>> f = MetadataFilters(filters=[MetadataFilter(key="year", value=2020, operator=">=")])
     >>> matches({"year": 2021}, f)
     True
-    >>> filters_to_sql(f)[0]
-    "(IFNULL((json_type(metadata, ?) IN ('integer', 'real', 'true', 'false') AND json_extract(metadata, ?) >= ?), 0))"
+    >>> print(filters_to_sql(f)[0])
+    (IFNULL((json_type(metadata, '$."year"') IN ('integer', 'real', 'true', 'false') AND json_extract(metadata, '$."year"') >= ?), 0))
 """
 from __future__ import annotations
 
@@ -106,19 +106,22 @@ def _is_num(v) -> bool:
 
 
 class _Key:
-    """SQL for one key's value (v) and JSON type (t), with the bound parameters each needs."""
+    """SQL expressions for one key: its value (``v``), its JSON type (``t``), and the JSON path literal.
+
+    The path is written into the SQL as a quoted literal (keys with a double quote
+    or a control character are refused), so the expressions carry no parameters
+    and can be combined freely; only filter values are bound.
+    """
 
     def __init__(self, key: str):
-        if not isinstance(key, str) or '"' in key or not key:
-            raise HonedError(f"metadata filter key {key!r} is not supported (empty, or holds a double quote)")
+        if not isinstance(key, str) or not key or '"' in key or any(ord(c) < 32 for c in key):
+            raise HonedError(f"metadata filter key {key!r} is not supported (empty, or holds a double quote "
+                             "or a control character)")
         self.key, self.col = key, _COLUMNS.get(key)
-        self.path = f'$."{key}"'
-
-    def v(self) -> tuple[str, list]:
-        return (self.col, []) if self.col else ("json_extract(metadata, ?)", [self.path])
-
-    def t(self) -> tuple[str, list]:
-        return ("'text'", []) if self.col else ("json_type(metadata, ?)", [self.path])
+        self.path = "'$.\"" + key.replace("'", "''") + "\"'"
+        self.v = self.col or f"json_extract(metadata, {self.path})"
+        self.t = "'text'" if self.col else f"json_type(metadata, {self.path})"
+        self.missing = f"({self.t} IS NULL OR {self.t} = 'null')"
 
 
 def _bind(value):
@@ -128,7 +131,7 @@ def _bind(value):
 
 
 def _eq(v: str, t: str, value) -> tuple[str, list]:
-    """SQL for Python's ``have == value`` where `v`/`t` are the value/type expressions (no params inside)."""
+    """SQL for Python's ``have == value`` where `v`/`t` are the value/type expressions."""
     if value is None:
         return f"{t} = 'null'", []
     if _is_num(value):
@@ -141,129 +144,90 @@ def _eq(v: str, t: str, value) -> tuple[str, list]:
     raise HonedError(f"metadata filter value {value!r} has an unsupported type {type(value).__name__}")
 
 
-def _indexed_member(k: "_Key", values: list) -> tuple[str, list] | None:
-    """``have in values`` for scalar values as lookups in the store's (key, value) index; None if not possible."""
-    if k.col or not values or not all(_is_num(x) or isinstance(x, str) for x in values):
-        return None
-    parts, params = [], []
-    nums = [_bind(x) for x in values if _is_num(x)]
-    strs = [x for x in values if isinstance(x, str)]
-    if nums:
-        parts.append(f"(type IN {_NUM} AND value IN ({','.join('?' * len(nums))}))")
-        params += nums
-    if strs:
-        parts.append(f"(type = 'text' AND value IN ({','.join('?' * len(strs))}))")
-        params += strs
-    return (f"pos IN (SELECT pos FROM meta_kv WHERE key = ? AND ({' OR '.join(parts)}))",
-            [k.key] + params)
-
-
-def _one_sql(key: str, op: str, value, indexed: bool = False) -> tuple[str, list]:
-    k = _Key(key)
-    if indexed and op in ("==", "in"):
-        fast = _indexed_member(k, [value] if op == "==" else value if isinstance(value, list) else [None])
-        if fast is not None:
-            return fast
-    (v, vp), (t, tp) = k.v(), k.t()
-    missing, mp = f"({t} IS NULL OR {t} = 'null')", tp + tp
-    if op == "is_empty":
-        arr = "0" if k.col else f"({t} = 'array' AND json_array_length(metadata, ?) = 0)"
-        return (f"({missing} OR {arr} OR ({t} = 'text' AND {v} = ''))",
-                mp + ([] if k.col else tp + [k.path]) + tp + vp)
-
-    def eq(val):
-        return _expand(*_eq("__V__", "__T__", val), v, vp, t, tp)
-
-    if op in ("==", "!="):
-        if value is None:   # Python: a missing or null value matches neither == None nor … ; != None always
-            return ("0" if op == "==" else "1"), []
-        sql, p = eq(value)
-        if op == "==":   # a missing key gives NULL, never equal: no separate test (each one parses the JSON)
-            return sql, p
-        return f"({missing} OR NOT {sql})", mp + p
-    if op in (">", ">=", "<", "<="):
-        if _is_num(value):
-            return f"({t} IN {_NUM} AND {v} {op} ?)", tp + vp + [_bind(value)]
-        if isinstance(value, str):
-            return f"({t} = 'text' AND {v} {op} ?)", tp + vp + [value]
-        return "0", []   # Python raises TypeError for None and mixed kinds: no match
-    if op in ("in", "nin", "any", "all"):
-        if not isinstance(value, list):
-            raise HonedError(f"metadata filter operator {op!r} needs a list value, got {value!r}")
-        if op in ("in", "nin"):
-            sql, params = _member(value, v, vp, t, tp)
-            if op == "in":
-                return sql, params
-            return f"({missing} OR NOT {sql})", mp + params
-        parts = [_contains(k, x) for x in value]
-        if not parts:
-            return (f"(NOT {missing})", mp) if op == "all" else ("0", [])
-        joiner = " AND " if op == "all" else " OR "
-        return f"(NOT {missing} AND ({joiner.join(s for s, _ in parts)}))", mp + [x for _, p in parts for x in p]
-    if op == "contains":
-        sql, p = _contains(k, value)
-        return f"(NOT {missing} AND {sql})", mp + p
-    if op in ("text_match", "text_match_insensitive"):
-        if k.col:
-            s = v if op == "text_match" else f"py_lower({v})"
-            return f"(instr({s}, ?) > 0)", vp + [str(value) if op == "text_match" else str(value).lower()]
-        s = f"py_str({v}, {t})" if op == "text_match" else f"py_lower(py_str({v}, {t}))"
-        return (f"(NOT {missing} AND instr({s}, ?) > 0)",
-                mp + vp + tp + [str(value) if op == "text_match" else str(value).lower()])
-    raise HonedError(f"metadata filter operator {op!r} is not supported")
-
-
-def _member(values: list, v: str, vp: list, t: str, tp: list) -> tuple[str, list]:
-    """SQL for ``have in values`` (have not missing): one ``IN (…)`` per kind of value, not one test each."""
+def _member(v: str, t: str, values: list) -> tuple[str, list]:
+    """SQL for ``have in values`` (have present): one ``IN (…)`` per kind of scalar, JSON text for the rest."""
     nums = [_bind(x) for x in values if _is_num(x)]
     strs = [x for x in values if isinstance(x, str)]
     parts: list[tuple[str, list]] = []
     if nums:
-        parts.append((f"({t} IN {_NUM} AND {v} IN ({','.join('?' * len(nums))}))", tp + vp + nums))
+        parts.append((f"({t} IN {_NUM} AND {v} IN ({','.join('?' * len(nums))}))", nums))
     if strs:
-        parts.append((f"({t} = 'text' AND {v} IN ({','.join('?' * len(strs))}))", tp + vp + strs))
-    for x in values:   # lists and objects compare as JSON text; None never matches a present value
-        if isinstance(x, (list, dict)):
-            parts.append(_expand(*_eq("__V__", "__T__", x), v, vp, t, tp))
-        elif x is not None and not _is_num(x) and not isinstance(x, str):
-            _eq("__V__", "__T__", x)   # raises for an unsupported type
+        parts.append((f"({t} = 'text' AND {v} IN ({','.join('?' * len(strs))}))", strs))
+    for x in values:   # None never matches a present value; _eq refuses unsupported types
+        if x is not None and not _is_num(x) and not isinstance(x, str):
+            parts.append(_eq(v, t, x))
+    return _join(parts, " OR ", empty="0")
+
+
+def _join(parts: list[tuple[str, list]], op: str, empty: str) -> tuple[str, list]:
     if not parts:
-        return "0", []
-    return "(" + " OR ".join(s for s, _ in parts) + ")", [x for _, p in parts for x in p]
+        return empty, []
+    return "(" + op.join(s for s, _ in parts) + ")", [x for _, p in parts for x in p]
 
 
-def _expand(sql: str, params: list, v: str, vp: list, t: str, tp: list) -> tuple[str, list]:
-    """Put the value/type expressions into `sql` (from _eq), interleaving their parameters in order."""
-    out, out_p, i, pos = [], [], 0, 0
-    while pos < len(sql):
-        if sql.startswith("__V__", pos):
-            out.append(v)
-            out_p += vp
-            pos += 5
-        elif sql.startswith("__T__", pos):
-            out.append(t)
-            out_p += tp
-            pos += 5
-        elif sql[pos] == "?":
-            out.append("?")
-            out_p.append(params[i])
-            i += 1
-            pos += 1
-        else:
-            out.append(sql[pos])
-            pos += 1
-    return "".join(out), out_p
+def _indexed_member(k: _Key, values: list) -> tuple[str, list] | None:
+    """``have in values`` for scalar values as lookups in the store's (key, value) index; None if not possible."""
+    if k.col or not values or not all(_is_num(x) or isinstance(x, str) for x in values):
+        return None
+    sql, params = _member("value", "type", values)
+    return f"pos IN (SELECT pos FROM meta_kv WHERE key = ? AND {sql})", [k.key] + params
 
 
 def _contains(k: _Key, value) -> tuple[str, list]:
     """SQL for ``value in (have if have is a list else [have])``."""
-    (v, vp), (t, tp) = k.v(), k.t()
-    direct = _expand(*_eq("__V__", "__T__", value), v, vp, t, tp)
+    direct, dp = _eq(k.v, k.t, value)
     if k.col:
-        return direct
-    inner = _eq("je.value", "je.type", value)
-    return (f"(({t} = 'array' AND EXISTS (SELECT 1 FROM json_each(metadata, ?) AS je WHERE {inner[0]})) "
-            f"OR ({t} != 'array' AND {direct[0]}))", tp + [k.path] + inner[1] + tp + direct[1])
+        return direct, dp
+    inner, ip = _eq("je.value", "je.type", value)
+    return (f"(({k.t} = 'array' AND EXISTS (SELECT 1 FROM json_each(metadata, {k.path}) AS je WHERE {inner})) "
+            f"OR ({k.t} != 'array' AND {direct}))", ip + dp)
+
+
+def _one_sql(key: str, op: str, value, indexed: bool = False) -> tuple[str, list]:
+    k = _Key(key)
+    v, t, missing = k.v, k.t, k.missing
+    if indexed and op in ("==", "in"):
+        fast = _indexed_member(k, [value] if op == "==" else value if isinstance(value, list) else [None])
+        if fast is not None:
+            return fast
+    if op == "is_empty":
+        arr = "0" if k.col else f"({t} = 'array' AND json_array_length(metadata, {k.path}) = 0)"
+        return f"({missing} OR {arr} OR ({t} = 'text' AND {v} = ''))", []
+    if op in ("==", "!="):
+        if value is None:   # Python: a missing or null value matches neither == None nor … ; != None always
+            return ("0" if op == "==" else "1"), []
+        sql, p = _eq(v, t, value)
+        if op == "==":   # a missing key gives NULL, never equal: no separate test (each one parses the JSON)
+            return sql, p
+        return f"({missing} OR NOT {sql})", p
+    if op in (">", ">=", "<", "<="):
+        if _is_num(value):
+            return f"({t} IN {_NUM} AND {v} {op} ?)", [_bind(value)]
+        if isinstance(value, str):
+            return f"({t} = 'text' AND {v} {op} ?)", [value]
+        return "0", []   # Python raises TypeError for None and mixed kinds: no match
+    if op in ("in", "nin", "any", "all"):
+        if not isinstance(value, list):
+            raise HonedError(f"metadata filter operator {op!r} needs a list value, got {value!r}")
+        if op == "in":
+            return _member(v, t, value)
+        if op == "nin":
+            sql, p = _member(v, t, value)
+            return f"({missing} OR NOT {sql})", p
+        if not value:
+            return (f"(NOT {missing})" if op == "all" else "0"), []
+        sql, p = _join([_contains(k, x) for x in value], " AND " if op == "all" else " OR ", empty="0")
+        return f"(NOT {missing} AND {sql})", p
+    if op == "contains":
+        sql, p = _contains(k, value)
+        return f"(NOT {missing} AND {sql})", p
+    if op in ("text_match", "text_match_insensitive"):
+        needle = str(value) if op == "text_match" else str(value).lower()
+        have = v if k.col else f"py_str({v}, {t})"
+        if op == "text_match_insensitive":
+            have = f"py_lower({have})"
+        return f"(NOT {missing} AND instr({have}, ?) > 0)", [needle]
+    raise HonedError(f"metadata filter operator {op!r} is not supported")
 
 
 def filters_to_sql(filters, indexed: bool = False) -> tuple[str, list]:
@@ -280,13 +244,13 @@ def filters_to_sql(filters, indexed: bool = False) -> tuple[str, list]:
             sql, p = _one_sql(f.key, _as_str(f.operator), f.value, indexed)
             parts.append((f"IFNULL({sql}, 0)", p))
     cond = _as_str(getattr(filters, "condition", "and") or "and")
-    params = [x for _, p in parts for x in p]
     if cond == "and":
-        return ("(" + " AND ".join(s for s, _ in parts) + ")" if parts else "1"), params
+        return _join(parts, " AND ", empty="1")
     if cond == "or":
-        return ("(" + " OR ".join(s for s, _ in parts) + ")" if parts else "0"), params
+        return _join(parts, " OR ", empty="0")
     if cond == "not":
-        return ("NOT (" + " OR ".join(s for s, _ in parts) + ")" if parts else "1"), params
+        sql, p = _join(parts, " OR ", empty="0")
+        return f"NOT {sql}", p
     raise HonedError(f"metadata filter condition {cond!r} is not supported")
 
 

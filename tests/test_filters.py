@@ -17,7 +17,7 @@ from honed.retriever.store import DocStore
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([0.5, 1.0, 2.5]),
                     st.sampled_from(["a", "b", "A", "ab", "", "é", "É", "10"]))
 values = st.one_of(scalars, st.lists(st.one_of(st.integers(-3, 3), st.sampled_from(["a", "b", "A"])), max_size=3))
-metas = st.dictionaries(st.sampled_from(["k", "j"]), values, max_size=2)
+metas = st.dictionaries(st.sampled_from(["k", "j", "it's"]), values, max_size=2)   # a quote in a key too
 OPS = ["==", "!=", ">", ">=", "<", "<=", "in", "nin", "any", "all", "contains", "text_match",
        "text_match_insensitive", "is_empty"]
 LIST_OPS = ("in", "nin", "any", "all")
@@ -28,7 +28,7 @@ def _leaf(op, key, scalar, lst):
     return MetadataFilter.model_construct(key=key, value=lst if op in LIST_OPS else scalar, operator=FilterOperator(op))
 
 
-leaves = st.builds(_leaf, st.sampled_from(OPS), st.sampled_from(["k", "j", "doc_id", "title"]), scalars,
+leaves = st.builds(_leaf, st.sampled_from(OPS), st.sampled_from(["k", "j", "it's", "doc_id", "title"]), scalars,
                    st.lists(scalars, max_size=3))
 conditions = st.sampled_from(["and", "or", "not"])
 trees = st.recursive(
