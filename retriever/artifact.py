@@ -71,7 +71,7 @@ def package_artifact(index: str | os.PathLike, out: str | os.PathLike, model: st
         labels.append(pos)
     build = {**src.manifest.get("build", {}), "packaged_from": str(Path(index).resolve())}
     return write_artifact(out, enc, rows, None, src.manifest["faiss"]["factory"], build, evaluation=evaluation,
-                          model_src=model_dir, labels=np.asarray(labels), faiss_index=_live_copy(src),
+                          model_src=model_dir, labels=np.asarray(labels), faiss_index=_live_copy(src, labels),
                           force=force)
 
 
@@ -84,14 +84,21 @@ class _Recorded:
         self.max_seq_length = m.get("max_seq_length")
 
 
-def _live_copy(index):
-    """The FAISS index without masked (deleted) vectors, ready to write."""
+def _live_copy(index, labels: list[int]):
+    """The FAISS index holding only the live documents' vectors (under `labels`), ready to write.
+
+    HNSW cannot remove the vectors its deletes only masked, so its graph is built
+    again from the live vectors; the new artifact then has no masked labels.
+    """
     import faiss
 
-    fi = faiss.clone_index(index.faiss_index)
-    if len(index.tombstones) and index.manifest["faiss"].get("removes", True):
-        fi.remove_ids(faiss.IDSelectorBatch(index.tombstones))
-    return fi
+    from .index import make_faiss
+
+    if not len(index.tombstones):
+        return faiss.clone_index(index.faiss_index)
+    live = np.asarray(labels, dtype=np.int64)
+    vectors = index.faiss_index.reconstruct_batch(live)
+    return make_faiss(vectors, index.manifest["faiss"]["factory"], live)
 
 
 def upgrade_index(path: str | os.PathLike, model: str | os.PathLike | None = None) -> Path:

@@ -85,13 +85,26 @@ def _umask() -> int:
     return mask
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file, read in 1 MiB chunks."""
+    """sha256 hex digest of a file, read in 1 MiB chunks.
+
+    Remembered per process by the file's identity (inode, size, mtime and ctime;
+    any write or rename changes the ctime), so opening an artifact hashes the
+    model weights once, not once for its record and again for its fingerprint.
+    """
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
-    return h.hexdigest()
+    _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def _mutable(kind: str, rel: str) -> bool:

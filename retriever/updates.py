@@ -112,8 +112,6 @@ def _remove(index: Index, fi, labels: list[int]) -> None:
 @contextlib.contextmanager
 def _writing(index: Index):
     """Yield a writable copy of the current FAISS index; commit it and the row changes as one generation."""
-    import faiss
-
     with index.lock:
         yield from _write_generation(index)
 

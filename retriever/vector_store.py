@@ -82,9 +82,8 @@ class HonedVectorStore(BasePydanticVectorStore):
         with self._index.lock:
             ids = list(node_ids or [])
             if filters is not None:
-                sel = set(self._index.store.select(filters).tolist())
-                picked = [d["id"] for d in self._index.docs_at(sorted(sel)) if d]
-                ids = [i for i in ids if i in set(picked)] if node_ids else picked
+                picked = {d["id"] for d in self._index.docs_at(self._index.store.select(filters).tolist()) if d}
+                ids = [i for i in ids if i in picked] if node_ids else sorted(picked)
             delete_documents(self._index, ids)
 
     def get_nodes(self, node_ids: Optional[List[str]] = None,

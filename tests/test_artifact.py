@@ -104,6 +104,11 @@ def test_hnsw_masks_deletes(tmp_path, scifact_slice, minilm):
     assert idx.faiss_index.ntotal == len(scifact_slice.corpus) and len(idx.tombstones) == 1
     assert doc not in _ids(idx, minilm, scifact_slice.corpus[doc]["text"], k=len(idx))
     assert doc not in _ids(load_index(art), minilm, scifact_slice.corpus[doc]["text"], k=len(idx))
+    from honed.retriever.artifact import package_artifact   # packaging drops the masked vector for good
+
+    shipped = load_index(package_artifact(art, tmp_path / "ship"))
+    assert len(shipped) == len(idx) and shipped.faiss_index.ntotal == len(idx) and not len(shipped.tombstones)
+    assert doc not in _ids(shipped, minilm, scifact_slice.corpus[doc]["text"], k=len(idx))
 
 
 def test_update_killed_before_commit_leaves_the_previous_state(tmp_path, slice_index, minilm):
