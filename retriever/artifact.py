@@ -22,7 +22,7 @@ import numpy as np
 
 from .atomic import read_artifact, sha256_file
 from .errors import HonedError
-from .index import FORMAT, MODEL_DIR, load_index, read_manifest, write_artifact
+from .index import FORMAT, load_index, read_manifest, write_artifact
 
 
 def evaluation_summary(report: str | os.PathLike, system: str, dataset: str | None = None) -> dict:

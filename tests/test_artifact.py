@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import faiss
 import numpy as np
@@ -162,8 +161,6 @@ def test_cli_add_delete_info_package(tmp_path, slice_index):
 
 
 def test_format_versions(tmp_path, slice_index, minilm):
-    from honed.retriever.artifact import upgrade_index
-
     newer = tmp_path / "newer"
     shutil.copytree(slice_index, newer)
     m = json.loads((newer / "manifest.json").read_text())
