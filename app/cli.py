@@ -390,32 +390,46 @@ def gate_cmd(report: Path = typer.Option(..., help="report.json from `honed eval
 
 
 @eval_app.command("rag")
-def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test split)"),
-             system: List[str] = typer.Option(..., help="NAME=MODEL (dense; repeatable)"),
-             llm: str = typer.Option("qwen", help="generator GGUF (packaged name or path)"),
+def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test split); a query's metadata.answer "
+                                                 "(or long_answer) is its reference answer, metadata.decision its yes/no"),
+             system: List[str] = typer.Option(..., help="NAME=MODEL (dense; repeatable; the first is the baseline)"),
+             llm: str = typer.Option("qwen", help="answer generator: GGUF (packaged name or path) or an "
+                                                  "OpenAI-compatible URL#model"),
              judge: str = typer.Option("qwen", help="local GGUF, or an OpenAI-compatible URL#model"),
              n: int = typer.Option(20, min=1, help="test queries to run"),
              top_k: int = typer.Option(3, min=1, help="contexts per answer"),
              out: Path = typer.Option(..., help="report folder"),
              force: bool = FORCE) -> None:
-    """End-to-end RAG (LlamaIndex + local LLM) scored with ragas; judge sanity check and NaN rates."""
+    """End-to-end RAG scored with ragas; paired comparison of the retrievers, judge sanity check, NaN rates."""
     from honed.rag_eval.beir_eval import parse_system
-    from honed.rag_eval.rag import evaluate_rag
+    from honed.rag_eval.rag import JUDGED, evaluate_rag, metric_order
+    from honed.rag_eval.rag_report import paired_rows
 
     systems = {}
     for spec in system:
         s = parse_system(spec)
         if s.model is None:
             raise HonedError("--system bm25 has no dense index to plug into the RAG pipeline; use NAME=MODEL")
+        if s.name in systems:
+            raise HonedError(f"--system {s.name} is given twice")
         systems[s.name] = s.model
     doc = evaluate_rag(data, systems, n=n, out=out, llm=llm, judge=judge, top_k=top_k, force=force)
-    t = Table("system", *doc["systems"][next(iter(doc["systems"]))]["metrics"], "judge sanity", "s/sample")
-    for name, s in doc["systems"].items():
-        t.add_row(name, *[f"{v:.3f}" if v is not None else "—" for v in s["metrics"].values()],
-                  f"{s['judge_sanity']['accuracy']}", str(s["seconds_per_sample"]))
+    order = metric_order(doc)
+    t = Table("metric (* judged)", *doc["systems"], title=f"generator {doc['llm']}, judge {doc['judge']}")
+    for m in order:
+        t.add_row(m + (" *" if m in JUDGED else ""), *[f"{s['metrics'][m]:.3f}" if s["metrics"].get(m) is not None
+                                                     else "—" for s in doc["systems"].values()])
+    t.add_row("judge sanity", *[f"{s['judge_sanity']['accuracy']}" for s in doc["systems"].values()])
+    t.add_row("s/sample", *[str(s["seconds_per_sample"]) for s in doc["systems"].values()])
     console.print(t)
+    for name in doc["comparison"]:
+        p = Table("metric", doc["baseline"], name, "Δ", "95% CI", "w/t/l", "p", "n",
+                  title=f"{name} vs {doc['baseline']}, paired per query")
+        for r in paired_rows(doc, name):
+            p.add_row(*r)
+        console.print(p)
     if not doc["judge_trustworthy"]:
-        console.print("[yellow]judge flagged as untrustworthy (sanity accuracy < 0.7)[/]")
+        console.print("[yellow]judge flagged as untrustworthy (sanity accuracy < 0.7): read the judge-free metrics[/]")
     console.print(f"report: {out / 'report.md'}")
 
 
@@ -452,7 +466,8 @@ def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME 
             port: int = typer.Option(8501),
             address: str = typer.Option("127.0.0.1", help="bind address (localhost by default)"),
             top_k: int = typer.Option(5, help="passages per system"),
-            answers: bool = typer.Option(True, help="generate answers with the local LLM (off: retrieval only)"),
+            answers: bool = typer.Option(True, help="generate answers with the LLM (off: retrieval only)"),
+            llm: str = typer.Option("qwen", help="answer generator: GGUF (packaged name or path) or an OpenAI-compatible URL#model"),
             blind: bool = typer.Option(True, help="randomise and hide which side is which until the first vote"),
             max_tokens: int = typer.Option(96, help="answer length cap")) -> None:
     """Start the side-by-side comparison app (Streamlit); votes go to the feedback store."""
@@ -466,8 +481,14 @@ def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME 
             raise HonedError(f"--{name} {spec} needs --corpus (the BEIR folder whose test corpus the app searches)")
         if not spec.startswith("alias:") and not (Path(spec) / "manifest.json").exists():
             raise HonedError(f"--{name}: {spec} is not an index folder (no manifest.json)")
+    if answers:
+        from honed.retriever.generator import is_url_spec
+        from honed.retriever.models import resolve_model
+
+        if not is_url_spec(llm):
+            resolve_model(llm)      # a missing GGUF fails here in one line, not in the browser
     cfg = {"baseline": baseline, "candidate": candidate, "corpus": str(corpus) if corpus else None,
-           "feedback": feedback_url(db), "top_k": top_k, "answers": answers, "blind": blind,
+           "feedback": feedback_url(db), "top_k": top_k, "answers": answers, "llm": llm, "blind": blind,
            "max_tokens": max_tokens}
     env = {**os.environ, "HONED_APP_CONFIG": json.dumps(cfg)}
     ui = Path(__file__).with_name("ui.py")

@@ -22,15 +22,6 @@ from typing import Iterator
 
 from honed.retriever.errors import HonedError
 
-# No exact-string escape hatch: the 0.5B model took "reply exactly: Not found" for nearly every
-# question, even with the answer in passage #1 (seen in the app on cuad-clauses).
-ANSWER_TEMPLATE = (
-    "Read these passages.\n\n{context_str}\n\n"
-    "Question: {query_str}\n"
-    "Give the best answer the passages support, in one or two sentences, quoting them. "
-    "If they do not answer it, say what they do say instead."
-)
-
 
 @dataclass
 class System:
@@ -91,12 +82,14 @@ def retrieve(system: System, query: str) -> tuple[list[Hit], float]:
 
 
 def answer_stream(llm, query: str, hits: list[Hit], max_passages: int = 3) -> Iterator[str]:
-    """Stream the LLM's answer grounded in the top passages (LlamaIndex response synthesizer)."""
+    """Stream the LLM's answer grounded in the top passages, with the prompt for the request's kind."""
     from llama_index.core import PromptTemplate, get_response_synthesizer
     from llama_index.core.schema import NodeWithScore, TextNode
 
+    from honed.retriever.prompts import answer_template
+
     nodes = [NodeWithScore(node=TextNode(id_=h.doc_id, text=h.text), score=h.score) for h in hits[:max_passages]]
-    synth = get_response_synthesizer(llm=llm, text_qa_template=PromptTemplate(ANSWER_TEMPLATE),
+    synth = get_response_synthesizer(llm=llm, text_qa_template=PromptTemplate(answer_template(query)),
                                      response_mode="compact", streaming=True)
     resp = synth.synthesize(query, nodes)
     yield from resp.response_gen

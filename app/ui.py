@@ -32,7 +32,7 @@ def _config() -> dict:
         if not cfg.get(key):
             st.error(f"HONED_APP_CONFIG has no {key!r}: start the app with `honed app --baseline … --candidate …`")
             st.stop()
-    return {"top_k": 5, "answers": True, "blind": True, "max_tokens": 96, "feedback": None, "corpus": None,
+    return {"top_k": 5, "answers": True, "blind": True, "max_tokens": 96, "llm": "qwen", "feedback": None, "corpus": None,
             "index_dir": "indexes", "runs_dir": "runs", **cfg}
 
 
@@ -43,10 +43,10 @@ def _systems(baseline: str, candidate: str, corpus, index_dir: str, runs_dir: st
 
 
 @st.cache_resource(show_spinner="Loading the local LLM…")
-def _llm(max_tokens: int):
-    from honed.retriever.generator import LocalLLM
+def _llm(spec: str, max_tokens: int):
+    from honed.retriever.generator import make_llm
 
-    return LocalLLM(max_tokens=max_tokens)
+    return make_llm(spec, max_tokens=max_tokens)
 
 
 @st.cache_resource
@@ -133,7 +133,7 @@ def main() -> None:
             with slot.container():
                 if side not in cur["answers"]:
                     timing: dict = {}
-                    stream = timed(answer_stream(_llm(int(cfg["max_tokens"])), cur["query"],
+                    stream = timed(answer_stream(_llm(cfg["llm"], int(cfg["max_tokens"])), cur["query"],
                                                  cur["results"][side]["hits"]), timing)
                     cur["answers"][side] = _stream_as_text(stream)
                     cur.setdefault("answer_timing", {})[side] = timing

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from honed.retriever.data.beir import BeirDataset, load_beir
@@ -116,8 +116,8 @@ def subsample_queries(ds: BeirDataset, max_queries: int | None) -> BeirDataset:
     if not max_queries or max_queries >= len(ds.queries):
         return ds
     keep = sorted(ds.queries)[:max_queries]
-    return BeirDataset(corpus=ds.corpus, queries={q: ds.queries[q] for q in keep},
-                       qrels={q: ds.qrels[q] for q in keep}, path=ds.path, split=ds.split)
+    return replace(ds, queries={q: ds.queries[q] for q in keep}, qrels={q: ds.qrels[q] for q in keep},
+                               query_metadata={q: ds.query_metadata[q] for q in keep if q in ds.query_metadata})
 
 
 def cached_index(ds: BeirDataset, model: str, index_path: Path):

@@ -61,23 +61,39 @@ class LocalJudge(InstructorBaseRagasLLM):
 
 
 def constrain_schema(schema: Any, reason_max_chars: int = 160) -> Any:
-    """The response schema a local judge decodes under: lists non-empty, free-text reasons capped.
+    """The response schema a local judge decodes under: a lone list non-empty, free-text reasons capped.
 
     ragas asks a judge for a list only about a non-empty input (the statements of an
     answer, one verdict per statement), and an empty list turns the metric into NaN.
     The 0.5B judge returned ``[]`` for every short non-committal SciFact answer, so the
-    decoding grammar requires one item. Reasons are capped because decoding is the cost
-    (~13 tokens/s here): an uncapped verdict list ran past 2,500 characters.
+    decoding grammar requires one item. Not where an object holds several lists: those
+    partition the statements (answer correctness' TP/FP/FN), and any of them may be empty.
+    Reasons are capped because decoding is the cost (~13 tokens/s here): an uncapped
+    verdict list ran past 2,500 characters.
 
     >>> constrain_schema({"type": "array", "items": {"type": "string"}})
     {'type': 'array', 'items': {'type': 'string'}, 'minItems': 1}
+    >>> constrain_schema({"type": "object", "properties": {"TP": {"type": "array"}, "FP": {"type": "array"}}})
+    {'type': 'object', 'properties': {'TP': {'type': 'array'}, 'FP': {'type': 'array'}}}
     """
+    return _constrain(schema, reason_max_chars, lone=True)
+
+
+def _constrain(schema: Any, reason_max_chars: int, lone: bool) -> Any:
     if isinstance(schema, list):
-        return [constrain_schema(x, reason_max_chars) for x in schema]
+        return [_constrain(x, reason_max_chars, lone) for x in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: constrain_schema(v, reason_max_chars) for k, v in schema.items()}
-    if out.get("type") == "array":
+    props = schema.get("properties")
+    arrays = sum(1 for v in props.values() if isinstance(v, dict) and v.get("type") == "array") \
+        if isinstance(props, dict) else 0
+    out = {}
+    for k, v in schema.items():
+        if k == "properties" and isinstance(v, dict):
+            out[k] = {name: _constrain(p, reason_max_chars, lone=arrays <= 1) for name, p in v.items()}
+        else:
+            out[k] = _constrain(v, reason_max_chars, lone=True)
+    if out.get("type") == "array" and lone:
         out.setdefault("minItems", 1)
     props = out.get("properties")
     if isinstance(props, dict) and props.get("reason", {}).get("type") == "string":

@@ -1,52 +1,54 @@
-"""End-to-end RAG evaluation: LlamaIndex query engine over HonedRetriever, scored with ragas.
+"""End-to-end RAG evaluation: does the tuned retriever make answers better than the baseline's?
 
 For each system (a dense model with an index over the dataset's test corpus)
 and each of `n` test queries: retrieve with :class:`~retriever.HonedRetriever`,
-answer with the local LLM through ``RetrieverQueryEngine``, then score with
-ragas' own metric classes:
+answer through ``RetrieverQueryEngine`` with the prompt for the request's kind
+(question, statement or topic; :mod:`retriever.prompts`) and any generator
+(:func:`~retriever.generator.make_llm`), then score with ragas' metric classes:
 
-- ``Faithfulness`` and ``AnswerRelevancy`` (collections API; the judge is the
-  local GGUF model with JSON-schema decoding, or an OpenAI-compatible URL),
-- ``IDBasedContextPrecision`` / ``IDBasedContextRecall`` with the qrels as reference ids.
+- judged: ``Faithfulness``, ``AnswerRelevancy`` and, with a reference answer,
+  ``AnswerCorrectness`` (the judge: the local GGUF model with JSON-schema decoding,
+  or an OpenAI-compatible URL);
+- judge-free: ``SemanticSimilarity`` and ``RougeScore`` (ROUGE-L) against the
+  reference answer, decision accuracy against a labelled yes/no (:mod:`rag_eval.reference`),
+  ``IDBasedContextPrecision`` / ``IDBasedContextRecall`` with the qrels as reference ids.
 
-A judge sanity check runs with every evaluation: each faithful (answer,
-its own contexts) is paired with the same answer against another query's
-contexts; a trustworthy judge scores the first higher. NaN rates are reported.
+The headline is the paired comparison: every system against the first, query by
+query (deltas, wins/ties/losses, Wilcoxon p per metric). A judge sanity check runs
+with every evaluation: each (answer, its own contexts) is paired with the same
+answer against another query's contexts; a trustworthy judge scores the first
+higher. NaN rates are reported.
 
 Example:
     >>> from honed.rag_eval.rag import evaluate_rag
-    >>> doc = evaluate_rag("datasets/cuad-clauses", {"base": "minilm"}, n=5, out="reports/rag")  # doctest: +SKIP
+    >>> doc = evaluate_rag("datasets/cuad-qa", {"base": "minilm", "tuned": "runs/demo"}, n=5)  # doctest: +SKIP
+    >>> doc["comparison"]["tuned"]["tests"]["rouge_l"]["p_value"]                             # doctest: +SKIP
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from honed.retriever.atomic import atomic_dir, check_writable
+from honed.retriever.atomic import check_writable
 from honed.retriever.data.beir import load_beir
 from honed.retriever.errors import HonedError
 
 from .cache import JsonCache
 
-# Claim-aware, and no exact-string escape hatch. BEIR sets such as SciFact ask with *claims*; with a
-# question-only prompt ending in 'If no passage answers it, reply exactly: Not found in the passages.'
-# the 0.5B generator gave that reply to every SciFact claim (answer relevancy 0 by construction).
-QA_TEMPLATE = (
-    "Read these passages.\n\n{context_str}\n\n"
-    "Request: {query_str}\n"
-    "If the request is a question, give the best answer the passages support. If it is a statement, "
-    "say whether the passages support or contradict it and why. Use one or two sentences and quote "
-    "the passages. If they say nothing about it, say what they do say instead."
-)
 ANSWER_MAX_TOKENS = 64   # decode-bound (~13 tokens/s here): one or two sentences fit
-METRICS = ("faithfulness", "answer_relevancy", "context_precision_ids", "context_recall_ids")
+# Judged by the LLM, then without one. With a reference answer (see rag_eval.reference) the second
+# group grows; the report leads with the judge-free metrics when the judge fails its sanity check.
+JUDGED = ("faithfulness", "answer_relevancy", "answer_correctness")
+UNJUDGED = ("semantic_similarity", "rouge_l", "decision_accuracy", "context_precision_ids", "context_recall_ids")
+METRICS = ("faithfulness", "answer_relevancy", "context_precision_ids", "context_recall_ids")   # always present
+REFERENCE_METRICS = ("semantic_similarity", "rouge_l", "answer_correctness")                 # with a reference answer
 JUDGE_TRUST_MIN = 0.7
 
 
@@ -68,9 +70,11 @@ def _score(coro_fn, *args, **kwargs) -> tuple[float, str | None]:
 
 def make_judge(judge, cache: JsonCache):
     """``qwen`` (or another GGUF ref) → local judge; ``URL#model`` → OpenAI-compatible; an object → itself."""
+    from honed.retriever.generator import is_url_spec
+
     if not isinstance(judge, str):
         return judge
-    if judge.startswith("http://") or judge.startswith("https://"):
+    if is_url_spec(judge):
         from .llm import openai_judge
 
         url, _, model = judge.partition("#")
@@ -80,83 +84,80 @@ def make_judge(judge, cache: JsonCache):
     return LocalJudge(judge, cache=cache)
 
 
+def metric_order(doc: dict) -> list[str]:
+    """The metrics a report shows, judge-free first when the judge failed its sanity check."""
+    present = {m for s in doc["systems"].values() for m in s["metrics"]}
+    groups = (JUDGED, UNJUDGED) if doc.get("judge_trustworthy") else (UNJUDGED, JUDGED)
+    return [m for g in groups for m in g if m in present]
+
+
 def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, out: str | os.PathLike | None = None,
-                 llm: str = "qwen", judge="qwen", top_k: int = 3, index_dir: str | os.PathLike = "indexes",
+                 llm="qwen", judge="qwen", top_k: int = 3, index_dir: str | os.PathLike = "indexes",
                  cache_path: str | os.PathLike | None = None, sanity_pairs: int = 5,
                  embed_model: str = "minilm", force: bool = False) -> dict:
-    """Run and score the RAG pipeline for each system; write report.json/report.md/plot when `out` is set."""
+    """Run and score the RAG pipeline for each system; write report.json/report.md/plots when `out` is set.
+
+    `llm` and `judge` each take a GGUF reference, ``URL#model`` of an OpenAI-compatible
+    server, or an object (a LlamaIndex LLM; a ragas judge). The first system is the
+    baseline every other one is compared with, query by query (``doc["comparison"]``).
+    """
     if out:
         check_writable(out, "rag-report", force)
-    from llama_index.core import PromptTemplate
-    from llama_index.core.query_engine import RetrieverQueryEngine
     from ragas.embeddings import HuggingFaceEmbeddings
     from ragas.metrics import IDBasedContextPrecision, IDBasedContextRecall
-    from ragas.metrics.collections import AnswerRelevancy, Faithfulness
-    from ragas.dataset_schema import SingleTurnSample
-    from rich.progress import track
+    from ragas.metrics.collections import AnswerCorrectness, AnswerRelevancy, Faithfulness, RougeScore, \
+        SemanticSimilarity
 
-    from honed.retriever.honed_retriever import HonedRetriever
+    from honed.retriever.generator import describe_llm, make_llm
     from honed.retriever.models import resolve_model
 
-    from .beir_eval import cached_index, subsample_queries
-    from .llm import LocalLLM
+    from .beir_eval import subsample_queries
+    from .reference import reference_answer, reference_decision
 
     if n < 1:
         raise HonedError(f"--n must be ≥ 1, got {n}")
+    if not systems:
+        raise HonedError("no --system to evaluate")
     ds = subsample_queries(load_beir(data, "test"), n)
+    where = ds.path / "queries.jsonl"
+    refs = {q: reference_answer(ds.query_metadata.get(q)) for q in ds.queries}
+    decisions = {q: reference_decision(ds.query_metadata.get(q), f"{where}: query {q}") for q in ds.queries}
     cache = JsonCache(cache_path)
-    gen = LocalLLM(llm, max_tokens=ANSWER_MAX_TOKENS, cache=cache)
+    gen = make_llm(llm, max_tokens=ANSWER_MAX_TOKENS, cache=cache)
     jd = make_judge(judge, cache)
-    faith = Faithfulness(llm=jd)
-    relevancy = AnswerRelevancy(llm=jd, embeddings=HuggingFaceEmbeddings(model=str(resolve_model(embed_model))),
-                                strictness=1)
-    prec, rec = IDBasedContextPrecision(), IDBasedContextRecall()
+    emb = HuggingFaceEmbeddings(model=str(resolve_model(embed_model)))
+    scorers = Scorers(faith=Faithfulness(llm=jd), relevancy=AnswerRelevancy(llm=jd, embeddings=emb, strictness=1),
+                      # factuality only: the similarity half is reported on its own as semantic_similarity
+                      correctness=AnswerCorrectness(llm=jd, weights=[1.0, 0.0]),
+                      similarity=SemanticSimilarity(embeddings=emb), rouge=RougeScore(rouge_type="rougeL"),
+                      precision=IDBasedContextPrecision(), recall=IDBasedContextRecall())
 
-    doc = {"schema": "honed.rag-report/1", "kind": "rag", "dataset": str(data), "n": len(ds.queries), "top_k": top_k,
-           "llm": llm, "judge": judge if isinstance(judge, str) else type(judge).__name__, "systems": {},
-           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    doc = {"schema": "honed.rag-report/2", "kind": "rag", "dataset": str(data), "n": len(ds.queries), "top_k": top_k,
+           "llm": describe_llm(gen), "judge": judge if isinstance(judge, str) else type(judge).__name__,
+           "embedder": embed_model, "baseline": next(iter(systems)),
+           "with_reference": sum(1 for r in refs.values() if r), "with_decision": sum(1 for d in decisions.values() if d),
+           "systems": {}, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     for name, model in systems.items():
-        slug = f"{Path(data).resolve().name}-test-{name}"
-        index, enc = cached_index(ds, model, Path(index_dir) / slug)
-        r = HonedRetriever(index, enc, similarity_top_k=top_k)
-        engine = RetrieverQueryEngine.from_args(r, llm=gen, text_qa_template=PromptTemplate(QA_TEMPLATE))
+        answer_fn = rag_pipeline(ds, model, Path(index_dir) / f"{Path(data).resolve().name}-test-{name}", gen, top_k)
         samples, t0 = [], time.perf_counter()
-        for qid in track(list(ds.queries), description=f"RAG {name}"):
-            q = ds.queries[qid]
-            t_answer = time.perf_counter()
-            resp = engine.query(q)
-            t_judge = time.perf_counter()
-            ctx = [n_.node.get_content() for n_ in resp.source_nodes]
-            ids = [n_.node.node_id for n_ in resp.source_nodes]
-            answer = str(resp).strip() or "(no answer)"
-            s = {"query_id": qid, "query": q, "answer": answer, "context_ids": ids, "errors": {}}
-            for metric, (fn, args) in {
-                "faithfulness": (faith.ascore, dict(user_input=q, response=answer, retrieved_contexts=ctx)),
-                "answer_relevancy": (relevancy.ascore, dict(user_input=q, response=answer)),
-            }.items():
-                s[metric], err = _score(fn, **args)
-                if err:
-                    s["errors"][metric] = err
-            ref = [d for d, g in ds.qrels[qid].items() if g > 0]
-            sample = SingleTurnSample(retrieved_context_ids=ids, reference_context_ids=ref)
-            s["context_precision_ids"], _ = _score(prec.single_turn_ascore, sample)
-            s["context_recall_ids"], _ = _score(rec.single_turn_ascore, sample)
-            s["seconds"] = {"answer": round(t_judge - t_answer, 2), "judge": round(time.perf_counter() - t_judge, 2)}
-            s["_contexts"] = ctx
+        for qid in sample_progress(list(ds.queries), f"RAG {name}"):
+            s = run_sample(answer_fn, scorers, qid, ds.queries[qid], ds.qrels[qid], refs[qid], decisions[qid])
             samples.append(s)
         secs = time.perf_counter() - t0
         t_sanity = time.perf_counter()
-        sanity = judge_sanity(faith, samples, sanity_pairs)
+        sanity = judge_sanity(scorers.faith, samples, sanity_pairs)
         sanity["seconds"] = round(time.perf_counter() - t_sanity, 2)
         for s in samples:
             s.pop("_contexts")
+        names = [m for m in JUDGED + UNJUDGED if any(m in s for s in samples)]
         doc["systems"][name] = {
             "model": model, "samples": samples, "seconds_per_sample": round(secs / max(len(samples), 1), 2),
-            # where a sample's time goes: generating the answer vs the judge's calls (sanity check not included)
+            # where a sample's time goes: the answer, the judge's calls, the judge-free metrics (sanity check not in)
             "seconds_per_sample_split": {k: round(float(np.mean([x["seconds"][k] for x in samples])), 2)
-                                         for k in ("answer", "judge")},
-            "metrics": {m: _nanmean(s[m] for s in samples) for m in METRICS},
-            "nan_rate": {m: round(sum(1 for s in samples if math.isnan(s[m])) / len(samples), 4) for m in METRICS},
+                                         for k in ("answer", "judge", "unjudged")},
+            "metrics": {m: _nanmean(s.get(m) for s in samples) for m in names},
+            "nan_rate": {m: round(sum(1 for s in samples if m in s and math.isnan(s[m]))
+                                  / max(1, sum(1 for s in samples if m in s)), 4) for m in names},
             "judge_sanity": sanity,
         }
     doc["cache"] = {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
@@ -164,9 +165,133 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
         doc["judge_seconds"] = {k: round(v, 1) for k, v in jd.seconds.items()}
     doc["judge_trustworthy"] = all(v["judge_sanity"]["accuracy"] is not None
                                    and v["judge_sanity"]["accuracy"] >= JUDGE_TRUST_MIN for v in doc["systems"].values())
+    doc["comparison"] = compare_systems(doc)
     if out:
+        from .rag_report import write_rag_report
+
         write_rag_report(doc, out, force)
     return doc
+
+
+@dataclass
+class Scorers:
+    """The ragas metric objects one evaluation scores every sample with."""
+
+    faith: object
+    relevancy: object
+    correctness: object
+    similarity: object
+    rouge: object
+    precision: object
+    recall: object
+
+
+def rag_pipeline(ds, model: str, index_path: Path, llm, top_k: int):
+    """``query → (answer, contexts, context ids)``: HonedRetriever + RetrieverQueryEngine, prompt by request kind."""
+    from llama_index.core import PromptTemplate
+    from llama_index.core.query_engine import RetrieverQueryEngine
+
+    from honed.retriever.honed_retriever import HonedRetriever
+    from honed.retriever.prompts import TEMPLATES, request_kind
+
+    from .beir_eval import cached_index
+
+    index, enc = cached_index(ds, model, index_path)
+    r = HonedRetriever(index, enc, similarity_top_k=top_k)
+    engines = {kind: RetrieverQueryEngine.from_args(r, llm=llm, text_qa_template=PromptTemplate(t))
+               for kind, t in TEMPLATES.items()}
+
+    def answer(query: str):
+        resp = engines[request_kind(query)].query(query)
+        return (str(resp).strip() or "(no answer)", [x.node.get_content() for x in resp.source_nodes],
+                [x.node.node_id for x in resp.source_nodes])
+
+    return answer
+
+
+def run_sample(answer_fn, sc: Scorers, qid: str, query: str, qrels: dict[str, int], reference: str | None,
+               decision: str | None) -> dict:
+    """Answer one query and score it: judged metrics, reference metrics, context ids; timings split."""
+    from ragas.dataset_schema import SingleTurnSample
+
+    from honed.retriever.prompts import request_kind
+
+    from .reference import answer_decision
+
+    t_answer = time.perf_counter()
+    answer, ctx, ids = answer_fn(query)
+    t_judge = time.perf_counter()
+    s = {"query_id": qid, "query": query, "kind": request_kind(query), "answer": answer, "context_ids": ids,
+         "errors": {}}
+    judged = {"faithfulness": (sc.faith.ascore, dict(user_input=query, response=answer, retrieved_contexts=ctx)),
+              "answer_relevancy": (sc.relevancy.ascore, dict(user_input=query, response=answer))}
+    if reference:
+        s["reference"] = reference
+        judged["answer_correctness"] = (sc.correctness.ascore, dict(user_input=query, response=answer,
+                                                                    reference=reference))
+    for metric, (fn, args) in judged.items():
+        s[metric], err = _score(fn, **args)
+        if err:
+            s["errors"][metric] = err
+    t_unjudged = time.perf_counter()
+    if reference:
+        s["semantic_similarity"], _ = _score(sc.similarity.ascore, reference=reference, response=answer)
+        s["rouge_l"], _ = _score(sc.rouge.ascore, reference=reference, response=answer)
+    if decision:
+        s["decision"], s["answer_decision"] = decision, answer_decision(answer)
+        s["decision_accuracy"] = float(s["answer_decision"] == decision)
+    sample = SingleTurnSample(retrieved_context_ids=ids, reference_context_ids=[d for d, g in qrels.items() if g > 0])
+    s["context_precision_ids"], _ = _score(sc.precision.single_turn_ascore, sample)
+    s["context_recall_ids"], _ = _score(sc.recall.single_turn_ascore, sample)
+    t_end = time.perf_counter()
+    s["seconds"] = {"answer": round(t_judge - t_answer, 2), "judge": round(t_unjudged - t_judge, 2),
+                    "unjudged": round(t_end - t_unjudged, 2)}
+    s["_contexts"] = ctx
+    return s
+
+
+def compare_systems(doc: dict) -> dict:
+    """Every system against the baseline, per query: deltas, wins/ties/losses, Wilcoxon p, per metric.
+
+    A query whose metric is NaN for either system is left out of that metric's test (``n`` says how many remain).
+    """
+    from .significance import paired_test
+
+    base = doc["baseline"]
+    per = {name: {s["query_id"]: s for s in sd["samples"]} for name, sd in doc["systems"].items()}
+    out = {}
+    for name in doc["systems"]:
+        if name == base:
+            continue
+        tests, deltas = {}, {}
+        for m in doc["systems"][name]["metrics"]:
+            a = {q: s[m] for q, s in per[base].items() if m in s and not math.isnan(s[m])}
+            b = {q: s[m] for q, s in per[name].items() if m in s and not math.isnan(s[m])}
+            if set(a) & set(b):
+                tests[m] = paired_test(a, b, metric=m).to_dict()
+                deltas[m] = {q: round(b[q] - a[q], 4) for q in sorted(set(a) & set(b))}
+        out[name] = {"baseline": base, "tests": tests, "per_query_delta": deltas}
+    return out
+
+
+def sample_progress(items: list, description: str):
+    """Iterate with a per-sample progress bar and ETA; outside a terminal, one line per sample (logs, CI)."""
+    import sys
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    if sys.stderr.isatty():
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("ETA"), TimeRemainingColumn(), transient=False) as bar:
+            yield from bar.track(items, description=description)
+        return
+    t0 = time.perf_counter()
+    for i, item in enumerate(items, 1):
+        yield item
+        spent = time.perf_counter() - t0
+        print(f"{description}: {i}/{len(items)} samples, {spent / i:.1f} s/sample, "
+              f"ETA {spent / i * (len(items) - i):.0f} s", file=sys.stderr, flush=True)
 
 
 def judge_sanity(faith, samples: list[dict], pairs: int) -> dict:
@@ -190,48 +315,3 @@ def judge_sanity(faith, samples: list[dict], pairs: int) -> dict:
     acc = (wins + 0.5 * ties) / n if n else None
     return {"pairs": n, "accuracy": acc, "trustworthy": acc is not None and acc >= JUDGE_TRUST_MIN,
             "details": details}
-
-
-def write_rag_report(doc: dict, out: str | os.PathLike, force: bool = False) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    names = list(doc["systems"])
-    with atomic_dir(out, kind="rag-report", force=force) as tmp:
-        fig, ax = plt.subplots(figsize=(7, 3.6))
-        width = 0.8 / max(len(names), 1)
-        for i, nme in enumerate(names):
-            vals = [doc["systems"][nme]["metrics"][m] or 0 for m in METRICS]
-            ax.bar(np.arange(len(METRICS)) + i * width, vals, width, label=nme)
-        ax.set_xticks(np.arange(len(METRICS)) + width * (len(names) - 1) / 2, METRICS, fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.legend()
-        ax.set_title(f"RAG metrics ({doc['n']} queries, judge {doc['judge']})")
-        fig.tight_layout()
-        fig.savefig(tmp / "rag-metrics.png", dpi=110)
-        plt.close(fig)
-        (tmp / "report.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
-        L = [f"# RAG evaluation: {doc['dataset']}", "",
-             f"{doc['n']} test queries, top-{doc['top_k']} contexts, generator `{doc['llm']}`, judge `{doc['judge']}`.", ""]
-        if not doc["judge_trustworthy"]:
-            L += [f"> **Judge flagged as untrustworthy**: it ranked faithful answers above swapped-context ones "
-                  f"less than {JUDGE_TRUST_MIN:.0%} of the time. Treat faithfulness/relevancy as noise.", ""]
-        L += ["| system | " + " | ".join(METRICS) + " | NaN rate (faith/relev) | judge sanity | s/sample (answer + judge) |",
-              "|---|" + "---:|" * len(METRICS) + "---|---|---:|"]
-        for nme, s in doc["systems"].items():
-            fmt = lambda v: f"{v:.3f}" if v is not None else "—"
-            js = s["judge_sanity"]
-            L.append(f"| {nme} | " + " | ".join(fmt(s["metrics"][m]) for m in METRICS)
-                     + f" | {s['nan_rate']['faithfulness']:.0%} / {s['nan_rate']['answer_relevancy']:.0%} "
-                     f"| {fmt(js['accuracy'])} over {js['pairs']} pairs | {s['seconds_per_sample']} "
-                     f"({s['seconds_per_sample_split']['answer']} + {s['seconds_per_sample_split']['judge']}) |")
-        L += ["", "![metrics](rag-metrics.png)", "", f"Cache: {doc['cache']['hits']} hits, {doc['cache']['misses']} misses."]
-        if doc.get("judge_seconds"):
-            L += ["", "Judge time by call (uncached calls, sanity check included): "
-                  + ", ".join(f"{k} {v} s" for k, v in doc["judge_seconds"].items()) + "."]
-        L.append("")
-        (tmp / "report.md").write_text("\n".join(L))
-    return out / "report.md"

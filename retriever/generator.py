@@ -1,25 +1,60 @@
-"""The packaged local LLM (Qwen2.5-Coder-0.5B GGUF via llama.cpp) as a LlamaIndex ``CustomLLM``.
+"""The answer generator: the packaged local GGUF model, any OpenAI-compatible server, or any LlamaIndex LLM.
 
-It drops into ``RetrieverQueryEngine`` (complete and streaming). llama-index's
-own llama.cpp integration is a separate package pinned to other core
-versions; this adapter is 40 lines. Kept apart from :mod:`rag_eval.llm` so the
-app can stream answers without importing ragas.
+:func:`make_llm` turns what a user passes to ``--llm`` into a LlamaIndex LLM:
+
+- a GGUF reference (``qwen``, a path) → :class:`LocalLLM` (llama.cpp, greedy);
+- ``URL#model`` (``http://127.0.0.1:8080/v1#qwen``) → :class:`OpenAICompatibleLLM`
+  (vLLM, llama.cpp's server, Ollama, OpenAI, …; the key is read from ``OPENAI_API_KEY``);
+- a LlamaIndex LLM object (from Python) → itself.
+
+Both classes drop into ``RetrieverQueryEngine`` (complete and streaming).
+llama-index's own llama.cpp and OpenAI-like integrations are separate packages
+pinned to other core and ``openai`` versions than honed's; these adapters are
+a few lines each over the clients honed already has. Kept apart from
+:mod:`rag_eval.llm` so the app can stream answers without importing ragas.
 
 Example:
-    >>> from honed.retriever.generator import LocalLLM
-    >>> llm = LocalLLM(max_tokens=32)                       # doctest: +SKIP
+    >>> from honed.retriever.generator import make_llm
+    >>> llm = make_llm("qwen", max_tokens=32)                      # doctest: +SKIP
     >>> "".join(r.delta for r in llm.stream_complete("Say hi"))   # doctest: +SKIP
+    >>> remote = make_llm("http://127.0.0.1:8080/v1#qwen")         # doctest: +SKIP
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from llama_index.core.llms import CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata
 from llama_index.core.llms.callbacks import llm_completion_callback
 from pydantic import PrivateAttr
 
+from .errors import HonedError
 from .local_llm import LOCK as _LOCK
 from .local_llm import load_llama
+
+
+def make_llm(spec: Any = "qwen", max_tokens: int = 128, cache: Any = None):
+    """A LlamaIndex LLM from ``--llm``: a GGUF reference, ``URL#model``, or an LLM object (returned as is)."""
+    if not isinstance(spec, str):
+        return spec
+    if is_url_spec(spec):
+        url, _, model = spec.partition("#")
+        return OpenAICompatibleLLM(base_url=url, model=model or "default", max_tokens=max_tokens, cache=cache)
+    return LocalLLM(spec, max_tokens=max_tokens, cache=cache)
+
+
+def is_url_spec(spec: str) -> bool:
+    return spec.startswith("http://") or spec.startswith("https://")
+
+
+def describe_llm(llm: Any) -> str:
+    """How a report names a generator: ``qwen``, ``http://…/v1#model``, or the object's class and model."""
+    if isinstance(llm, OpenAICompatibleLLM):
+        return f"{llm.base_url}#{llm.model}"
+    if isinstance(llm, LocalLLM):
+        return llm.model
+    name = getattr(getattr(llm, "metadata", None), "model_name", None)
+    return f"{type(llm).__name__}({name})" if name else type(llm).__name__
 
 
 class LocalLLM(CustomLLM):
@@ -68,3 +103,55 @@ class LocalLLM(CustomLLM):
                 delta = chunk["choices"][0]["delta"].get("content") or ""
                 text += delta
                 yield CompletionResponse(text=text, delta=delta)
+
+
+class OpenAICompatibleLLM(CustomLLM):
+    """Chat completions from any OpenAI-compatible server, greedy (temperature 0), cached like :class:`LocalLLM`."""
+
+    base_url: str
+    model: str = "default"
+    max_tokens: int = 128
+    context_window: int = 8192
+    timeout_s: float = 120.0
+    _client: Any = PrivateAttr()
+    _cache: Any = PrivateAttr(default=None)
+
+    def __init__(self, base_url: str, model: str = "default", max_tokens: int = 128, cache: Any = None, **kw: Any):
+        from openai import OpenAI
+
+        super().__init__(base_url=base_url, model=model, max_tokens=max_tokens, **kw)
+        self._client = OpenAI(base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",
+                              timeout=self.timeout_s, max_retries=1)
+        self._cache = cache
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(context_window=self.context_window, num_output=self.max_tokens, model_name=self.model,
+                           is_chat_model=False)
+
+    def _chat(self, prompt: str, stream: bool = False):
+        try:
+            return self._client.chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": prompt}], max_tokens=self.max_tokens,
+                temperature=0.0, stream=stream)
+        except Exception as e:   # openai raises connection, status and timeout errors: one line naming the server
+            raise HonedError(f"--llm {self.base_url}#{self.model}: {type(e).__name__}: {str(e)[:160]}") from None
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        key = ("gen", self.base_url, self.model, self.max_tokens, prompt)
+        hit = self._cache.get(key) if self._cache is not None else None
+        if hit is not None:
+            return CompletionResponse(text=hit)
+        text = self._chat(prompt).choices[0].message.content or ""
+        if self._cache is not None:
+            self._cache.put(key, text)
+        return CompletionResponse(text=text)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        text = ""
+        for chunk in self._chat(prompt, stream=True):
+            delta = (chunk.choices[0].delta.content or "") if chunk.choices else ""
+            text += delta
+            yield CompletionResponse(text=text, delta=delta)

@@ -174,7 +174,7 @@ def _unzip_model(zip_path: Path, dest: Path) -> None:
 
 
 def resolve_model(ref: str | os.PathLike, fetch: bool = True) -> Path | str:
-    """Resolve a model reference: local folder → packaged model → hub id.
+    """Resolve a model reference: local folder (or ``.gguf`` file) → packaged model → hub id.
 
     Returns a local path when the model is on disk (or can be unpacked from a
     package), otherwise the reference unchanged, for a hub-enabled
@@ -183,6 +183,11 @@ def resolve_model(ref: str | os.PathLike, fetch: bool = True) -> Path | str:
     """
     p = Path(ref).expanduser()
     if p.exists():
+        if p.is_file() and p.suffix.lower() == ".gguf":     # a local LLM for llama.cpp
+            with open(p, "rb") as f:
+                if f.read(4) != b"GGUF":
+                    raise ModelNotFoundError(f"{p}: not a GGUF file (no GGUF magic bytes)")
+            return p
         if not p.is_dir():
             raise ModelNotFoundError(f"{p}: is a file; a model is a folder (sentence-transformers format), "
                                      "a packaged name or a hub id")

@@ -36,6 +36,8 @@ class BeirDataset:
     path: Path = field(default_factory=Path)
     split: str = "test"
     negative_grades: int = 0          # qrels lines with a grade < 0, read as non-relevant (0)
+    # query id → the query's "metadata" object, where queries.jsonl has one (e.g. a reference "answer")
+    query_metadata: dict[str, dict] = field(default_factory=dict)
 
     def doc_text(self, doc_id: str) -> str:
         """Title and text joined the way sentence-transformers BEIR models were trained."""
@@ -145,8 +147,8 @@ def read_corpus(path: str | os.PathLike) -> dict[str, dict]:
     return corpus
 
 
-def read_queries(path: str | os.PathLike) -> dict[str, str]:
-    """Read queries.jsonl into ``{id: text}``."""
+def read_queries(path: str | os.PathLike, metadata: dict[str, dict] | None = None) -> dict[str, str]:
+    """Read queries.jsonl into ``{id: text}``; each query's ``metadata`` object goes into `metadata` if given."""
     path = Path(path)
     queries: dict[str, str] = {}
     for n, obj in _read_jsonl(path):
@@ -157,6 +159,11 @@ def read_queries(path: str | os.PathLike) -> dict[str, str]:
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{path}:{n}: query \"text\" must be a non-empty string")
         queries[qid] = text
+        meta = obj.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise DataError(f"{path}:{n}: query \"metadata\" must be a JSON object")
+        if meta and metadata is not None:
+            metadata[qid] = meta
     return queries
 
 
@@ -220,7 +227,8 @@ def load_beir(path: str | os.PathLike, split: str = "test") -> BeirDataset:
         have = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
         raise DataError(f"{qrels_path}: no such split (have: {', '.join(have) or 'none'})")
     corpus = read_corpus(root / "corpus.jsonl")
-    all_queries = read_queries(root / "queries.jsonl")
+    all_meta: dict[str, dict] = {}
+    all_queries = read_queries(root / "queries.jsonl", all_meta)
     stats: dict = {}
     qrels = read_qrels(qrels_path, stats)
     bad_q = [q for q in qrels if q not in all_queries]
@@ -234,7 +242,8 @@ def load_beir(path: str | os.PathLike, split: str = "test") -> BeirDataset:
         raise DataError(f"{qrels_path}: " + "; ".join(parts))
     queries = {q: all_queries[q] for q in qrels}
     return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, path=root, split=split,
-                       negative_grades=stats["negative_grades"])
+                       negative_grades=stats["negative_grades"],
+                       query_metadata={q: all_meta[q] for q in queries if q in all_meta})
 
 
 def write_beir(out: str | os.PathLike, corpus: dict[str, dict], queries: dict[str, str],
