@@ -281,6 +281,8 @@ def finetune_cmd(
     resume: bool = typer.Option(False, help="continue from the last checkpoint of a crashed run"),
     track: bool = typer.Option(True, help="log to MLflow"),
     drop_eval_overlap: bool = typer.Option(False, help="drop training queries equal to eval queries instead of refusing"),
+    time_budget: Optional[str] = typer.Option(None, help="wall-clock budget for the whole run (20m, 1h30m): plans "
+                                                         "steps, subsamples pairs per query, stops on time with the best checkpoint"),
     config: Optional[Path] = typer.Option(None, help="TOML file with a [finetune] table of the same keys"),
     force: bool = FORCE,
 ) -> None:
@@ -430,6 +432,8 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
         console.print(p)
     if not doc["judge_trustworthy"]:
         console.print("[yellow]judge flagged as untrustworthy (sanity accuracy < 0.7): read the judge-free metrics[/]")
+    for m in doc["constant_metrics"]:
+        console.print(f"[yellow]{m} is the same for every answer: it does not tell answers apart here[/]")
     console.print(f"report: {out / 'report.md'}")
 
 
@@ -448,6 +452,8 @@ def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped 
     console.print(f"[bold]Ship it:[/] {artifact}  (model + ONNX + FAISS + documents + this evaluation; "
                   f"`honed index info {artifact}`)")
     console.print(f"[bold]Try it:[/] honed search {artifact} \"limitation of liability\"")
+    console.print(f"[bold]RAG leg (optional, ~25 min):[/] honed eval rag --data datasets/cuad-qa --system base=minilm "
+                  f"--system tuned={run_dir} --n 29 --out reports/rag")
     console.print("[bold]Compare in the app:[/] honed app --baseline indexes/cuad-clauses-test-base "
                   "--candidate indexes/cuad-clauses-test-tuned   (then open http://127.0.0.1:8501)")
 

@@ -166,6 +166,7 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
     doc["judge_trustworthy"] = all(v["judge_sanity"]["accuracy"] is not None
                                    and v["judge_sanity"]["accuracy"] >= JUDGE_TRUST_MIN for v in doc["systems"].values())
     doc["comparison"] = compare_systems(doc)
+    doc["constant_metrics"] = constant_metrics(doc)
     if out:
         from .rag_report import write_rag_report
 
@@ -248,6 +249,23 @@ def run_sample(answer_fn, sc: Scorers, qid: str, query: str, qrels: dict[str, in
                     "unjudged": round(t_end - t_unjudged, 2)}
     s["_contexts"] = ctx
     return s
+
+
+def constant_metrics(doc: dict, min_samples: int = 5) -> list[str]:
+    """Metrics with one value for every sample of every system: they cannot tell answers apart.
+
+    The packaged 0.5B judge put every statement of every answer in "true positive", so answer
+    correctness read 1.0 for right and wrong answers alike; a report says so instead of
+    presenting the 1.0 as a score.
+    """
+    out = []
+    for m in {m for s in doc["systems"].values() for m in s["metrics"]}:
+        vals = {round(x[m], 6) for s in doc["systems"].values() for x in s["samples"]
+                if m in x and not math.isnan(x[m])}
+        n = sum(1 for s in doc["systems"].values() for x in s["samples"] if m in x and not math.isnan(x[m]))
+        if n >= min_samples and len(vals) == 1:
+            out.append(m)
+    return sorted(out)
 
 
 def compare_systems(doc: dict) -> dict:

@@ -100,6 +100,9 @@ def write_rag_report(doc: dict, out: str | os.PathLike, force: bool = False) -> 
             L += [f"> **Judge flagged as untrustworthy**: it ranked answers against their own contexts above "
                   f"swapped-context ones less than {JUDGE_TRUST_MIN:.0%} of the time. The metrics that need no "
                   f"judge come first; treat the judged ones (*) as noise.", ""]
+        for m in doc.get("constant_metrics", []):
+            L += [f"> **{m} is the same for every answer** of every system: it does not tell answers apart "
+                  f"here (with this judge), so its numbers below carry no information.", ""]
         if has_paired:
             L += [f"## Paired comparison against `{doc['baseline']}`", "",
                   "Same questions through each retriever; Δ is the mean per-query difference, CI a 95% bootstrap "

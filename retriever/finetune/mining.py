@@ -1,15 +1,32 @@
 """Hard negatives: dense candidates from the base model plus BM25 candidates, with a false-negative guard.
 
-Dense candidates come from ``sentence_transformers.util.mine_hard_negatives``.
-Lexical look-alikes (the "authentication" passage for an "authorization"
-query) often sit outside the dense top-k, so BM25's top candidates are added,
-under the same guard: a candidate scoring above ``relative_margin`` below the
-positive's own score (cosine, base model) is probably an unlabelled positive
-and is dropped.
+Dense candidates come from ``sentence_transformers.util.mine_hard_negatives``
+(which also excludes every labelled positive of the query). Lexical look-alikes
+(the "authentication" passage for an "authorization" query) often sit outside
+the dense top-k, so BM25's top candidates are added.
+
+**The guard, per query.** A candidate scoring near what the query's relevant
+passages score is probably an unlabelled positive. honed compares it with the
+*median* of the query's positive scores (cosine, base model): it is kept only if
+its score ≤ (1 − ``relative_margin``) × that median. Why not the pair's own
+positive (sentence-transformers' per-pair ``relative_margin``) or the weakest
+one: with tens of positives per query (cuad-clauses trains with a median of 24)
+the weakest positives score below nearly every candidate in the top 50, so those
+pairs found no negative at all and fell back to a random passage (77% of pairs on
+a medical Q&A set). The median is what a typical relevant passage scores, robust
+to a few weak labels, and equals the positive's own score when there is one.
+
+A query's surviving candidates form its pool, hardest first; its pairs take
+negatives from the pool in turn, so 24 pairs of one query do not all repeat the
+same negative. Only a query with an empty pool falls back to random passages
+(under the same guard); how often is counted in ``stats``.
 
 Example:
     >>> from honed.retriever.finetune.mining import mine_negatives
-    >>> triples = mine_negatives(pairs, corpus, encoder, num_negatives=1)   # doctest: +SKIP
+    >>> stats = {}
+    >>> triples = mine_negatives(pairs, corpus, encoder, num_negatives=1, stats=stats)   # doctest: +SKIP
+    >>> stats["random_fallback_rate"]                                                     # doctest: +SKIP
+    0.0
 """
 from __future__ import annotations
 
@@ -21,7 +38,7 @@ from .pairs import Pair
 def mine_negatives(pairs: list[Pair], corpus: dict[str, str], encoder, num_negatives: int = 1,
                    range_max: int = 50, relative_margin: float = 0.05, bm25: bool = True,
                    seed: int = 42, cache_folder: str | None = None,
-                   max_seq_length: int | None = None) -> list[Pair]:
+                   max_seq_length: int | None = None, stats: dict | None = None) -> list[Pair]:
     """Return pairs with ``negatives`` filled: one output pair per (pair, negative).
 
     Args:
@@ -29,25 +46,28 @@ def mine_negatives(pairs: list[Pair], corpus: dict[str, str], encoder, num_negat
         corpus: doc id → text to mine from (the training corpus, possibly subsampled).
         encoder: the base model's :class:`~retriever.encoder.Encoder`.
         num_negatives: negatives per pair.
-        range_max: how deep in each ranking to look.
-        relative_margin: keep a candidate only if its score ≤ (1 - margin) × positive score.
+        range_max: how deep in each query's ranking (dense and BM25) to look, positives not counted.
+        relative_margin: keep a candidate only if its score ≤ (1 - margin) × the median positive score.
         bm25: also take candidates from BM25's top `range_max`.
-        cache_folder: where mine_hard_negatives caches embeddings (reused for the BM25 guard).
+        cache_folder: where mine_hard_negatives caches embeddings (reused for the guard).
         max_seq_length: truncate passages to this many tokens while mining (None or 0: the encoder's own).
             Mining only ranks candidates and the guard compares scores from the same encoder,
             so shorter passages cost little and halve the encoding time.
+        stats: if given, filled with counts: pairs, queries, positives per query (median, max),
+            candidates guarded out, pairs that fell back to a random negative and their rate.
     """
     model = encoder.model
     own_len = model.max_seq_length
     if max_seq_length:
         model.max_seq_length = min(max_seq_length, own_len)
     try:
-        return _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache_folder)
+        return _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache_folder,
+                     stats if stats is not None else {})
     finally:
         model.max_seq_length = own_len
 
 
-def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache_folder):
+def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache_folder, stats):
     import tempfile
 
     from datasets import Dataset
@@ -56,61 +76,89 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
     ids = list(corpus)
     texts = [corpus[i] for i in ids]
     id_of = {t: i for i, t in zip(ids, texts)}
-    ds = Dataset.from_dict({"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]})
+    positives_of: dict[str, list[str]] = {}
+    for p in pairs:
+        if p.positive not in positives_of.setdefault(p.query, []):
+            positives_of[p.query].append(p.positive)
+    queries = list(positives_of)
+    max_pos = max(len(v) for v in positives_of.values())
+    # every (query, positive) row, so that mine_hard_negatives excludes all of a query's positives; no margin
+    # there (the guard below is per query), and deep enough that positives do not use up the range
+    ds = Dataset.from_dict({"anchor": [q for q in queries for _ in positives_of[q]],
+                            "positive": [t for q in queries for t in positives_of[q]]})
+    depth = max(1, min(range_max, len(set(texts) | set(ds["positive"])) - max_pos - 1))
     cache = cache_folder or tempfile.mkdtemp(prefix="honed-mine-")
     mined = mine_hard_negatives(
-        ds, encoder.model, corpus=texts, range_max=range_max, relative_margin=relative_margin,
-        num_negatives=max(num_negatives * 3, 5), sampling_strategy="top", output_format="n-tuple",
-        batch_size=encoder.batch_size, use_faiss=len(texts) > 20000, verbose=False, cache_folder=cache,
+        ds, encoder.model, corpus=texts, range_max=depth, num_negatives=depth, sampling_strategy="top",
+        output_format="n-tuple", batch_size=encoder.batch_size, use_faiss=len(texts) > 20000, verbose=False,
+        cache_folder=cache,
     )
-    dense: dict[tuple[str, str], list[str]] = {}
     neg_cols = [c for c in mined.column_names if c.startswith("negative")]
-    for row in mined:
-        dense[(row["anchor"], row["positive"])] = [row[c] for c in neg_cols]
+    dense: dict[str, list[str]] = {}
+    for row in mined:            # the same ranking for every row of a query: keep the first
+        dense.setdefault(row["anchor"], [row[c] for c in neg_cols])
 
-    emb = _cached_embeddings(cache, texts, pairs)
-    unique_q = list(dict.fromkeys(p.query for p in pairs))
-    qvec = dict(zip(unique_q, encoder.encode_queries(unique_q)))
-    lexical: dict[str, list[str]] = {}
-    if bm25:
-        lexical = _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, emb, qvec)
+    emb = _cached_embeddings(cache, texts, ds["positive"])
+    if not emb:   # cache layout changed upstream: encode what mine_hard_negatives encoded
+        need = list(dict.fromkeys(texts + ds["positive"]))
+        emb = dict(zip(need, encoder.encode_documents(need, show_progress=len(need) > 500)))
+    qvec = dict(zip(queries, encoder.encode_queries(queries)))
+    lexical = _bm25_candidates(queries, texts, range_max) if bm25 else {}
 
-    positives_of: dict[str, set[str]] = {}
-    for p in pairs:
-        positives_of.setdefault(p.query, set()).add(p.positive)
     rng = np.random.default_rng(seed)
-    out = []
-    n_fallback = 0
+    out, n_fallback, guarded = [], 0, 0
+    pools: dict[str, list[str]] = {}
+    taken: dict[str, int] = {}
     for p in pairs:
-        cands = dense.get((p.query, p.positive), [])
-        # interleave dense and lexical candidates so both kinds of confusion are taught
-        lex = lexical.get(p.query, [])
-        merged, seen = [], set()
-        for c in [x for pair in zip(cands, lex) for x in pair] + cands + lex:
-            if c not in seen and c not in positives_of[p.query]:
+        q = p.query
+        if q not in pools:       # the query's pool, built once
+            ceiling = guard_ceiling(emb, qvec[q], positives_of[q], relative_margin)
+            pos = set(positives_of[q])
+            merged, seen = [], set()
+            # interleave dense and lexical candidates so both kinds of confusion are taught
+            for c in [x for pair in zip(dense.get(q, []), lexical.get(q, [])) for x in pair] \
+                    + dense.get(q, []) + lexical.get(q, []):
+                if c in seen or c in pos:
+                    continue
                 seen.add(c)
-                merged.append(c)
-        if not merged:
-            # Every candidate was guarded out (common when a query has many positives and the
-            # weakest scores low). Keep the pair with a random non-positive passage rather than drop it.
+                if float(emb[c] @ qvec[q]) <= ceiling:
+                    merged.append(c)
+                else:
+                    guarded += 1
+            pools[q], taken[q] = merged, 0
+        pool = pools[q]
+        if not pool:
             n_fallback += 1
-            cand = _random_negative(p.query, texts, positives_of[p.query], emb, qvec[p.query], relative_margin, rng)
-            if cand is None:
-                continue
-            merged = [cand]
-        take = merged[:num_negatives] if len(merged) >= num_negatives else list(rng.choice(merged, num_negatives))
+            ceiling = guard_ceiling(emb, qvec[q], positives_of[q], relative_margin)
+            take = [c for c in (_random_negative(texts, set(positives_of[q]), emb, qvec[q], ceiling, rng)
+                                for _ in range(num_negatives)) if c is not None]
+        else:
+            # this pair's turn in the pool: hardest first, then the next ones for the query's next pair
+            start = taken[q]
+            take = [pool[(start + j) % len(pool)] for j in range(num_negatives)]
+            taken[q] = (start + num_negatives) % len(pool)
         for neg in take:
             out.append(Pair(p.query, p.positive, p.query_id, p.positive_id, [str(neg)], [id_of.get(str(neg), "")],
                             p.source))
-    mine_negatives.last_stats = {"pairs": len(pairs), "random_fallback": n_fallback}
+    n_pos = [len(v) for v in positives_of.values()]
+    stats.update({"pairs": len(pairs), "queries": len(queries), "positives_per_query_median": float(np.median(n_pos)),
+                  "positives_per_query_max": int(max(n_pos)), "guarded_out": guarded,
+                  "random_fallback": n_fallback, "random_fallback_rate": round(n_fallback / max(len(pairs), 1), 4)})
     return out
 
 
-def _cached_embeddings(cache: str, texts: list[str], pairs: list[Pair]) -> dict[str, np.ndarray]:
-    """Text → embedding from mine_hard_negatives' cache (same corpus order it uses: corpus + positives, deduped)."""
+def guard_ceiling(emb: dict, qv: np.ndarray, positives: list[str], relative_margin: float) -> float:
+    """The highest score a negative may have: (1 − margin) × the median positive score of the query."""
+    med = float(np.median([float(emb[t] @ qv) for t in positives]))
+    # a negative median (a badly matched query) must move the ceiling down, not up
+    return med - relative_margin * abs(med)
+
+
+def _cached_embeddings(cache: str, texts: list[str], positives: list[str]) -> dict[str, np.ndarray]:
+    """Text → embedding from mine_hard_negatives' cache (its corpus order: corpus + the dataset's positives, deduped)."""
     import glob
 
-    order = list(dict.fromkeys(texts + [p.positive for p in pairs]))
+    order = list(dict.fromkeys(texts + list(positives)))
     for f in glob.glob(f"{cache}/corpus_embeddings_*.npy"):
         emb = np.load(f)   # plain float arrays; np.load refuses pickles by default
         if len(emb) == len(order):
@@ -118,35 +166,18 @@ def _cached_embeddings(cache: str, texts: list[str], pairs: list[Pair]) -> dict[
     return {}
 
 
-def _random_negative(query, texts, positives, emb, qv, relative_margin, rng, tries: int = 50):
+def _random_negative(texts, positives, emb, qv, ceiling, rng, tries: int = 50):
     """A random passage that is not a positive and passes the same guard (None if none found)."""
-    floor = min(float(emb[t] @ qv) for t in positives) if emb else None
     for _ in range(tries):
         cand = texts[int(rng.integers(len(texts)))]
-        if cand in positives:
-            continue
-        if floor is None or float(emb[cand] @ qv) <= (1 - relative_margin) * floor:
+        if cand not in positives and float(emb[cand] @ qv) <= ceiling:
             return cand
     return None
 
 
-def _bm25_candidates(pairs, texts, encoder, range_max, relative_margin, emb, qvec) -> dict[str, list[str]]:
-    """BM25 top candidates per query that pass the dense false-negative guard."""
+def _bm25_candidates(queries: list[str], texts: list[str], range_max: int) -> dict[str, list[str]]:
+    """BM25's top `range_max` passages per query (guarded by the caller, with the dense candidates)."""
     from ..bm25 import bm25_topk
 
-    queries = list(dict.fromkeys(p.query for p in pairs))
     docs, _ = bm25_topk(texts, queries, range_max)
-    if not emb:   # cache layout changed upstream: encode what the guard needs
-        need = list(dict.fromkeys([texts[int(d)] for row in docs for d in row] + [p.positive for p in pairs]))
-        emb = dict(zip(need, encoder.encode_documents(need, show_progress=len(need) > 500)))
-    qv = [qvec[q] for q in queries]
-    pos_text: dict[str, list[str]] = {}
-    for p in pairs:
-        pos_text.setdefault(p.query, []).append(p.positive)
-    out = {}
-    for qi, q in enumerate(queries):
-        # Guard against the query's weakest positive: anything scoring near it is likely unlabelled-relevant.
-        floor = min(float(emb[t] @ qv[qi]) for t in pos_text[q])
-        out[q] = [texts[int(d)] for d in docs[qi]
-                  if float(emb[texts[int(d)]] @ qv[qi]) <= (1 - relative_margin) * floor]
-    return out
+    return {q: [texts[int(d)] for d in docs[qi]] for qi, q in enumerate(queries)}

@@ -68,6 +68,7 @@ class FinetuneConfig:
     resume: bool = False
     track: bool = True
     drop_eval_overlap: bool = False    # drop (instead of refusing) training queries that equal eval queries
+    time_budget: str | None = None     # "20m", "1h30m": plan steps and subsample pairs to end on time (budget.py)
     force: bool = False                # replace `out` even if it is not a honed run folder
 
 
@@ -208,6 +209,30 @@ def _plot(history: list[dict], base_ndcg: float, path: Path) -> None:
     plt.close(fig)
 
 
+def _say(msg: str) -> None:
+    """One progress line on stderr (a phase's result); bars come from the libraries doing the work."""
+    import sys
+
+    print(f"[honed finetune] {msg}", file=sys.stderr, flush=True)
+
+
+class _phase:
+    """``with _phase("loading pairs"):`` prints the phase when it starts and its duration when it ends."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        _say(f"{self.what} …")
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            _say(f"{self.what}: done in {time.perf_counter() - self.t0:.1f} s")
+        return False
+
+
 def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     """Run the whole fine-tuning pipeline; see the module docstring. Returns the run's result."""
     if cfg.loss not in LOSSES:
@@ -217,6 +242,12 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     if cfg.loss == "distill" and cfg.num_negatives < 1:
         raise HonedError("--loss distill needs --num-negatives ≥ 1 (triples to score)")
     t_start = time.perf_counter()
+    deadline = None
+    if cfg.time_budget:
+        from .budget import parse_duration
+
+        budget_s = parse_duration(cfg.time_budget)
+        deadline = time.time() + budget_s
     out = Path(cfg.out)
     check_writable(out, "run", cfg.force)    # before minutes of training, not after
     work = out.parent / f".{out.name}.work"          # checkpoints + caches: survives a crash, for --resume
@@ -225,43 +256,59 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     work.mkdir(parents=True, exist_ok=True)
     _set_seeds(cfg.seed)
 
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-    from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
-    from transformers import EarlyStoppingCallback
+    with _phase("loading torch and sentence-transformers"):
+        from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+        from sentence_transformers.base.sampler import BatchSamplers
+        from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+        from transformers import EarlyStoppingCallback
 
     from ..encoder import load_encoder
     from ..models import model_fingerprint, resolve_model
     from .mining import mine_negatives
 
-    pairs, corpus, eval_queries, dev_ds = collect_pairs(cfg)
-    if dev_ds is not None:
-        train_pairs, dev_pairs = pairs, []          # eval_queries already holds the dev split's queries
-    else:
-        train_pairs, dev_pairs = split_dev(pairs, cfg.dev_fraction, cfg.seed)
-        eval_queries = eval_queries + [p.query for p in dev_pairs]
-    n_before = len(train_pairs)
-    if cfg.drop_eval_overlap:
-        banned = {normalise_text(q) for q in eval_queries}
-        train_pairs = [p for p in train_pairs if normalise_text(p.query) not in banned]
-    check_no_overlap([p.query for p in train_pairs], eval_queries, what="eval (dev/test)")
+    with _phase("loading pairs"):
+        pairs, corpus, eval_queries, dev_ds = collect_pairs(cfg)
+    with _phase(f"dev split and the eval-overlap check ({len(pairs)} pairs)"):
+        if dev_ds is not None:
+            train_pairs, dev_pairs = pairs, []          # eval_queries already holds the dev split's queries
+        else:
+            train_pairs, dev_pairs = split_dev(pairs, cfg.dev_fraction, cfg.seed)
+            eval_queries = eval_queries + [p.query for p in dev_pairs]
+        n_before = len(train_pairs)
+        if cfg.drop_eval_overlap:
+            banned = {normalise_text(q) for q in eval_queries}
+            train_pairs = [p for p in train_pairs if normalise_text(p.query) not in banned]
+        check_no_overlap([p.query for p in train_pairs], eval_queries, what="eval (dev/test)")
 
-    base_path = resolve_model(cfg.base)
-    base_enc = load_encoder(cfg.base, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length,
-                            backend="torch")
-    evaluator, dev_q, dev_rel, dev_pool = dev_evaluator(dev_pairs, corpus, cfg.dev_max_docs, cfg.seed, dev_ds)
-    base_dev = evaluator(base_enc.model)["dev_cosine_ndcg@10"]
+    with _phase(f"loading the base model {cfg.base}"):
+        base_path = resolve_model(cfg.base)
+        base_enc = load_encoder(cfg.base, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length,
+                                backend="torch")
+    with _phase("scoring the base model on the dev split") as dev_phase:
+        evaluator, dev_q, dev_rel, dev_pool = dev_evaluator(dev_pairs, corpus, cfg.dev_max_docs, cfg.seed, dev_ds)
+        base_dev = evaluator(base_enc.model)["dev_cosine_ndcg@10"]
+    eval_s = time.perf_counter() - dev_phase.t0      # what each dev evaluation during training will cost
+    _say(f"base dev nDCG@10 {base_dev:.4f} ({len(dev_q)} queries, {len(dev_pool)} passages); "
+         f"{len(train_pairs)} training pairs")
 
     timings = {"dropped_overlapping_pairs": n_before - len(train_pairs)}
+    mining_stats: dict = {}
     triples = train_pairs
     if cfg.num_negatives > 0:
         t0 = time.perf_counter()
+        _say(f"mining hard negatives (encoding up to {cfg.max_mine_docs} passages at "
+             f"{cfg.mine_max_seq_length or cfg.max_seq_length} tokens) …")
         triples = mine_negatives(train_pairs, _mining_corpus(corpus, train_pairs, cfg.max_mine_docs, cfg.seed),
                                  base_enc, num_negatives=cfg.num_negatives, relative_margin=cfg.relative_margin,
                                  bm25=cfg.bm25_negatives, seed=cfg.seed, cache_folder=str(work / "mining-cache"),
-                                 max_seq_length=cfg.mine_max_seq_length)
+                                 max_seq_length=cfg.mine_max_seq_length, stats=mining_stats)
         timings["mining_s"] = round(time.perf_counter() - t0, 1)
-        timings["mining_random_fallback"] = getattr(mine_negatives, "last_stats", {}).get("random_fallback")
+        timings["mining_random_fallback"] = mining_stats.get("random_fallback")
+        _say(f"hard negatives: {len(triples)} examples from {mining_stats['pairs']} pairs "
+             f"({mining_stats['positives_per_query_median']:g} positives per query, median); "
+             f"{mining_stats['guarded_out']} candidates guarded out as likely unlabelled positives; "
+             f"random fallback for {mining_stats['random_fallback']} pairs "
+             f"({mining_stats['random_fallback_rate']:.1%}) in {timings['mining_s']} s")
         if not triples:
             raise HonedError("hard-negative mining kept no negatives (guard too strict?); "
                              "lower --relative-margin or use --num-negatives 0")
@@ -271,6 +318,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         from .teacher import score_margins, train_teacher
 
         t0 = time.perf_counter()
+        _say(f"training the cross-encoder teacher from {cfg.teacher} …")
         dev_samples = _teacher_dev_samples(dev_q, dev_rel, dev_pool, base_enc)
         teacher, teacher_metrics = train_teacher(triples, dev_samples, cfg.teacher, work / "teacher",
                                                  epochs=cfg.teacher_epochs, seed=cfg.seed,
@@ -279,24 +327,37 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
             margins = score_margins(teacher, triples)
         timings["teacher_s"] = round(time.perf_counter() - t0, 1)
 
+    plan, callbacks = None, [EarlyStoppingCallback(early_stopping_patience=cfg.patience)]
+    if deadline is not None:
+        from .budget import balanced_subsample, deadline_callback, plan_budget
+
+        plan = plan_budget(budget_s, time.perf_counter() - t_start, (len(dev_pool) + len(dev_q)) / max(eval_s, 1e-9),
+                           eval_s, len(triples), cfg.batch_size, 3 if cfg.num_negatives > 0 else 2, cfg.epochs)
+        if plan.examples < len(triples):
+            keep = balanced_subsample(list(range(len(triples))), plan.examples, key=lambda i: triples[i].query)
+            triples = [triples[i] for i in sorted(keep)]
+            margins = [margins[i] for i in sorted(keep)] if margins is not None else None
+        _say(f"time budget {cfg.time_budget}: {plan.spent_before_training_s:.0f} s spent, ~{plan.step_s_estimate:.1f} s "
+             f"per step → {plan.max_steps} steps over {plan.examples} examples, evaluating every {plan.eval_steps}")
+        callbacks.append(deadline_callback(deadline, eval_s))
     model = SentenceTransformer(str(base_path), device="cpu", trust_remote_code=False)
     model.max_seq_length = cfg.max_seq_length
     train_ds = _train_dataset(cfg, triples, margins)
+    eval_steps = plan.eval_steps if plan else cfg.eval_steps
     ckpt = work / "checkpoints"
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(ckpt), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        output_dir=str(ckpt), num_train_epochs=cfg.epochs, max_steps=plan.max_steps if plan else cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
         seed=cfg.seed, data_seed=cfg.seed, use_cpu=True,
         # in-batch negatives: a query's other positives must not share its batch
         batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.loss != "distill" else BatchSamplers.BATCH_SAMPLER,
-        eval_strategy="steps", eval_steps=cfg.eval_steps, save_strategy="steps", save_steps=cfg.eval_steps,
+        eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps,
         save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_dev_cosine_ndcg@10",
-        greater_is_better=True, logging_steps=max(1, min(10, cfg.eval_steps // 2)),
+        greater_is_better=True, logging_steps=max(1, min(10, eval_steps // 2)),
         report_to=["mlflow"] if cfg.track else "none", run_name=out.name, dataloader_drop_last=False,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=_loss(cfg, model),
-                                         evaluator=evaluator,
-                                         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)])
+                                         evaluator=evaluator, callbacks=callbacks)
     resume_from = _latest_checkpoint(ckpt) if cfg.resume else None
 
     run_ctx = None
@@ -306,6 +367,8 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         run_ctx = start_run(out.parent, out.name)
     try:
         t0 = time.perf_counter()
+        _say(f"training ({cfg.loss}, {len(train_ds)} examples, batch {cfg.batch_size}, "
+             f"{'max ' + str(cfg.max_steps) + ' steps' if cfg.max_steps > 0 else str(cfg.epochs) + ' epochs'}) …")
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_s = time.perf_counter() - t0
         final = _restored_eval(trainer) or evaluator(model)
@@ -320,7 +383,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
             "honed_run": 1, "status": status, "reason": reason,
             "base_model": {"ref": cfg.base, "path": str(base_path), "fingerprint": base_enc.fingerprint},
             "data": {"source": cfg.data, "pairs_files": cfg.pairs, "fingerprint": fingerprint_pairs(pairs),
-                     "train_pairs": len(train_pairs), "train_examples": len(triples),
+                     "train_pairs": len(train_pairs), "train_examples": len(triples), "mining": mining_stats,
                      "dev_queries": len(dev_q), "dev_corpus": len(dev_pool)},
             "params": asdict(cfg),
             "eval": {"base_dev_ndcg@10": round(float(base_dev), 4), "dev_ndcg@10": round(dev_ndcg, 4),
@@ -333,6 +396,9 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
                        "resumed_from": resume_from.name if resume_from else None},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        if plan is not None:
+            manifest["budget"] = {**plan.to_dict(), "stopped_at_deadline": callbacks[-1].stopped_early,
+                                  "step_s_measured": round(float(np.mean(callbacks[-1].step_s or [0.0])), 2)}
         remove_stale_temps(out)
         with atomic_dir(out, kind="run", force=cfg.force) as tmp:
             model.save(str(tmp))
