@@ -187,3 +187,16 @@ def test_resume_after_kill(tiny_data, tmp_path):
                                   **{**TINY, "max_steps": 8, "patience": 9}))
     assert res.manifest["timing"]["resumed_from"].startswith("checkpoint-")
     assert res.manifest["timing"]["steps"] == 8
+
+
+def test_time_budget_plans_the_run_and_records_the_plan(tiny_data, tmp_path):
+    """A roomy budget: one epoch fits, so every example is kept and the plan's steps are the epoch's."""
+    cfg = {**TINY, "max_steps": -1}
+    res = finetune(FinetuneConfig(data=str(tiny_data), out=str(tmp_path / "budget"), time_budget="30m",
+                                  epochs=1, track=False, **cfg))
+    b, m = res.manifest["budget"], res.manifest
+    assert b["budget_s"] == 1800 and 0 < b["spent_before_training_s"] < 1800 and b["step_s_estimate"] > 0
+    assert b["examples"] == m["data"]["train_examples"] and not b["stopped_at_deadline"]
+    assert m["timing"]["steps"] == b["max_steps"] == -(-b["examples"] // cfg["batch_size"])
+    assert b["eval_steps"] == max(1, b["max_steps"] // 5) and b["step_s_measured"] > 0
+    assert m["data"]["mining"]["random_fallback_rate"] < 0.10

@@ -18,8 +18,10 @@ to a few weak labels, and equals the positive's own score when there is one.
 
 A query's surviving candidates form its pool, hardest first; its pairs take
 negatives from the pool in turn, so 24 pairs of one query do not all repeat the
-same negative. Only a query with an empty pool falls back to random passages
-(under the same guard); how often is counted in ``stats``.
+same negative. When the guard leaves a pool short (a broad query whose top 50 all
+score like its positives), it is *deepened* with the best-scoring passages of the
+whole mining corpus that pass the guard. Only a query with nothing below its
+ceiling falls back to random passages; how often is counted in ``stats``.
 
 Example:
     >>> from honed.retriever.finetune.mining import mine_negatives
@@ -106,7 +108,11 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
     lexical = _bm25_candidates(queries, texts, range_max) if bm25 else {}
 
     rng = np.random.default_rng(seed)
-    out, n_fallback, guarded = [], 0, 0
+    n_pairs_of: dict[str, int] = {}
+    for p in pairs:
+        n_pairs_of[p.query] = n_pairs_of.get(p.query, 0) + 1
+    matrix = None                # the corpus' embeddings, stacked on first need (deepening)
+    out, n_fallback, guarded, deepened = [], 0, 0, 0
     pools: dict[str, list[str]] = {}
     taken: dict[str, int] = {}
     for p in pairs:
@@ -125,9 +131,24 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
                     merged.append(c)
                 else:
                     guarded += 1
+            want = min(range_max, n_pairs_of[q] * num_negatives)
+            if len(merged) < want:
+                # A broad query's top ranks can all score above its ceiling (they are likely unlabelled
+                # positives); its hard negatives are then the best-scoring passages just below it.
+                if matrix is None:
+                    matrix = np.stack([emb[t] for t in texts])
+                scores = matrix @ qvec[q]
+                for i in np.argsort(-scores):
+                    if len(merged) >= want:
+                        break
+                    t = texts[int(i)]
+                    if scores[i] <= ceiling and t not in pos and t not in seen:
+                        seen.add(t)
+                        merged.append(t)
+                deepened += 1
             pools[q], taken[q] = merged, 0
         pool = pools[q]
-        if not pool:
+        if not pool:             # nothing in the whole corpus passes the guard
             n_fallback += 1
             ceiling = guard_ceiling(emb, qvec[q], positives_of[q], relative_margin)
             take = [c for c in (_random_negative(texts, set(positives_of[q]), emb, qvec[q], ceiling, rng)
@@ -142,7 +163,7 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
                             p.source))
     n_pos = [len(v) for v in positives_of.values()]
     stats.update({"pairs": len(pairs), "queries": len(queries), "positives_per_query_median": float(np.median(n_pos)),
-                  "positives_per_query_max": int(max(n_pos)), "guarded_out": guarded,
+                  "positives_per_query_max": int(max(n_pos)), "guarded_out": guarded, "queries_deepened": deepened,
                   "random_fallback": n_fallback, "random_fallback_rate": round(n_fallback / max(len(pairs), 1), 4)})
     return out
 
