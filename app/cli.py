@@ -301,6 +301,37 @@ def finetune_cmd(
     console.print(f"[green]✓[/] model → {res.out}  (plot: {res.out / 'training.png'})")
 
 
+@app.command("merge")
+def merge_cmd(run: str = typer.Argument(..., help="the tuned run folder"),
+              out: Path = typer.Option(..., help="where the merged model goes (a run folder)"),
+              base: str = typer.Option("minilm", help="the base model the run was tuned from"),
+              weight: Optional[float] = typer.Option(None, min=0.0, max=1.0,
+                                                     help="the tuned model's share (1 = tuned, 0 = base)"),
+              data: Optional[Path] = typer.Option(None, help="in-domain BEIR folder (test split), to choose the weight"),
+              ood: Optional[Path] = typer.Option(None, help="out-of-domain BEIR folder (test split), to choose the weight"),
+              max_ood_drop: float = typer.Option(0.0, min=0.0, help="out-of-domain nDCG@10 loss vs base allowed"),
+              force: bool = FORCE) -> None:
+    """Average the tuned and base weights (LM-Cocktail style): a fixed --weight, or chosen on --data and --ood."""
+    from honed.retriever.finetune.merge import choose_merge_weight, merge_models
+
+    if (weight is None) == (ood is None):
+        raise HonedError("give either --weight W, or --ood DIR (with --data DIR) to choose the weight")
+    if ood is not None and data is None:
+        raise HonedError("--ood needs --data (the in-domain BEIR folder) to show what merging costs in-domain")
+    choice = None
+    if ood is not None:
+        choice = choose_merge_weight(run, base, data, ood, max_ood_drop=max_ood_drop)
+        t = Table("weight", f"in-domain nDCG@10 ({data.name})", f"out-of-domain nDCG@10 ({ood.name})",
+                  title="merge trade-off (test splits)")
+        for r in choice["rows"]:
+            t.add_row(f"{r['weight']:g}" + (" ← chosen" if r["weight"] == choice["chosen_weight"] else ""),
+                      f"{r['in_domain']:.4f}", f"{r['ood']:.4f}")
+        console.print(t)
+        weight = choice["chosen_weight"]
+    merge_models(run, base, weight, out, force=force, choice=choice)
+    console.print(f"[green]✓[/] merged model (w = {weight:g}) → {out}" + (f"  (plot: {out / 'merge.png'})" if choice else ""))
+
+
 @eval_app.command("beir")
 def eval_beir(data: List[str] = typer.Option(..., help="BEIR dataset folder, or a BEIR name to download (repeatable)"),
               system: List[str] = typer.Option(..., help="NAME=MODEL, or bm25 (repeatable)"),

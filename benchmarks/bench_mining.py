@@ -2,6 +2,9 @@
 
     python benchmarks/bench_mining.py --data datasets/cuad-clauses --data ../shared/datasets/scifact \
         --compare-rev 65fe7ff --out benchmarks/results/mining.json
+    # the effect on a model: the same 60-step run with each mining, scored on the test split
+    python benchmarks/bench_mining.py --data datasets/cuad-clauses --compare-rev 65fe7ff --train-steps 60 \
+        --out benchmarks/results/mining-train-cuad.json
 
 For each dataset's train split (the mining corpus honed's finetune uses: all positives plus
 random passages up to --max-mine-docs, passages at 128 tokens), it reports:
@@ -46,6 +49,37 @@ def mining_at_rev(rev: str):
     return mod.mine_negatives
 
 
+def train_and_score(data: str, steps: int, mining) -> dict:
+    """A `steps`-step run (the demo's settings plus one mined negative per pair), scored on the test split.
+
+    `mining` replaces honed's ``mine_negatives`` for the run (None: the current one).
+    """
+    import honed.retriever.finetune.mining as mining_mod
+    from honed.rag_eval.beir_eval import evaluate_systems, parse_system
+    from honed.retriever.finetune.train import FinetuneConfig, finetune
+
+    current = mining_mod.mine_negatives
+    if mining is not None:
+        def wrapped(*a, stats=None, **kw):       # the old function kept its counts on itself
+            out = mining(*a, **kw)
+            if stats is not None:
+                st = getattr(mining, "last_stats", {})
+                stats.update({**st, "random_fallback_rate": round(st.get("random_fallback", 0) / max(st.get("pairs", 1), 1), 4),
+                              "positives_per_query_median": 0, "guarded_out": 0})
+            return out
+        mining_mod.mine_negatives = wrapped
+    out = Path(tempfile.mkdtemp(prefix="bench-mining-run-")) / "run"
+    try:
+        res = finetune(FinetuneConfig(data=data, out=str(out), max_steps=steps, batch_size=32, max_seq_length=128,
+                                      lr=5e-5, num_negatives=1, eval_steps=20, track=False))
+    finally:
+        mining_mod.mine_negatives = current
+    ev = evaluate_systems([data], [parse_system(f"tuned={out}")], index_dir=out.parent / "idx")[0]
+    return {"test_ndcg@10": round(ev.systems["tuned"].metrics.aggregate["NDCG@10"], 4),
+            "dev_ndcg@10": res.dev_ndcg, "mining": res.manifest["data"]["mining"],
+            "seconds": res.manifest["timing"]["total_s"]}
+
+
 def cpu_name() -> str:
     try:
         return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
@@ -58,6 +92,8 @@ def main() -> None:
     ap.add_argument("--data", action="append", required=True)
     ap.add_argument("--compare-rev", default=None, help="also run honed's mining at this git revision")
     ap.add_argument("--max-mine-docs", type=int, default=4000)
+    ap.add_argument("--train-steps", type=int, default=0, help="also fine-tune N steps with each mining and "
+                                                                   "score on test (needs --compare-rev)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -92,6 +128,9 @@ def main() -> None:
             row["rev"] = {"rev": args.compare_rev, **st,
                           "random_fallback_rate": round(st.get("random_fallback", 0) / len(pairs), 4),
                           "seconds": round(time.perf_counter() - t0, 1)}
+        if args.train_steps and old is not None:
+            row["train"] = {"steps": args.train_steps, "median": train_and_score(data, args.train_steps, None),
+                            "rev": train_and_score(data, args.train_steps, old)}
         res["datasets"][Path(data).name] = row
         print(json.dumps({Path(data).name: row}, indent=1), flush=True)
     if args.out:

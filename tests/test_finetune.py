@@ -200,3 +200,31 @@ def test_time_budget_plans_the_run_and_records_the_plan(tiny_data, tmp_path):
     assert m["timing"]["steps"] == b["max_steps"] == -(-b["examples"] // cfg["batch_size"])
     assert b["eval_steps"] == max(1, b["max_steps"] // 5) and b["step_s_measured"] > 0
     assert m["data"]["mining"]["random_fallback_rate"] < 0.10
+
+
+def test_merge_weight_is_chosen_on_an_out_of_domain_set(tiny_data, tmp_path):
+    """A SciFact-tuned run merged back toward MiniLM, the weight chosen on cuad-qa (contracts)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from honed.retriever.finetune.merge import WEIGHTS, choose_merge_weight, merge_models
+    from honed.retriever.models import resolve_model
+
+    run = tmp_path / "tuned"
+    finetune(FinetuneConfig(data=str(tiny_data), out=str(run), track=False, **TINY))
+    ood = Path(__file__).resolve().parents[1] / "datasets" / "cuad-qa"
+    choice = choose_merge_weight(str(run), "minilm", tiny_data, ood, max_docs=300)
+    assert [r["weight"] for r in choice["rows"]] == sorted(WEIGHTS, reverse=True)
+    base_row = next(r for r in choice["rows"] if r["weight"] == 0.0)
+    assert base_row["ood"] == choice["base_ood_ndcg@10"]
+    chosen = next(r for r in choice["rows"] if r["weight"] == choice["chosen_weight"])
+    assert chosen["ood"] >= choice["base_ood_ndcg@10"]
+    assert all(r["ood"] < choice["base_ood_ndcg@10"] for r in choice["rows"] if r["weight"] > chosen["weight"])
+
+    out = merge_models(str(run), "minilm", 0.5, tmp_path / "merged", choice=choice)
+    assert (out / "merge.png").stat().st_size > 0
+    assert json.loads((out / "honed.json").read_text())["merge"]["choice"]["chosen_weight"] == choice["chosen_weight"]
+    t, b, m = (SentenceTransformer(str(p), device="cpu").state_dict() for p in (run, resolve_model("minilm"), out))
+    for k in t:
+        if torch.is_floating_point(t[k]):
+            assert torch.allclose(m[k], 0.5 * t[k] + 0.5 * b[k], atol=1e-6), k
