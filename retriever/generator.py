@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Iterator
 
 from llama_index.core.llms import CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata
 from llama_index.core.llms.callbacks import llm_completion_callback
@@ -57,39 +57,35 @@ def describe_llm(llm: Any) -> str:
     return f"{type(llm).__name__}({name})" if name else type(llm).__name__
 
 
-class LocalLLM(CustomLLM):
-    """A llama.cpp chat model for LlamaIndex (greedy decoding, streaming supported)."""
+class _ChatLLM(CustomLLM):
+    """Greedy chat completion for LlamaIndex, cached: subclasses say how to complete and stream one prompt."""
 
     model: str = "qwen"
     max_tokens: int = 128
     context_window: int = 4096
-    _llama: Any = PrivateAttr()
-    _cache: Any = PrivateAttr(default=None)
-
-    def __init__(self, model: str = "qwen", max_tokens: int = 128, cache: Any = None, **kw: Any):
-        # cache: anything with get(key)/put(key, value), e.g. rag_eval.cache.JsonCache
-        super().__init__(model=model, max_tokens=max_tokens, **kw)
-        self._llama = load_llama(model, n_ctx=self.context_window)
-        self._cache = cache
+    _cache: Any = PrivateAttr(default=None)     # anything with get(key)/put(key, value), e.g. rag_eval.cache.JsonCache
 
     @property
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(context_window=self.context_window, num_output=self.max_tokens, model_name=self.model,
                            is_chat_model=False)
 
-    def _chat(self, prompt: str, stream: bool = False):
-        return self._llama.create_chat_completion(messages=[{"role": "user", "content": prompt}],
-                                                  max_tokens=self.max_tokens, temperature=0.0, stream=stream)
+    def _cache_key(self, prompt: str) -> tuple:
+        raise NotImplementedError
+
+    def _complete_text(self, prompt: str) -> str:
+        raise NotImplementedError
+
+    def _stream_deltas(self, prompt: str) -> Iterator[str]:
+        raise NotImplementedError
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        key = ("gen", self.model, self.max_tokens, prompt)
-        if self._cache is not None:
-            hit = self._cache.get(key)
-            if hit is not None:
-                return CompletionResponse(text=hit)
-        with _LOCK:
-            text = self._chat(prompt)["choices"][0]["message"]["content"] or ""
+        key = self._cache_key(prompt)
+        hit = self._cache.get(key) if self._cache is not None else None
+        if hit is not None:
+            return CompletionResponse(text=hit)
+        text = self._complete_text(prompt)
         if self._cache is not None:
             self._cache.put(key, text)
         return CompletionResponse(text=text)
@@ -97,24 +93,47 @@ class LocalLLM(CustomLLM):
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         text = ""
+        for delta in self._stream_deltas(prompt):
+            text += delta
+            yield CompletionResponse(text=text, delta=delta)
+
+
+class LocalLLM(_ChatLLM):
+    """A llama.cpp chat model for LlamaIndex (greedy decoding, streaming supported)."""
+
+    _llama: Any = PrivateAttr()
+
+    def __init__(self, model: str = "qwen", max_tokens: int = 128, cache: Any = None, **kw: Any):
+        super().__init__(model=model, max_tokens=max_tokens, **kw)
+        self._llama = load_llama(model, n_ctx=self.context_window)
+        self._cache = cache
+
+    def _cache_key(self, prompt: str) -> tuple:
+        return ("gen", self.model, self.max_tokens, prompt)
+
+    def _chat(self, prompt: str, stream: bool = False):
+        return self._llama.create_chat_completion(messages=[{"role": "user", "content": prompt}],
+                                                  max_tokens=self.max_tokens, temperature=0.0, stream=stream)
+
+    def _complete_text(self, prompt: str) -> str:
+        with _LOCK:
+            return self._chat(prompt)["choices"][0]["message"]["content"] or ""
+
+    def _stream_deltas(self, prompt: str) -> Iterator[str]:
         # one llama.cpp context is shared by every caller (app sessions are threads): hold the lock while streaming
         with _LOCK:
             for chunk in self._chat(prompt, stream=True):
-                delta = chunk["choices"][0]["delta"].get("content") or ""
-                text += delta
-                yield CompletionResponse(text=text, delta=delta)
+                yield chunk["choices"][0]["delta"].get("content") or ""
 
 
-class OpenAICompatibleLLM(CustomLLM):
+class OpenAICompatibleLLM(_ChatLLM):
     """Chat completions from any OpenAI-compatible server, greedy (temperature 0), cached like :class:`LocalLLM`."""
 
     base_url: str
     model: str = "default"
-    max_tokens: int = 128
     context_window: int = 8192
     timeout_s: float = 120.0
     _client: Any = PrivateAttr()
-    _cache: Any = PrivateAttr(default=None)
 
     def __init__(self, base_url: str, model: str = "default", max_tokens: int = 128, cache: Any = None, **kw: Any):
         from openai import OpenAI
@@ -124,10 +143,8 @@ class OpenAICompatibleLLM(CustomLLM):
                               timeout=self.timeout_s, max_retries=1)
         self._cache = cache
 
-    @property
-    def metadata(self) -> LLMMetadata:
-        return LLMMetadata(context_window=self.context_window, num_output=self.max_tokens, model_name=self.model,
-                           is_chat_model=False)
+    def _cache_key(self, prompt: str) -> tuple:
+        return ("gen", self.base_url, self.model, self.max_tokens, prompt)
 
     def _chat(self, prompt: str, stream: bool = False):
         try:
@@ -137,21 +154,9 @@ class OpenAICompatibleLLM(CustomLLM):
         except Exception as e:   # openai raises connection, status and timeout errors: one line naming the server
             raise HonedError(f"--llm {self.base_url}#{self.model}: {type(e).__name__}: {str(e)[:160]}") from None
 
-    @llm_completion_callback()
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        key = ("gen", self.base_url, self.model, self.max_tokens, prompt)
-        hit = self._cache.get(key) if self._cache is not None else None
-        if hit is not None:
-            return CompletionResponse(text=hit)
-        text = self._chat(prompt).choices[0].message.content or ""
-        if self._cache is not None:
-            self._cache.put(key, text)
-        return CompletionResponse(text=text)
+    def _complete_text(self, prompt: str) -> str:
+        return self._chat(prompt).choices[0].message.content or ""
 
-    @llm_completion_callback()
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        text = ""
+    def _stream_deltas(self, prompt: str) -> Iterator[str]:
         for chunk in self._chat(prompt, stream=True):
-            delta = (chunk.choices[0].delta.content or "") if chunk.choices else ""
-            text += delta
-            yield CompletionResponse(text=text, delta=delta)
+            yield (chunk.choices[0].delta.content or "") if chunk.choices else ""

@@ -66,3 +66,11 @@ def test_feedback_status_exit_code_signals_the_trigger(tmp_path):
                                   target="passage", vote=1, doc_id="d", doc_text="some passage"))
     p = run("feedback", "status", "--db", str(db), "--min-new-pairs", "1")
     assert p.returncode == 3 and "FIRED" in p.stdout, p.stdout + p.stderr
+
+
+def test_every_public_name_of_honed_resolves():
+    """``honed.__all__`` is a table of lazy imports: a typo there would only fail on a user's first use."""
+    import honed
+
+    missing = [n for n in honed.__all__ if getattr(honed, n, None) is None]
+    assert not missing

@@ -63,7 +63,8 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
         where = f"{path}:{n}"
         unknown = set(obj) - set(Pair.__dataclass_fields__)
         if unknown:
-            raise DataError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} "
+            # repr: a key is user text, and a newline in it must not break the one-line error
+            raise DataError(f"{where}: unknown field(s) {', '.join(repr(k) for k in sorted(unknown))} "
                             f"(allowed: {', '.join(Pair.__dataclass_fields__)})")
         if not isinstance(obj.get("query"), str) or not isinstance(obj.get("positive"), str):
             raise DataError(f"{where}: a pair needs string fields \"query\" and \"positive\"")
