@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from typing import Any
@@ -54,10 +55,20 @@ class LocalJudge(InstructorBaseRagasLLM):
             if self.cache is not None:
                 self.cache.put(key, raw)
         # A truncated or off-schema answer raises here; the metric scores it NaN and we count it.
-        return response_model.model_validate_json(raw)
+        # strict=False: llama-cpp-python's grammar lets raw control characters (a newline) into JSON strings,
+        # which a strict parser rejects although the answer is otherwise well formed.
+        try:
+            obj = json.loads(raw, strict=False)
+        except json.JSONDecodeError:
+            return response_model.model_validate_json(raw)     # raises the ValidationError that gets counted
+        return response_model.model_validate(obj)
 
     async def agenerate(self, prompt: str, response_model):
         return await asyncio.to_thread(self.generate, prompt, response_model)
+
+
+MAX_STATEMENTS = 20        # statements the judge may extract from one answer or reference
+STATEMENT_MAX_CHARS = 300
 
 
 def constrain_schema(schema: Any, reason_max_chars: int = 160) -> Any:
@@ -72,7 +83,7 @@ def constrain_schema(schema: Any, reason_max_chars: int = 160) -> Any:
     verdict list ran past 2,500 characters.
 
     >>> constrain_schema({"type": "array", "items": {"type": "string"}})
-    {'type': 'array', 'items': {'type': 'string'}, 'minItems': 1}
+    {'type': 'array', 'items': {'type': 'string', 'maxLength': 300}, 'minItems': 1, 'maxItems': 20}
     >>> constrain_schema({"type": "object", "properties": {"TP": {"type": "array"}, "FP": {"type": "array"}}})
     {'type': 'object', 'properties': {'TP': {'type': 'array'}, 'FP': {'type': 'array'}}}
     """
@@ -95,6 +106,11 @@ def _constrain(schema: Any, reason_max_chars: int, lone: bool) -> Any:
             out[k] = _constrain(v, reason_max_chars, lone=True)
     if out.get("type") == "array" and lone:
         out.setdefault("minItems", 1)
+        if out.get("items", {}).get("type") == "string":
+            # statement lists: the 0.5B judge once repeated statements until the token cap cut the JSON
+            # (5,346 characters for a two-sentence answer); a capped list always closes
+            out.setdefault("maxItems", MAX_STATEMENTS)
+            out["items"] = {**out["items"], "maxLength": out["items"].get("maxLength", STATEMENT_MAX_CHARS)}
     props = out.get("properties")
     if isinstance(props, dict) and props.get("reason", {}).get("type") == "string":
         props["reason"] = {**props["reason"], "maxLength": reason_max_chars}

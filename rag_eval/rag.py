@@ -48,7 +48,6 @@ ANSWER_MAX_TOKENS = 64   # decode-bound (~13 tokens/s here): one or two sentence
 JUDGED = ("faithfulness", "answer_relevancy", "answer_correctness")
 UNJUDGED = ("semantic_similarity", "rouge_l", "decision_accuracy", "context_precision_ids", "context_recall_ids")
 METRICS = ("faithfulness", "answer_relevancy", "context_precision_ids", "context_recall_ids")   # always present
-REFERENCE_METRICS = ("semantic_similarity", "rouge_l", "answer_correctness")                 # with a reference answer
 JUDGE_TRUST_MIN = 0.7
 
 

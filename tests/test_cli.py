@@ -74,3 +74,14 @@ def test_every_public_name_of_honed_resolves():
 
     missing = [n for n in honed.__all__ if getattr(honed, n, None) is None]
     assert not missing
+
+
+def test_app_refuses_a_generator_that_is_not_a_gguf_before_starting(slice_index, tmp_path):
+    other = tmp_path / "other-index"
+    shutil.copytree(slice_index, other)
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"not a gguf file")
+    for llm, msg in ((str(tmp_path / "missing.gguf"), "is not a folder, not a packaged model"),
+                     (str(fake), "not a GGUF file (no GGUF magic bytes)")):
+        p = run("app", "--baseline", str(slice_index), "--candidate", str(other), "--llm", llm)
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and msg in p.stderr, p.stderr

@@ -227,3 +227,23 @@ def test_paired_comparison_of_two_real_retrievers_on_the_shipped_qa_set(tmp_path
     md = (tmp_path / "report" / "report.md").read_text()
     assert "## Paired comparison against `minilm`" in md and "| mpnet vs minilm |" in md
     assert (tmp_path / "report" / "rag-paired.png").stat().st_size > 0
+
+
+def test_judge_answer_with_a_raw_newline_in_a_string_is_parsed_not_nan(tmp_path):
+    """llama-cpp-python's JSON grammar lets a raw newline into a string; strict JSON parsing made that a NaN.
+
+    The answer comes from the judge's real cache (what a previous run stored), so no model runs here.
+    """
+    pytest.importorskip("llama_cpp")
+    from ragas.metrics.collections.faithfulness.util import NLIStatementOutput
+
+    from honed.rag_eval.cache import JsonCache
+    from honed.rag_eval.llm import LocalJudge, constrain_schema
+
+    cache = JsonCache(tmp_path / "c.sqlite")
+    judge = LocalJudge(cache=cache)
+    schema = constrain_schema(NLIStatementOutput.model_json_schema())
+    raw = '{"statements": [{"statement": "Yes, Martin is\nthe exclusive provider", "reason": "r", "verdict": 1}]}'
+    cache.put(("judge", "qwen", "the prompt", schema), raw)
+    out = judge.generate("the prompt", NLIStatementOutput)
+    assert out.statements[0].statement == "Yes, Martin is\nthe exclusive provider" and judge.calls == 0

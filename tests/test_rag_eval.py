@@ -54,8 +54,12 @@ class JunkJudge(InstructorBaseRagasLLM):
 
 
 def test_junk_judge_is_counted_as_nan_not_a_crash(slice_dir, tmp_path):
-    doc = evaluate_rag(slice_dir, {"base": "minilm"}, n=1, judge=JunkJudge(), index_dir=tmp_path / "idx",
-                       cache_path=tmp_path / "cache.sqlite", sanity_pairs=1)
+    """Also: the generator and the judge may be objects (any LlamaIndex LLM; any ragas judge)."""
+    from honed.retriever.generator import LocalLLM
+
+    doc = evaluate_rag(slice_dir, {"base": "minilm"}, n=1, llm=LocalLLM("qwen", max_tokens=64), judge=JunkJudge(),
+                       index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1)
+    assert doc["llm"] == "qwen" and doc["judge"] == "JunkJudge"
     s = doc["systems"]["base"]
     assert s["nan_rate"]["faithfulness"] == 1.0 and s["nan_rate"]["answer_relevancy"] == 1.0
     assert "ValidationError" in s["samples"][0]["errors"]["faithfulness"]

@@ -367,8 +367,9 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         run_ctx = start_run(out.parent, out.name)
     try:
         t0 = time.perf_counter()
+        max_steps = plan.max_steps if plan else cfg.max_steps
         _say(f"training ({cfg.loss}, {len(train_ds)} examples, batch {cfg.batch_size}, "
-             f"{'max ' + str(cfg.max_steps) + ' steps' if cfg.max_steps > 0 else str(cfg.epochs) + ' epochs'}) …")
+             f"{f'max {max_steps} steps' if max_steps > 0 else f'{cfg.epochs} epochs'}) …")
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_s = time.perf_counter() - t0
         final = _restored_eval(trainer) or evaluator(model)
