@@ -32,6 +32,8 @@ Example:
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .pairs import Pair
@@ -107,51 +109,26 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
     qvec = dict(zip(queries, encoder.encode_queries(queries)))
     lexical = _bm25_candidates(queries, texts, range_max) if bm25 else {}
 
-    rng = np.random.default_rng(seed)
     n_pairs_of: dict[str, int] = {}
     for p in pairs:
         n_pairs_of[p.query] = n_pairs_of.get(p.query, 0) + 1
-    matrix = None                # the corpus' embeddings, stacked on first need (deepening)
-    out, n_fallback, guarded, deepened = [], 0, 0, 0
-    pools: dict[str, list[str]] = {}
-    taken: dict[str, int] = {}
+    corpus_matrix = functools.cache(lambda: np.stack([emb[t] for t in texts]))   # built only if a pool is deepened
+    pools, ceilings, guarded, deepened = {}, {}, 0, 0
+    for q in queries:
+        ceilings[q] = guard_ceiling(emb, qvec[q], positives_of[q], relative_margin)
+        pools[q], n_guarded, deep = _query_pool(
+            dense.get(q, []), lexical.get(q, []), set(positives_of[q]), emb, qvec[q], ceilings[q],
+            want=min(range_max, n_pairs_of[q] * num_negatives), texts=texts, corpus_matrix=corpus_matrix)
+        guarded, deepened = guarded + n_guarded, deepened + deep
+
+    rng = np.random.default_rng(seed)
+    out, n_fallback = [], 0
+    taken = dict.fromkeys(queries, 0)
     for p in pairs:
-        q = p.query
-        if q not in pools:       # the query's pool, built once
-            ceiling = guard_ceiling(emb, qvec[q], positives_of[q], relative_margin)
-            pos = set(positives_of[q])
-            merged, seen = [], set()
-            # interleave dense and lexical candidates so both kinds of confusion are taught
-            for c in [x for pair in zip(dense.get(q, []), lexical.get(q, [])) for x in pair] \
-                    + dense.get(q, []) + lexical.get(q, []):
-                if c in seen or c in pos:
-                    continue
-                seen.add(c)
-                if float(emb[c] @ qvec[q]) <= ceiling:
-                    merged.append(c)
-                else:
-                    guarded += 1
-            want = min(range_max, n_pairs_of[q] * num_negatives)
-            if len(merged) < want:
-                # A broad query's top ranks can all score above its ceiling (they are likely unlabelled
-                # positives); its hard negatives are then the best-scoring passages just below it.
-                if matrix is None:
-                    matrix = np.stack([emb[t] for t in texts])
-                scores = matrix @ qvec[q]
-                for i in np.argsort(-scores):
-                    if len(merged) >= want:
-                        break
-                    t = texts[int(i)]
-                    if scores[i] <= ceiling and t not in pos and t not in seen:
-                        seen.add(t)
-                        merged.append(t)
-                deepened += 1
-            pools[q], taken[q] = merged, 0
-        pool = pools[q]
+        q, pool = p.query, pools[p.query]
         if not pool:             # nothing in the whole corpus passes the guard
             n_fallback += 1
-            ceiling = guard_ceiling(emb, qvec[q], positives_of[q], relative_margin)
-            take = [c for c in (_random_negative(texts, set(positives_of[q]), emb, qvec[q], ceiling, rng)
+            take = [c for c in (_random_negative(texts, set(positives_of[q]), emb, qvec[q], ceilings[q], rng)
                                 for _ in range(num_negatives)) if c is not None]
         else:
             # this pair's turn in the pool: hardest first, then the next ones for the query's next pair
@@ -166,6 +143,34 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
                   "positives_per_query_max": int(max(n_pos)), "guarded_out": guarded, "queries_deepened": deepened,
                   "random_fallback": n_fallback, "random_fallback_rate": round(n_fallback / max(len(pairs), 1), 4)})
     return out
+
+
+def _query_pool(dense: list[str], lexical: list[str], positives: set[str], emb: dict, qv: np.ndarray,
+                ceiling: float, want: int, texts: list[str], corpus_matrix) -> tuple[list[str], int, bool]:
+    """One query's negatives, hardest first: (pool, candidates guarded out, whether it was deepened)."""
+    pool, seen, guarded = [], set(), 0
+    # interleave dense and lexical candidates so both kinds of confusion are taught
+    for c in [x for pair in zip(dense, lexical) for x in pair] + dense + lexical:
+        if c in seen or c in positives:
+            continue
+        seen.add(c)
+        if float(emb[c] @ qv) <= ceiling:
+            pool.append(c)
+        else:
+            guarded += 1
+    if len(pool) >= want:
+        return pool, guarded, False
+    # A broad query's top ranks can all score above its ceiling (they are likely unlabelled
+    # positives); its hard negatives are then the best-scoring passages just below it.
+    scores = corpus_matrix() @ qv
+    for i in np.argsort(-scores):
+        if len(pool) >= want:
+            break
+        t = texts[int(i)]
+        if scores[i] <= ceiling and t not in positives and t not in seen:
+            seen.add(t)
+            pool.append(t)
+    return pool, guarded, True
 
 
 def guard_ceiling(emb: dict, qv: np.ndarray, positives: list[str], relative_margin: float) -> float:

@@ -209,6 +209,62 @@ def _plot(history: list[dict], base_ndcg: float, path: Path) -> None:
     plt.close(fig)
 
 
+def split_and_guard(cfg: FinetuneConfig, pairs: list[Pair], eval_queries: list[str], dev_ds):
+    """(train pairs, dev pairs, pairs dropped): the dev split by query, and no eval query in training."""
+    if dev_ds is not None:
+        train_pairs, dev_pairs = pairs, []          # eval_queries already holds the dev split's queries
+    else:
+        train_pairs, dev_pairs = split_dev(pairs, cfg.dev_fraction, cfg.seed)
+        eval_queries = eval_queries + [p.query for p in dev_pairs]
+    n_before = len(train_pairs)
+    if cfg.drop_eval_overlap:
+        banned = {normalise_text(q) for q in eval_queries}
+        train_pairs = [p for p in train_pairs if normalise_text(p.query) not in banned]
+    check_no_overlap([p.query for p in train_pairs], eval_queries, what="eval (dev/test)")
+    return train_pairs, dev_pairs, n_before - len(train_pairs)
+
+
+def hard_negatives(cfg: FinetuneConfig, train_pairs: list[Pair], corpus: dict[str, str], base_enc, work: Path,
+                   stats: dict, timings: dict) -> list[Pair]:
+    """Mine `cfg.num_negatives` per pair on the mining corpus; counts go to `stats`, the time to `timings`."""
+    from .mining import mine_negatives
+
+    t0 = time.perf_counter()
+    _say(f"mining hard negatives (encoding up to {cfg.max_mine_docs} passages at "
+         f"{cfg.mine_max_seq_length or cfg.max_seq_length} tokens) …")
+    triples = mine_negatives(train_pairs, _mining_corpus(corpus, train_pairs, cfg.max_mine_docs, cfg.seed),
+                             base_enc, num_negatives=cfg.num_negatives, relative_margin=cfg.relative_margin,
+                             bm25=cfg.bm25_negatives, seed=cfg.seed, cache_folder=str(work / "mining-cache"),
+                             max_seq_length=cfg.mine_max_seq_length, stats=stats)
+    timings["mining_s"] = round(time.perf_counter() - t0, 1)
+    timings["mining_random_fallback"] = stats.get("random_fallback")
+    _say(f"hard negatives: {len(triples)} examples from {stats['pairs']} pairs "
+         f"({stats['positives_per_query_median']:g} positives per query, median); "
+         f"{stats['guarded_out']} candidates guarded out as likely unlabelled positives; "
+         f"random fallback for {stats['random_fallback']} pairs "
+         f"({stats['random_fallback_rate']:.1%}) in {timings['mining_s']} s")
+    if not triples:
+        raise HonedError("hard-negative mining kept no negatives (guard too strict?); "
+                         "lower --relative-margin or use --num-negatives 0")
+    return triples
+
+
+def fit_to_budget(cfg: FinetuneConfig, budget_s: float, spent_s: float, texts_per_s: float, eval_s: float,
+                  triples: list[Pair], margins: list[float] | None):
+    """(plan, triples, margins): the steps that fit the time left, and the examples subsampled per query to them."""
+    from .budget import balanced_subsample, plan_budget
+
+    plan = plan_budget(budget_s, spent_s, texts_per_s, eval_s, len(triples), cfg.batch_size,
+                       3 if cfg.num_negatives > 0 else 2, cfg.epochs)
+    if plan.examples < len(triples):
+        keep = sorted(balanced_subsample(list(range(len(triples))), plan.examples, key=lambda i: triples[i].query))
+        triples = [triples[i] for i in keep]
+        margins = [margins[i] for i in keep] if margins is not None else None
+    _say(f"time budget {cfg.time_budget}: {spent_s:.0f} s spent, ~{plan.step_s_estimate:.1f} s per step → "
+         f"{plan.max_steps} steps over {plan.examples} examples, evaluating every {plan.eval_steps}")
+    return plan, triples, margins
+
+
 def _say(msg: str) -> None:
     """One progress line on stderr (a phase's result); bars come from the libraries doing the work."""
     import sys
@@ -264,21 +320,11 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
 
     from ..encoder import load_encoder
     from ..models import model_fingerprint, resolve_model
-    from .mining import mine_negatives
 
     with _phase("loading pairs"):
         pairs, corpus, eval_queries, dev_ds = collect_pairs(cfg)
     with _phase(f"dev split and the eval-overlap check ({len(pairs)} pairs)"):
-        if dev_ds is not None:
-            train_pairs, dev_pairs = pairs, []          # eval_queries already holds the dev split's queries
-        else:
-            train_pairs, dev_pairs = split_dev(pairs, cfg.dev_fraction, cfg.seed)
-            eval_queries = eval_queries + [p.query for p in dev_pairs]
-        n_before = len(train_pairs)
-        if cfg.drop_eval_overlap:
-            banned = {normalise_text(q) for q in eval_queries}
-            train_pairs = [p for p in train_pairs if normalise_text(p.query) not in banned]
-        check_no_overlap([p.query for p in train_pairs], eval_queries, what="eval (dev/test)")
+        train_pairs, dev_pairs, n_dropped = split_and_guard(cfg, pairs, eval_queries, dev_ds)
 
     with _phase(f"loading the base model {cfg.base}"):
         base_path = resolve_model(cfg.base)
@@ -291,27 +337,11 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     _say(f"base dev nDCG@10 {base_dev:.4f} ({len(dev_q)} queries, {len(dev_pool)} passages); "
          f"{len(train_pairs)} training pairs")
 
-    timings = {"dropped_overlapping_pairs": n_before - len(train_pairs)}
+    timings = {"dropped_overlapping_pairs": n_dropped}
     mining_stats: dict = {}
     triples = train_pairs
     if cfg.num_negatives > 0:
-        t0 = time.perf_counter()
-        _say(f"mining hard negatives (encoding up to {cfg.max_mine_docs} passages at "
-             f"{cfg.mine_max_seq_length or cfg.max_seq_length} tokens) …")
-        triples = mine_negatives(train_pairs, _mining_corpus(corpus, train_pairs, cfg.max_mine_docs, cfg.seed),
-                                 base_enc, num_negatives=cfg.num_negatives, relative_margin=cfg.relative_margin,
-                                 bm25=cfg.bm25_negatives, seed=cfg.seed, cache_folder=str(work / "mining-cache"),
-                                 max_seq_length=cfg.mine_max_seq_length, stats=mining_stats)
-        timings["mining_s"] = round(time.perf_counter() - t0, 1)
-        timings["mining_random_fallback"] = mining_stats.get("random_fallback")
-        _say(f"hard negatives: {len(triples)} examples from {mining_stats['pairs']} pairs "
-             f"({mining_stats['positives_per_query_median']:g} positives per query, median); "
-             f"{mining_stats['guarded_out']} candidates guarded out as likely unlabelled positives; "
-             f"random fallback for {mining_stats['random_fallback']} pairs "
-             f"({mining_stats['random_fallback_rate']:.1%}) in {timings['mining_s']} s")
-        if not triples:
-            raise HonedError("hard-negative mining kept no negatives (guard too strict?); "
-                             "lower --relative-margin or use --num-negatives 0")
+        triples = hard_negatives(cfg, train_pairs, corpus, base_enc, work, mining_stats, timings)
 
     margins, teacher_metrics = None, None
     if cfg.teacher:
@@ -329,16 +359,11 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
 
     plan, callbacks = None, [EarlyStoppingCallback(early_stopping_patience=cfg.patience)]
     if deadline is not None:
-        from .budget import balanced_subsample, deadline_callback, plan_budget
+        from .budget import deadline_callback
 
-        plan = plan_budget(budget_s, time.perf_counter() - t_start, (len(dev_pool) + len(dev_q)) / max(eval_s, 1e-9),
-                           eval_s, len(triples), cfg.batch_size, 3 if cfg.num_negatives > 0 else 2, cfg.epochs)
-        if plan.examples < len(triples):
-            keep = balanced_subsample(list(range(len(triples))), plan.examples, key=lambda i: triples[i].query)
-            triples = [triples[i] for i in sorted(keep)]
-            margins = [margins[i] for i in sorted(keep)] if margins is not None else None
-        _say(f"time budget {cfg.time_budget}: {plan.spent_before_training_s:.0f} s spent, ~{plan.step_s_estimate:.1f} s "
-             f"per step → {plan.max_steps} steps over {plan.examples} examples, evaluating every {plan.eval_steps}")
+        plan, triples, margins = fit_to_budget(cfg, budget_s, time.perf_counter() - t_start,
+                                               (len(dev_pool) + len(dev_q)) / max(eval_s, 1e-9), eval_s,
+                                               triples, margins)
         callbacks.append(deadline_callback(deadline, eval_s))
     model = SentenceTransformer(str(base_path), device="cpu", trust_remote_code=False)
     model.max_seq_length = cfg.max_seq_length
