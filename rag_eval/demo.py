@@ -19,7 +19,7 @@ from honed.retriever.models import fetch_model
 from .beir_eval import evaluate_systems, parse_system
 from .report import write_beir_report
 
-DEMO_FINETUNE = dict(max_steps=60, batch_size=32, max_seq_length=128, num_negatives=0, eval_steps=20,
+DEMO_FINETUNE = dict(max_steps=60, batch_size=32, max_seq_length=128, num_negatives=1, eval_steps=20,
                      dev_max_docs=400, patience=3, lr=5e-5)
 
 
