@@ -67,8 +67,8 @@ class LocalJudge(InstructorBaseRagasLLM):
         return await asyncio.to_thread(self.generate, prompt, response_model)
 
 
-MAX_STATEMENTS = 20        # statements the judge may extract from one answer or reference
-STATEMENT_MAX_CHARS = 300
+MAX_STATEMENTS = 12        # statements the judge may extract from one answer or reference (answers are ≤ 64 tokens)
+STATEMENT_MAX_CHARS = 200   # 12 × 200 characters stay well inside the judge's 1,024-token cap
 
 
 def constrain_schema(schema: Any, reason_max_chars: int = 160) -> Any:
@@ -83,7 +83,7 @@ def constrain_schema(schema: Any, reason_max_chars: int = 160) -> Any:
     verdict list ran past 2,500 characters.
 
     >>> constrain_schema({"type": "array", "items": {"type": "string"}})
-    {'type': 'array', 'items': {'type': 'string', 'maxLength': 300}, 'minItems': 1, 'maxItems': 20}
+    {'type': 'array', 'items': {'type': 'string', 'maxLength': 200}, 'minItems': 1, 'maxItems': 12}
     >>> constrain_schema({"type": "object", "properties": {"TP": {"type": "array"}, "FP": {"type": "array"}}})
     {'type': 'object', 'properties': {'TP': {'type': 'array'}, 'FP': {'type': 'array'}}}
     """
