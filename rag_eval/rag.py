@@ -259,10 +259,9 @@ def constant_metrics(doc: dict, min_samples: int = 5) -> list[str]:
     """
     out = []
     for m in {m for s in doc["systems"].values() for m in s["metrics"]}:
-        vals = {round(x[m], 6) for s in doc["systems"].values() for x in s["samples"]
-                if m in x and not math.isnan(x[m])}
-        n = sum(1 for s in doc["systems"].values() for x in s["samples"] if m in x and not math.isnan(x[m]))
-        if n >= min_samples and len(vals) == 1:
+        vals = [round(x[m], 6) for s in doc["systems"].values() for x in s["samples"]
+                if m in x and not math.isnan(x[m])]
+        if len(vals) >= min_samples and len(set(vals)) == 1:
             out.append(m)
     return sorted(out)
 

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
+from abc import abstractmethod
 from typing import Any, Iterator
 
 from llama_index.core.llms import CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata
@@ -49,10 +50,8 @@ def is_url_spec(spec: str) -> bool:
 
 def describe_llm(llm: Any) -> str:
     """How a report names a generator: ``qwen``, ``http://…/v1#model``, or the object's class and model."""
-    if isinstance(llm, OpenAICompatibleLLM):
-        return f"{llm.base_url}#{llm.model}"
-    if isinstance(llm, LocalLLM):
-        return llm.model
+    if isinstance(llm, _ChatLLM):
+        return llm.label
     name = getattr(getattr(llm, "metadata", None), "model_name", None)
     return f"{type(llm).__name__}({name})" if name else type(llm).__name__
 
@@ -70,14 +69,22 @@ class _ChatLLM(CustomLLM):
         return LLMMetadata(context_window=self.context_window, num_output=self.max_tokens, model_name=self.model,
                            is_chat_model=False)
 
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """How a report names this generator (``qwen``, ``http://…/v1#model``)."""
+
+    @abstractmethod
     def _cache_key(self, prompt: str) -> tuple:
-        raise NotImplementedError
+        """What identifies this completion in the cache: the generator, its settings and the prompt."""
 
+    @abstractmethod
     def _complete_text(self, prompt: str) -> str:
-        raise NotImplementedError
+        """The whole answer to one prompt."""
 
+    @abstractmethod
     def _stream_deltas(self, prompt: str) -> Iterator[str]:
-        raise NotImplementedError
+        """The answer to one prompt, piece by piece."""
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -107,6 +114,10 @@ class LocalLLM(_ChatLLM):
         super().__init__(model=model, max_tokens=max_tokens, **kw)
         self._llama = load_llama(model, n_ctx=self.context_window)
         self._cache = cache
+
+    @property
+    def label(self) -> str:
+        return self.model
 
     def _cache_key(self, prompt: str) -> tuple:
         return ("gen", self.model, self.max_tokens, prompt)
@@ -143,6 +154,10 @@ class OpenAICompatibleLLM(_ChatLLM):
                               timeout=self.timeout_s, max_retries=1)
         self._cache = cache
 
+    @property
+    def label(self) -> str:
+        return f"{self.base_url}#{self.model}"
+
     def _cache_key(self, prompt: str) -> tuple:
         return ("gen", self.base_url, self.model, self.max_tokens, prompt)
 
@@ -152,7 +167,7 @@ class OpenAICompatibleLLM(_ChatLLM):
                 model=self.model, messages=[{"role": "user", "content": prompt}], max_tokens=self.max_tokens,
                 temperature=0.0, stream=stream)
         except Exception as e:   # openai raises connection, status and timeout errors: one line naming the server
-            raise HonedError(f"--llm {self.base_url}#{self.model}: {type(e).__name__}: {str(e)[:160]}") from None
+            raise HonedError(f"--llm {self.label}: {type(e).__name__}: {str(e)[:160]}") from None
 
     def _complete_text(self, prompt: str) -> str:
         return self._chat(prompt).choices[0].message.content or ""

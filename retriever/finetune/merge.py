@@ -18,6 +18,7 @@ Example:
 """
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import os
@@ -50,8 +51,6 @@ def merged_model(tuned, base, weight: float):
                          "the base it was fine-tuned from")
     merged = {k: (weight * t_sd[k] + (1 - weight) * b_sd[k]).to(t_sd[k].dtype) if torch.is_floating_point(t_sd[k])
               else t_sd[k] for k in t_sd}
-    import copy
-
     out = copy.deepcopy(tuned)
     out.load_state_dict(merged)
     return out
