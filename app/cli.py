@@ -131,12 +131,14 @@ def index_build(model: str = typer.Option("minilm", help="model folder, packaged
                 batch_size: int = typer.Option(32, min=1),
                 force: bool = FORCE) -> None:
     """Embed a corpus and write a FAISS index + doc store + manifest."""
-    from honed.retriever.index import build_index, read_manifest
+    from honed.retriever.index import build_index, load_index
 
     build_index(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size, force=force)
-    m = read_manifest(out)
-    console.print(f"[green]✓[/] {m['count']} docs → {out} ({m['faiss']['factory']}, dim {m['dim']}, "
+    idx = load_index(out)
+    m = idx.manifest
+    console.print(f"[green]✓[/] {len(idx)} docs → {out} ({m['faiss']['factory']}, dim {m['dim']}, "
                   f"{m['build']['docs_per_second']} docs/s)")
+    idx.store.close()
 
 
 @index_app.command("info")
@@ -533,6 +535,44 @@ def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME 
     cmd = [sys.executable, "-m", "streamlit", "run", str(ui), "--server.headless", "true",
            "--server.address", address, "--server.port", str(port), "--browser.gatherUsageStats", "false"]
     raise typer.Exit(run_server(cmd, env))
+
+
+@app.command("serve")
+def serve_cmd(artifact: Optional[Path] = typer.Argument(None, help="retriever artifact to serve (the champion)"),
+              champion: Optional[Path] = typer.Option(None, help="champion artifact (instead of ARTIFACT)"),
+              challenger: Optional[Path] = typer.Option(None, help="challenger artifact: gets --split of users"),
+              split: float = typer.Option(0.1, help="share of users (sticky by user_id) sent to the challenger"),
+              interleave: bool = typer.Option(False, help="those users get a team-draft mix of both rankings"),
+              experiment: str = typer.Option("", help="experiment name: salts the user → arm hash"),
+              host: str = typer.Option("127.0.0.1", help="bind address (localhost by default)"),
+              port: int = typer.Option(8080),
+              db: Optional[str] = FEEDBACK_DB,
+              batch_window_ms: float = typer.Option(3.0, help="micro-batch window: wait this long for more queries"),
+              max_batch: int = typer.Option(32, help="queries per encoder call"),
+              max_queue: int = typer.Option(256, help="waiting requests per arm before answering 503"),
+              max_k: int = typer.Option(100, help="largest k a request may ask for"),
+              api_key_env: str = typer.Option("HONED_API_KEY", help="env variable holding the API key (unset: open)")
+              ) -> None:
+    """Serve artifacts over HTTP: /search, /feedback, /health, /ready, /metrics (FastAPI + uvicorn)."""
+    from honed.app.serve.service import ServeConfig, create_app
+    from honed.app.store import feedback_url
+
+    if artifact and champion:
+        raise HonedError("give the champion once: as ARTIFACT or as --champion, not both")
+    if not (artifact or champion):
+        raise HonedError("serve what? give an ARTIFACT (or --champion)")
+    cfg = ServeConfig(champion=str(artifact or champion), challenger=str(challenger) if challenger else None,
+                      split=split, interleave=interleave, salt=experiment, feedback=feedback_url(db),
+                      window_ms=batch_window_ms, max_batch=max_batch, max_queue=max_queue, max_k=max_k,
+                      api_key_env=api_key_env)
+    api = create_app(cfg)
+    import uvicorn
+
+    key = "API key required" if os.environ.get(api_key_env) else f"no API key (${api_key_env} unset)"
+    console.print(f"serving {cfg.champion}" + (f" (challenger {cfg.challenger}, split {split}"
+                                              f"{', interleaved' if interleave else ''})" if challenger else "")
+                  + f" on http://{host}:{port} · feedback → {cfg.feedback} · {key}")
+    uvicorn.run(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
 
 
 @feedback_app.command("export")

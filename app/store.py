@@ -1,4 +1,4 @@
-"""The feedback store: every thumbs-up/down from the app, append-only, on SQLAlchemy.
+"""The feedback store: thumbs from the app, impressions and clicks from the service, append-only, on SQLAlchemy.
 
 SQLite (WAL, busy timeout, retried writes) by default; any SQLAlchemy URL
 (e.g. ``postgresql://…``) for teams, from the argument or ``HONED_FEEDBACK_URL``.
@@ -6,6 +6,14 @@ Votes are never updated in place: changing a thumb appends a row, and readers
 take the latest row per (session, query, system, target, doc). Retrains are
 recorded in the same database so "new pairs since the last retrain" survives
 restarts.
+
+The service (``honed serve``) logs one *impression* per answered search (query,
+arm, model version, the shown ids and ranks) and *interactions* against it
+(click, dwell, thumb). Passage texts are stored once each (``shown_passages``,
+keyed by a hash of id and text) so an impression row stays small. A write
+returns only after its transaction commits: an acknowledged row survives a
+crash of the service (WAL with ``synchronous=NORMAL`` is durable against
+process death; only a power cut can lose the last transactions).
 
 Example:
     >>> from honed.app.store import FeedbackStore, Vote
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
 import random
@@ -28,6 +37,7 @@ from honed.retriever.errors import HonedError
 
 DEFAULT_PATH = "feedback.db"
 TARGETS = ("answer", "passage")
+INTERACTIONS = ("click", "dwell", "thumb")
 
 
 @dataclass
@@ -120,6 +130,34 @@ class FeedbackStore:
             sa.Column("blinded", sa.Boolean, nullable=False, default=True),
             sa.Column("shown", sa.Text, nullable=False, default="{}"),
         )
+        self.impressions = sa.Table(
+            "impressions", md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("impression_id", sa.String(64), nullable=False, unique=True),
+            sa.Column("created_at", sa.String(32), nullable=False, index=True),
+            sa.Column("session_id", sa.String(200), nullable=False),
+            sa.Column("query", sa.Text, nullable=False),
+            sa.Column("arm", sa.String(64), nullable=False),          # champion | challenger | interleaved
+            sa.Column("model_version", sa.String(200), nullable=False),
+            sa.Column("k", sa.Integer, nullable=False),
+            sa.Column("shown", sa.Text, nullable=False),              # [{doc_id, rank, score, arm, key}]
+        )
+        self.shown_passages = sa.Table(
+            "shown_passages", md,
+            sa.Column("key", sa.String(40), primary_key=True),        # sha256(doc id, text)[:40]
+            sa.Column("doc_id", sa.String(512), nullable=False),
+            sa.Column("text", sa.Text, nullable=False),
+        )
+        self.interactions = sa.Table(
+            "interactions", md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("created_at", sa.String(32), nullable=False),
+            sa.Column("impression_id", sa.String(64), nullable=False, index=True),
+            sa.Column("kind", sa.String(16), nullable=False),         # click | dwell | thumb
+            sa.Column("doc_id", sa.String(512), nullable=False),
+            sa.Column("dwell_ms", sa.Float),
+            sa.Column("value", sa.Integer),                           # thumbs: +1 / -1
+        )
         self.retrains = sa.Table(
             "retrains", md,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -193,6 +231,94 @@ class FeedbackStore:
         with self._errors(), self.engine.connect() as conn:
             return int(conn.execute(self._sa.select(self._sa.func.max(self.votes.c.id))).scalar() or 0)
 
+    # -- the service's impressions and interactions ------------------------------------------------
+    def record_impression(self, impression_id: str, session_id: str, query: str, arm: str, model_version: str,
+                          k: int, shown: list[dict]) -> None:
+        """Log one answered search; `shown` holds ``doc_id``, ``rank``, ``score``, ``arm`` and ``text`` per hit."""
+        passages = {}
+        listed = []
+        for h in shown:
+            key = passage_key(h["doc_id"], h["text"])
+            passages[key] = {"key": key, "doc_id": h["doc_id"], "text": h["text"]}
+            listed.append({"doc_id": h["doc_id"], "rank": h["rank"], "score": h["score"], "arm": h["arm"],
+                           "key": key})
+        row = {"impression_id": impression_id, "created_at": _now(), "session_id": session_id, "query": query,
+               "arm": arm, "model_version": model_version, "k": k, "shown": json.dumps(listed, ensure_ascii=False)}
+
+        def write(conn):
+            if passages:
+                conn.execute(self._insert_ignore(self.shown_passages), list(passages.values()))
+            conn.execute(self.impressions.insert().values(**row))
+        self._write(write)
+
+    def impression(self, impression_id: str) -> dict | None:
+        with self._errors(), self.engine.connect() as conn:
+            r = conn.execute(self.impressions.select().where(self.impressions.c.impression_id == impression_id)
+                             ).mappings().first()
+        return {**r, "shown": json.loads(r["shown"])} if r else None
+
+    def record_interaction(self, impression_id: str, kind: str, doc_id: str, dwell_ms: float | None = None,
+                           value: int | None = None) -> int:
+        """Append a click, dwell or thumb on a shown result; returns its row id once committed."""
+        if kind not in INTERACTIONS:
+            raise HonedError(f"interaction type must be one of {INTERACTIONS}, got {kind!r}")
+        row = {"created_at": _now(), "impression_id": impression_id, "kind": kind, "doc_id": doc_id,
+               "dwell_ms": dwell_ms, "value": value}
+        return self._write(lambda conn: conn.execute(self.interactions.insert().values(**row)).inserted_primary_key[0])
+
+    def impressions_with_interactions(self, after_interaction_id: int = 0, since: str | None = None) -> list[dict]:
+        """Impressions (oldest first), each with its ``interactions`` and shown passages' ``text``.
+
+        With `after_interaction_id`, only impressions that got an interaction after that row;
+        with `since` (ISO time), only impressions logged at or after it.
+        """
+        sa = self._sa
+        imp, it, sp = self.impressions, self.interactions, self.shown_passages
+        with self._errors(), self.engine.connect() as conn:
+            q = imp.select().order_by(imp.c.id)
+            if since:
+                q = q.where(imp.c.created_at >= since)
+            if after_interaction_id:
+                q = q.where(imp.c.impression_id.in_(
+                    sa.select(it.c.impression_id).where(it.c.id > after_interaction_id)))
+            rows = [dict(r) for r in conn.execute(q).mappings()]
+            ids = [r["impression_id"] for r in rows]
+            acts: dict[str, list[dict]] = {}
+            for i in range(0, len(ids), 900):
+                for r in conn.execute(it.select().where(it.c.impression_id.in_(ids[i:i + 900]))
+                                      .order_by(it.c.id)).mappings():
+                    acts.setdefault(r["impression_id"], []).append(dict(r))
+            for r in rows:
+                r["shown"] = json.loads(r["shown"])
+            keys = sorted({h["key"] for r in rows for h in r["shown"]})
+            texts = {}
+            for i in range(0, len(keys), 900):
+                texts.update(conn.execute(sa.select(sp.c.key, sp.c.text).where(sp.c.key.in_(keys[i:i + 900]))).all())
+        for r in rows:
+            r["shown"] = [{**h, "text": texts.get(h["key"], "")} for h in r["shown"]]
+            r["interactions"] = acts.get(r["impression_id"], [])
+        return rows
+
+    def count_interactions(self) -> int:
+        with self._errors(), self.engine.connect() as conn:
+            return int(conn.execute(self._sa.select(self._sa.func.count()).select_from(self.interactions)).scalar_one())
+
+    def last_interaction_id(self) -> int:
+        with self._errors(), self.engine.connect() as conn:
+            return int(conn.execute(self._sa.select(self._sa.func.max(self.interactions.c.id))).scalar() or 0)
+
+    def _insert_ignore(self, table):
+        """INSERT that skips rows whose primary key exists (the dialects spell it differently)."""
+        name = self.engine.dialect.name
+        if name == "sqlite":
+            return table.insert().prefix_with("OR IGNORE")
+        if name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+            return insert(table).on_conflict_do_nothing()
+        if name in ("mysql", "mariadb"):
+            return table.insert().prefix_with("IGNORE")
+        raise HonedError(f"{_shown(self.url)}: the feedback store supports SQLite, PostgreSQL and MySQL, not {name}")
+
     def record_retrain(self, details: dict, last_vote_id: int) -> None:
         """Remember that a retrain consumed every vote up to `last_vote_id`."""
         row = {"created_at": _now(), "last_vote_id": last_vote_id, "details": json.dumps(details, default=str)}
@@ -217,6 +343,11 @@ def _shown(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:   # an unparsable URL: show only its scheme
         return url.split("://", 1)[0] + "://…"
+
+
+def passage_key(doc_id: str, text: str) -> str:
+    """The shown-passage key: the same id with edited text is a different passage."""
+    return hashlib.sha256(f"{doc_id}\x00{text}".encode()).hexdigest()[:40]
 
 
 def _now() -> str:

@@ -40,15 +40,15 @@ EVALS_PER_RUN = 5        # dev evaluations in a budgeted run: enough to pick a b
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``20m``, ``90s``, ``1h30m`` or ``1.5h``; anything else is a one-line error."""
+def parse_duration(text: str, flag: str = "--time-budget") -> float:
+    """Seconds in ``20m``, ``90s``, ``1h30m`` or ``1.5h``; anything else is a one-line error naming `flag`."""
     m = _DURATION.fullmatch(str(text).strip().lower())
     if not m or not any(m.groups()):
-        raise HonedError(f"--time-budget: expected a duration such as 20m, 90s or 1h30m, got {text!r}")
+        raise HonedError(f"{flag}: expected a duration such as 20m, 90s or 1h30m, got {text!r}")
     h, mi, s = (float(g) if g else 0.0 for g in m.groups())
     total = h * 3600 + mi * 60 + s
     if total <= 0:
-        raise HonedError(f"--time-budget must be positive, got {text!r}")
+        raise HonedError(f"{flag} must be positive, got {text!r}")
     return total
 
 
