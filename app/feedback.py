@@ -7,7 +7,9 @@
   pairs whose query is an eval query, or whose positive is a judged-relevant
   eval document, are dropped and counted.
 - :func:`feedback_status`: counts, the candidate's win rate over the baseline
-  on answer votes with a Wilson interval, and whether the retrain trigger fired.
+  on answer votes with a Wilson interval, the service's click metrics per arm
+  (:mod:`~honed.app.clicks`), and whether the retrain trigger fired: enough new
+  pairs, the production side losing too many comparisons, or its CTR dropping.
 
 Example:
     >>> from honed.app.store import FeedbackStore
@@ -35,6 +37,9 @@ class TriggerConfig:
     min_new_pairs: int = 50
     min_production_win_rate: float = 0.4   # production = the baseline side of the app
     min_comparisons: int = 20              # queries with answer votes on both sides before the win rate counts
+    ctr_drop: float | None = None          # the service's champion CTR fell this much (absolute) …
+    ctr_window_s: float = 86400.0          # … over the last window against the one before it
+    ctr_min_impressions: int = 100         # impressions per window before the CTR counts
 
 
 @dataclass
@@ -55,6 +60,8 @@ class FeedbackStatus:
     last_retrain: str | None
     trigger_fired: bool
     trigger_reasons: list[str] = field(default_factory=list)
+    clicks: dict | None = None             # the service's impressions: CTR and MRR per arm, interleaving
+    ctr_trigger: dict | None = None
 
 
 @lru_cache(maxsize=8)   # feedback_status asks twice (all pairs, new pairs); a BEIR load is the slow part
@@ -163,10 +170,20 @@ def feedback_status(store: FeedbackStore, cfg: TriggerConfig | None = None,
     if n >= cfg.min_comparisons and rate is not None and 1 - rate < cfg.min_production_win_rate:
         reasons.append(f"production (baseline) win rate {1 - rate:.2f} < {cfg.min_production_win_rate} "
                        f"over {n} compared queries")
+    clicks = ctr = None
+    if store.has_impressions():
+        from .clicks import CtrTrigger, click_metrics, ctr_drop
+
+        clicks = click_metrics(store)
+        if cfg.ctr_drop is not None:
+            ctr = ctr_drop(store, CtrTrigger(cfg.ctr_drop, cfg.ctr_window_s, cfg.ctr_min_impressions))
+            if ctr["fired"]:
+                reasons.append(ctr["reason"])
     by_target = {tg: sum(1 for r in latest if r["target"] == tg) for tg in ("answer", "passage")}
     return FeedbackStatus(
         votes=store.count(), effective_votes=len(latest), sessions=len({r["session_id"] for r in latest}),
         queries=len({normalise_text(r["query"]) for r in latest}), by_target=by_target, pairs=len(pairs),
         new_pairs=len(new_pairs), comparisons=n, candidate_wins=c, baseline_wins=b, ties=t,
         candidate_win_rate=round(rate, 4) if rate is not None else None, win_rate_ci=ci,
-        last_retrain=last["created_at"] if last else None, trigger_fired=bool(reasons), trigger_reasons=reasons)
+        last_retrain=last["created_at"] if last else None, trigger_fired=bool(reasons), trigger_reasons=reasons,
+        clicks=clicks, ctr_trigger=ctr)

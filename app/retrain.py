@@ -57,14 +57,22 @@ def retrain_from_feedback(data: str | os.PathLike, out: str | os.PathLike, store
     pairs, stats = feedback_pairs(store, eval_data=[data])
     console.print(f"feedback: {stats['pairs']} pairs ({stats['dropped_eval_query']} dropped as eval queries, "
                   f"{stats['dropped_eval_doc']} as eval documents, {stats['conflicts']} conflicting votes)")
+    champion = alias_version("champion", runs_dir)
+    baseline_model = champion.tags["honed.model_dir"] if champion is not None else "minilm"
+    if store.has_impressions():
+        from .clicks import click_pairs
+
+        more, cstats = click_pairs(store, baseline_model, eval_data=[data])
+        pairs += more
+        stats = {**stats, "clicks": cstats}
+        console.print(f"clicks: {cstats['pairs']} pairs from {cstats['impressions']} impressions "
+                      f"({cstats['negatives_guarded_out']} skipped results guarded out as likely positives)")
     if len(pairs) < min_pairs:
         raise HonedError(f"{store.url}: {len(pairs)} usable feedback pairs, fewer than {min_pairs}; nothing to retrain on")
     pairs_file = Path(runs_dir) / f"{out.name}-feedback-pairs.jsonl"
     pairs_file.parent.mkdir(parents=True, exist_ok=True)
     write_pairs(pairs_file, pairs)
 
-    champion = alias_version("champion", runs_dir)
-    baseline_model = champion.tags["honed.model_dir"] if champion is not None else "minilm"
     console.print(f"fine-tuning from {baseline_model} on {data} (train) + {pairs_file}")
     ft = finetune(FinetuneConfig(data=str(data), pairs=[str(pairs_file)], out=str(out), base=str(baseline_model),
                                  **(finetune_overrides or {})))

@@ -233,8 +233,11 @@ class FeedbackStore:
 
     # -- the service's impressions and interactions ------------------------------------------------
     def record_impression(self, impression_id: str, session_id: str, query: str, arm: str, model_version: str,
-                          k: int, shown: list[dict]) -> None:
-        """Log one answered search; `shown` holds ``doc_id``, ``rank``, ``score``, ``arm`` and ``text`` per hit."""
+                          k: int, shown: list[dict], created_at: str | None = None) -> None:
+        """Log one answered search; `shown` holds ``doc_id``, ``rank``, ``score``, ``arm`` and ``text`` per hit.
+
+        `created_at` (ISO time) is for replaying a log kept elsewhere; by default, now.
+        """
         passages = {}
         listed = []
         for h in shown:
@@ -242,8 +245,9 @@ class FeedbackStore:
             passages[key] = {"key": key, "doc_id": h["doc_id"], "text": h["text"]}
             listed.append({"doc_id": h["doc_id"], "rank": h["rank"], "score": h["score"], "arm": h["arm"],
                            "key": key})
-        row = {"impression_id": impression_id, "created_at": _now(), "session_id": session_id, "query": query,
-               "arm": arm, "model_version": model_version, "k": k, "shown": json.dumps(listed, ensure_ascii=False)}
+        row = {"impression_id": impression_id, "created_at": created_at or _now(), "session_id": session_id,
+               "query": query, "arm": arm, "model_version": model_version, "k": k,
+               "shown": json.dumps(listed, ensure_ascii=False)}
 
         def write(conn):
             if passages:
@@ -298,6 +302,10 @@ class FeedbackStore:
             r["shown"] = [{**h, "text": texts.get(h["key"], "")} for h in r["shown"]]
             r["interactions"] = acts.get(r["impression_id"], [])
         return rows
+
+    def has_impressions(self) -> bool:
+        with self._errors(), self.engine.connect() as conn:
+            return conn.execute(self._sa.select(self.impressions.c.id).limit(1)).first() is not None
 
     def count_interactions(self) -> int:
         with self._errors(), self.engine.connect() as conn:

@@ -7,6 +7,10 @@ fresh clone with nothing beside it.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # a forgotten hub call fails fast
@@ -89,3 +93,56 @@ def tiny_data(tmp_path_factory, scifact_dir):
     write_beir(root / "test", {d: te.corpus[d] for d in tdocs}, {q: te.queries[q] for q in tq},
                {"test": {q: te.qrels[q] for q in tq}})
     return root
+
+
+# -- the retrieval service as a real process --------------------------------------------------------
+
+HONED = str(Path(sys.executable).with_name("honed"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`honed serve …` in a subprocess on a free port; `url`, `proc`, `wait_ready()`, `stop()`."""
+
+    def __init__(self, args: list[str], db: Path, env: dict | None = None, log: Path | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args, self.db, self.env = args, db, env or {}
+        self.log = log or db.with_suffix(".log")
+        self._start = lambda: subprocess.Popen(
+            [HONED, "serve", *args, "--port", str(self.port), "--db", str(db)],
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env})
+        self.proc = self._start()
+
+    def restart(self) -> None:
+        self.proc = self._start()
+
+    def wait_ready(self, timeout: float = 120.0) -> dict:
+        import httpx
+
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"honed serve exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                r = httpx.get(self.url + "/ready", timeout=2)
+                if r.status_code == 200:
+                    return r.json()
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"not ready after {timeout} s: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
