@@ -359,7 +359,7 @@ def _search(index: Index, query_vectors: np.ndarray, k: int, allowed: np.ndarray
     return [[(int(p), float(s)) for p, s in zip(prow, srow) if p >= 0] for prow, srow in zip(labels, scores)]
 
 
-def open_index_and_encoder(path: str | os.PathLike, model: str | None = None):
+def open_index_and_encoder(path: str | os.PathLike, model: str | None = None, spin: bool = True):
     """Open an artifact and the model inside it (or `model`), checked for compatibility.
 
     The plain-function twin of ``HonedRetriever.from_dir``, for callers that do
@@ -368,6 +368,6 @@ def open_index_and_encoder(path: str | os.PathLike, model: str | None = None):
     from .encoder import load_encoder
 
     index = load_index(path)
-    enc = load_encoder(model or index.model_dir)
+    enc = load_encoder(model or index.model_dir, spin=spin)
     check_compatible(index, enc)
     return index, enc

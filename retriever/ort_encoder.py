@@ -245,13 +245,15 @@ def onnx_model_file(model_dir: str | os.PathLike, variant: str = "auto") -> tupl
 
 
 def load_ort_encoder(model_dir: str | os.PathLike, variant: str = "auto", batch_size: int = 32,
-                     threads: int | None = None, ref: str | None = None) -> OrtEncoder:
+                     threads: int | None = None, ref: str | None = None, spin: bool = True) -> OrtEncoder:
     """Open ``<model_dir>/onnx/``; see :func:`onnx_model_file` for `variant`."""
     import onnxruntime as ort
 
     root = Path(model_dir)
     onnx_path, man, variant = onnx_model_file(root, variant)
     opts = ort.SessionOptions()
+    if not spin:   # see load_encoder: idle threads yield the CPU instead of busy-waiting
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
     try:

@@ -201,6 +201,30 @@ def test_onnx_query_path_matches_torch_and_imports_no_torch(exported, tmp_path, 
     assert out[0].startswith("onnx-") and out[1] in scifact_slice.qrels[gold] and out[2] == "False"
 
 
+def test_service_serves_the_onnx_path_without_loading_torch(exported, tmp_path, scifact_slice):
+    """`honed serve` on an artifact with an ONNX export: same hits as in-process, and no libtorch mapped."""
+    import httpx
+
+    from conftest import Server
+    from honed.retriever.index import build_index, open_index_and_encoder, search
+
+    model, _, _ = exported
+    art = build_index(f"{model}@torch", scifact_slice.corpus, tmp_path / "art", show_progress=False)
+    s = Server([str(art)], tmp_path / "fb.db")
+    try:
+        ready = s.wait_ready()
+        assert ready["arms"]["champion"]["backend"].startswith("onnx-")
+        maps = open(f"/proc/{s.proc.pid}/maps").read()
+        assert "libtorch" not in maps and "onnxruntime" in maps
+        idx, enc = open_index_and_encoder(art)
+        for q in list(scifact_slice.queries.values())[:5]:
+            hits = httpx.post(s.url + "/search", json={"query": q, "k": 5}).json()["hits"]
+            want = search(idx, enc.encode_queries([q]), 5)[0]
+            assert [h["id"] for h in hits] == [d["id"] for d in idx.docs_at([lab for lab, _ in want])]
+    finally:
+        s.stop()
+
+
 def test_triton_repository_validates(exported, tmp_path):
     from honed.retriever.export.triton import export_triton, validate_config
 

@@ -177,7 +177,7 @@ class Arm:
     def load(self) -> None:
         from honed.retriever.index import open_index_and_encoder
 
-        self.index, self.encoder = open_index_and_encoder(self.path)
+        self.index, self.encoder = open_index_and_encoder(self.path, spin=False)
         fp = self.index.manifest["model"]["fingerprint"]
         self.version = f"{Path(self.path).resolve().name}@{fp.removeprefix('sha256:')[:12]}"
 
