@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install models browser demo test test-full ci-gate bench clean
+.PHONY: install models browser triton-env demo test test-full ci-gate bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -20,6 +20,20 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Triton runs from its own environment: nvidia-pytriton pins numpy<2, the rest of the stack needs numpy 2
+# (see app/serve/triton.py). Same onnxruntime and tokenizers as the main one, so the vectors are the same.
+TRITON_VENV ?= .venv-triton
+TRITON_STAMP := $(TRITON_VENV)/.honed-installed
+PKG_VERSION = $(shell $(BIN)/python -c 'import importlib.metadata as m; print(m.version("$(1)"))')
+$(TRITON_STAMP): $(STAMP)
+	test -d $(TRITON_VENV) || $(PY) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q nvidia-pytriton==0.7.0 onnxruntime==$(call PKG_VERSION,onnxruntime) \
+	    tokenizers==$(call PKG_VERSION,tokenizers)
+	$(TRITON_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+triton-env: $(TRITON_STAMP)
 
 models: install
 	$(BIN)/honed models fetch
@@ -38,7 +52,7 @@ test: models
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 # Full tier = the fast tier (`make test`, the README's test command) + the slow tests.
-test-full: test browser
+test-full: test browser triton-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
 # The release gate CI runs: the main job (fine-tune on cuad-clauses, evaluate vs base and BM25),

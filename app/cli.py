@@ -575,6 +575,22 @@ def serve_cmd(artifact: Optional[Path] = typer.Argument(None, help="retriever ar
     uvicorn.run(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
 
 
+@app.command("serve-triton", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def serve_triton_cmd(ctx: typer.Context,
+                     models: List[str] = typer.Argument(..., help="model folders with onnx/ (version 1 = champion, "
+                                                                  "2 = challenger, …); @onnx-fp32 etc. picks a variant"),
+                     python: Optional[str] = typer.Option(None, help="interpreter of the Triton environment "
+                                                                     "(default $HONED_TRITON_PYTHON, else .venv-triton)")
+                     ) -> None:
+    """Serve embedding models on a real Triton server (the tritonserver nvidia-pytriton bundles); flags after
+    the models (--http-port, --grpc-port, --metrics-port, --max-batch, --queue-delay-us, --no-dynamic-batching)
+    go to it."""
+    from honed.app.serve.launch import triton_python
+
+    exe = triton_python(python)
+    os.execv(exe, [exe, "-m", "honed.app.serve.triton", *models, *ctx.args])
+
+
 @feedback_app.command("export")
 def feedback_export(out: Path = typer.Option(..., help="pairs JSONL to write (feed to `honed finetune --pairs`)"),
                     db: Optional[str] = FEEDBACK_DB,

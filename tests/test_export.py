@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -223,6 +224,68 @@ def test_service_serves_the_onnx_path_without_loading_torch(exported, tmp_path, 
             assert [h["id"] for h in hits] == [d["id"] for d in idx.docs_at([lab for lab, _ in want])]
     finally:
         s.stop()
+
+
+def test_real_triton_serves_two_versions_equal_to_in_process_and_batches(exported, tmp_path, scifact_slice):
+    """`honed serve-triton` on the tritonserver binary nvidia-pytriton bundles (`make triton-env`)."""
+    import concurrent.futures
+
+    import httpx
+    import tritonclient.http as th
+
+    from conftest import HONED, free_port
+    from honed.app.serve.launch import triton_python
+    from honed.retriever.encoder import load_encoder
+
+    model, _, _ = exported
+    py = triton_python()   # a one-line HonedError if `make triton-env` has not run: the full tier needs it
+    ports = [free_port() for _ in range(3)]
+    log = tmp_path / "triton.log"
+    proc = subprocess.Popen([HONED, "serve-triton", f"{model}@onnx-fp32", f"{model}@onnx-int8", "--python", py,
+                             "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port",
+                             str(ports[2]), "--queue-delay-us", "20000"], stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"127.0.0.1:{ports[0]}"
+    try:
+        for _ in range(240):
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if all(httpx.get(f"http://{url}/v2/models/honed-embedder/versions/{v}/ready").status_code == 200
+                       for v in (1, 2)):
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("Triton not ready: " + log.read_text()[-3000:])
+        texts = (list(scifact_slice.queries.values()) * 2)[:32]   # the slice has 25 queries
+
+        def embed(client, text, version):
+            x = th.InferInput("TEXT", [1, 1], "BYTES")
+            x.set_data_from_numpy(np.array([[text.encode()]], dtype=object))
+            return client.infer("honed-embedder", [x], model_version=version).as_numpy("EMBEDDING")[0]
+
+        client = th.InferenceServerClient(url)
+        for version, backend in (("1", "onnx-fp32"), ("2", "onnx-int8")):
+            local = load_encoder(model, backend=backend)
+            for t in texts[:4]:   # one at a time: int8 activation scales depend on what shares a batch
+                assert np.allclose(embed(client, t, version), local.encode_queries([t])[0], atol=1e-5)
+        assert not np.allclose(embed(client, texts[0], "1"), embed(client, texts[0], "2"), atol=1e-4)
+
+        def stats():
+            m = next(m for m in client.get_inference_statistics("honed-embedder", "1")["model_stats"])
+            return m["inference_count"], m["execution_count"]
+
+        n0, e0 = stats()
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            clients = [th.InferenceServerClient(url) for _ in range(32)]
+            got = list(pool.map(lambda i: embed(clients[i], texts[i], "1"), range(32)))
+        n1, e1 = stats()
+        assert n1 - n0 == 32 and e1 - e0 < 32          # Triton's own count: fewer model executions than requests
+        fp32 = load_encoder(model, backend="onnx-fp32").encode_queries(texts)
+        assert np.allclose(np.stack(got), fp32, atol=1e-4)
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_triton_repository_validates(exported, tmp_path):
