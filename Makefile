@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install models browser triton-env demo test test-full ci-gate bench clean
+.PHONY: install models browser triton-env demo test test-full ci-gate ci-container bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -60,6 +60,13 @@ test-full: test browser triton-env
 ci-gate: models
 	$(BIN)/honed demo --out reports/ci --run-dir runs/ci
 	$(BIN)/honed gate --report reports/ci/report.json --config gate.toml
+
+# The service image, built and run with podman and no registry (deploy/container.sh), on the artifact the
+# demo packaged; the Kubernetes manifests checked offline against the Kubernetes schemas.
+ci-container: install
+	deploy/container.sh build
+	deploy/container.sh check artifacts/cuad-clauses-tuned
+	$(BIN)/kubernetes-validate --strict deploy/k8s/*.yaml
 
 bench: models
 	$(BIN)/python benchmarks/bench_retriever.py

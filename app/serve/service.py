@@ -178,8 +178,9 @@ class Arm:
         from honed.retriever.index import open_index_and_encoder
 
         self.index, self.encoder = open_index_and_encoder(self.path, spin=False)
-        fp = self.index.manifest["model"]["fingerprint"]
-        self.version = f"{Path(self.path).resolve().name}@{fp.removeprefix('sha256:')[:12]}"
+        model = self.index.manifest["model"]
+        # the model's own name (its run folder), not the mount point: in a container every artifact is /srv/artifact
+        self.version = f"{Path(model.get('ref') or self.path).name}@{model['fingerprint'].removeprefix('sha256:')[:12]}"
 
     def search_batch(self, items: list[tuple[str, int, _Filters | None]]) -> list:
         """Encode every query in one call, then search: unfiltered ones in one FAISS call."""
