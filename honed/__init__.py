@@ -47,6 +47,10 @@ _LAZY = {
     "write_beir_report": "honed.rag_eval.report",
     "evaluate_rag": "honed.rag_eval.rag",
     "run_gate": "honed.rag_eval.gate",
+    "create_app": "honed.app.serve.service",
+    "ServeConfig": "honed.app.serve.service",
+    "click_pairs": "honed.app.clicks",
+    "click_metrics": "honed.app.clicks",
     "HonedError": "honed.retriever.errors",
 }
 
