@@ -133,7 +133,8 @@ async def http_load(url: str, queries: list[str], clients: int, seconds: float, 
     return summarise(lat, took, errors)
 
 
-def in_process_load(retriever, queries: list[str], clients: int, seconds: float) -> dict:
+def threaded_load(call, queries: list[str], clients: int, seconds: float) -> tuple[list[float], float]:
+    """`clients` threads each call ``call(client_index, query)`` back to back for `seconds`: (latencies, wall s)."""
     lat: list[float] = []
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
@@ -142,7 +143,7 @@ def in_process_load(retriever, queries: list[str], clients: int, seconds: float)
         j = i
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
-            retriever.retrieve(queries[j % len(queries)])
+            call(i, queries[j % len(queries)])
             with lock:
                 lat.append(time.perf_counter() - t0)
             j += clients
@@ -153,7 +154,12 @@ def in_process_load(retriever, queries: list[str], clients: int, seconds: float)
         t.start()
     for t in threads:
         t.join()
-    return summarise(lat, time.perf_counter() - t0, 0)
+    return lat, time.perf_counter() - t0
+
+
+def in_process_load(retriever, queries: list[str], clients: int, seconds: float) -> dict:
+    lat, took = threaded_load(lambda _i, q: retriever.retrieve(q), queries, clients, seconds)
+    return summarise(lat, took, 0)
 
 
 async def feedback_until_killed(svc: Service, seconds_before_kill: float, clients: int = 16) -> dict:

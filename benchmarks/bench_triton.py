@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,37 +22,22 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_serve import REPO, cpu_name, free_port, load_queries  # noqa: E402  (shared helpers)
+from bench_serve import REPO, cpu_name, free_port, load_queries, threaded_load  # noqa: E402  (shared helpers)
 
 
 def run_level(url: str, queries: list[str], clients: int, seconds: float) -> dict:
     import tritonclient.http as th
 
-    lat: list[float] = []
-    lock = threading.Lock()
-    stop_at = time.perf_counter() + seconds
+    conns = [th.InferenceServerClient(url) for _ in range(clients)]
 
-    def worker(i: int) -> None:
-        c = th.InferenceServerClient(url)
-        j = i
-        while time.perf_counter() < stop_at:
-            x = th.InferInput("TEXT", [1, 1], "BYTES")
-            x.set_data_from_numpy(np.array([[queries[j % len(queries)].encode()]], dtype=object))
-            t0 = time.perf_counter()
-            c.infer("honed-embedder", [x], model_version="1")
-            with lock:
-                lat.append(time.perf_counter() - t0)
-            j += clients
+    def infer(i: int, query: str) -> None:
+        x = th.InferInput("TEXT", [1, 1], "BYTES")
+        x.set_data_from_numpy(np.array([[query.encode()]], dtype=object))
+        conns[i].infer("honed-embedder", [x], model_version="1")
 
     c = th.InferenceServerClient(url)
     before = c.get_inference_statistics("honed-embedder", "1")["model_stats"][0]
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    took = time.perf_counter() - t0
+    lat, took = threaded_load(infer, queries, clients, seconds)
     after = c.get_inference_statistics("honed-embedder", "1")["model_stats"][0]
     a = np.asarray(lat) * 1000
     inf = after["inference_count"] - before["inference_count"]
