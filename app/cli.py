@@ -339,6 +339,8 @@ def eval_beir(data: List[str] = typer.Option(..., help="BEIR dataset folder, or 
               system: List[str] = typer.Option(..., help="NAME=MODEL, or bm25 (repeatable)"),
               split: str = typer.Option("test"),
               out: Path = typer.Option(..., help="report folder"),
+              ood: List[str] = typer.Option([], help="out-of-domain dataset(s): same evaluation, checked for a "
+                                                     "significant drop (repeatable)"),
               max_queries: Optional[int] = typer.Option(None, min=1, help="evaluate on the first N queries"),
               index_dir: Path = typer.Option(Path("indexes"), help="where per-system indexes are cached"),
               track: bool = typer.Option(False, help="log the report to MLflow, linked to the model's training run"),
@@ -351,9 +353,13 @@ def eval_beir(data: List[str] = typer.Option(..., help="BEIR dataset folder, or 
     systems = [parse_system(s) for s in system]
     check_writable(out, "report", force)     # before the evaluation, not after
     results = evaluate_systems([str(d) for d in data], systems, split=split,
-                               max_queries=max_queries, index_dir=index_dir)
+                               max_queries=max_queries, index_dir=index_dir, ood=ood)
     paths = write_beir_report(results, out, force=force)
     console.print(paths.summary_table)
+    for r in json.loads(paths.json.read_text())["ood_check"]:
+        if r["significant_drop"]:
+            console.print(f"[yellow]out-of-domain: {r['system']} loses {r['delta']:+.4f} nDCG@10 against "
+                          f"{r['baseline']} on {r['dataset']} (p={r['p_value']:.2g})[/]")
     console.print(f"report: {paths.markdown}")
     if track:
         run_id = log_report_to_mlflow(json.loads(paths.json.read_text()), out)
@@ -415,7 +421,7 @@ def gate_cmd(report: Path = typer.Option(..., help="report.json from `honed eval
     t = Table("dataset", "rule", "metric", "value", "limit", "result", "detail")
     for c in checks:
         t.add_row(c.dataset, c.rule, c.metric, f"{c.value:.4g}", f"{c.limit:.4g}",
-                  "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.detail)
+                  "[green]pass[/]" if c.passed else "[red]FAIL[/]", escape(c.detail))
     console.print(t)
     failed = [c for c in checks if not c.passed]
     if failed:
@@ -475,11 +481,18 @@ def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped 
          out: Path = typer.Option(Path("reports/demo"), help="report folder"),
          run_dir: Path = typer.Option(Path("runs/demo"), help="where the tuned model goes"),
          max_steps: int = typer.Option(60, min=1, help="fine-tuning step budget"),
-         artifact: Path = typer.Option(Path("artifacts/cuad-clauses-tuned"), help="where the packaged retriever goes")) -> None:
+         artifact: Path = typer.Option(Path("artifacts/cuad-clauses-tuned"), help="where the packaged retriever goes"),
+         ood: List[Path] = typer.Option([Path("tests/fixtures/scifact-slice")],
+                                        help="out-of-domain set(s) the report checks for a drop (repeatable)")) -> None:
     """The main job on the shipped dataset: fine-tune, evaluate vs BM25 and the base model, report, package."""
     from honed.rag_eval.demo import run_demo
 
-    report = run_demo(data, out, run_dir=run_dir, artifact=artifact, finetune_overrides={"max_steps": max_steps})
+    missing = [str(o) for o in ood if not o.is_dir()]
+    if missing:
+        raise HonedError(f"--ood: {', '.join(missing)} is not a folder (run the demo from the repository root, "
+                         "or pass --ood DIR)")
+    report = run_demo(data, out, run_dir=run_dir, artifact=artifact, finetune_overrides={"max_steps": max_steps},
+                      ood=[str(o) for o in ood])
     console.print(f"\n[bold]Report:[/] {report}  (Markdown with PNG plots; JSON beside it)")
     console.print(f"[bold]Tuned model:[/] {run_dir}  (training curve: {run_dir / 'training.png'})")
     console.print(f"[bold]Ship it:[/] {artifact}  (model + ONNX + FAISS + documents + this evaluation; "

@@ -73,6 +73,7 @@ class DatasetResult:
     n_docs: int
     systems: dict[str, SystemResult] = field(default_factory=dict)
     negative_grades: int = 0          # qrels lines with a grade < 0, read as non-relevant
+    role: str = "in-domain"           # or "out-of-domain": a set the model was not tuned for (--ood)
 
 
 def dataset_name(path: str | os.PathLike) -> str:
@@ -163,17 +164,26 @@ def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100) -> tu
 
 def evaluate_systems(datasets: list[str], systems: list[System], split: str = "test",
                      max_queries: int | None = None, index_dir: str | os.PathLike = "indexes",
-                     k_values=(1, 3, 5, 10, 100)) -> list[DatasetResult]:
-    """Evaluate each system on each dataset; returns per-dataset, per-system metrics and runs."""
+                     k_values=(1, 3, 5, 10, 100), ood: list[str] | tuple = ()) -> list[DatasetResult]:
+    """Evaluate each system on each dataset; returns per-dataset, per-system metrics and runs.
+
+    `ood` datasets are evaluated the same way and marked out-of-domain: sets the tuned model never saw,
+    where the report and the gate check that fine-tuning did not make retrieval worse.
+    """
     names = [s.name for s in systems]
     if len(set(names)) != len(names):
         raise HonedError(f"--system names must be unique, got {names}")
+    roles = [(d, "in-domain") for d in datasets] + [(d, "out-of-domain") for d in ood]
+    seen = [dataset_name(resolve_dataset(d)) for d, _ in roles]
+    if len(set(seen)) != len(seen):
+        raise HonedError(f"a dataset is named twice across --data and --ood: {seen}")
     out = []
-    for path in datasets:
+    for path, role in roles:
         path = resolve_dataset(path)
         ds = subsample_queries(load_beir(path, split), max_queries)
         res = DatasetResult(name=dataset_name(path), path=str(path), split=split,
-                            n_queries=len(ds.queries), n_docs=len(ds.corpus), negative_grades=ds.negative_grades)
+                            n_queries=len(ds.queries), n_docs=len(ds.corpus), negative_grades=ds.negative_grades,
+                            role=role)
         for sysm in systems:
             t0 = time.perf_counter()
             fp = None

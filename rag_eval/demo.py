@@ -26,9 +26,10 @@ DEMO_FINETUNE = dict(max_steps=60, batch_size=32, max_seq_length=128, num_negati
 def run_demo(data: str | os.PathLike = "datasets/cuad-clauses", out: str | os.PathLike = "reports/demo",
              run_dir: str | os.PathLike = "runs/demo", index_dir: str | os.PathLike = "indexes",
              artifact: str | os.PathLike = "artifacts/cuad-clauses-tuned",
-             finetune_overrides: dict | None = None) -> Path:
+             finetune_overrides: dict | None = None, ood: list[str] | tuple = ()) -> Path:
     """Fine-tune MiniLM on `data`'s train split, export it to ONNX, evaluate bm25/base/tuned on the test
-    split, and package the tuned retriever with its evaluation; return report.md."""
+    split (and on the `ood` sets, out-of-domain), and package the tuned retriever with its evaluation;
+    return report.md."""
     from honed.retriever.artifact import package_artifact
     from honed.retriever.errors import HonedError
     from honed.retriever.export.onnx import export_onnx
@@ -46,10 +47,11 @@ def run_demo(data: str | os.PathLike = "datasets/cuad-clauses", out: str | os.Pa
         export_onnx(run_dir, data=str(data), max_docs=400, target_cpu="auto")
     except HonedError as e:   # an int8 model that fails its gate is kept but unused: fp32 serves
         console.print(f"    [yellow]{e}[/]")
-    console.print(f"4/6 evaluating bm25 vs base MiniLM vs tuned on {data} (test split; both models on torch)")
+    also = f", and out-of-domain on {', '.join(map(str, ood))}" if ood else ""
+    console.print(f"4/6 evaluating bm25 vs base MiniLM vs tuned on {data} (test split; both models on torch){also}")
     results = evaluate_systems([str(data)], [parse_system("bm25"), parse_system("base=minilm"),
                                              parse_system(f"tuned={run_dir}@torch")], split="test",
-                               index_dir=index_dir)
+                               index_dir=index_dir, ood=list(ood))
     console.print("5/6 writing the report")
     paths = write_beir_report(results, out, baseline="base")
     console.print(paths.summary_table)

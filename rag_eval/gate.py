@@ -14,6 +14,14 @@ A gate config is TOML::
     require_significant = true   # …and a gain must be significant (Wilcoxon p < alpha)
     alpha = 0.05
 
+    [ood_non_regression."NDCG@10"]  # the same rule on every out-of-domain dataset (`eval beir --ood`)
+    max_drop = 0.02
+    significant_only = true      # a drop beyond max_drop fails only if significant (small sets are noisy)
+
+``datasets`` (default: every in-domain dataset) selects where thresholds and
+``non_regression`` apply; ``ood_non_regression`` applies to every dataset the
+report marks out-of-domain, and fails when the report has none.
+
 Example:
     >>> from honed.rag_eval.gate import run_gate
     >>> checks = run_gate("reports/demo/report.json", "gate.toml")   # doctest: +SKIP
@@ -37,7 +45,7 @@ from .significance import paired_test
 @dataclass
 class GateCheck:
     dataset: str
-    rule: str          # "threshold" | "max_drop" | "significant"
+    rule: str          # "threshold" | "max_drop" | "significant" | "ood_max_drop" | "ood_significant" | "ood_present"
     metric: str
     value: float
     limit: float
@@ -65,8 +73,10 @@ def _parse_file(p: Path, what: str, parse):
         raise HonedError(f"{p}: nested too deeply to be a {what}") from None
 
 
-_TOP_KEYS = {"candidate": str, "baseline": str, "datasets": list, "thresholds": dict, "non_regression": dict}
-_RULE_KEYS = {"max_drop": (int, float), "require_significant": bool, "alpha": (int, float)}
+_TOP_KEYS = {"candidate": str, "baseline": str, "datasets": list, "thresholds": dict, "non_regression": dict,
+             "ood_non_regression": dict}
+_RULE_KEYS = {"max_drop": (int, float), "require_significant": bool, "significant_only": bool, "alpha": (int, float)}
+_BOOL_KEYS = {"require_significant", "significant_only"}
 
 
 def _number(v) -> bool:
@@ -94,26 +104,28 @@ def check_gate_config(cfg: dict, where: str = "gate config") -> dict:
     for metric, floor in cfg.get("thresholds", {}).items():
         if not _number(floor):
             raise HonedError(f"{where}: thresholds.{metric!r} must be a number, got {floor!r}")
-    for metric, rule in cfg.get("non_regression", {}).items():
-        at = f"non_regression.{metric!r}"
+    for table, metric, rule in [(t, m, r) for t in ("non_regression", "ood_non_regression")
+                                for m, r in cfg.get(t, {}).items()]:
+        at = f"{table}.{metric!r}"
         if not isinstance(rule, dict):
             raise HonedError(f"{where}: {at} must be a table such as {{ max_drop = 0.0 }}, got {rule!r}")
         for key, val in rule.items():
             if key not in _RULE_KEYS:
                 raise HonedError(f"{where}: unknown key {at}.{key} (allowed: {', '.join(_RULE_KEYS)})")
-            if isinstance(val, bool) != (key == "require_significant") or not isinstance(val, _RULE_KEYS[key]) \
-                    or (key != "require_significant" and not _number(val)):
+            if isinstance(val, bool) != (key in _BOOL_KEYS) or not isinstance(val, _RULE_KEYS[key]) \
+                    or (key not in _BOOL_KEYS and not _number(val)):
                 raise HonedError(f"{where}: {at}.{key} must be "
-                                 f"{'true or false' if key == 'require_significant' else 'a number'}, got {val!r}")
+                                 f"{'true or false' if key in _BOOL_KEYS else 'a number'}, got {val!r}")
         if rule.get("max_drop", 0) < 0:
             raise HonedError(f"{where}: {at}.max_drop must be ≥ 0, got {rule['max_drop']}")
         if not 0 < rule.get("alpha", 0.05) < 1:
             raise HonedError(f"{where}: {at}.alpha must be between 0 and 1, got {rule['alpha']}")
-    if cfg.get("non_regression") and not cfg.get("baseline"):
-        raise HonedError(f"{where}: [non_regression] needs baseline = \"...\"")
-    if not cfg.get("thresholds") and not cfg.get("non_regression"):
-        raise HonedError(f"{where}: no checks ([thresholds] or [non_regression]): a gate that checks nothing "
-                         "would pass anything")
+    for table in ("non_regression", "ood_non_regression"):
+        if cfg.get(table) and not cfg.get("baseline"):
+            raise HonedError(f"{where}: [{table}] needs baseline = \"...\"")
+    if not any(cfg.get(t) for t in ("thresholds", "non_regression", "ood_non_regression")):
+        raise HonedError(f"{where}: no checks ([thresholds], [non_regression] or [ood_non_regression]): a gate "
+                         "that checks nothing would pass anything")
     return cfg
 
 
@@ -156,16 +168,11 @@ def _per_query(sysd: dict, metric: str, dataset: str, system: str) -> dict[str, 
 def evaluate_gate(report: dict, cfg: dict) -> list[GateCheck]:
     """Every check the config asks for, on every selected dataset."""
     cand, base = cfg["candidate"], cfg.get("baseline")
-    names = cfg.get("datasets") or list(report["datasets"])
+    ood = [n for n, d in report["datasets"].items() if d.get("role") == "out-of-domain"]
+    names = cfg.get("datasets") or [n for n in report["datasets"] if n not in ood]
     checks: list[GateCheck] = []
     for name in names:
-        if name not in report["datasets"]:
-            raise HonedError(f"gate: dataset {name!r} is not in the report (has: {', '.join(report['datasets'])})")
-        d = report["datasets"][name]
-        for sysname in [cand] + ([base] if base else []):
-            if sysname not in d["systems"]:
-                raise HonedError(f"gate: system {sysname!r} is not in the report for {name} "
-                                 f"(has: {', '.join(d['systems'])})")
+        d = _dataset(report, name, [cand] + ([base] if base else []))
         metrics = d["systems"][cand]["metrics"]
         for metric, floor in (cfg.get("thresholds") or {}).items():
             if metric not in metrics:
@@ -175,18 +182,48 @@ def evaluate_gate(report: dict, cfg: dict) -> list[GateCheck]:
             v = float(metrics[metric])
             checks.append(GateCheck(name, "threshold", metric, v, float(floor), v >= float(floor),
                                     f"{cand} {metric} {v:.4f} ≥ {float(floor):.4f}"))
-        for metric, rule in (cfg.get("non_regression") or {}).items():
-            t = paired_test(_per_query(d["systems"][base], metric, name, base),
-                            _per_query(d["systems"][cand], metric, name, cand), metric=metric)
-            max_drop = float(rule.get("max_drop", 0.0))
-            checks.append(GateCheck(name, "max_drop", metric, t.delta, -max_drop, t.delta >= -max_drop,
-                                    f"Δ {t.delta:+.4f} vs {base} (CI [{t.ci_low:+.4f}, {t.ci_high:+.4f}], "
-                                    f"{t.wins}/{t.ties}/{t.losses} w/t/l)"))
-            if rule.get("require_significant"):
-                alpha = float(rule.get("alpha", 0.05))
-                ok = t.delta > 0 and t.p_value < alpha
-                checks.append(GateCheck(name, "significant", metric, t.p_value, alpha, ok,
-                                        f"gain {t.delta:+.4f}, Wilcoxon p={t.p_value:.3g} (need > 0 and p < {alpha})"))
+        checks += _non_regression(d, name, cand, base, cfg.get("non_regression") or {})
+    if cfg.get("ood_non_regression"):
+        if not ood:
+            checks.append(GateCheck("(out-of-domain)", "ood_present", "-", 0, 1, False,
+                                    "the config has [ood_non_regression] but the report has no out-of-domain "
+                                    "dataset (evaluate with `honed eval beir --ood DIR`)"))
+        for name in ood:
+            d = _dataset(report, name, [cand, base])
+            checks += _non_regression(d, name, cand, base, cfg["ood_non_regression"], prefix="ood_")
+    return checks
+
+
+def _dataset(report: dict, name: str, systems: list[str]) -> dict:
+    if name not in report["datasets"]:
+        raise HonedError(f"gate: dataset {name!r} is not in the report (has: {', '.join(report['datasets'])})")
+    d = report["datasets"][name]
+    for sysname in systems:
+        if sysname not in d["systems"]:
+            raise HonedError(f"gate: system {sysname!r} is not in the report for {name} "
+                             f"(has: {', '.join(d['systems'])})")
+    return d
+
+
+def _non_regression(d: dict, name: str, cand: str, base: str, rules: dict, prefix: str = "") -> list[GateCheck]:
+    """Paired per-query checks of `cand` against `base` on one dataset: the drop, and optionally significance."""
+    checks = []
+    for metric, rule in rules.items():
+        t = paired_test(_per_query(d["systems"][base], metric, name, base),
+                        _per_query(d["systems"][cand], metric, name, cand), metric=metric)
+        max_drop = float(rule.get("max_drop", 0.0))
+        alpha = float(rule.get("alpha", 0.05))
+        ok = t.delta >= -max_drop
+        note = ""
+        if not ok and rule.get("significant_only") and not t.p_value < alpha:
+            ok, note = True, f"; beyond max_drop but not significant (p ≥ {alpha})"
+        checks.append(GateCheck(name, prefix + "max_drop", metric, t.delta, -max_drop, ok,
+                                f"Δ {t.delta:+.4f} vs {base} (CI [{t.ci_low:+.4f}, {t.ci_high:+.4f}], "
+                                f"{t.wins}/{t.ties}/{t.losses} w/t/l, p={t.p_value:.2g}){note}"))
+        if rule.get("require_significant"):
+            ok = t.delta > 0 and t.p_value < alpha
+            checks.append(GateCheck(name, prefix + "significant", metric, t.p_value, alpha, ok,
+                                    f"gain {t.delta:+.4f}, Wilcoxon p={t.p_value:.3g} (need > 0 and p < {alpha})"))
     return checks
 
 

@@ -49,7 +49,8 @@ def report_dict(results, baseline: str | None = None) -> dict:
         names = list(res.systems)
         base = baseline if baseline in res.systems else names[0]
         doc["baseline"] = base
-        d = {"path": res.path, "split": res.split, "n_queries": res.n_queries, "n_docs": res.n_docs,
+        d = {"path": res.path, "split": res.split, "role": getattr(res, "role", "in-domain"),
+             "n_queries": res.n_queries, "n_docs": res.n_docs,
              "qrels_negative_grades": res.negative_grades, "systems": {}, "significance": {}}
         for name, sr in res.systems.items():
             d["systems"][name] = {
@@ -63,7 +64,24 @@ def report_dict(results, baseline: str | None = None) -> dict:
                                    {q: v[m] for q, v in sr.metrics.per_query.items()}, metric=m).to_dict()
                     for m in TESTED}
         doc["datasets"][res.name] = d
+    doc["ood_check"] = ood_check(doc)
     return doc
+
+
+def ood_check(doc: dict, alpha: float = 0.05) -> list[dict]:
+    """Per out-of-domain dataset and system: nDCG@10 against the baseline, and whether it fell significantly."""
+    rows = []
+    for name, d in doc["datasets"].items():
+        if d.get("role") != "out-of-domain":
+            continue
+        for system, tests in d["significance"].items():
+            t = tests["NDCG@10"]
+            rows.append({"dataset": name, "system": system, "baseline": doc["baseline"],
+                         "baseline_ndcg@10": d["systems"][doc["baseline"]]["metrics"]["NDCG@10"],
+                         "ndcg@10": d["systems"][system]["metrics"]["NDCG@10"], "delta": t["delta"],
+                         "ci": [t["ci_low"], t["ci_high"]], "p_value": t["p_value"],
+                         "significant_drop": t["delta"] < 0 and t["p_value"] < alpha})
+    return rows
 
 
 def _plots(doc: dict, folder: Path) -> list[str]:
@@ -118,8 +136,20 @@ def report_markdown(doc: dict, plots: list[str]) -> str:
     lines = [f"# Retrieval evaluation", "",
              f"Created {doc['created']} on {doc['machine']}; honed {doc['honed_version']}. "
              f"Baseline for significance: **{doc['baseline']}**.", ""]
+    if doc.get("ood_check"):
+        lines += ["## Out-of-domain check", "",
+                  "Datasets the tuned model was not trained for: fine-tuning should not make retrieval worse "
+                  "there. A drop is flagged when it is significant (paired Wilcoxon, p < 0.05).", "",
+                  f"| dataset | system | nDCG@10 ({doc['baseline']} → system) | Δ | 95% CI | p | |",
+                  "|---|---|---|---:|---|---:|---|"]
+        for r in doc["ood_check"]:
+            lines.append(f"| {r['dataset']} | {r['system']} | {r['baseline_ndcg@10']:.4f} → {r['ndcg@10']:.4f} "
+                         f"| {r['delta']:+.4f} | [{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}] | {r['p_value']:.2g} | "
+                         + ("**significant drop**" if r["significant_drop"] else "no significant drop") + " |")
+        lines.append("")
     for ds_name, d in doc["datasets"].items():
-        lines += [f"## {ds_name} ({d['split']}: {d['n_queries']} queries, {d['n_docs']:,} docs)", "",
+        role = " · out-of-domain" if d.get("role") == "out-of-domain" else ""
+        lines += [f"## {ds_name} ({d['split']}: {d['n_queries']} queries, {d['n_docs']:,} docs{role})", "",
                   "| system | " + " | ".join(HEADLINE) + " | time (s) |",
                   "|---|" + "---:|" * (len(HEADLINE) + 1)]
         for name, s in d["systems"].items():
@@ -142,9 +172,10 @@ def _summary_table(doc: dict):
 
     t = Table("dataset", "system", "nDCG@10", "Recall@100", "Δ nDCG@10", "p")
     for ds_name, d in doc["datasets"].items():
+        shown = ds_name + (" (out-of-domain)" if d.get("role") == "out-of-domain" else "")
         for name, s in d["systems"].items():
             sig = d["significance"].get(name, {}).get("NDCG@10")
-            t.add_row(ds_name, name, f"{s['metrics']['NDCG@10']:.4f}", f"{s['metrics']['Recall@100']:.4f}",
+            t.add_row(shown, name, f"{s['metrics']['NDCG@10']:.4f}", f"{s['metrics']['Recall@100']:.4f}",
                       f"{sig['delta']:+.4f}" if sig else "—", f"{sig['p_value']:.2g}" if sig else "—")
     return t
 
