@@ -30,6 +30,19 @@ app.add_typer(index_app, name="index")
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
 console = Console()
+
+
+@app.callback()
+def _root(device: Optional[str] = typer.Option(None, "--device", help="torch device for every model this command "
+                                               "loads: auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps "
+                                               "(sets $HONED_DEVICE; the ONNX path is always CPU)")) -> None:
+    """Fine-tune, index, evaluate and compare domain retrievers."""
+    if device:
+        from honed.retriever.device import resolve_device
+
+        os.environ["HONED_DEVICE"] = resolve_device(device)
+
+
 FORCE = typer.Option(False, "--force", help="replace --out even if it is not a honed artifact of this kind")
 
 
@@ -285,6 +298,8 @@ def finetune_cmd(
     drop_eval_overlap: bool = typer.Option(False, help="drop training queries equal to eval queries instead of refusing"),
     time_budget: Optional[str] = typer.Option(None, help="wall-clock budget for the whole run (20m, 1h30m): plans "
                                                          "steps, subsamples pairs per query, stops on time with the best checkpoint"),
+    device: Optional[str] = typer.Option(None, help="auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps "
+                                                    "(default $HONED_DEVICE, else auto); bf16/fp16 on CUDA"),
     config: Optional[Path] = typer.Option(None, help="TOML file with a [finetune] table of the same keys"),
     force: bool = FORCE,
 ) -> None:

@@ -31,6 +31,8 @@ def test_end_to_end_run_is_a_model_folder_tracked_in_mlflow(tiny_data, tmp_path)
     man = json.loads((out / "honed.json").read_text())
     assert man["status"] == res.status and man["data"]["train_examples"] > man["data"]["train_pairs"] * 0.5
     assert man["eval"]["base_dev_ndcg@10"] > 0 and man["timing"]["steps"] == 4
+    from honed.retriever.device import precision, resolve_device
+    assert man["timing"]["device"] == resolve_device() and man["timing"]["precision"] == precision(resolve_device())
     assert (out / "training.png").read_bytes()[:4] == b"\x89PNG"
     m = SentenceTransformer(str(out), device="cpu")
     assert m.encode(["x"]).shape == (1, 384)

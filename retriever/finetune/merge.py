@@ -32,9 +32,10 @@ WEIGHTS = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)
 def _load(ref):
     from sentence_transformers import SentenceTransformer
 
+    from ..device import resolve_device
     from ..models import resolve_model
 
-    return SentenceTransformer(str(resolve_model(ref)), device="cpu", trust_remote_code=False)
+    return SentenceTransformer(str(resolve_model(ref)), device=resolve_device(), trust_remote_code=False)
 
 
 def merged_model(tuned, base, weight: float):

@@ -34,7 +34,7 @@ def _pairs_dataset(triples: list[Pair]):
 
 def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.PathLike, out: str | os.PathLike,
                   epochs: int = 1, batch_size: int = 16, lr: float = 2e-5, max_length: int = 256,
-                  seed: int = 42, max_steps: int = -1):
+                  seed: int = 42, max_steps: int = -1, device: str | None = None):
     """Train the cross-encoder; return (model, {"dev_ndcg@10_before", "dev_ndcg@10"}).
 
     `dev_samples` are ``{"query", "positive": [...], "negative": [...]}`` dicts for
@@ -45,10 +45,12 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from sentence_transformers.cross_encoder.training_args import CrossEncoderTrainingArguments
 
+    from ..device import resolve_device, trainer_precision_args
     from ..models import resolve_model
 
+    device = resolve_device(device)
     # The packaged bi-encoders have no classification head: it starts random (scores ≈ 0.5).
-    model = CrossEncoder(str(resolve_model(base)), num_labels=1, max_length=max_length, device="cpu",
+    model = CrossEncoder(str(resolve_model(base)), num_labels=1, max_length=max_length, device=device,
                          trust_remote_code=False)
     evaluator = CrossEncoderRerankingEvaluator(dev_samples, at_k=10, name="dev", batch_size=32,
                                                always_rerank_positives=True, write_csv=False)
@@ -56,7 +58,8 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
     args = CrossEncoderTrainingArguments(
         output_dir=str(Path(out) / "checkpoints"), num_train_epochs=epochs, max_steps=max_steps,
         per_device_train_batch_size=batch_size, learning_rate=lr, warmup_ratio=0.1, seed=seed,
-        save_strategy="no", logging_steps=10, report_to="none", use_cpu=True, dataloader_drop_last=False,
+        save_strategy="no", logging_steps=10, report_to="none", dataloader_drop_last=False,
+        **trainer_precision_args(device),
         disable_tqdm=False,
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=_pairs_dataset(triples),

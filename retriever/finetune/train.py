@@ -69,6 +69,7 @@ class FinetuneConfig:
     track: bool = True
     drop_eval_overlap: bool = False    # drop (instead of refusing) training queries that equal eval queries
     time_budget: str | None = None     # "20m", "1h30m": plan steps and subsample pairs to end on time (budget.py)
+    device: str | None = None          # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps; None: $HONED_DEVICE
     force: bool = False                # replace `out` even if it is not a honed run folder
 
 
@@ -318,9 +319,12 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
         from transformers import EarlyStoppingCallback
 
+    from ..device import precision, resolve_device, trainer_precision_args
     from ..encoder import load_encoder
     from ..models import model_fingerprint, resolve_model
 
+    device = resolve_device(cfg.device)
+    _say(f"device {device} ({precision(device)})")
     with _phase("loading pairs"):
         pairs, corpus, eval_queries, dev_ds = collect_pairs(cfg)
     with _phase(f"dev split and the eval-overlap check ({len(pairs)} pairs)"):
@@ -329,7 +333,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     with _phase(f"loading the base model {cfg.base}"):
         base_path = resolve_model(cfg.base)
         base_enc = load_encoder(cfg.base, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length,
-                                backend="torch")
+                                backend="torch", device=device)
     with _phase("scoring the base model on the dev split") as dev_phase:
         evaluator, dev_q, dev_rel, dev_pool = dev_evaluator(dev_pairs, corpus, cfg.dev_max_docs, cfg.seed, dev_ds)
         base_dev = evaluator(base_enc.model)["dev_cosine_ndcg@10"]
@@ -352,7 +356,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         dev_samples = _teacher_dev_samples(dev_q, dev_rel, dev_pool, base_enc)
         teacher, teacher_metrics = train_teacher(triples, dev_samples, cfg.teacher, work / "teacher",
                                                  epochs=cfg.teacher_epochs, seed=cfg.seed,
-                                                 max_length=cfg.max_seq_length)
+                                                 max_length=cfg.max_seq_length, device=device)
         if cfg.loss == "distill":
             margins = score_margins(teacher, triples)
         timings["teacher_s"] = round(time.perf_counter() - t0, 1)
@@ -365,7 +369,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
                                                (len(dev_pool) + len(dev_q)) / max(eval_s, 1e-9), eval_s,
                                                triples, margins)
         callbacks.append(deadline_callback(deadline, eval_s))
-    model = SentenceTransformer(str(base_path), device="cpu", trust_remote_code=False)
+    model = SentenceTransformer(str(base_path), device=device, trust_remote_code=False)
     model.max_seq_length = cfg.max_seq_length
     train_ds = _train_dataset(cfg, triples, margins)
     eval_steps = plan.eval_steps if plan else cfg.eval_steps
@@ -373,7 +377,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt), num_train_epochs=cfg.epochs, max_steps=plan.max_steps if plan else cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
-        seed=cfg.seed, data_seed=cfg.seed, use_cpu=True,
+        seed=cfg.seed, data_seed=cfg.seed, **trainer_precision_args(device),
         # in-batch negatives: a query's other positives must not share its batch
         batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.loss != "distill" else BatchSamplers.BATCH_SAMPLER,
         eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps,
@@ -419,6 +423,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
                        "seconds_per_epoch": round(train_s / epochs_done, 1), "epochs": round(epochs_done, 3),
                        "steps": trainer.state.global_step, "total_s": round(time.perf_counter() - t_start, 1),
                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                       "device": device, "precision": precision(device),
                        "resumed_from": resume_from.name if resume_from else None},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }

@@ -1,0 +1,61 @@
+"""Which torch device and precision a model runs on: the user's choice, else ``$HONED_DEVICE``, else cuda > mps > cpu.
+
+Training and teacher training use bf16 autocast on a CUDA GPU that supports it, fp16 on an older one,
+and fp32 on the CPU and on Apple's mps (whose autocast support in the Hugging Face trainer is partial),
+so results on the CPU are unchanged. Training uses the first visible GPU (choose it with
+``CUDA_VISIBLE_DEVICES``); encoding honours ``cuda:N``. The ONNX path always runs on the CPU.
+
+Example:
+    >>> resolve_device("cpu")
+    'cpu'
+    >>> precision("cpu")
+    'fp32'
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from .errors import HonedError
+
+_FORMS = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def resolve_device(requested: str | None = None) -> str:
+    """The torch device for `requested` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; None: $HONED_DEVICE)."""
+    want = (requested or os.environ.get("HONED_DEVICE") or "auto").strip().lower()
+    where = "--device" if requested else "$HONED_DEVICE"
+    if not _FORMS.fullmatch(want):
+        raise HonedError(f"{where}: expected auto, cpu, cuda, cuda:N or mps, got {want!r}")
+    if want == "cpu":
+        return "cpu"   # no torch import needed to know that
+    import torch
+
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if want == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    if want.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise HonedError(f"{where}: {want} asked for, but torch sees no CUDA GPU "
+                             f"(torch {torch.__version__}; a CPU-only build?)")
+        index = int(want.split(":")[1]) if ":" in want else 0
+        if index >= torch.cuda.device_count():
+            raise HonedError(f"{where}: {want} asked for, but there are {torch.cuda.device_count()} CUDA GPU(s)")
+    if want == "mps" and not has_mps:
+        raise HonedError(f"{where}: mps asked for, but this torch build or machine has no Apple GPU")
+    return want
+
+
+def precision(device: str) -> str:
+    """``bf16`` on a CUDA GPU with bf16 support, ``fp16`` on an older CUDA GPU, else ``fp32``."""
+    if not device.startswith("cuda"):
+        return "fp32"
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def trainer_precision_args(device: str) -> dict:
+    """The Hugging Face trainer arguments for `device`: where to run and which autocast."""
+    prec = precision(device)
+    return {"use_cpu": device == "cpu", "bf16": prec == "bf16", "fp16": prec == "fp16"}

@@ -1,0 +1,48 @@
+"""Device selection: the user's choice, else $HONED_DEVICE, else cuda > mps > cpu; one-line errors otherwise.
+(This suite runs on CPU machines: what a GPU changes is measured by benchmarks on the lent GPU, not here.)"""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import HONED
+from honed.retriever.device import precision, resolve_device, trainer_precision_args
+from honed.retriever.errors import HonedError
+
+
+def test_explicit_env_and_auto(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("HONED_DEVICE", raising=False)
+    assert resolve_device("cpu") == "cpu" and resolve_device("CPU ") == "cpu"
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    assert resolve_device() == ("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
+    monkeypatch.setenv("HONED_DEVICE", "cpu")
+    assert resolve_device() == "cpu"
+    assert precision("cpu") == "fp32"
+    assert trainer_precision_args("cpu") == {"use_cpu": True, "bf16": False, "fp16": False}
+
+
+@pytest.mark.parametrize("bad, msg", [("tpu", "expected auto, cpu"), ("cuda:x", "expected auto, cpu")])
+def test_bad_device_names_are_refused(bad, msg):
+    with pytest.raises(HonedError, match=msg):
+        resolve_device(bad)
+
+
+def test_a_missing_gpu_is_one_line_not_a_fallback(monkeypatch):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU; the refusal is for machines without one")
+    with pytest.raises(HonedError, match="torch sees no CUDA GPU"):
+        resolve_device("cuda")
+    monkeypatch.setenv("HONED_DEVICE", "cuda:0")
+    with pytest.raises(HonedError, match=r"\$HONED_DEVICE: cuda:0 asked for"):
+        resolve_device()
+    p = subprocess.run([HONED, "--device", "cuda", "models", "list"], capture_output=True, text=True)
+    assert p.returncode == 2 and "--device: cuda asked for" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_encoder_records_its_device(minilm):
+    assert minilm.device == resolve_device() and str(minilm.model.device).startswith(minilm.device.split(":")[0])
