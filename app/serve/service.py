@@ -398,6 +398,14 @@ def create_app(cfg: ServeConfig, store=None) -> FastAPI:
         if (r := refuse(request)) is not None:
             return r
         st = state["store"]
+        try:
+            return await _record_feedback(st, body)
+        except Exception as e:   # the store is down or locked beyond its retries: not acknowledged, retry later
+            log.exception("feedback not recorded")
+            metrics.errors.labels("feedback_store").inc()
+            return _error(503, f"feedback store unavailable ({e}); not recorded, retry", {"Retry-After": "1"})
+
+    async def _record_feedback(st, body: FeedbackRequest):
         imp = await run_in_threadpool(st.impression, body.impression_id)
         if imp is None:
             metrics.errors.labels("unknown_impression").inc()
