@@ -102,6 +102,8 @@ while True:
         r = httpx.get(url + "/ready", timeout=2)
         if r.status_code == 200:
             break
+        if "loading failed" in r.text:   # the service is up but could not open the artifact: say why, now
+            sys.exit(f"container up, artifact not loaded: {r.json()['error']}")
     except httpx.HTTPError:
         pass
     if time.time() - t0 > 120:

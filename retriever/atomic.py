@@ -218,6 +218,7 @@ def atomic_dir(final: str | os.PathLike, kind: str, force: bool = False) -> Iter
     tmp.mkdir(0o777)    # mkdtemp would make it 0700; this follows the umask
     try:
         yield tmp
+        _readable_as_umask_allows(tmp)
         # no timestamp: rebuilding the same artifact gives the same bytes (each kind's manifest dates it)
         record = {"format": ARTIFACT_FORMAT, "kind": kind, "files": _file_table(tmp, kind)}
         (tmp / ARTIFACT_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
@@ -236,6 +237,17 @@ def atomic_dir(final: str | os.PathLike, kind: str, force: bool = False) -> Iter
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _readable_as_umask_allows(root: Path) -> None:
+    """Give every file the read bits the umask allows: some writers (safetensors) make their files 0600,
+    which leaves a model unreadable to the service user in a container or to a colleague."""
+    want = 0o444 & ~_umask()
+    for p in root.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            mode = p.stat().st_mode & 0o7777
+            if mode & want != want:
+                p.chmod(mode | want)
 
 
 def _fsync_tree(root: Path) -> None:

@@ -69,13 +69,20 @@ class DocStore:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise HonedError(f"{self.path}: missing; the artifact is incomplete")
+        # A folder we cannot write (a read-only mount in a container, another user's files): a WAL database
+        # cannot even be read there, since readers create the -shm file beside it, so it opens immutable.
+        # Nobody can change it in place through such a mount either.
+        self.frozen = not create and not os.access(self.path.parent, os.W_OK)
         try:
-            uri = f"file:{self.path}?mode={'ro' if readonly else 'rwc'}"
+            if self.frozen:
+                uri = f"file:{self.path}?mode=ro&immutable=1"
+            else:
+                uri = f"file:{self.path}?mode={'ro' if readonly else 'rwc'}"
             self.conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None,
                                         check_same_thread=False)
             self.conn.create_function("py_lower", 1, _py_lower, deterministic=True)
             self.conn.create_function("py_str", 2, py_str, deterministic=True)
-            if not readonly:
+            if not readonly and not self.frozen:
                 self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA busy_timeout=30000")
             if create:

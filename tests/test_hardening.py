@@ -95,6 +95,20 @@ def test_index_build_refuses_a_report_folder_before_encoding(tmp_path, slice_ind
         build_index("no-such-model-is-loaded", {"d": {"text": "x"}}, other)
 
 
+def test_files_a_writer_made_private_are_readable_as_the_umask_allows(tmp_path):
+    """safetensors writes model.safetensors 0600: a container's service user could not read the model."""
+    from honed.retriever.atomic import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "art", kind="index") as t:
+            (t / "model.safetensors").write_bytes(b"x")
+            (t / "model.safetensors").chmod(0o600)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "art" / "model.safetensors").stat().st_mode) == 0o644
+
+
 def test_output_folders_follow_the_umask(tmp_path):
     data = write_dataset(tmp_path / "d")
     out = tmp_path / "report"

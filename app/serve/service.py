@@ -264,6 +264,7 @@ def create_app(cfg: ServeConfig, store=None) -> FastAPI:
                 arm.encoder.encode_queries(["warm-up"])   # first ONNX call allocates; keep it off a user's clock
         except Exception as e:   # shown by /ready; the process stays up so an operator can read it
             state["error"] = f"{type(e).__name__}: {e}"
+            log.error("loading failed: %s", state["error"])
             return
         loop.call_soon_threadsafe(start_batchers)
 
