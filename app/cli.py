@@ -372,7 +372,7 @@ def eval_beir(data: List[str] = typer.Option(..., help="BEIR dataset folder, or 
     paths = write_beir_report(results, out, force=force)
     console.print(paths.summary_table)
     for r in json.loads(paths.json.read_text())["ood_check"]:
-        if r["significant_drop"]:
+        if r["significant_drop"] or r["ci_below_zero"]:
             console.print(f"[yellow]out-of-domain: {r['system']} loses {r['delta']:+.4f} nDCG@10 against "
                           f"{r['baseline']} on {r['dataset']} (p={r['p_value']:.2g})[/]")
     console.print(f"report: {paths.markdown}")

@@ -80,7 +80,11 @@ def ood_check(doc: dict, alpha: float = 0.05) -> list[dict]:
                          "baseline_ndcg@10": d["systems"][doc["baseline"]]["metrics"]["NDCG@10"],
                          "ndcg@10": d["systems"][system]["metrics"]["NDCG@10"], "delta": t["delta"],
                          "ci": [t["ci_low"], t["ci_high"]], "p_value": t["p_value"],
-                         "significant_drop": t["delta"] < 0 and t["p_value"] < alpha})
+                         "wins": t["wins"], "ties": t["ties"], "losses": t["losses"],
+                         "significant_drop": t["delta"] < 0 and t["p_value"] < alpha,
+                         # with few changed queries the exact Wilcoxon test cannot reach alpha (4 changed:
+                         # p ≥ 0.125), while the paired bootstrap CI can already exclude zero: say so
+                         "ci_below_zero": t["ci_high"] < 0})
     return rows
 
 
@@ -139,13 +143,14 @@ def report_markdown(doc: dict, plots: list[str]) -> str:
     if doc.get("ood_check"):
         lines += ["## Out-of-domain check", "",
                   "Datasets the tuned model was not trained for: fine-tuning should not make retrieval worse "
-                  "there. A drop is flagged when it is significant (paired Wilcoxon, p < 0.05).", "",
+                  "there. A drop is flagged when it is significant (paired Wilcoxon, p < 0.05), and marked when the "
+                  "paired bootstrap CI is below zero but too few queries changed for the test.", "",
                   f"| dataset | system | nDCG@10 ({doc['baseline']} → system) | Δ | 95% CI | p | |",
                   "|---|---|---|---:|---|---:|---|"]
         for r in doc["ood_check"]:
             lines.append(f"| {r['dataset']} | {r['system']} | {r['baseline_ndcg@10']:.4f} → {r['ndcg@10']:.4f} "
                          f"| {r['delta']:+.4f} | [{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}] | {r['p_value']:.2g} | "
-                         + ("**significant drop**" if r["significant_drop"] else "no significant drop") + " |")
+                         + _ood_verdict(r) + " |")
         lines.append("")
     for ds_name, d in doc["datasets"].items():
         role = " · out-of-domain" if d.get("role") == "out-of-domain" else ""
@@ -165,6 +170,15 @@ def report_markdown(doc: dict, plots: list[str]) -> str:
                                  f"| {t['wins']} / {t['ties']} / {t['losses']} | {t['p_value']:.2g} |")
         lines += [""] + [f"![{p}]({p})" for p in plots if p.startswith(ds_name + "-")] + [""]
     return "\n".join(lines)
+
+
+def _ood_verdict(r: dict) -> str:
+    if r["significant_drop"]:
+        return "**significant drop**"
+    if r.get("ci_below_zero"):
+        return (f"**drop**: CI below zero, but only {r['wins'] + r['losses']} queries changed "
+                f"(too few for the Wilcoxon test)")
+    return "no significant drop"
 
 
 def _summary_table(doc: dict):

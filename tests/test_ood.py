@@ -36,6 +36,7 @@ def test_report_marks_and_checks_out_of_domain_sets(report):
     sig = doc["datasets"]["scifact-slice"]["significance"]["base"]["NDCG@10"]
     assert row["dataset"] == "scifact-slice" and row["system"] == "base" and row["delta"] == sig["delta"]
     assert row["significant_drop"] == (sig["delta"] < 0 and sig["p_value"] < 0.05)
+    assert row["ci_below_zero"] == (sig["ci_high"] < 0) and row["wins"] + row["ties"] + row["losses"] == 30
     md = (report / "report.md").read_text()
     assert "## Out-of-domain check" in md and "scifact-slice (test: 30 queries, 155 docs · out-of-domain)" in md
 
