@@ -80,19 +80,10 @@ class Service:
 
     def start(self) -> float:
         """Start the process; seconds until /ready answers 200."""
-        import httpx
+        from honed.app.serve.launch import wait_ready
 
-        t0 = time.perf_counter()
         self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"honed serve exited {self.proc.returncode}")
-            try:
-                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
-                    return time.perf_counter() - t0
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+        return wait_ready(self.url + "/ready", self.proc, interval=0.05)
 
     def stop(self) -> None:
         self.proc.terminate()

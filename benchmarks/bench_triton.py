@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,9 +47,7 @@ def run_level(url: str, queries: list[str], clients: int, seconds: float) -> dic
 
 
 def main() -> None:
-    import httpx
-
-    from honed.app.serve.launch import triton_python
+    from honed.app.serve.launch import triton_python, wait_ready
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="model folder with onnx/ (default: export the packaged MiniLM)")
@@ -74,17 +71,7 @@ def main() -> None:
         proc = subprocess.Popen([str(Path(sys.executable).with_name("honed")), "serve-triton", model, "--python",
                                  triton_python(), "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
                                  "--metrics-port", str(ports[2]), *extra], stdout=log, stderr=subprocess.STDOUT)
-        t0 = time.perf_counter()
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"tritonserver exited {proc.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{ports[0]}/v2/models/honed-embedder/versions/1/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        ready = round(time.perf_counter() - t0, 2)
+        ready = round(wait_ready(f"http://127.0.0.1:{ports[0]}/v2/models/honed-embedder/versions/1/ready", proc), 2)
         for n in sorted({1, args.clients}):
             out = run_level(f"127.0.0.1:{ports[0]}", queries, n, args.seconds)
             out["start_to_ready_s"] = ready

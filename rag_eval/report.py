@@ -49,7 +49,7 @@ def report_dict(results, baseline: str | None = None) -> dict:
         names = list(res.systems)
         base = baseline if baseline in res.systems else names[0]
         doc["baseline"] = base
-        d = {"path": res.path, "split": res.split, "role": getattr(res, "role", "in-domain"),
+        d = {"path": res.path, "split": res.split, "role": res.role,
              "n_queries": res.n_queries, "n_docs": res.n_docs,
              "qrels_negative_grades": res.negative_grades, "systems": {}, "significance": {}}
         for name, sr in res.systems.items():

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # a forgotten hub call fails fast
@@ -126,18 +125,13 @@ class Server:
     def wait_ready(self, timeout: float = 120.0) -> dict:
         import httpx
 
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"honed serve exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                r = httpx.get(self.url + "/ready", timeout=2)
-                if r.status_code == 200:
-                    return r.json()
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"not ready after {timeout} s: {self.log.read_text()[-2000:]}")
+        from honed.app.serve.launch import wait_ready
+
+        try:
+            wait_ready(self.url + "/ready", self.proc, timeout)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}: {self.log.read_text()[-2000:]}") from None
+        return httpx.get(self.url + "/ready", timeout=2).json()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -230,11 +229,10 @@ def test_real_triton_serves_two_versions_equal_to_in_process_and_batches(exporte
     """`honed serve-triton` on the tritonserver binary nvidia-pytriton bundles (`make triton-env`)."""
     import concurrent.futures
 
-    import httpx
     import tritonclient.http as th
 
     from conftest import HONED, free_port
-    from honed.app.serve.launch import triton_python
+    from honed.app.serve.launch import triton_python, wait_ready
     from honed.retriever.encoder import load_encoder
 
     model, _, _ = exported
@@ -246,17 +244,11 @@ def test_real_triton_serves_two_versions_equal_to_in_process_and_batches(exporte
                              str(ports[2]), "--queue-delay-us", "20000"], stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"127.0.0.1:{ports[0]}"
     try:
-        for _ in range(240):
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if all(httpx.get(f"http://{url}/v2/models/honed-embedder/versions/{v}/ready").status_code == 200
-                       for v in (1, 2)):
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("Triton not ready: " + log.read_text()[-3000:])
+        try:
+            for v in (1, 2):
+                wait_ready(f"http://{url}/v2/models/honed-embedder/versions/{v}/ready", proc, timeout=120)
+        except RuntimeError as e:
+            pytest.fail(f"Triton not ready ({e}): " + log.read_text()[-3000:])
         texts = (list(scifact_slice.queries.values()) * 2)[:32]   # the slice has 25 queries
 
         def embed(client, text, version):

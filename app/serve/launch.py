@@ -23,3 +23,23 @@ def triton_python(explicit: str | None = None) -> str:
         return str(local.absolute())   # not resolve(): the symlink is what makes it the venv's Python
     raise HonedError("no Triton environment: run `make triton-env` (creates .venv-triton), or point "
                      "$HONED_TRITON_PYTHON at a Python with nvidia-pytriton, numpy<2 and honed installed")
+
+
+def wait_ready(url: str, proc=None, timeout: float = 120.0, interval: float = 0.1) -> float:
+    """Poll `url` (a readiness endpoint) until it answers 200; seconds waited. Raises RuntimeError when
+    `proc` (the server's Popen) exits first or `timeout` passes: for the tests and benchmarks that start one."""
+    import time
+
+    import httpx
+
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before {url} was ready")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return time.perf_counter() - t0
+        except httpx.HTTPError:
+            pass   # not listening yet
+        time.sleep(interval)
+    raise RuntimeError(f"{url} not ready after {timeout:g} s")
