@@ -296,6 +296,8 @@ def finetune_cmd(
     resume: bool = typer.Option(False, help="continue from the last checkpoint of a crashed run"),
     track: bool = typer.Option(True, help="log to MLflow"),
     drop_eval_overlap: bool = typer.Option(False, help="drop training queries equal to eval queries instead of refusing"),
+    frozen_eval: List[str] = typer.Option([], help="eval set (BEIR folder, e.g. from `honed annotate export`) whose "
+                                                   "test queries and judged passages never enter training; repeatable"),
     time_budget: Optional[str] = typer.Option(None, help="wall-clock budget for the whole run (20m, 1h30m): plans "
                                                          "steps, subsamples pairs per query, stops on time with the best checkpoint"),
     device: Optional[str] = typer.Option(None, help="auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps "

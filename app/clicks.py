@@ -16,7 +16,7 @@
   query's positives. Users skip relevant results all the time (they had seen
   enough); the guard drops the ones that look like positives.
 - The frozen eval set stays out of training: pairs whose query is an eval query
-  or whose positive is a judged-relevant eval document are dropped and counted,
+  or whose positive is a judged eval document are dropped and counted,
   as for votes (:func:`~honed.app.feedback.feedback_pairs`).
 
 Pairs are deduplicated per (query, positive); negatives from every impression
@@ -43,9 +43,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from honed.retriever.finetune.pairs import Pair, normalise_text
+from honed.retriever.finetune.pairs import Pair, frozen_eval_set, normalise_text
 
-from .feedback import _frozen_eval_set, wilson
+from .feedback import wilson
 from .serve.traffic import CHALLENGER, CHAMPION, winner
 from .store import FeedbackStore
 
@@ -94,7 +94,7 @@ def click_pairs(store: FeedbackStore, encoder, eval_data: list[str | os.PathLike
     from honed.retriever.finetune.mining import guard_ceiling
 
     cm = click_model or ClickModel()
-    eval_q, eval_ids, eval_texts = _frozen_eval_set(tuple(str(d) for d in eval_data or ()))
+    frozen = frozen_eval_set(tuple(str(d) for d in eval_data or ()))
     per_query: dict[str, dict] = {}
     stats = {"impressions": 0, "with_clicks": 0, "positives": 0, "candidate_negatives": 0,
              "negatives_guarded_out": 0, "dropped_eval_query": 0, "dropped_eval_doc": 0}
@@ -105,17 +105,18 @@ def click_pairs(store: FeedbackStore, encoder, eval_data: list[str | os.PathLike
         if not pos:
             continue
         q = normalise_text(imp["query"])
-        if q in eval_q:
+        if frozen.has_query(q):
             stats["dropped_eval_query"] += len(pos)
             continue
         entry = per_query.setdefault(q, {"query": imp["query"].strip(), "pos": {}, "neg": {}})
         for h in pos:
-            if h["doc_id"] in eval_ids or normalise_text(h["text"]) in eval_texts:
+            if frozen.has_doc(h["doc_id"], h["text"]):
                 stats["dropped_eval_doc"] += 1
                 continue
             entry["pos"][h["doc_id"]] = h["text"]
         for h in neg:
-            entry["neg"][h["doc_id"]] = h["text"]
+            if not frozen.has_doc(h["doc_id"], h["text"]):
+                entry["neg"][h["doc_id"]] = h["text"]
     pairs = []
     for entry in per_query.values():
         negs = {d: t for d, t in entry["neg"].items() if d not in entry["pos"]}

@@ -4,8 +4,8 @@
   thumbs-down passage becomes a hard negative only when the same query has a
   known positive (a down vote alone says "not this", not what is right).
   Pairs are deduplicated, and nothing of the frozen eval set enters training:
-  pairs whose query is an eval query, or whose positive is a judged-relevant
-  eval document, are dropped and counted.
+  pairs whose query is an eval query, or whose positive is a judged eval
+  document, are dropped and counted (:func:`~retriever.finetune.pairs.drop_frozen`'s rule).
 - :func:`feedback_status`: counts, the candidate's win rate over the baseline
   on answer votes with a Wilson interval, the service's click metrics per arm
   (:mod:`~honed.app.clicks`), and whether the retrain trigger fired: enough new
@@ -23,9 +23,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
-
-from honed.retriever.finetune.pairs import Pair, normalise_text
+from honed.retriever.finetune.pairs import Pair, frozen_eval_set, normalise_text
 
 from .store import FeedbackStore
 
@@ -64,28 +62,10 @@ class FeedbackStatus:
     ctr_trigger: dict | None = None
 
 
-@lru_cache(maxsize=8)   # feedback_status asks twice (all pairs, new pairs); a BEIR load is the slow part
-def _frozen_eval_set(eval_data: tuple[str, ...]) -> tuple[frozenset, frozenset, frozenset]:
-    """(normalised eval queries, judged-relevant eval doc ids, their normalised texts)."""
-    from honed.retriever.data.beir import doc_text, load_beir
-
-    queries, doc_ids, doc_texts = set(), set(), set()
-    for d in eval_data:
-        ds = load_beir(d, "test")
-        queries |= {normalise_text(q) for q in ds.queries.values()}
-        for rel in ds.qrels.values():
-            for did, grade in rel.items():
-                if grade > 0:
-                    doc_ids.add(did)
-                    if did in ds.corpus:
-                        doc_texts.add(normalise_text(doc_text(ds.corpus[did])))
-    return frozenset(queries), frozenset(doc_ids), frozenset(doc_texts)
-
-
 def feedback_pairs(store: FeedbackStore, eval_data: list[str | os.PathLike] | None = None,
                    after_id: int = 0) -> tuple[list[Pair], dict]:
     """Training pairs (``source="feedback"``) from passage votes, and counts of what was kept or dropped."""
-    eval_q, eval_ids, eval_texts = _frozen_eval_set(tuple(str(d) for d in eval_data or ()))
+    frozen = frozen_eval_set(tuple(str(d) for d in eval_data or ()))
     ups: dict[str, dict[str, tuple[str, str]]] = {}     # norm query → doc id → (query, text)
     downs: dict[str, dict[str, str]] = {}
     for r in store.latest_votes(after_id):
@@ -100,17 +80,17 @@ def feedback_pairs(store: FeedbackStore, eval_data: list[str | os.PathLike] | No
              "dropped_eval_query": 0, "dropped_eval_doc": 0, "negatives_without_positive": 0, "conflicts": 0}
     pairs = []
     for q, pos in ups.items():
-        if q in eval_q:
+        if frozen.has_query(q):
             stats["dropped_eval_query"] += len(pos)
             continue
-        negs = {d: t for d, t in downs.get(q, {}).items() if d not in pos}
+        negs = {d: t for d, t in downs.get(q, {}).items() if d not in pos and not frozen.has_doc(d, t)}
         # one voter's up and another's down on the same passage: it is neither a clean positive nor a negative
         conflicts = set(pos) & set(downs.get(q, {}))
         stats["conflicts"] += len(conflicts)
         for did, (query, text) in pos.items():
             if did in conflicts:
                 continue
-            if did in eval_ids or normalise_text(text) in eval_texts:
+            if frozen.has_doc(did, text):
                 stats["dropped_eval_doc"] += 1
                 continue
             pairs.append(Pair(query, text, query_id=None, positive_id=did, negatives=list(negs.values()),

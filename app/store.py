@@ -158,6 +158,54 @@ class FeedbackStore:
             sa.Column("dwell_ms", sa.Float),
             sa.Column("value", sa.Integer),                           # thumbs: +1 / -1
         )
+        # annotation (`honed annotate`): queries to judge, their pooled passages, graded labels, answer labels
+        self.annotation_queries = sa.Table(
+            "annotation_queries", md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("set_name", sa.String(200), nullable=False),
+            sa.Column("query_id", sa.String(200), nullable=False),
+            sa.Column("created_at", sa.String(32), nullable=False),
+            sa.Column("text", sa.Text, nullable=False),
+            sa.Column("source", sa.String(16), nullable=False),       # file | log | synthetic
+            sa.Column("positive_id", sa.String(512)),                 # synthetic: the passage it was written for
+            sa.Column("positive_text", sa.Text),
+            sa.UniqueConstraint("set_name", "query_id"),
+        )
+        self.annotation_pool = sa.Table(
+            "annotation_pool", md,
+            sa.Column("set_name", sa.String(200), primary_key=True),
+            sa.Column("query_id", sa.String(200), primary_key=True),
+            sa.Column("doc_id", sa.String(512), primary_key=True),
+            sa.Column("position", sa.Integer, nullable=False),        # the shuffled order every annotator sees
+            sa.Column("text", sa.Text, nullable=False),
+            sa.Column("systems", sa.Text, nullable=False),            # JSON: which systems retrieved it (hidden)
+        )
+        self.relevance_labels = sa.Table(
+            "relevance_labels", md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("created_at", sa.String(32), nullable=False),
+            sa.Column("set_name", sa.String(200), nullable=False, index=True),
+            sa.Column("query_id", sa.String(200), nullable=False),
+            sa.Column("doc_id", sa.String(512), nullable=False),      # "" for a review of the query itself
+            sa.Column("annotator", sa.String(200), nullable=False),
+            sa.Column("kind", sa.String(16), nullable=False),         # label | adjudication | review
+            sa.Column("grade", sa.Integer),                           # 0-3; review: 1 accept, 0 reject
+            sa.Column("note", sa.Text),
+            sa.Column("edited_text", sa.Text),                        # review: the query as the reviewer edited it
+        )
+        self.answer_labels = sa.Table(
+            "answer_labels", md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("created_at", sa.String(32), nullable=False),
+            sa.Column("set_name", sa.String(200), nullable=False, index=True),
+            sa.Column("item_id", sa.String(200), nullable=False),
+            sa.Column("question", sa.Text, nullable=False),
+            sa.Column("contexts", sa.Text, nullable=False),           # JSON list of passage texts
+            sa.Column("answer", sa.Text, nullable=False),
+            sa.Column("annotator", sa.String(200), nullable=False),
+            sa.Column("faithful", sa.Integer, nullable=False),        # 1 every claim is supported, 0 not
+            sa.Column("note", sa.Text),
+        )
         self.retrains = sa.Table(
             "retrains", md,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -200,6 +248,19 @@ class FeedbackStore:
                 if "locked" not in str(e).lower() or i == attempts - 1:
                     raise
                 time.sleep(0.05 * (2 ** i) * (1 + random.random()))
+
+    def write(self, fn):
+        """Run `fn(conn)` in one committed transaction (retried when SQLite is locked); returns its result."""
+        return self._write(fn)
+
+    def rows(self, stmt) -> list[dict]:
+        """The rows of one SELECT, as dicts."""
+        with self._errors(), self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    def insert_ignore(self, table):
+        """INSERT that skips rows whose key exists (for idempotent writes)."""
+        return self._insert_ignore(table)
 
     def record(self, vote: Vote) -> int:
         """Append one vote; returns its row id."""

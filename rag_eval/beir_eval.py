@@ -162,6 +162,14 @@ def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100) -> tu
     return run, enc.fingerprint
 
 
+def system_run(ds: BeirDataset, system: System, k: int, index_path: Path) -> tuple[dict, str | None]:
+    """(run, model fingerprint) of one system over the dataset's queries: BM25, or dense over a cached index."""
+    if system.kind == "bm25":
+        return bm25_search(ds.corpus, ds.queries, k=k), None
+    index_path = index_path.with_name(re.sub(r"[^A-Za-z0-9_.-]+", "-", index_path.name))
+    return dense_run(ds, system.model, index_path, k=k)
+
+
 def evaluate_systems(datasets: list[str], systems: list[System], split: str = "test",
                      max_queries: int | None = None, index_dir: str | os.PathLike = "indexes",
                      k_values=(1, 3, 5, 10, 100), ood: list[str] | tuple = ()) -> list[DatasetResult]:
@@ -186,12 +194,7 @@ def evaluate_systems(datasets: list[str], systems: list[System], split: str = "t
                             role=role)
         for sysm in systems:
             t0 = time.perf_counter()
-            fp = None
-            if sysm.kind == "bm25":
-                run = bm25_search(ds.corpus, ds.queries, k=max(k_values))
-            else:
-                slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{res.name}-{split}-{sysm.name}")
-                run, fp = dense_run(ds, sysm.model, Path(index_dir) / slug, k=max(k_values))
+            run, fp = system_run(ds, sysm, max(k_values), Path(index_dir) / f"{res.name}-{split}-{sysm.name}")
             res.systems[sysm.name] = SystemResult(sysm, evaluate_run(ds.qrels, run, k_values), run,
                                                   time.perf_counter() - t0, fp)
         out.append(res)

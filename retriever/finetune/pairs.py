@@ -21,6 +21,7 @@ import json
 import os
 import random
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from ..atomic import atomic_write_text
@@ -110,6 +111,63 @@ def check_no_overlap(train_queries: list[str], eval_queries: list[str], what: st
     if clash:
         raise HonedError(f"{len(clash)} {what} queries also appear in the training pairs "
                          f"(e.g. {clash[0][:80]!r}); remove them from training or pick other {what} queries")
+
+
+@dataclass(frozen=True)
+class FrozenEvalSet:
+    """What of the evaluation sets never enters training: their test queries and every judged passage."""
+
+    queries: frozenset = frozenset()     # normalised query texts
+    doc_ids: frozenset = frozenset()     # every doc id in the test qrels, whatever its grade
+    doc_texts: frozenset = frozenset()   # their normalised texts (the same passage under another id)
+
+    def has_query(self, query: str) -> bool:
+        return normalise_text(query) in self.queries
+
+    def has_doc(self, doc_id: str | None, text: str | None) -> bool:
+        return (doc_id is not None and doc_id in self.doc_ids) or \
+            (text is not None and normalise_text(text) in self.doc_texts)
+
+
+@lru_cache(maxsize=8)   # feedback status asks twice (all pairs, new pairs); a BEIR load is the slow part
+def frozen_eval_set(eval_data: tuple[str, ...]) -> FrozenEvalSet:
+    """The test queries and judged documents of BEIR folders (an exported annotation set is one)."""
+    from ..data.beir import load_beir
+
+    queries, doc_ids, doc_texts = set(), set(), set()
+    for d in eval_data:
+        ds = load_beir(d, "test")
+        queries |= {normalise_text(q) for q in ds.queries.values()}
+        for rel in ds.qrels.values():
+            for did in rel:
+                doc_ids.add(did)
+                if did in ds.corpus:
+                    doc_texts.add(normalise_text(doc_text(ds.corpus[did])))
+    return FrozenEvalSet(frozenset(queries), frozenset(doc_ids), frozenset(doc_texts))
+
+
+def drop_frozen(pairs: list[Pair], frozen: FrozenEvalSet) -> tuple[list[Pair], dict]:
+    """Pairs without any eval query or judged passage: such a pair goes, such a negative leaves its pair.
+
+    Returns (kept pairs, counts ``dropped_eval_query``, ``dropped_eval_doc``, ``dropped_eval_negatives``).
+    """
+    stats = {"dropped_eval_query": 0, "dropped_eval_doc": 0, "dropped_eval_negatives": 0}
+    kept = []
+    for p in pairs:
+        if frozen.has_query(p.query):
+            stats["dropped_eval_query"] += 1
+            continue
+        if frozen.has_doc(p.positive_id, p.positive):
+            stats["dropped_eval_doc"] += 1
+            continue
+        ids = p.negative_ids if len(p.negative_ids) == len(p.negatives) else [None] * len(p.negatives)
+        keep = [i for i, (nid, text) in enumerate(zip(ids, p.negatives)) if not frozen.has_doc(nid, text)]
+        if len(keep) < len(p.negatives):
+            stats["dropped_eval_negatives"] += len(p.negatives) - len(keep)
+            p = Pair(p.query, p.positive, p.query_id, p.positive_id, [p.negatives[i] for i in keep],
+                     [p.negative_ids[i] for i in keep] if p.negative_ids else [], p.source)
+        kept.append(p)
+    return kept, stats
 
 
 def split_dev(pairs: list[Pair], dev_fraction: float = 0.15, seed: int = 42,

@@ -68,6 +68,8 @@ class FinetuneConfig:
     resume: bool = False
     track: bool = True
     drop_eval_overlap: bool = False    # drop (instead of refusing) training queries that equal eval queries
+    frozen_eval: list[str] = field(default_factory=list)   # eval sets (BEIR folders, e.g. `honed annotate export`):
+    #                                    their test queries and judged passages never enter training
     time_budget: str | None = None     # "20m", "1h30m": plan steps and subsample pairs to end on time (budget.py)
     device: str | None = None          # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps; None: $HONED_DEVICE
     force: bool = False                # replace `out` even if it is not a honed run folder
@@ -225,6 +227,21 @@ def split_and_guard(cfg: FinetuneConfig, pairs: list[Pair], eval_queries: list[s
     return train_pairs, dev_pairs, n_before - len(train_pairs)
 
 
+def exclude_frozen(pairs: list[Pair], corpus: dict[str, str], eval_sets: list[str]
+                   ) -> tuple[list[Pair], dict[str, str], dict]:
+    """Training pairs and mining corpus without the eval sets' queries and judged passages, and counts."""
+    from .pairs import drop_frozen, frozen_eval_set
+
+    frozen = frozen_eval_set(tuple(str(d) for d in eval_sets))
+    kept, stats = drop_frozen(pairs, frozen)
+    if not kept:
+        raise HonedError(f"--frozen-eval: every training pair uses a query or passage of {', '.join(eval_sets)}; "
+                         "nothing is left to train on")
+    left = {d: t for d, t in corpus.items() if not frozen.has_doc(d, t)}
+    stats["dropped_eval_passages"] = len(corpus) - len(left)
+    return kept, left, stats
+
+
 def hard_negatives(cfg: FinetuneConfig, train_pairs: list[Pair], corpus: dict[str, str], base_enc, work: Path,
                    stats: dict, timings: dict) -> list[Pair]:
     """Mine `cfg.num_negatives` per pair on the mining corpus; counts go to `stats`, the time to `timings`."""
@@ -327,6 +344,11 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     _say(f"device {device} ({precision(device)})")
     with _phase("loading pairs"):
         pairs, corpus, eval_queries, dev_ds = collect_pairs(cfg)
+    frozen_stats = None
+    if cfg.frozen_eval:
+        with _phase(f"leak guard: removing {len(cfg.frozen_eval)} frozen eval set(s) from training"):
+            pairs, corpus, frozen_stats = exclude_frozen(pairs, corpus, cfg.frozen_eval)
+        _say(f"leak guard: {frozen_stats}")
     with _phase(f"dev split and the eval-overlap check ({len(pairs)} pairs)"):
         train_pairs, dev_pairs, n_dropped = split_and_guard(cfg, pairs, eval_queries, dev_ds)
 
@@ -414,6 +436,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
             "base_model": {"ref": cfg.base, "path": str(base_path), "fingerprint": base_enc.fingerprint},
             "data": {"source": cfg.data, "pairs_files": cfg.pairs, "fingerprint": fingerprint_pairs(pairs),
                      "train_pairs": len(train_pairs), "train_examples": len(triples), "mining": mining_stats,
+                     "frozen_eval": {"sets": cfg.frozen_eval, **(frozen_stats or {})},
                      "dev_queries": len(dev_q), "dev_corpus": len(dev_pool)},
             "params": asdict(cfg),
             "eval": {"base_dev_ndcg@10": round(float(base_dev), 4), "dev_ndcg@10": round(dev_ndcg, 4),
