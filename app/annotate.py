@@ -466,6 +466,88 @@ def export_eval_set(store: FeedbackStore, set_name: str, corpus: str | os.PathLi
     return out
 
 
+# -- answers: human faithfulness labels, the judge's calibration set ----------------------------------
+def answer_items(reports: list[str | os.PathLike]) -> list[dict]:
+    """(question, contexts, answer) items to label, from RAG reports (``honed eval rag``) or calibration files.
+
+    A ``.jsonl`` file is read as a calibration set (:func:`honed.rag_eval.calibration.read_calibration`'s
+    format, labels ignored) to label again; anything else as a RAG ``report.json``.
+    """
+    from honed.retriever.atomic import read_json
+
+    items = []
+    for path in map(Path, reports):
+        if path.suffix == ".jsonl":
+            from honed.rag_eval.calibration import read_calibration
+
+            items += [{k: it[k] for k in ("item_id", "question", "contexts", "answer")}
+                      for it in read_calibration(path)]
+            continue
+        doc = read_json(path)
+        if doc.get("kind") != "rag":
+            raise HonedError(f"--answers {path}: not a RAG report from `honed eval rag`")
+        for name, sd in doc.get("systems", {}).items():
+            for s in sd.get("samples", []):
+                if "contexts" not in s:
+                    raise HonedError(f"--answers {path}: written by an older honed without the contexts; "
+                                     "rerun `honed eval rag`")
+                items.append({"item_id": f"{path.parent.name}:{name}:{s['query_id']}", "question": s["query"],
+                              "contexts": s["contexts"], "answer": s["answer"]})
+    return items
+
+
+def record_answer_label(store: FeedbackStore, set_name: str, item: dict, annotator: str, faithful: int,
+                        note: str = "") -> int:
+    """Append one human faithfulness label (1: every claim is supported by the contexts, 0: not)."""
+    if not (annotator or "").strip():
+        raise HonedError("an annotator name is needed (who labelled is part of the calibration card)")
+    if faithful not in (0, 1):
+        raise HonedError(f"faithful must be 0 or 1, got {faithful!r}")
+    row = {"created_at": _now(), "set_name": set_name, "item_id": item["item_id"], "question": item["question"],
+           "contexts": json.dumps(item["contexts"], ensure_ascii=False), "answer": item["answer"],
+           "annotator": annotator.strip(), "faithful": int(faithful), "note": note or None}
+    t = store.answer_labels
+    return store.write(lambda conn: conn.execute(t.insert().values(**row)).inserted_primary_key[0])
+
+
+def _answer_labels(store: FeedbackStore, set_name: str) -> dict[tuple[str, str], dict]:
+    t = store.answer_labels
+    latest = {}
+    for r in store.rows(t.select().where(t.c.set_name == set_name).order_by(t.c.id)):
+        latest[(r["item_id"], r["annotator"])] = r
+    return latest
+
+
+def labelled_answers(store: FeedbackStore, set_name: str, annotator: str) -> set[str]:
+    return {item for (item, who) in _answer_labels(store, set_name) if who == annotator}
+
+
+def export_calibration(store: FeedbackStore, set_name: str, out: str | os.PathLike) -> Path:
+    """Write the answer labels as a calibration JSONL (majority label; ties left out) beside a card; returns it."""
+    from honed.retriever.atomic import atomic_write_text
+
+    out = Path(out)
+    if out.exists():
+        raise HonedError(f"{out}: exists; choose a new file (a calibration set is never overwritten)")
+    per: dict[str, dict] = {}
+    for (item, who), r in _answer_labels(store, set_name).items():
+        e = per.setdefault(item, {"item_id": item, "question": r["question"], "contexts": json.loads(r["contexts"]),
+                                  "answer": r["answer"], "labels": {}})
+        e["labels"][who] = r["faithful"]
+    lines, ties = [], 0
+    for e in per.values():
+        votes = Counter(e["labels"].values())
+        if votes[0] == votes[1]:
+            ties += 1
+            continue
+        e["faithful"] = int(votes[1] > votes[0])
+        lines.append(json.dumps(e, ensure_ascii=False))
+    if not lines:
+        raise HonedError(f"set {set_name!r}: no labelled answers to export" + (f" ({ties} ties)" if ties else ""))
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return out
+
+
 def dataset_card_md(card: dict) -> str:
     ag = card["agreement"]
     lines = [f"# {card['name']} v{card['version']}: a human-labelled evaluation set", "",

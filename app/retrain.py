@@ -42,7 +42,7 @@ def retrain_from_feedback(data: str | os.PathLike, out: str | os.PathLike, store
                           finetune_overrides: dict | None = None, min_pairs: int = 1) -> RetrainResult:
     """Fine-tune on `data`'s train split plus every feedback pair, gate against the champion, promote on pass."""
     from honed.rag_eval.beir_eval import evaluate_systems, parse_system
-    from honed.rag_eval.gate import load_gate_config, run_gate
+    from honed.rag_eval.gate import gate_passed, load_gate_config, run_gate
     from honed.rag_eval.report import write_beir_report
     from honed.retriever.finetune.pairs import write_pairs
     from honed.retriever.finetune.train import FinetuneConfig, finetune
@@ -86,7 +86,7 @@ def retrain_from_feedback(data: str | os.PathLike, out: str | os.PathLike, store
     results = evaluate_systems([str(data)], systems, split="test", index_dir=index_dir)
     paths = write_beir_report(results, report_dir or Path("reports") / out.name, baseline=cfg["baseline"])
     checks = run_gate(paths.json, gate_config)
-    passed = all(c.passed for c in checks)
+    passed = gate_passed(checks)
     if passed:
         promote(version, runs_dir)
     reason = "gate passed: promoted to champion" if passed else \

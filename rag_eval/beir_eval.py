@@ -74,6 +74,7 @@ class DatasetResult:
     systems: dict[str, SystemResult] = field(default_factory=dict)
     negative_grades: int = 0          # qrels lines with a grade < 0, read as non-relevant
     role: str = "in-domain"           # or "out-of-domain": a set the model was not tuned for (--ood)
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)   # the judgements scored against
 
 
 def dataset_name(path: str | os.PathLike) -> str:
@@ -191,7 +192,7 @@ def evaluate_systems(datasets: list[str], systems: list[System], split: str = "t
         ds = subsample_queries(load_beir(path, split), max_queries)
         res = DatasetResult(name=dataset_name(path), path=str(path), split=split,
                             n_queries=len(ds.queries), n_docs=len(ds.corpus), negative_grades=ds.negative_grades,
-                            role=role)
+                            role=role, qrels=ds.qrels)
         for sysm in systems:
             t0 = time.perf_counter()
             run, fp = system_run(ds, sysm, max(k_values), Path(index_dir) / f"{res.name}-{split}-{sysm.name}")

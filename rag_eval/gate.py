@@ -18,6 +18,16 @@ A gate config is TOML::
     max_drop = 0.02
     significant_only = true      # a drop beyond max_drop fails only if significant (small sets are noisy)
 
+    [judge]                      # RAG reports only: LLM-judged metrics gate only when the judge's
+    min_kappa = 0.4              # measured agreement with human labels reaches this; else advisory
+
+The same config judges a RAG report (``honed eval rag``): thresholds and
+non-regression rules on its metrics (per query, paired, over the samples).
+Judged metrics (faithfulness, answer relevancy, answer correctness) are
+*advisory* (shown, never failing the gate) unless the report carries a judge
+calibration (:mod:`rag_eval.calibration`) whose Cohen's kappa is at least
+``[judge] min_kappa``; with no ``[judge]`` table they are always advisory.
+
 ``datasets`` (default: every in-domain dataset) selects where thresholds and
 ``non_regression`` apply; ``ood_non_regression`` applies to every dataset the
 report marks out-of-domain, and fails when the report has none.
@@ -51,6 +61,7 @@ class GateCheck:
     limit: float
     passed: bool
     detail: str = ""
+    advisory: bool = False   # shown, never fails the gate (an LLM-judged metric from an uncalibrated judge)
 
 
 def _parse_file(p: Path, what: str, parse):
@@ -74,7 +85,8 @@ def _parse_file(p: Path, what: str, parse):
 
 
 _TOP_KEYS = {"candidate": str, "baseline": str, "datasets": list, "thresholds": dict, "non_regression": dict,
-             "ood_non_regression": dict}
+             "ood_non_regression": dict, "judge": dict}
+_JUDGE_KEYS = {"min_kappa"}
 _RULE_KEYS = {"max_drop": (int, float), "require_significant": bool, "significant_only": bool, "alpha": (int, float)}
 _BOOL_KEYS = {"require_significant", "significant_only"}
 
@@ -120,6 +132,11 @@ def check_gate_config(cfg: dict, where: str = "gate config") -> dict:
             raise HonedError(f"{where}: {at}.max_drop must be ≥ 0, got {rule['max_drop']}")
         if not 0 < rule.get("alpha", 0.05) < 1:
             raise HonedError(f"{where}: {at}.alpha must be between 0 and 1, got {rule['alpha']}")
+    for key, val in cfg.get("judge", {}).items():
+        if key not in _JUDGE_KEYS:
+            raise HonedError(f"{where}: unknown key judge.{key} (allowed: {', '.join(sorted(_JUDGE_KEYS))})")
+        if not _number(val) or not -1 <= val <= 1:
+            raise HonedError(f"{where}: judge.{key} must be a number between -1 and 1 (a kappa), got {val!r}")
     for table in ("non_regression", "ood_non_regression"):
         if cfg.get(table) and not cfg.get("baseline"):
             raise HonedError(f"{where}: [{table}] needs baseline = \"...\"")
@@ -134,8 +151,8 @@ def check_report(report, where: str) -> dict:
     if not isinstance(report, dict):
         raise HonedError(f"{where}: not a honed report (a JSON {type(report).__name__}, expected an object)")
     schema = str(report.get("schema", ""))
-    if schema.startswith("honed.rag-report/") or report.get("kind") == "rag":
-        raise HonedError(f"{where}: is a RAG report; the gate judges retrieval reports from `honed eval beir`")
+    if schema.startswith("honed.rag-report/"):
+        return check_rag_report(report, where)
     if not schema.startswith("honed.report/"):
         raise HonedError(f"{where}: not a honed report (schema {report.get('schema')!r})")
     datasets = report.get("datasets")
@@ -153,6 +170,75 @@ def check_report(report, where: str) -> dict:
                 raise HonedError(f"{where}: datasets.{name}.systems.{sysname}.per_query must map query ids "
                                  "to metric tables")
     return report
+
+
+def check_rag_report(report: dict, where: str) -> dict:
+    systems = report.get("systems")
+    if not isinstance(systems, dict) or not systems:
+        raise HonedError(f"{where}: RAG report has no systems")
+    for name, sd in systems.items():
+        if not isinstance(sd, dict) or not isinstance(sd.get("metrics"), dict) \
+                or not isinstance(sd.get("samples"), list):
+            raise HonedError(f"{where}: systems.{name} has no metrics and samples")
+    return report
+
+
+def rag_as_dataset(report: dict) -> tuple[str, dict]:
+    """A RAG report in the BEIR report's shape (per-query metrics from its samples), so one set of rules serves both.
+
+    NaN scores (the judge failed) are left out of a query's metrics, as the report's own comparison does.
+    """
+    systems = {}
+    for name, sd in report["systems"].items():
+        per_q = {}
+        for smp in sd["samples"]:
+            per_q[str(smp.get("query_id"))] = {m: smp[m] for m in sd["metrics"]
+                                               if _number(smp.get(m))}
+        systems[name] = {"metrics": {m: v for m, v in sd["metrics"].items() if v is not None}, "per_query": per_q}
+    return Path(str(report.get("dataset", "rag"))).name or "rag", {"systems": systems}
+
+
+def judge_gates(report: dict, cfg: dict) -> tuple[bool, str]:
+    """(judged metrics may fail the gate, why): only with a calibration whose kappa reaches ``[judge] min_kappa``."""
+    floor = (cfg.get("judge") or {}).get("min_kappa")
+    cal = report.get("judge_calibration")
+    if floor is None:
+        return False, "advisory: no [judge] min_kappa in the gate config"
+    if not cal:
+        return False, "advisory: the report has no judge calibration (honed eval rag --calibration)"
+    if cal.get("kappa") is None or cal["kappa"] < floor:
+        return False, f"advisory: judge kappa {cal.get('kappa')} < min_kappa {floor} on {cal.get('n')} human labels"
+    return True, f"judge kappa {cal['kappa']} ≥ {floor}"
+
+
+def evaluate_rag_gate(report: dict, cfg: dict) -> list[GateCheck]:
+    """Thresholds and non-regression on a RAG report; judged metrics advisory unless the judge is calibrated."""
+    from .rag import JUDGED
+
+    cand, base = cfg["candidate"], cfg.get("baseline")
+    if cfg.get("ood_non_regression"):
+        raise HonedError("gate: [ood_non_regression] applies to retrieval reports; a RAG report has no "
+                         "out-of-domain sets")
+    name, d = rag_as_dataset(report)
+    for sysname in [cand] + ([base] if base else []):
+        if sysname not in d["systems"]:
+            raise HonedError(f"gate: system {sysname!r} is not in the RAG report (has: {', '.join(d['systems'])})")
+    gating, why = judge_gates(report, cfg)
+    checks = []
+    metrics = d["systems"][cand]["metrics"]
+    for metric, floor in (cfg.get("thresholds") or {}).items():
+        if metric not in metrics:
+            raise HonedError(f"gate: metric {metric!r} not in the RAG report (has: {', '.join(metrics)})")
+        v = float(metrics[metric])
+        checks.append(GateCheck(name, "threshold", metric, v, float(floor), v >= float(floor),
+                                f"{cand} {metric} {v:.4f} ≥ {float(floor):.4f}"))
+    checks += _non_regression(d, name, cand, base, cfg.get("non_regression") or {})
+    for c in checks:
+        if c.metric in JUDGED and not gating:
+            c.advisory, c.detail = True, f"{c.detail}; {why}"
+        elif c.metric in JUDGED:
+            c.detail = f"{c.detail}; {why}"
+    return checks
 
 
 def _per_query(sysd: dict, metric: str, dataset: str, system: str) -> dict[str, float]:
@@ -235,4 +321,11 @@ def run_gate(report_path: str | os.PathLike, config_path: str | os.PathLike) -> 
     if record and p.name in record["files"]:
         verify_artifact(p.parent, [p.name])     # a report edited after it was written is not judged
     report = check_report(_parse_file(p, "report", json.loads), str(p))
+    if str(report.get("schema", "")).startswith("honed.rag-report/"):
+        return evaluate_rag_gate(report, cfg)
     return evaluate_gate(report, cfg)
+
+
+def gate_passed(checks: list[GateCheck]) -> bool:
+    """Every non-advisory check passed."""
+    return all(c.passed or c.advisory for c in checks)

@@ -93,12 +93,15 @@ def metric_order(doc: dict) -> list[str]:
 def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, out: str | os.PathLike | None = None,
                  llm="qwen", judge="qwen", top_k: int = 3, index_dir: str | os.PathLike = "indexes",
                  cache_path: str | os.PathLike | None = None, sanity_pairs: int = 5,
-                 embed_model: str = "minilm", force: bool = False) -> dict:
+                 embed_model: str = "minilm", calibration: str | os.PathLike | None = None,
+                 calibration_n: int | None = None, force: bool = False) -> dict:
     """Run and score the RAG pipeline for each system; write report.json/report.md/plots when `out` is set.
 
     `llm` and `judge` each take a GGUF reference, ``URL#model`` of an OpenAI-compatible
     server, or an object (a LlamaIndex LLM; a ragas judge). The first system is the
     baseline every other one is compared with, query by query (``doc["comparison"]``).
+    With `calibration` (a labelled set, :mod:`rag_eval.calibration`), the judge's agreement
+    with human faithfulness labels goes to ``doc["judge_calibration"]``.
     """
     if out:
         check_writable(out, "rag-report", force)
@@ -118,6 +121,10 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
     if not systems:
         raise HonedError("no --system to evaluate")
     ds = subsample_queries(load_beir(data, "test"), n)
+    if calibration is not None:   # a bad calibration file fails now, not after the answers
+        from .calibration import read_calibration
+
+        cal_items = read_calibration(calibration, calibration_n)
     where = ds.path / "queries.jsonl"
     refs = {q: reference_answer(ds.query_metadata.get(q)) for q in ds.queries}
     decisions = {q: reference_decision(ds.query_metadata.get(q), f"{where}: query {q}") for q in ds.queries}
@@ -146,8 +153,8 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
         t_sanity = time.perf_counter()
         sanity = judge_sanity(scorers.faith, samples, sanity_pairs)
         sanity["seconds"] = round(time.perf_counter() - t_sanity, 2)
-        for s in samples:
-            s.pop("_contexts")
+        for s in samples:   # kept: the answer-labelling view shows them (judge calibration)
+            s["contexts"] = s.pop("_contexts")
         names = [m for m in JUDGED + UNJUDGED if any(m in s for s in samples)]
         doc["systems"][name] = {
             "model": model, "samples": samples, "seconds_per_sample": round(secs / max(len(samples), 1), 2),
@@ -159,6 +166,13 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
                                   / max(1, sum(1 for s in samples if m in s)), 4) for m in names},
             "judge_sanity": sanity,
         }
+    if calibration is not None:
+        from .calibration import judge_agreement
+
+        t0 = time.perf_counter()
+        cal = judge_agreement(scorers.faith, cal_items,
+                              progress=lambda xs: sample_progress(xs, "judge calibration"))
+        doc["judge_calibration"] = {"path": str(calibration), **cal, "seconds": round(time.perf_counter() - t0, 1)}
     doc["cache"] = {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
     if getattr(jd, "seconds", None):
         doc["judge_seconds"] = {k: round(v, 1) for k, v in jd.seconds.items()}

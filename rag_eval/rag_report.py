@@ -100,6 +100,20 @@ def write_rag_report(doc: dict, out: str | os.PathLike, force: bool = False) -> 
             L += [f"> **Judge flagged as untrustworthy**: it ranked answers against their own contexts above "
                   f"swapped-context ones less than {JUDGE_TRUST_MIN:.0%} of the time. The metrics that need no "
                   f"judge come first; treat the judged ones (*) as noise.", ""]
+        cal = doc.get("judge_calibration")
+        if cal:
+            L += ["## Judge calibration", "",
+                  f"Against {cal['n']} human faithfulness labels (`{cal['path']}`, {cal['positives']} faithful): "
+                  f"accuracy **{_fmt(cal['accuracy'])}** (95% CI {_fmt(cal['accuracy_ci'][0])}–"
+                  f"{_fmt(cal['accuracy_ci'][1])}), Cohen's kappa **{_fmt(cal['kappa'])}**"
+                  + (f" (95% CI {_fmt(cal['kappa_ci'][0])}–{_fmt(cal['kappa_ci'][1])})" if cal["kappa_ci"] else "")
+                  + f"; {cal['unscored']} not scored; judge faithfulness ≥ {cal['threshold']} read as faithful. "
+                  "Kappa near 0 means the judge agrees with people no more than chance: read the judged "
+                  "metrics (*) below with that in mind.", "",
+                  "| | judge faithful | judge unfaithful |", "|---|---:|---:|",
+                  f"| human faithful | {cal['confusion']['human 1 / judge 1']} | {cal['confusion']['human 1 / judge 0']} |",
+                  f"| human unfaithful | {cal['confusion']['human 0 / judge 1']} | "
+                  f"{cal['confusion']['human 0 / judge 0']} |", ""]
         for m in doc.get("constant_metrics", []):
             L += [f"> **{m} is the same for every answer** of every system: it does not tell answers apart "
                   f"here (with this judge), so its numbers below carry no information.", ""]

@@ -51,12 +51,15 @@ def report_dict(results, baseline: str | None = None) -> dict:
         doc["baseline"] = base
         d = {"path": res.path, "split": res.split, "role": res.role,
              "n_queries": res.n_queries, "n_docs": res.n_docs,
-             "qrels_negative_grades": res.negative_grades, "systems": {}, "significance": {}}
+             "qrels_negative_grades": res.negative_grades, "qrels": res.qrels, "systems": {}, "significance": {}}
         for name, sr in res.systems.items():
             d["systems"][name] = {
                 "kind": sr.system.kind, "model": sr.system.model, "model_fingerprint": sr.model_fingerprint,
                 "seconds": round(sr.seconds, 2), "n_empty": sr.metrics.n_empty,
                 "metrics": sr.metrics.aggregate, "per_query": sr.metrics.per_query,
+                # each query's top 10, for the dashboard's drill-down (why a query was won or lost)
+                "top10": {q: [[d, round(s, 5)] for d, s in sorted(r.items(), key=lambda x: -x[1])[:10]]
+                          for q, r in sr.run.items()},
             }
             if name != base:
                 d["significance"][name] = {

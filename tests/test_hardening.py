@@ -249,7 +249,7 @@ def test_gate_refuses_reports_it_cannot_judge_with_exit_2(tmp_path):
     doc = json.loads(rep.read_text())
     bad = tmp_path / "bad.json"
     cases = [
-        ({"schema": "honed.rag-report/1", "kind": "rag", "systems": {}}, "is a RAG report"),
+        ({"schema": "honed.rag-report/1", "kind": "rag", "systems": {}}, "RAG report has no systems"),
         ([], "not a honed report"),
         ({**doc, "datasets": {"d": {"systems": {"bm25": {"metrics": {"NDCG@10": "high"}}}}}}, "is not a number"),
         ({**doc, "datasets": {"d": {"systems": {"bm25": {"metrics": {}, "per_query": 3}}}}}, "per_query must map"),

@@ -1,0 +1,1 @@
+"""The app's pages (Streamlit): compare, annotate, dashboard. The logic they call lives in honed.app."""
