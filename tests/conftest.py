@@ -140,3 +140,50 @@ class Server:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+class StreamlitCli:
+    """A Streamlit page started through the real CLI (`honed app|annotate|dashboard …`) on a free port."""
+
+    def __init__(self, args: list[str], log: Path, cwd: Path = REPO):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.proc = subprocess.Popen([sys.executable, "-m", "honed.app.cli", *args, "--port", str(self.port)],
+                                     cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                     stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+    def wait_healthy(self, timeout: float = 180.0) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.time() + timeout
+        while True:
+            try:
+                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2).read() == b"ok":
+                    return
+            except OSError:
+                pass
+            if time.time() > deadline or self.proc.poll() is not None:
+                pytest.fail(f"streamlit did not start: {self.log.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def chromium(pw):
+    """Debian's chromium through Playwright, headless (no browser download). Missing is a failure, not a skip:
+    `make browser` installs it, and a skipped browser test proves nothing."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing: `apt-get install -y chromium` (see README, Testing)")
+    return pw.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"])

@@ -10,11 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,7 +18,6 @@ import pytest
 from honed.app.store import FeedbackStore
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EVIL = "<script>document.title='pwned'</script><b>bold?</b> Aspirin reduces the risk of colorectal cancer."
 
 
@@ -83,43 +78,22 @@ def test_apptest_compares_votes_and_reveals(two_indexes, tmp_path, monkeypatch):
     assert heads[0].startswith("System A — ") and heads[1].startswith("System B — ")   # revealed after voting
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_real_browser_query_vote_lands_in_database(two_indexes, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():   # not skipped: .ci/run installs it, and a skipped browser test proves nothing
-        pytest.fail("Debian chromium is missing: `apt-get install -y chromium` (see README, Testing)")
+    from conftest import StreamlitCli, chromium
 
     base, tuned = two_indexes
     db = tmp_path / "fb.db"
-    port = _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # the real CLI, as a user starts it
-    proc = subprocess.Popen([sys.executable, "-m", "honed.app.cli", "app", "--baseline", str(base), "--candidate", str(tuned),
-                             "--db", str(db), "--port", str(port), "--top-k", "3", "--max-tokens", "24"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    app = StreamlitCli(["app", "--baseline", str(base), "--candidate", str(tuned), "--db", str(db), "--top-k", "3",
+                        "--max-tokens", "24"], tmp_path / "app.log")
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline or proc.poll() is not None:
-                pytest.fail(f"streamlit did not start: {proc.stdout.read().decode()[-2000:]}")
-            time.sleep(0.5)
+        app.wait_healthy(90)
+        url = app.url
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = chromium(pw)
             page = browser.new_page()
             page.goto(url)
             box = page.get_by_label("Your question")
@@ -147,5 +121,4 @@ def test_real_browser_query_vote_lands_in_database(two_indexes, tmp_path):
         assert len(rows) == 1 and rows[0]["target"] == "passage" and rows[0]["vote"] == 1, rows
         assert rows[0]["query"] == "aspirin colorectal cancer"
     finally:
-        proc.terminate()
-        proc.wait(20)
+        app.stop()

@@ -48,9 +48,11 @@ def render_label(cfg: dict) -> None:
     order = list(queries)
     if st.session_state.get("ann_qid") not in queries:
         st.session_state["ann_qid"] = next((q for q in order if prog[q][0] < prog[q][1]), order[0])
-    qid = st.selectbox("Query", order, key="ann_qid",
-                       format_func=lambda q: f"{'✓' if prog[q][0] >= prog[q][1] else '·'} {prog[q][0]}/{prog[q][1]}"
-                                             f" · {queries[q]['text'][:90]}")
+    # the option labels must not change as labels come in: Streamlit would see a new widget and reset it
+    qid = st.selectbox("Query", order, key="ann_qid", format_func=lambda q: f"{q} · {queries[q]['text'][:90]}")
+    finished = sum(1 for q in order if prog[q][0] >= prog[q][1])
+    st.caption(f"this query: {prog[qid][0]} of {prog[qid][1]} passages labelled by you · "
+               f"{finished} of {len(order)} queries done")
     pool = an.get_pool(store, a["set"], qid)
     mine = {d: r for (q, d, w), r in an.latest_labels(store, a["set"]).items() if q == qid and w == who}
     pos_key = f"ann_pos-{qid}"
@@ -58,7 +60,6 @@ def render_label(cfg: dict) -> None:
         st.session_state[pos_key] = next((i for i, p in enumerate(pool) if p.doc_id not in mine), 0)
     i = min(st.session_state[pos_key], len(pool) - 1)
     with st.container(border=True):
-        st.caption("Query")
         st.text(queries[qid]["text"])
     p = pool[i]
     st.subheader(f"Passage {i + 1} of {len(pool)}")
@@ -72,7 +73,7 @@ def render_label(cfg: dict) -> None:
     for col, (g, name) in zip(cols, an.GRADES.items()):
         col.button(f"{g} · {name}", key=f"ann_g{g}", shortcut=GRADE_KEYS[g], use_container_width=True,
                    type="primary" if given and given["grade"] == g else "secondary",
-                   on_click=_grade, args=(store, a["set"], qid, p.doc_id, who, g, note_key, pos_key, len(pool)))
+                   on_click=_grade, args=(store, a["set"], qid, p.doc_id, who, g, note_key, pos_key, i, len(pool)))
     nav = st.columns(3)
     nav[0].button("← Previous", key="ann_prev", shortcut="Left", disabled=i == 0,
                   on_click=_step, args=(pos_key, -1, len(pool)))
@@ -89,9 +90,10 @@ def render_label(cfg: dict) -> None:
     st.caption("Keys: 0 / 1 / 2 / 3 grade and move on · ← → step · Enter: next query when done")
 
 
-def _grade(store, set_name, qid, doc_id, who, grade, note_key, pos_key, n) -> None:
+def _grade(store, set_name, qid, doc_id, who, grade, note_key, pos_key, i, n) -> None:
     an.record_label(store, set_name, qid, doc_id, who, grade, note=st.session_state.get(note_key, ""))
-    st.session_state[pos_key] = min(st.session_state.get(pos_key, 0) + 1, n - 1)
+    # the passage after the one graded, not "one further": a key pressed twice quickly must not skip one
+    st.session_state[pos_key] = min(i + 1, n - 1)
 
 
 def _step(pos_key: str, delta: int, n: int) -> None:
