@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install models browser triton-env demo test test-full ci-gate ci-container bench clean
+.PHONY: install models browser triton-env demo test test-full ci-gate ci-dashboard ci-container bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -49,7 +49,7 @@ browser:
 # Fast tier: everything but the tests marked slow (fine-tuning runs, the local LLM, the browser,
 # ONNX export). Needs nothing beside the clone.
 test: models
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not demo"
 
 # Full tier = the fast tier (`make test`, the README's test command) + the slow tests.
 test-full: test browser triton-env
@@ -60,6 +60,12 @@ test-full: test browser triton-env
 ci-gate: models
 	$(BIN)/honed demo --out reports/ci --run-dir runs/ci
 	$(BIN)/honed gate --report reports/ci/report.json --config gate.toml
+
+# The results dashboard on the demo's report and run, in real Chromium (after ci-gate); its screenshot
+# lands in reports/ci/dashboard.png.
+ci-dashboard: browser
+	HONED_DEMO_REPORT=reports/ci HONED_DEMO_RUNS=runs $(BIN)/python -m pytest -q -p no:cacheprovider -m demo \
+	    tests/test_dashboard.py
 
 # The service image, built and run with podman and no registry (deploy/container.sh), on the artifact the
 # demo packaged; the Kubernetes manifests checked offline against the Kubernetes schemas.

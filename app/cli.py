@@ -536,6 +536,8 @@ def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped 
                   f"--system tuned={run_dir} --n 29 --out reports/rag")
     console.print("[bold]Compare in the app:[/] honed app --baseline indexes/cuad-clauses-test-base "
                   "--candidate indexes/cuad-clauses-test-tuned   (then open http://127.0.0.1:8501)")
+    console.print(f"[bold]Results dashboard:[/] honed dashboard --reports {out}   (per-query drill-down, training "
+                  "curve; also a page of the app)")
 
 
 feedback_app = typer.Typer(help="Votes from the app: export as training pairs, status and trigger.",

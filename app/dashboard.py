@@ -101,7 +101,7 @@ def ranking(doc: dict, dataset: str, system: str, query_id: str) -> list[dict]:
     """A system's top 10 for one query, each passage marked with its qrels grade (None: not judged)."""
     d = doc["datasets"][dataset]
     qrels = d.get("qrels", {}).get(query_id, {})
-    texts = _corpus_texts(d.get("path"))
+    texts = _corpus_texts(d.get("path"), d.get("split", "test"))
     top = d["systems"][system].get("top10", {}).get(query_id, [])
     return [{"rank": i, "doc_id": doc_id, "score": score, "grade": qrels.get(doc_id),
              "text": texts.get(doc_id, "")} for i, (doc_id, score) in enumerate(top, 1)]
@@ -168,12 +168,15 @@ def version_evidence(versions: list[dict], reports: list[Report], metric: str = 
 
 def run_folders(reports: list[Report], versions: list[dict]) -> dict[str, Path]:
     """Fine-tuned run folders the evidence names (report systems, registry versions) that hold a training log."""
+    from honed.retriever.encoder import split_backend
+
     out: dict[str, Path] = {}
     for rep in reports:
         for d in (rep.doc.get("datasets") or {}).values():
             for sd in d["systems"].values():
                 if sd.get("model"):
-                    out.setdefault(str(sd["model"]), Path(sd["model"]))
+                    folder = split_backend(sd["model"])[0]      # "runs/demo@torch" names runs/demo
+                    out.setdefault(folder, Path(folder))
     for v in versions:
         if v.get("model_dir"):
             out.setdefault(f"v{v['version']}", Path(v["model_dir"]))
@@ -201,26 +204,28 @@ def feedback_evidence(store) -> dict:
             "votes": st.votes, "clicks": st.clicks}
 
 
-_TEXTS: dict[str, dict[str, str]] = {}
+_TEXTS: dict[tuple, dict[str, str]] = {}
 
 
-def _corpus_texts(path) -> dict[str, str]:
+def _corpus_texts(path, split: str) -> dict[str, str]:
     """Passage texts of a report's dataset, where its folder is readable here (cached per path)."""
     if not path:
         return {}
-    if path not in _TEXTS:
-        from honed.retriever.data.beir import doc_text, read_corpus
+    if (path, split) not in _TEXTS:
+        from honed.retriever.data.beir import dataset_root, doc_text, read_corpus
 
-        f = Path(path) / "corpus.jsonl"
         try:
-            _TEXTS[path] = {d: doc_text(v) for d, v in read_corpus(f).items()} if f.is_file() else {}
+            f = dataset_root(path, split) / "corpus.jsonl"
+            _TEXTS[(path, split)] = {d: doc_text(v) for d, v in read_corpus(f).items()}
         except Exception:   # a moved or changed dataset: show ids without text rather than fail the page
-            _TEXTS[path] = {}
-    return _TEXTS[path]
+            _TEXTS[(path, split)] = {}
+    return _TEXTS[(path, split)]
 
 
 def _query_texts(d: dict) -> dict[str, str]:
-    f = Path(d.get("path") or "") / "queries.jsonl"
+    if d.get("queries"):
+        return d["queries"]
+    f = Path(d.get("path") or "") / "queries.jsonl"      # a report written before reports kept the queries
     if not f.is_file():
         return {}
     out = {}

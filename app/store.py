@@ -15,6 +15,10 @@ returns only after its transaction commits: an acknowledged row survives a
 crash of the service (WAL with ``synchronous=NORMAL`` is durable against
 process death; only a power cut can lose the last transactions).
 
+Annotation (``honed annotate``, :mod:`~honed.app.annotate`) keeps its queries,
+pools, graded relevance labels (and adjudications, reviews of synthetic
+queries) and answer-faithfulness labels in the same database, append-only too.
+
 Example:
     >>> from honed.app.store import FeedbackStore, Vote
     >>> store = FeedbackStore("sqlite:///feedback.db")                 # doctest: +SKIP

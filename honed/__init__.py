@@ -5,7 +5,7 @@ milliseconds; torch and LlamaIndex load only when a name that needs them is used
 The library lives in three subpackages, named as the repository's folders are:
 ``honed.retriever`` (models, fine-tuning, indexes, the LlamaIndex retriever),
 ``honed.rag_eval`` (evaluation, reports, the release gate) and ``honed.app``
-(the comparison app, the feedback loop and the CLI). Installing honed adds no
+(the app: compare, annotate, dashboard; the feedback loop, serving and the CLI). Installing honed adds no
 other top-level module, so it never shadows a project's own ``app``.
 
 Example:
@@ -47,6 +47,11 @@ _LAZY = {
     "write_beir_report": "honed.rag_eval.report",
     "evaluate_rag": "honed.rag_eval.rag",
     "run_gate": "honed.rag_eval.gate",
+    "judge_agreement": "honed.rag_eval.calibration",
+    "read_calibration": "honed.rag_eval.calibration",
+    "export_eval_set": "honed.app.annotate",
+    "drop_frozen": "honed.retriever.finetune.pairs",
+    "frozen_eval_set": "honed.retriever.finetune.pairs",
     "create_app": "honed.app.serve.service",
     "ServeConfig": "honed.app.serve.service",
     "click_pairs": "honed.app.clicks",

@@ -75,6 +75,7 @@ class DatasetResult:
     negative_grades: int = 0          # qrels lines with a grade < 0, read as non-relevant
     role: str = "in-domain"           # or "out-of-domain": a set the model was not tuned for (--ood)
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)   # the judgements scored against
+    queries: dict[str, str] = field(default_factory=dict)            # the query texts
 
 
 def dataset_name(path: str | os.PathLike) -> str:
@@ -192,7 +193,7 @@ def evaluate_systems(datasets: list[str], systems: list[System], split: str = "t
         ds = subsample_queries(load_beir(path, split), max_queries)
         res = DatasetResult(name=dataset_name(path), path=str(path), split=split,
                             n_queries=len(ds.queries), n_docs=len(ds.corpus), negative_grades=ds.negative_grades,
-                            role=role, qrels=ds.qrels)
+                            role=role, qrels=ds.qrels, queries=ds.queries)
         for sysm in systems:
             t0 = time.perf_counter()
             run, fp = system_run(ds, sysm, max(k_values), Path(index_dir) / f"{res.name}-{split}-{sysm.name}")

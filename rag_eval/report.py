@@ -51,7 +51,7 @@ def report_dict(results, baseline: str | None = None) -> dict:
         doc["baseline"] = base
         d = {"path": res.path, "split": res.split, "role": res.role,
              "n_queries": res.n_queries, "n_docs": res.n_docs,
-             "qrels_negative_grades": res.negative_grades, "qrels": res.qrels, "systems": {}, "significance": {}}
+             "qrels_negative_grades": res.negative_grades, "qrels": res.qrels, "queries": res.queries, "systems": {}, "significance": {}}
         for name, sr in res.systems.items():
             d["systems"][name] = {
                 "kind": sr.system.kind, "model": sr.system.model, "model_fingerprint": sr.model_fingerprint,

@@ -172,3 +172,29 @@ def test_bad_input_is_one_clear_error(store, tmp_path):
     with pytest.raises(HonedError, match="nothing to export"):
         an.export_eval_set(store, "empty", SLICE, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+LABELLER = """
+import sys
+from honed.app.store import FeedbackStore
+from honed.app.annotate import record_label
+store = FeedbackStore(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    record_label(store, "sf", f"q{i % 5}", f"d{i}", sys.argv[2], i % 4, note="concurrent")
+"""
+
+
+def test_concurrent_annotators_lose_no_label(tmp_path):
+    """4 annotators label at once into one SQLite file: every label lands (the store's guarantees, as for votes)."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'fb.db'}"
+    FeedbackStore(url)
+    procs = [subprocess.Popen([sys.executable, "-c", LABELLER, url, f"ann{w}", "40"]) for w in range(4)]
+    assert [p.wait(180) for p in procs] == [0] * 4
+    labels = an.latest_labels(FeedbackStore(url), "sf")
+    assert len(labels) == 160 and {w for (_, _, w) in labels} == {"ann0", "ann1", "ann2", "ann3"}
+    ag = an.agreement(FeedbackStore(url), "sf")
+    assert ag["items_multiply_labelled"] == 40 and ag["fleiss_raters"] == 4
+    assert all(p["agreement"] == 1.0 and p["kappa"] == 1.0 for p in ag["pairs"])   # all gave the same grades

@@ -24,6 +24,19 @@ def annotator() -> str:
     return st.sidebar.text_input("Annotator (your name)", key="annotator").strip()
 
 
+def _open(cfg: dict, title: str, caption: str):
+    """The page's header; returns (annotation config, store, annotator name or "")."""
+    st.title(title)
+    st.caption(caption)
+    return cfg["annotate"], feedback_store(cfg["feedback"]), annotator()
+
+
+def _named(who: str, what: str) -> bool:
+    if not who:
+        st.info(f"Enter your name in the sidebar to start {what}.")
+    return bool(who)
+
+
 def _ensure_pools(store, a: dict) -> None:
     with st.spinner("Pooling the systems' top passages for new queries…"):
         an.ensure_pools(store, a["set"], a["data"], a["systems"], a["depth"], a.get("index_dir", "indexes"))
@@ -31,13 +44,9 @@ def _ensure_pools(store, a: dict) -> None:
 
 def render_label(cfg: dict) -> None:
     a = cfg["annotate"]
-    store = feedback_store(cfg["feedback"])
-    st.title("Label relevance")
-    st.caption(f"eval set `{a['set']}` · pool: top-{a['depth']} of {', '.join(a['systems'])} (hidden) · "
-               f"labels stored in `{store.url}`")
-    who = annotator()
-    if not who:
-        st.info("Enter your name in the sidebar to start labelling.")
+    a, store, who = _open(cfg, "Label relevance", f"eval set `{a['set']}` · pool: top-{a['depth']} of "
+                          f"{', '.join(a['systems'])} (hidden) · labels stored in `{cfg['feedback']}`")
+    if not _named(who, "labelling"):
         return
     _ensure_pools(store, a)
     prog = an.progress(store, a["set"], who)
@@ -105,14 +114,11 @@ def _goto_query(qid: str) -> None:
 
 
 def render_review(cfg: dict) -> None:
-    a = cfg["annotate"]
-    store = feedback_store(cfg["feedback"])
-    st.title("Review synthetic queries")
-    st.caption("Accept (A), edit then accept, or reject (X) each generated query before it becomes a training "
-               "pair or an eval query. `honed annotate export-pairs` writes the accepted ones, leak-guarded.")
-    who = annotator()
-    if not who:
-        st.info("Enter your name in the sidebar to start reviewing.")
+    a, store, who = _open(cfg, "Review synthetic queries",
+                          "Accept (A), edit then accept, or reject (X) each generated query before it becomes a "
+                          "training pair or an eval query. `honed annotate export-pairs` writes the accepted ones, "
+                          "leak-guarded.")
+    if not _named(who, "reviewing"):
         return
     reviews = {q for (q, _, _) in an.latest_labels(store, a["set"], an.REVIEW)}
     pending = [q for q in an.set_queries(store, a["set"]) if q["source"] == "synthetic" and q["query_id"] not in reviews]
@@ -138,9 +144,8 @@ def _review(store, set_name, q, who, accept, edit_key) -> None:
 
 
 def render_adjudicate(cfg: dict) -> None:
-    a = cfg["annotate"]
-    store = feedback_store(cfg["feedback"])
-    st.title("Agreement, adjudication, export")
+    a, store, who = _open(cfg, "Agreement, adjudication, export",
+                          "Agreement between annotators, the items they disagree on, and the export of the set.")
     ag = an.agreement(store, a["set"])
     c = st.columns(4)
     c[0].metric("annotators", len(ag["annotators"]))
@@ -152,7 +157,6 @@ def render_adjudicate(cfg: dict) -> None:
                        "raw agreement": p["agreement"], "Cohen's kappa (0–3)": p["kappa"],
                        "kappa (grade ≥ 2)": p["kappa_binary"]} for p in ag["pairs"]], hide_index=True)
     st.subheader("Disagreements")
-    who = annotator()
     dis = an.disagreements(store, a["set"])
     open_items = [d for d in dis if d["adjudicated"] is None]
     st.caption(f"{len(dis)} items with different grades, {len(open_items)} not yet adjudicated. "
@@ -196,18 +200,15 @@ def _adjudicate(store, set_name, d, who, key) -> None:
 
 
 def render_answers(cfg: dict) -> None:
-    a = cfg["annotate"]
-    store = feedback_store(cfg["feedback"])
-    st.title("Label answers (judge calibration)")
-    st.caption("Is every claim of the answer supported by the contexts? Y faithful, N not. "
-               "`honed annotate export-calibration` writes the labels as a calibration set for `honed eval rag`.")
+    a, store, who = _open(cfg, "Label answers (judge calibration)",
+                          "Is every claim of the answer supported by the contexts? Y faithful, N not. "
+                          "`honed annotate export-calibration` writes the labels as a calibration set for "
+                          "`honed eval rag`.")
     items = an.answer_items(a.get("answers") or [])
     if not items:
         st.info("No answers to label: start with `honed annotate --answers reports/rag/report.json`.")
         return
-    who = annotator()
-    if not who:
-        st.info("Enter your name in the sidebar to start labelling.")
+    if not _named(who, "labelling"):
         return
     done = an.labelled_answers(store, a["set"], who)
     todo = [it for it in items if it["item_id"] not in done]

@@ -63,8 +63,9 @@ def _reports(reports) -> None:
             st.text("judge not calibrated: judged metrics (*) are advisory")
         st.dataframe(db.rag_rows(rep.doc), hide_index=True)
     pngs = sorted(rep.path.parent.glob("*.png"))
-    for png in pngs[:4]:
-        st.image(str(png), caption=png.name)
+    for row in range(0, len(pngs), 3):        # the report's own plots, three to a row
+        for col, png in zip(st.columns(3), pngs[row:row + 3]):
+            col.image(str(png), caption=png.name)
 
 
 def _curves(runs: dict[str, Path]) -> None:
@@ -119,6 +120,9 @@ def _drilldown(reports) -> None:
                                                   if r["query_id"] == q))
     row = next(r for r in rows if r["query_id"] == qid)
     st.text(f"Query {qid}: {row['query']}")
+    if "top10" not in doc["datasets"][dataset]["systems"][system]:
+        st.info("This report holds no rankings (written by an older honed): rerun `honed eval beir` to see them.")
+        return
     cols = st.columns(2)
     for col, name in zip(cols, (base, system)):
         with col:
