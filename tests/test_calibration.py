@@ -129,3 +129,10 @@ def test_gate_on_rag_report_judged_metrics_advisory_unless_the_judge_is_calibrat
 
     bad = _gate(_rag_report(tmp_path), GATE + "[judge]\nmin_kapa = 0.4\n", tmp_path)
     assert bad.returncode == 2 and "unknown key judge.min_kapa" in bad.stderr
+
+
+def test_shipped_rag_gate_config_is_valid():
+    from honed.rag_eval.gate import load_gate_config
+
+    cfg = load_gate_config(REPO / "gate-rag.toml")
+    assert cfg["judge"]["min_kappa"] == 0.4 and "faithfulness" in cfg["non_regression"]
