@@ -154,9 +154,10 @@ def pool_query(rankings: dict[str, list[str]], depth: int, seed: str) -> list[tu
     return [(d, pool[d]) for d in order]
 
 
-def save_pool(store: FeedbackStore, set_name: str, query_id: str, pool: list[PooledPassage]) -> None:
+def save_pool(store: FeedbackStore, set_name: str, query_id: str, pool: list[PooledPassage],
+              depth: int | None = None) -> None:
     rows = [{"set_name": set_name, "query_id": query_id, "doc_id": p.doc_id, "position": i, "text": p.text,
-             "systems": json.dumps(p.systems)} for i, p in enumerate(pool)]
+             "systems": json.dumps(p.systems), "depth": depth} for i, p in enumerate(pool)]
     if rows:   # the first writer wins: two annotators opening one query at once get the same pool
         store.write(lambda conn: conn.execute(store.insert_ignore(store.annotation_pool), rows))
 
@@ -199,7 +200,8 @@ def ensure_pools(store: FeedbackStore, set_name: str, data: str | os.PathLike, s
         runs[sysm.name] = {q: sorted(r, key=r.get, reverse=True) for q, r in run.items()}
     for qid in todo:
         pooled = pool_query({name: run.get(qid, []) for name, run in runs.items()}, depth, seed=f"{set_name}:{qid}")
-        save_pool(store, set_name, qid, [PooledPassage(d, doc_text(corpus[d]), names) for d, names in pooled])
+        save_pool(store, set_name, qid, [PooledPassage(d, doc_text(corpus[d]), names) for d, names in pooled],
+                  depth=depth)
     return len(todo)
 
 
@@ -400,7 +402,7 @@ def progress(store: FeedbackStore, set_name: str, annotator: str) -> dict[str, t
 
 # -- export ----------------------------------------------------------------------------------------
 def export_eval_set(store: FeedbackStore, set_name: str, corpus: str | os.PathLike, out_root: str | os.PathLike,
-                    pool_depth: int | None = None, min_annotators: int = 1) -> Path:
+                    pool_depth: int | str | None = None, min_annotators: int = 1) -> Path:
     """Write the set's labels as a new BEIR version ``out_root/vN`` with a dataset card; returns its folder.
 
     `corpus` is the BEIR folder the systems searched (its ``corpus.jsonl`` is copied, so
@@ -432,6 +434,11 @@ def export_eval_set(store: FeedbackStore, set_name: str, corpus: str | os.PathLi
     if missing:
         raise HonedError(f"--data {corpus}: {len(missing)} judged passage(s) are not in its corpus "
                          f"(e.g. {missing[0]!r}); export against the corpus the systems searched")
+    if pool_depth is None:   # what pooling recorded (several depths if the set was pooled more than once)
+        t = store.annotation_pool
+        depths = sorted({r["depth"] for r in store.rows(_select(t.c.depth).where(t.c.set_name == set_name))
+                         if r["depth"] is not None})
+        pool_depth = depths[-1] if len(depths) == 1 else (", ".join(map(str, depths)) or None)
     out_root = Path(out_root)
     version = 1 + max([int(p.name[1:]) for p in out_root.glob("v*") if p.name[1:].isdigit()] or [0])
     out = out_root / f"v{version}"
@@ -446,7 +453,7 @@ def export_eval_set(store: FeedbackStore, set_name: str, corpus: str | os.PathLi
             "labelled_from": times[0] if times else None, "labelled_to": times[-1] if times else None,
             "agreement": ag, "resolution": how, "pool_depth": pool_depth,
             "left_out_queries": len(qrels) - len(keep), "min_annotators": min_annotators,
-            "leak_guard": "frozen eval set: pass this folder to `honed finetune --frozen-eval` and "
+            "leak_guard": "A frozen eval set: pass this folder to `honed finetune --frozen-eval` and "
                           "`honed feedback export --eval-data`; its queries and judged passages never enter training"}
     with atomic_dir(out, "eval-set") as tmp:
         import shutil

@@ -142,11 +142,15 @@ def index_build(model: str = typer.Option("minilm", help="model folder, packaged
                 faiss: str = typer.Option("flat", help="flat | hnsw | ivfpq"),
                 split: str = typer.Option("test", help="which corpus of a per-split dataset"),
                 batch_size: int = typer.Option(32, min=1),
+                workers: Optional[str] = typer.Option(None, help="encode with one process per device: cuda:0,cuda:1 "
+                                                                 "| cuda:all | cpu:N (default: one process)"),
                 force: bool = FORCE) -> None:
     """Embed a corpus and write a FAISS index + doc store + manifest."""
+    from honed.retriever.encoder import parse_workers
     from honed.retriever.index import build_index, load_index
 
-    build_index(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size, force=force)
+    build_index(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size, force=force,
+                workers=parse_workers(workers))
     idx = load_index(out)
     m = idx.manifest
     console.print(f"[green]✓[/] {len(idx)} docs → {out} ({m['faiss']['factory']}, dim {m['dim']}, "

@@ -183,6 +183,7 @@ class FeedbackStore:
             sa.Column("position", sa.Integer, nullable=False),        # the shuffled order every annotator sees
             sa.Column("text", sa.Text, nullable=False),
             sa.Column("systems", sa.Text, nullable=False),            # JSON: which systems retrieved it (hidden)
+            sa.Column("depth", sa.Integer),                           # the pool depth it was drawn at
         )
         self.relevance_labels = sa.Table(
             "relevance_labels", md,

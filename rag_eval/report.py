@@ -140,7 +140,7 @@ def _plots(doc: dict, folder: Path) -> list[str]:
 
 
 def report_markdown(doc: dict, plots: list[str]) -> str:
-    lines = [f"# Retrieval evaluation", "",
+    lines = ["# Retrieval evaluation", "",
              f"Created {doc['created']} on {doc['machine']}; honed {doc['honed_version']}. "
              f"Baseline for significance: **{doc['baseline']}**.", ""]
     if doc.get("ood_check"):

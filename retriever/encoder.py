@@ -53,6 +53,68 @@ class Encoder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
 
+def parse_workers(spec: str | None) -> list[str]:
+    """Encoding worker devices: ``cuda:0,cuda:1`` (one process per GPU), ``cuda:all``, or ``cpu:N`` (N processes).
+
+    An empty spec means one in-process encoder (``[]``).
+    """
+    if not spec:
+        return []
+    spec = spec.strip().lower()
+    if spec == "cuda:all":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise HonedError("--workers cuda:all: torch sees no CUDA GPU")
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if spec.startswith("cpu:"):
+        n = spec[4:]
+        if not n.isdigit() or not 1 <= int(n) <= 256:
+            raise HonedError(f"--workers {spec}: cpu:N needs a process count N between 1 and 256")
+        return ["cpu"] * int(n)
+    from .device import resolve_device
+
+    devices = [d.strip() for d in spec.split(",") if d.strip()]
+    for d in devices:
+        if not d.startswith("cuda") or resolve_device(d) != d:
+            raise HonedError(f"--workers {spec}: expected cuda:0,cuda:1,…, cuda:all or cpu:N, got {d!r}")
+    return devices
+
+
+def encode_with_workers(enc: Encoder, texts: Sequence[str], workers: list[str],
+                        show_progress: bool = False) -> np.ndarray:
+    """Embed passages with one process per worker device (sentence-transformers' multi-process pool).
+
+    The vectors equal the in-process ones (same model, same normalisation). CPU
+    workers split the cores between them: each gets ``cores // workers`` torch
+    threads, set through ``OMP_NUM_THREADS`` before the pool spawns them, so N
+    processes do not each start a thread per core.
+    """
+    if len(texts) == 0:
+        return np.zeros((0, enc.dim), dtype=np.float32)
+    n_cpu = sum(1 for w in workers if w == "cpu")
+    saved = os.environ.get("OMP_NUM_THREADS")
+    if n_cpu:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n_cpu))
+    try:
+        pool = enc.model.start_multi_process_pool(target_devices=workers)
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
+    try:
+        # chunks small enough that the workers share the tail of the corpus evenly
+        chunk = max(enc.batch_size, min(1000, -(-len(texts) // (4 * len(workers)))))
+        vecs = enc.model.encode_document(list(texts), pool=pool, batch_size=enc.batch_size, chunk_size=chunk,
+                                         show_progress_bar=show_progress, normalize_embeddings=True,
+                                         convert_to_numpy=True)
+    finally:
+        enc.model.stop_multi_process_pool(pool)
+        enc.model.to(enc.device)          # the pool moved the model to the CPU to share it
+    return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
 _CACHE: dict[tuple, Encoder] = {}
 
 

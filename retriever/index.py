@@ -144,14 +144,16 @@ def corpus_docs(docs_by_id: dict[str, dict]) -> list[dict]:
 
 def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
                 split: str = "test", batch_size: int = 32, show_progress: bool = True,
-                force: bool = False) -> Path:
+                force: bool = False, workers: list[str] | None = None) -> Path:
     """Embed a corpus and write a retriever artifact atomically; return its path.
 
     `model` is a model reference (``"minilm"``, a folder, a hub id) or a loaded
     encoder; the model is copied into the artifact. `corpus` is a corpus dict, a
     ``corpus.jsonl`` file or a BEIR folder (its `split` corpus when split by document).
+    `workers` (e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu"] * 4``, see
+    :func:`~retriever.encoder.parse_workers`) encodes with one process per entry.
     """
-    from .encoder import load_encoder
+    from .encoder import encode_with_workers, load_encoder
 
     docs_by_id = load_corpus(corpus, split)
     if not docs_by_id:
@@ -162,12 +164,20 @@ def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
         raise HonedError(f"--batch-size must be ≥ 1, got {batch_size}")
     check_writable(out, "index", force)
     rows = corpus_docs(docs_by_id)
-    enc = model if hasattr(model, "encode_documents") else load_encoder(model, batch_size=batch_size)
+    parallel = bool(workers) and len(workers) > 1
+    enc = model if hasattr(model, "encode_documents") else \
+        load_encoder(model, batch_size=batch_size, backend="torch" if parallel else None)
     factory = faiss_factory(faiss_kind, len(rows), enc.dim)
     t0 = time.perf_counter()
-    vectors = enc.encode_documents([doc_text(d) for d in rows], show_progress=show_progress)
+    texts = [doc_text(d) for d in rows]
+    if parallel:
+        if getattr(enc, "backend", "torch") != "torch":
+            raise HonedError("--workers needs the torch backend (the ONNX path encodes in one process)")
+        vectors = encode_with_workers(enc, texts, workers, show_progress=show_progress)
+    else:
+        vectors = enc.encode_documents(texts, show_progress=show_progress)
     encode_s = time.perf_counter() - t0
-    build = {"batch_size": enc.batch_size, "encode_seconds": round(encode_s, 2),
+    build = {"batch_size": enc.batch_size, "encode_seconds": round(encode_s, 2), "encode_workers": workers or None,
              "docs_per_second": round(len(rows) / max(encode_s, 1e-9), 2), "faiss_kind": faiss_kind}
     return write_artifact(out, enc, rows, vectors, factory, build, force=force)
 

@@ -79,7 +79,7 @@ def test_two_annotators_agreement_adjudication_and_export(pooled, tmp_path):
     assert qrels[dis[0]["query_id"]][dis[0]["doc_id"]] == 1
     assert qrels[dis[1]["query_id"]][dis[1]["doc_id"]] == min(dis[1]["grades"].values())   # conservative tie
 
-    v1 = an.export_eval_set(pooled, "sf", SLICE, tmp_path / "evalsets" / "sf", pool_depth=4, min_annotators=2)
+    v1 = an.export_eval_set(pooled, "sf", SLICE, tmp_path / "evalsets" / "sf", min_annotators=2)   # depth recorded
     v2 = an.export_eval_set(pooled, "sf", SLICE, tmp_path / "evalsets" / "sf", pool_depth=4, min_annotators=2)
     assert (v1.name, v2.name) == ("v1", "v2")                          # a new version, never an overwrite
     ds = load_beir(v1, "test")

@@ -75,9 +75,15 @@ def test_two_annotators_adjudicate_export_evaluate_and_dashboard(tmp_path):
     cal = tmp_path / "cal.jsonl"
     lines = (Path(__file__).resolve().parents[1] / "datasets/judge-calibration/triples.jsonl").read_text().splitlines()
     cal.write_text("\n".join(lines[:2]) + "\n")
+    from honed.retriever.finetune.pairs import Pair, write_pairs
+
+    passage = json.loads((SCIFACT / "corpus.jsonl").read_text().splitlines()[0])
+    write_pairs(tmp_path / "synth.jsonl", [Pair("wat does this abstract find", passage["text"],
+                                                positive_id=passage["_id"], source="synthetic")])
     db = tmp_path / "fb.db"
     app = StreamlitCli(["annotate", "--set", "sf", "--data", str(SCIFACT), "--system", "bm25", "--system",
                         "base=minilm", "--depth", "3", "--queries", str(tmp_path / "q.txt"), "--answers", str(cal),
+                        "--synthetic", str(tmp_path / "synth.jsonl"),
                         "--db", str(db), "--reports", str(tmp_path / "reports")], tmp_path / "annotate.log",
                        cwd=tmp_path)
     try:
@@ -112,6 +118,15 @@ def test_two_annotators_adjudicate_export_evaluate_and_dashboard(tmp_path):
             page.get_by_text("adjudicated 1 by carol").wait_for(timeout=30_000)
             page.get_by_role("button", name="Export qrels").click()
             page.get_by_text(re.compile(r"exported .*evalsets/sf/v1")).wait_for(timeout=60_000)
+
+            page.goto(f"{app.url}/review?annotator=rita")     # a synthetic query: edited, then accepted (A)
+            box = page.get_by_label("Generated query (edit before accepting if needed)")
+            box.fill("what does the model predict for a sugar drink tax in India?")
+            box.press("Tab")
+            _idle(page)
+            _focus_off_inputs(page)
+            page.keyboard.press("A")
+            page.get_by_text("Nothing awaits review.").wait_for(timeout=30_000)
 
             page.goto(f"{app.url}/answers?annotator=alice")   # the judge's calibration labels, by keyboard
             for key in ("Y", "N"):
@@ -149,6 +164,14 @@ def test_two_annotators_adjudicate_export_evaluate_and_dashboard(tmp_path):
     assert card["agreement"]["pairs"][0]["items"] == sum(sizes.values())
     report = json.loads((tmp_path / "reports" / "sf-v1" / "report.json").read_text())
     assert report["datasets"]["v1"]["n_queries"] == 3
+
+    run = subprocess.run([sys.executable, "-m", "honed.app.cli", "annotate", "export-pairs", "--set", "sf",
+                          "--out", str(tmp_path / "reviewed.jsonl"), "--db", str(db)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    pair = json.loads((tmp_path / "reviewed.jsonl").read_text())
+    assert pair["query"] == "what does the model predict for a sugar drink tax in India?"
+    assert pair["positive_id"] == passage["_id"] and pair["source"] == "synthetic-reviewed"
 
     out = tmp_path / "calibration.jsonl"
     run = subprocess.run([sys.executable, "-m", "honed.app.cli", "annotate", "export-calibration", "--set", "sf",

@@ -202,3 +202,15 @@ def test_retrain_promotes_only_through_the_gate(tiny_data, tmp_path):
     with pytest.raises(HonedError, match="no model version has the alias 'gold'"):
         open_system("baseline", "alias:gold", corpus=tiny_data, runs_dir=runs)
     assert system.ident == f"honed-retriever v{first.version} (alias:champion)"   # votes name the version
+
+    # the dashboard lists both versions with their aliases, and the challenger's evidence against the champion
+    from honed.app import dashboard as db
+
+    versions = db.model_versions(runs)
+    assert [v["version"] for v in versions] == [int(second.version), int(first.version)]
+    assert "challenger" in versions[0]["aliases"] and "champion" in versions[1]["aliases"]
+    reports = db.find_reports([tmp_path / "rep1", tmp_path / "rep2"])
+    ev = [r for r in db.version_evidence(versions, reports) if r["version"] == int(second.version)]
+    assert ev and all("Δ vs champion" in r for r in ev)
+    assert {str((runs / "r1").resolve()), str((runs / "r2").resolve())} <= {str(p.resolve()) for p in
+                                                                          db.run_folders(reports, versions).values()}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from honed.retriever.data import load_beir, write_beir
+from honed.retriever.data import load_beir
 from honed.retriever.errors import HonedError
 from honed.retriever.finetune import Pair, write_pairs
 from honed.retriever.finetune.train import FinetuneConfig, finetune

@@ -144,3 +144,25 @@ def test_failed_write_keeps_old_and_cleans_up(tmp_path, slice_index):
             raise RuntimeError("disk full")
     assert len(load_index(target)) > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["live"]
+
+
+@pytest.mark.slow
+def test_index_build_with_worker_processes_equals_one_process(tmp_path):
+    """`honed index build --workers cpu:2` (sentence-transformers' process pool) gives the one-process index."""
+    from conftest import SCIFACT
+    from honed.retriever.index import build_index, load_index
+
+    one = build_index("minilm", SCIFACT, tmp_path / "one", show_progress=False)
+    run = subprocess.run([sys.executable, "-m", "honed.app.cli", "index", "build", "--model", "minilm", "--corpus",
+                          str(SCIFACT), "--out", str(tmp_path / "two"), "--workers", "cpu:2"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    a, b = load_index(one), load_index(tmp_path / "two")
+    assert a.doc_ids == b.doc_ids and b.manifest["build"]["encode_workers"] == ["cpu", "cpu"]
+    n = len(a.doc_ids)
+    va = a.faiss_index.reconstruct_batch(np.arange(n))
+    vb = b.faiss_index.reconstruct_batch(np.arange(n))
+    assert np.allclose(va, vb, atol=1e-5), float(np.abs(va - vb).max())
+    bad = subprocess.run([sys.executable, "-m", "honed.app.cli", "index", "build", "--corpus", str(SCIFACT),
+                          "--out", str(tmp_path / "x"), "--workers", "gpu:7"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--workers gpu:7" in bad.stderr

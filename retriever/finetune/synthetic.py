@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
-
 from ..local_llm import chat_json, parse_json
 from .pairs import Pair, normalise_text
 
