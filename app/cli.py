@@ -365,16 +365,19 @@ def eval_beir(data: List[str] = typer.Option(..., help="BEIR dataset folder, or 
               max_queries: Optional[int] = typer.Option(None, min=1, help="evaluate on the first N queries"),
               index_dir: Path = typer.Option(Path("indexes"), help="where per-system indexes are cached"),
               track: bool = typer.Option(False, help="log the report to MLflow, linked to the model's training run"),
+              workers: Optional[str] = typer.Option(None, help="encode corpora with one process per device: "
+                                                               "cuda:0,cuda:1 | cuda:all | cpu:N"),
               force: bool = FORCE) -> None:
     """Retrieval metrics of several systems side by side; writes report.json/report.md/plots."""
     from honed.rag_eval.beir_eval import evaluate_systems, parse_system
+    from honed.retriever.encoder import parse_workers
     from honed.rag_eval.report import log_report_to_mlflow, write_beir_report
     from honed.retriever.atomic import check_writable
 
     systems = [parse_system(s) for s in system]
     check_writable(out, "report", force)     # before the evaluation, not after
     results = evaluate_systems([str(d) for d in data], systems, split=split,
-                               max_queries=max_queries, index_dir=index_dir, ood=ood)
+                               max_queries=max_queries, index_dir=index_dir, ood=ood, workers=parse_workers(workers))
     paths = write_beir_report(results, out, force=force)
     console.print(paths.summary_table)
     for r in json.loads(paths.json.read_text())["ood_check"]:

@@ -123,8 +123,11 @@ def subsample_queries(ds: BeirDataset, max_queries: int | None) -> BeirDataset:
                                query_metadata={q: ds.query_metadata[q] for q in keep if q in ds.query_metadata})
 
 
-def cached_index(ds: BeirDataset, model: str, index_path: Path):
-    """(index, encoder) for the dataset's corpus: reuse `index_path` when model and docs match, else rebuild."""
+def cached_index(ds: BeirDataset, model: str, index_path: Path, workers: list[str] | None = None):
+    """(index, encoder) for the dataset's corpus: reuse `index_path` when model and docs match, else rebuild.
+
+    `workers` builds a missing index with one encoding process per device (:func:`~retriever.index.build_index`).
+    """
     from honed.retriever.encoder import load_encoder
     from honed.retriever.index import build_index, check_compatible, load_index
 
@@ -139,7 +142,7 @@ def cached_index(ds: BeirDataset, model: str, index_path: Path):
                                   or index.doc_ids != list(ds.corpus)):
             index = None
     if index is None:
-        build_index(enc, ds.corpus, index_path)
+        build_index(model if workers and len(workers) > 1 else enc, ds.corpus, index_path, workers=workers)
         index = load_index(index_path)
     check_compatible(index, enc)
     return index, enc
@@ -150,11 +153,12 @@ def _labels_and_ids(index) -> tuple[list[int], list[str]]:
     return [p for p, _ in pairs], [i for _, i in pairs]
 
 
-def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100) -> tuple[dict, str]:
+def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100,
+              workers: list[str] | None = None) -> tuple[dict, str]:
     """Run every query over a (cached) index of the dataset's corpus, batched."""
     from honed.retriever.index import search
 
-    index, enc = cached_index(ds, model, index_path)
+    index, enc = cached_index(ds, model, index_path, workers)
     qids = list(ds.queries)
     vecs = enc.encode_queries([ds.queries[q] for q in qids], show_progress=len(qids) > 64)
     # Batched: the same encoder, index and search() that HonedRetriever._retrieve uses.
@@ -164,21 +168,24 @@ def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100) -> tu
     return run, enc.fingerprint
 
 
-def system_run(ds: BeirDataset, system: System, k: int, index_path: Path) -> tuple[dict, str | None]:
+def system_run(ds: BeirDataset, system: System, k: int, index_path: Path,
+               workers: list[str] | None = None) -> tuple[dict, str | None]:
     """(run, model fingerprint) of one system over the dataset's queries: BM25, or dense over a cached index."""
     if system.kind == "bm25":
         return bm25_search(ds.corpus, ds.queries, k=k), None
     index_path = index_path.with_name(re.sub(r"[^A-Za-z0-9_.-]+", "-", index_path.name))
-    return dense_run(ds, system.model, index_path, k=k)
+    return dense_run(ds, system.model, index_path, k=k, workers=workers)
 
 
 def evaluate_systems(datasets: list[str], systems: list[System], split: str = "test",
                      max_queries: int | None = None, index_dir: str | os.PathLike = "indexes",
-                     k_values=(1, 3, 5, 10, 100), ood: list[str] | tuple = ()) -> list[DatasetResult]:
+                     k_values=(1, 3, 5, 10, 100), ood: list[str] | tuple = (),
+                     workers: list[str] | None = None) -> list[DatasetResult]:
     """Evaluate each system on each dataset; returns per-dataset, per-system metrics and runs.
 
     `ood` datasets are evaluated the same way and marked out-of-domain: sets the tuned model never saw,
-    where the report and the gate check that fine-tuning did not make retrieval worse.
+    where the report and the gate check that fine-tuning did not make retrieval worse. `workers` encodes
+    corpora with one process per device (``["cuda:0", "cuda:1"]``).
     """
     names = [s.name for s in systems]
     if len(set(names)) != len(names):
@@ -196,7 +203,8 @@ def evaluate_systems(datasets: list[str], systems: list[System], split: str = "t
                             role=role, qrels=ds.qrels, queries=ds.queries)
         for sysm in systems:
             t0 = time.perf_counter()
-            run, fp = system_run(ds, sysm, max(k_values), Path(index_dir) / f"{res.name}-{split}-{sysm.name}")
+            run, fp = system_run(ds, sysm, max(k_values), Path(index_dir) / f"{res.name}-{split}-{sysm.name}",
+                                 workers)
             res.systems[sysm.name] = SystemResult(sysm, evaluate_run(ds.qrels, run, k_values), run,
                                                   time.perf_counter() - t0, fp)
         out.append(res)
