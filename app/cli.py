@@ -306,6 +306,9 @@ def finetune_cmd(
                                                          "steps, subsamples pairs per query, stops on time with the best checkpoint"),
     device: Optional[str] = typer.Option(None, help="auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps "
                                                     "(default $HONED_DEVICE, else auto); bf16/fp16 on CUDA"),
+    gradient_checkpointing: str = typer.Option("auto", help="auto (on for the CPU) | on | off: recompute "
+                                                            "activations in the backward pass (same results, "
+                                                            "less memory, more compute)"),
     config: Optional[Path] = typer.Option(None, help="TOML file with a [finetune] table of the same keys"),
     force: bool = FORCE,
 ) -> None:
