@@ -56,3 +56,31 @@ def test_gradient_checkpointing_is_on_for_the_cpu_by_default_and_checked():
     assert use_checkpointing("on", "cuda") and not use_checkpointing("off", "cpu")
     with pytest.raises(HonedError, match="--gradient-checkpointing must be auto, on or off"):
         use_checkpointing("yes", "cpu")
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    """The real MiniLM, one MNRL step in training mode (dropout on): bitwise the same with checkpointing."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import losses
+
+    from honed.retriever.models import resolve_model
+
+    queries = ["cap on liability", "termination for convenience", "governing law", "assignment consent"]
+    passages = ["Liability is capped at twelve months of fees.", "Either party may terminate on 90 days notice.",
+                "Delaware law governs this agreement.", "No assignment without prior written consent."]
+
+    def step(checkpointing: bool):
+        torch.manual_seed(0)
+        model = SentenceTransformer(str(resolve_model("minilm")), device="cpu")
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model.train()
+        loss = losses.MultipleNegativesRankingLoss(model)
+        torch.manual_seed(1)
+        value = loss([model.preprocess(queries), model.preprocess(passages)], None)
+        value.backward()
+        return value.item(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    (l0, g0), (l1, g1) = step(False), step(True)
+    assert l0 == l1 and g0.shape == g1.shape and torch.equal(g0, g1)
