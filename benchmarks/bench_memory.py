@@ -33,7 +33,6 @@ def step_seconds(checkpointing: bool, data: str, batch: int = 32, repeats: int =
     import statistics
     import time
 
-    import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import losses
 
