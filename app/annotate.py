@@ -278,12 +278,12 @@ def reviewed_pairs(store: FeedbackStore, set_name: str, eval_data: list[str | os
         else:
             pairs.append(Pair(_query_text(store, set_name, q, reviews), q["positive_text"], q["query_id"],
                               q["positive_id"], source="synthetic-reviewed"))
-    frozen = frozen_eval_set(tuple(str(d) for d in eval_data or ()))
+    # the eval sets given, plus this set's own eval queries and judged passages
+    given = frozen_eval_set(tuple(str(d) for d in eval_data or ()))
     judged = {d for (_, d, _) in latest_labels(store, set_name)}
-    frozen = FrozenEvalSet(frozen.queries, frozen.doc_ids | judged, frozen.doc_texts)
     own_queries = {normalise_text(_query_text(store, set_name, q, reviews)) for q in set_queries(store, set_name)
                    if q["source"] != "synthetic"}
-    frozen = FrozenEvalSet(frozen.queries | own_queries, frozen.doc_ids, frozen.doc_texts)
+    frozen = FrozenEvalSet(given.queries | own_queries, given.doc_ids | judged, given.doc_texts)
     kept, stats = drop_frozen(pairs, frozen)
     return kept, {"accepted": len(pairs), "rejected": rejected, "pending_review": pending, **stats,
                   "pairs": len(kept)}

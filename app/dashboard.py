@@ -119,11 +119,9 @@ def model_versions(runs_dir: str | os.PathLike) -> list[dict]:
     except Exception:   # no registry in this store yet (MLflow raises several types)
         return []
     aliases: dict[str, list[str]] = {}
-    try:
+    if versions:   # versions exist, so the registered model does
         for alias, v in client.get_registered_model(REGISTERED_NAME).aliases.items():
             aliases.setdefault(str(v), []).append(alias)
-    except Exception:
-        pass
     rows = []
     for mv in sorted(versions, key=lambda m: int(m.version), reverse=True):
         dev = None

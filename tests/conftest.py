@@ -157,19 +157,12 @@ class StreamlitCli:
                                      stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
     def wait_healthy(self, timeout: float = 180.0) -> None:
-        import time
-        import urllib.request
+        from honed.app.serve.launch import wait_ready
 
-        deadline = time.time() + timeout
-        while True:
-            try:
-                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2).read() == b"ok":
-                    return
-            except OSError:
-                pass
-            if time.time() > deadline or self.proc.poll() is not None:
-                pytest.fail(f"streamlit did not start: {self.log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        try:
+            wait_ready(f"{self.url}/_stcore/health", self.proc, timeout)
+        except RuntimeError as e:
+            pytest.fail(f"streamlit did not start ({e}): {self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
         self.proc.terminate()
