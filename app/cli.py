@@ -144,13 +144,28 @@ def index_build(model: str = typer.Option("minilm", help="model folder, packaged
                 batch_size: int = typer.Option(32, min=1),
                 workers: Optional[str] = typer.Option(None, help="encode with one process per device: cuda:0,cuda:1 "
                                                                  "| cuda:all | cpu:N (default: one process)"),
+                ray: bool = typer.Option(False, "--ray", help="embed on Ray (an actor pool of encoders; "
+                                                              "local Ray unless --ray-address)"),
+                ray_address: Optional[str] = typer.Option(None, help="a running Ray cluster: auto | ray://HOST:10001"),
+                ray_workers: int = typer.Option(2, min=1, help="encoder actors (model copies) on Ray"),
+                ray_gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per encoder actor (0: CPU)"),
                 force: bool = FORCE) -> None:
     """Embed a corpus and write a FAISS index + doc store + manifest."""
     from honed.retriever.encoder import parse_workers
     from honed.retriever.index import build_index, load_index
 
-    build_index(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size, force=force,
-                workers=parse_workers(workers))
+    if ray and workers:
+        raise HonedError("--workers and --ray are two ways to parallelise: pick one")
+    if not ray and (ray_address or ray_gpus_per_worker):
+        raise HonedError("--ray-address and --ray-gpus-per-worker need --ray")
+    if ray:
+        from honed.retriever.ray_build import build_index_on_ray
+
+        build_index_on_ray(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size,
+                           workers=ray_workers, address=ray_address, gpus_per_worker=ray_gpus_per_worker, force=force)
+    else:
+        build_index(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size, force=force,
+                    workers=parse_workers(workers))
     idx = load_index(out)
     m = idx.manifest
     console.print(f"[green]✓[/] {len(idx)} docs → {out} ({m['faiss']['factory']}, dim {m['dim']}, "
