@@ -44,6 +44,13 @@ def _root(device: Optional[str] = typer.Option(None, "--device", help="torch dev
 
 
 FORCE = typer.Option(False, "--force", help="replace --out even if it is not a honed artifact of this kind")
+FORCE_FILE = typer.Option(False, "--force", help="replace --out if it exists")
+
+
+def _new_file(out: Path, force: bool) -> None:
+    """Refuse to replace a file the user did not ask to replace (checked before the work, not after)."""
+    if out.exists() and not force:
+        raise HonedError(f"--out {out}: exists; choose a new file or pass --force to replace it")
 
 
 @models_app.command("list")
@@ -118,8 +125,10 @@ def data_synth(corpus: Path = typer.Option(..., help="BEIR folder or corpus.json
                per_doc: int = typer.Option(3, help="queries asked per passage"),
                max_docs: Optional[int] = typer.Option(None, help="sample this many passages"),
                llm: str = typer.Option("qwen", help="local GGUF model"),
-               filter_model: str = typer.Option("minilm", help="embedder for the round-trip filter")) -> None:
+               filter_model: str = typer.Option("minilm", help="embedder for the round-trip filter"),
+               force: bool = FORCE_FILE) -> None:
     """Synthetic queries from the local LLM, filtered (length, echo, duplicates, round-trip)."""
+    _new_file(out, force)
     from honed.retriever.data.beir import doc_text
     from honed.retriever.encoder import load_encoder
     from honed.retriever.finetune.pairs import write_pairs
@@ -300,6 +309,8 @@ def finetune_cmd(
     epochs: float = typer.Option(1.0, min=0.0),
     max_steps: int = typer.Option(-1, help="stop after N steps (overrides epochs)"),
     batch_size: int = typer.Option(32, min=1),
+    mini_batch_size: int = typer.Option(8, min=1, help="sequences per chunk of the cached loss "
+                                                       "(cached-mnrl, --gradient-cache): memory, not results"),
     lr: float = typer.Option(5e-5),
     max_seq_length: int = typer.Option(256),
     num_negatives: int = typer.Option(1, help="mined hard negatives per pair (0 = in-batch only)"),
@@ -321,9 +332,12 @@ def finetune_cmd(
                                                          "steps, subsamples pairs per query, stops on time with the best checkpoint"),
     device: Optional[str] = typer.Option(None, help="auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps "
                                                     "(default $HONED_DEVICE, else auto); bf16/fp16 on CUDA"),
-    gradient_checkpointing: str = typer.Option("auto", help="auto (on for the CPU) | on | off: recompute "
-                                                            "activations in the backward pass (same results, "
-                                                            "less memory, more compute)"),
+    gradient_checkpointing: str = typer.Option("auto", help="auto (on for the CPU when the gradient cache is "
+                                                            "off) | on | off: recompute activations in the "
+                                                            "backward pass (same results, less memory, more compute)"),
+    gradient_cache: str = typer.Option("auto", help="auto (on for the CPU) | on | off: compute the mnrl loss "
+                                                    "--mini-batch-size sequences at a time (GradCache: same "
+                                                    "results, less memory, more compute)"),
     config: Optional[Path] = typer.Option(None, help="TOML file with a [finetune] table of the same keys"),
     force: bool = FORCE,
 ) -> None:
@@ -743,8 +757,7 @@ def annotate_export_pairs(set_name: str = SET,
     from honed.app.store import FeedbackStore
     from honed.retriever.finetune.pairs import write_pairs
 
-    if out.exists():
-        raise HonedError(f"--out {out}: exists; choose a new file")
+    _new_file(out, False)
     pairs, stats = an.reviewed_pairs(FeedbackStore(db), set_name, eval_data)
     if not pairs:
         raise HonedError(f"set {set_name!r}: no accepted synthetic query left to export ({stats})")
@@ -828,8 +841,10 @@ def feedback_export(out: Path = typer.Option(..., help="pairs JSONL to write (fe
                                                                    "false-negative guard (e.g. the champion's run)"),
                     long_dwell_s: float = typer.Option(30.0, help="a click with this much dwell is a positive"),
                     relative_margin: float = typer.Option(0.05, help="guard: a negative scores ≤ (1 − margin) × "
-                                                                     "the median positive")) -> None:
+                                                                     "the median positive"),
+                    force: bool = FORCE_FILE) -> None:
     """Votes and clicks → training pairs (votes: up = positive, down = negative; clicks: see `honed.app.clicks`)."""
+    _new_file(out, force)
     from honed.app.clicks import ClickModel, click_pairs
     from honed.app.feedback import feedback_pairs
     from honed.app.store import FeedbackStore

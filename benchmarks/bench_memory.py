@@ -1,12 +1,13 @@
-"""Peak memory of a CPU fine-tune with and without gradient checkpointing, and whether the results are the same.
+"""Peak memory of a CPU fine-tune with each memory saver, and whether the results are the same.
 
-Runs `honed finetune` twice on the same data and settings (default: the shipped cuad-clauses,
-batch 32, 256 tokens, one mined negative, 12 steps), once with ``--gradient-checkpointing off``
-(honed before this option) and once ``on`` (the CPU default now), each under ``/usr/bin/time -v``,
-then compares peak RSS, seconds per step and every logged loss and dev nDCG@10.
+Runs `honed finetune` on the same data and settings (default: the shipped cuad-clauses, batch 32,
+256 tokens, one mined negative, 12 steps) once per variant, each under ``/usr/bin/time -v``:
+``off`` (neither saver: honed before them), ``checkpointing`` (``--gradient-checkpointing on``) and
+``cache`` (``--gradient-cache on``: MNRL as GradCache, the CPU default now), then compares peak RSS,
+seconds per step and every logged loss and dev nDCG@10; ``--micro`` also times one training step of each.
 
     python benchmarks/bench_memory.py --data datasets/cuad-clauses --steps 12
-    python benchmarks/bench_memory.py --reuse /tmp/mem/run-default /tmp/mem/run-ckpt   # compare finished runs
+    python benchmarks/bench_memory.py --variants cache --micro --out benchmarks/results/memory-cache.json
 """
 from __future__ import annotations
 
@@ -21,14 +22,19 @@ from pathlib import Path
 from bench_artifact import cpu_name
 
 
-def run(data: str, out: Path, steps: int, checkpointing: str) -> None:
+VARIANTS = {"off": ["--gradient-checkpointing", "off", "--gradient-cache", "off"],
+            "checkpointing": ["--gradient-checkpointing", "on", "--gradient-cache", "off"],
+            "cache": ["--gradient-checkpointing", "off", "--gradient-cache", "on"]}
+
+
+def run(data: str, out: Path, steps: int, variant: str) -> None:
     honed = str(Path(sys.executable).with_name("honed"))
     subprocess.run(["/usr/bin/time", "-v", honed, "finetune", "--data", data, "--out", str(out), "--max-steps",
                     str(steps), "--eval-steps", str(max(1, steps // 2)), "--no-track", "--force",
-                    "--gradient-checkpointing", checkpointing], check=True)
+                    *VARIANTS[variant]], check=True)
 
 
-def step_seconds(checkpointing: bool, data: str, batch: int = 32, repeats: int = 3) -> float:
+def step_seconds(variant: str, data: str, batch: int = 32, repeats: int = 3) -> float:
     """Median seconds of one MNRL training step (forward + backward) on `batch` triples at 256 tokens."""
     import statistics
     import time
@@ -44,10 +50,11 @@ def step_seconds(checkpointing: bool, data: str, batch: int = 32, repeats: int =
     queries = list(ds.queries.values())[:batch]
     model = SentenceTransformer(str(resolve_model("minilm")), device="cpu")
     model.max_seq_length = 256
-    if checkpointing:
+    if variant == "checkpointing":
         model.gradient_checkpointing_enable()
     model.train()
-    loss = losses.MultipleNegativesRankingLoss(model)
+    loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=8) if variant == "cache" \
+        else losses.MultipleNegativesRankingLoss(model)
     feats = [model.preprocess(queries), model.preprocess(texts[:batch]), model.preprocess(texts[batch:2 * batch])]
     times = []
     for _ in range(repeats):
@@ -63,6 +70,7 @@ def summary(run_dir: Path) -> dict:
     hist = json.loads((run_dir / "log_history.json").read_text())
     t = man["timing"]
     return {"run": str(run_dir), "gradient_checkpointing": t.get("gradient_checkpointing", False),
+            "gradient_cache": t.get("gradient_cache", False),
             "peak_rss_mb": t["peak_rss_mb"], "steps": t["steps"], "train_s": t["train_s"],
             "s_per_step_incl_eval": round(t["train_s"] / max(t["steps"], 1), 1),
             "losses": [h["loss"] for h in hist if "loss" in h],
@@ -73,30 +81,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="datasets/cuad-clauses")
     ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--micro", action="store_true", help="also time one training step of every variant")
     ap.add_argument("--work", default="runs/bench-memory")
-    ap.add_argument("--reuse", nargs=2, metavar=("OFF_RUN", "ON_RUN"), help="compare two finished runs")
     ap.add_argument("--out", default="benchmarks/results/memory.json")
     args = ap.parse_args()
-    if args.reuse:
-        off, on = map(Path, args.reuse)
-    else:
-        off, on = Path(args.work) / "off", Path(args.work) / "on"
-        run(args.data, off, args.steps, "off")
-        run(args.data, on, args.steps, "on")
-    a, b = summary(off), summary(on)
-    a["step_s_micro"], b["step_s_micro"] = step_seconds(False, args.data), step_seconds(True, args.data)
-    print(f"one training step, 32 triples at 256 tokens (median of 3): off {a['step_s_micro']} s, "
-          f"on {b['step_s_micro']} s")
-    same_loss = max(abs(x - y) for x, y in zip(a["losses"], b["losses"])) if a["losses"] else None
-    same_ndcg = max(abs(x - y) for x, y in zip(a["dev_ndcg"], b["dev_ndcg"])) if a["dev_ndcg"] else None
-    for s in (a, b):
-        print(f"checkpointing {'on ' if s['gradient_checkpointing'] else 'off'}: peak RSS {s['peak_rss_mb']:.0f} MB, "
-              f"{s['s_per_step_incl_eval']} s/step (dev evaluations included), losses {s['losses']}, "
-              f"dev nDCG@10 {s['dev_ndcg']}")
-    print(f"largest difference: loss {same_loss:.2e}, dev nDCG@10 {same_ndcg:.2e}")
+    runs = {}
+    for v in args.variants:
+        run(args.data, Path(args.work) / v, args.steps, v)
+        runs[v] = summary(Path(args.work) / v)
+    micro = {v: step_seconds(v, args.data) for v in VARIANTS} if args.micro else {}
+    if micro:
+        print("one training step, 32 triples at 256 tokens (median of 3): "
+              + ", ".join(f"{v} {t} s" for v, t in micro.items()))
+    first = runs[args.variants[0]]
+    for v, r in runs.items():
+        r["max_loss_difference_to_" + args.variants[0]] = max(
+            (abs(x - y) for x, y in zip(first["losses"], r["losses"])), default=None)
+        print(f"{v:>13}: peak RSS {r['peak_rss_mb']:.0f} MB, {r['s_per_step_incl_eval']} s/step (dev evaluations "
+              f"included), losses {r['losses']}, dev nDCG@10 {r['dev_ndcg']}")
     doc = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_name(),
-           "cores": os.cpu_count(), "data": args.data, "off": a, "on": b,
-           "max_loss_difference": same_loss, "max_dev_ndcg_difference": same_ndcg}
+           "cores": os.cpu_count(), "data": args.data, "steps": args.steps, "runs": runs, "step_s_micro": micro}
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     print(f"→ {args.out}")
 

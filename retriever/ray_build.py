@@ -119,11 +119,18 @@ def embed_on_ray(encoder, path: Path, positions: dict[str, int], shard_dir: Path
         batch_size=max(batch_size * 8, 256), batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus, num_gpus=gpus_per_worker or None)
     seen = np.zeros(len(positions), dtype=bool)
-    shards = []
+    shards, held = [], []
+
+    def write_shard():
+        shard = shard_dir / f"shard-{len(shards):05d}.npz"
+        np.savez(shard, pos=np.concatenate([p for p, _ in held]), vectors=np.concatenate([v for _, v in held]))
+        shards.append(shard)
+        held.clear()
+
     with Progress(TextColumn("embedding on Ray"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not show_progress) as bar:
         task = bar.add_task("", total=len(positions))
-        for batch in ds.iter_batches(batch_size=SHARD_ROWS, batch_format="numpy"):
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):   # each as it finishes
             try:
                 pos = np.fromiter((positions[i] for i in batch["id"]), dtype=np.int64, count=len(batch["id"]))
             except KeyError as e:
@@ -131,10 +138,12 @@ def embed_on_ray(encoder, path: Path, positions: dict[str, int], shard_dir: Path
             if seen[pos].any():
                 raise HonedError(f"{path}: document {batch['id'][seen[pos].argmax()]!r} was embedded twice")
             seen[pos] = True
-            shard = shard_dir / f"shard-{len(shards):05d}.npz"
-            np.savez(shard, pos=pos, vectors=np.asarray(batch["embedding"], dtype=np.float32))
-            shards.append(shard)
+            held.append((pos, np.asarray(batch["embedding"], dtype=np.float32)))
+            if sum(len(p) for p, _ in held) >= SHARD_ROWS:
+                write_shard()
             bar.advance(task, len(pos))
+        if held:
+            write_shard()
     if not seen.all():
         raise HonedError(f"{path}: {int((~seen).sum())} documents came back without a vector")
     return shards
@@ -221,6 +230,7 @@ def build_index_on_ray(model, corpus, out: str | os.PathLike, faiss_kind: str = 
         ray.init(address=address, num_cpus=None if address else max(workers, os.cpu_count() or 1) + 1,
                  include_dashboard=False,
                  log_to_driver=False, logging_level="warning")
+    Path(out).absolute().parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.shards-", dir=Path(out).absolute().parent))
     try:
         t0 = time.perf_counter()

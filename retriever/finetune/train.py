@@ -71,8 +71,10 @@ class FinetuneConfig:
     #                                    their test queries and judged passages never enter training
     time_budget: str | None = None     # "20m", "1h30m": plan steps and subsample pairs to end on time (budget.py)
     device: str | None = None          # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps; None: $HONED_DEVICE
-    gradient_checkpointing: str = "auto"   # auto (on for the CPU, off on a GPU) | on | off: recompute activations
-    #                                    in the backward pass instead of keeping them (same results, less memory)
+    gradient_checkpointing: str = "auto"   # auto (on for the CPU when the gradient cache is off) | on | off:
+    #                                    recompute activations in the backward pass (same results, less memory)
+    gradient_cache: str = "auto"       # auto (on for the CPU) | on | off: compute the mnrl loss in chunks of
+    #                                    mini_batch_size sequences (GradCache: same loss and gradients, less memory)
     force: bool = False                # replace `out` even if it is not a honed run folder
 
 
@@ -163,9 +165,11 @@ def _mining_corpus(corpus: dict[str, str], pairs: list[Pair], max_docs: int, see
     return keep
 
 
-def _loss(cfg: FinetuneConfig, model):
+def _loss(cfg: FinetuneConfig, model, cached: bool = False):
     from sentence_transformers.sentence_transformer import losses
 
+    if cfg.loss == "mnrl" and cached:
+        return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size)
     if cfg.loss == "mnrl":
         return losses.MultipleNegativesRankingLoss(model)
     if cfg.loss == "cached-mnrl":
@@ -231,14 +235,33 @@ def split_and_guard(cfg: FinetuneConfig, pairs: list[Pair], eval_queries: list[s
 def use_checkpointing(setting: str, device: str) -> bool:
     """Whether to recompute activations in the backward pass.
 
-    On the CPU by default: a batch of 32 triples at 256 tokens keeps ~7 GB of MiniLM
-    activations for the backward pass (the run peaked at 8.4 GB); recomputing them layer by
-    layer gives the same gradients in a fraction of the memory, for more compute per step
-    (measured in the README). A GPU has the memory and gains more from the speed.
+    On the CPU by default for the losses that have no cached form (an mnrl run uses the
+    gradient cache instead, :func:`use_gradient_cache`): a batch of 32 triples at 256 tokens
+    keeps ~7 GB of MiniLM activations for the backward pass (the run peaked at 8.4 GB);
+    recomputing them layer by layer gives the same gradients in a fraction of the memory, for
+    more compute per step (measured in the README). A GPU has the memory and gains more from
+    the speed.
     """
     if setting not in ("auto", "on", "off"):
         raise HonedError(f"--gradient-checkpointing must be auto, on or off, got {setting!r}")
     return setting == "on" or (setting == "auto" and device == "cpu")
+
+
+def use_gradient_cache(setting: str, loss: str, device: str) -> bool:
+    """Whether the mnrl loss runs as GradCache (sentence-transformers' CachedMultipleNegativesRankingLoss).
+
+    GradCache embeds the whole batch without gradients, computes the loss and its gradient
+    with respect to the embeddings, then re-embeds `mini_batch_size` sequences at a time with
+    gradients and back-propagates the cached ones: the same loss and gradients as MNRL
+    (a fast test checks it on the real model), while only one chunk's activations are alive.
+    On the CPU by default: it keeps less memory than checkpointing for the same extra
+    forward pass (measured in the README). Only the mnrl loss has a cached form here.
+    """
+    if setting not in ("auto", "on", "off"):
+        raise HonedError(f"--gradient-cache must be auto, on or off, got {setting!r}")
+    if setting == "on" and loss != "mnrl":
+        raise HonedError(f"--gradient-cache on needs --loss mnrl (got {loss!r}; cached-mnrl is cached already)")
+    return loss == "mnrl" and (setting == "on" or (setting == "auto" and device == "cpu"))
 
 
 def exclude_frozen(pairs: list[Pair], corpus: dict[str, str], eval_sets: list[str]
@@ -330,6 +353,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     if cfg.loss == "distill" and cfg.num_negatives < 1:
         raise HonedError("--loss distill needs --num-negatives ≥ 1 (triples to score)")
     use_checkpointing(cfg.gradient_checkpointing, "cpu")   # a bad value fails now, not after mining
+    use_gradient_cache(cfg.gradient_cache, cfg.loss, "cpu")
     t_start = time.perf_counter()
     deadline = None
     if cfg.time_budget:
@@ -406,7 +430,11 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
                                                (len(dev_pool) + len(dev_q)) / max(eval_s, 1e-9), eval_s,
                                                triples, margins)
         callbacks.append(deadline_callback(deadline, eval_s))
-    checkpointing = use_checkpointing(cfg.gradient_checkpointing, device)
+    cached = use_gradient_cache(cfg.gradient_cache, cfg.loss, device)
+    # one memory saver is enough: with the gradient cache only a chunk's activations are alive anyway
+    chunked = cached or cfg.loss == "cached-mnrl"
+    checkpointing = use_checkpointing("off" if chunked and cfg.gradient_checkpointing == "auto"
+                                      else cfg.gradient_checkpointing, device)
     model = SentenceTransformer(str(base_path), device=device, trust_remote_code=False)
     model.max_seq_length = cfg.max_seq_length
     train_ds = _train_dataset(cfg, triples, margins)
@@ -424,7 +452,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         greater_is_better=True, logging_steps=max(1, min(10, eval_steps // 2)),
         report_to=["mlflow"] if cfg.track else "none", run_name=out.name, dataloader_drop_last=False,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=_loss(cfg, model),
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=_loss(cfg, model, cached),
                                          evaluator=evaluator, callbacks=callbacks)
     resume_from = _latest_checkpoint(ckpt) if cfg.resume else None
 
@@ -464,6 +492,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
                        "steps": trainer.state.global_step, "total_s": round(time.perf_counter() - t_start, 1),
                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                        "device": device, "precision": precision(device), "gradient_checkpointing": checkpointing,
+                       "gradient_cache": cached,
                        "resumed_from": resume_from.name if resume_from else None},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
