@@ -34,7 +34,8 @@ def run(data: str, out: Path, steps: int, variant: str) -> None:
                     *VARIANTS[variant]], check=True)
 
 
-def step_seconds(variant: str, data: str, batch: int = 32, repeats: int = 3) -> float:
+def step_seconds(variant: str, data: str, batch: int = 32, repeats: int = 3, seq_length: int = 256,
+                 mini: int = 8) -> float:
     """Median seconds of one MNRL training step (forward + backward) on `batch` triples at 256 tokens."""
     import statistics
     import time
@@ -49,11 +50,11 @@ def step_seconds(variant: str, data: str, batch: int = 32, repeats: int = 3) -> 
     texts = [doc_text(d) for d in list(ds.corpus.values())[: 3 * batch]]
     queries = list(ds.queries.values())[:batch]
     model = SentenceTransformer(str(resolve_model("minilm")), device="cpu")
-    model.max_seq_length = 256
+    model.max_seq_length = seq_length
     if variant == "checkpointing":
         model.gradient_checkpointing_enable()
     model.train()
-    loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=8) if variant == "cache" \
+    loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=mini) if variant == "cache" \
         else losses.MultipleNegativesRankingLoss(model)
     feats = [model.preprocess(queries), model.preprocess(texts[:batch]), model.preprocess(texts[batch:2 * batch])]
     times = []
@@ -83,25 +84,33 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--micro", action="store_true", help="also time one training step of every variant")
+    ap.add_argument("--micro-only", action="store_true", help="only the step timings (no fine-tune runs)")
+    ap.add_argument("--seq-length", type=int, default=256, help="tokens per sequence in the step timings")
+    ap.add_argument("--mini", type=int, nargs="+", default=[8], help="gradient-cache chunk sizes to time")
     ap.add_argument("--work", default="runs/bench-memory")
     ap.add_argument("--out", default="benchmarks/results/memory.json")
     args = ap.parse_args()
     runs = {}
-    for v in args.variants:
+    for v in [] if args.micro_only else args.variants:
         run(args.data, Path(args.work) / v, args.steps, v)
         runs[v] = summary(Path(args.work) / v)
-    micro = {v: step_seconds(v, args.data) for v in VARIANTS} if args.micro else {}
-    if micro:
-        print("one training step, 32 triples at 256 tokens (median of 3): "
-              + ", ".join(f"{v} {t} s" for v, t in micro.items()))
-    first = runs[args.variants[0]]
+    micro = {}
+    if args.micro or args.micro_only:
+        for v in VARIANTS:
+            for mini in args.mini if v == "cache" else [None]:
+                name = f"cache-{mini}" if mini else v
+                micro[name] = step_seconds(v, args.data, seq_length=args.seq_length, mini=mini or 8)
+                print(f"one training step, 32 triples at {args.seq_length} tokens (median of 3): {name} "
+                      f"{micro[name]} s", flush=True)
+    first = runs[args.variants[0]] if runs else {"losses": []}
     for v, r in runs.items():
         r["max_loss_difference_to_" + args.variants[0]] = max(
             (abs(x - y) for x, y in zip(first["losses"], r["losses"])), default=None)
         print(f"{v:>13}: peak RSS {r['peak_rss_mb']:.0f} MB, {r['s_per_step_incl_eval']} s/step (dev evaluations "
               f"included), losses {r['losses']}, dev nDCG@10 {r['dev_ndcg']}")
     doc = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_name(),
-           "cores": os.cpu_count(), "data": args.data, "steps": args.steps, "runs": runs, "step_s_micro": micro}
+           "cores": os.cpu_count(), "data": args.data, "steps": args.steps, "runs": runs,
+           "micro_seq_length": args.seq_length, "step_s_micro": micro}
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     print(f"→ {args.out}")
 
