@@ -142,6 +142,20 @@ def corpus_docs(docs_by_id: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def checked_build_rows(corpus, split: str, out: str | os.PathLike, faiss_kind: str, batch_size: int,
+                       force: bool) -> list[dict]:
+    """A build's validated store rows, after every argument is checked: fail before minutes of encoding."""
+    docs_by_id = load_corpus(corpus, split)
+    if not docs_by_id:
+        raise HonedError("corpus is empty: nothing to index")
+    if faiss_kind not in FAISS_KINDS:
+        raise HonedError(f"--faiss must be one of {', '.join(FAISS_KINDS)}, got {faiss_kind!r}")
+    if batch_size < 1:
+        raise HonedError(f"--batch-size must be ≥ 1, got {batch_size}")
+    check_writable(out, "index", force)
+    return corpus_docs(docs_by_id)
+
+
 def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
                 split: str = "test", batch_size: int = 32, show_progress: bool = True,
                 force: bool = False, workers: list[str] | None = None) -> Path:
@@ -155,15 +169,7 @@ def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
     """
     from .encoder import encode_with_workers, load_encoder
 
-    docs_by_id = load_corpus(corpus, split)
-    if not docs_by_id:
-        raise HonedError("corpus is empty: nothing to index")
-    if faiss_kind not in FAISS_KINDS:  # fail before minutes of encoding, not after
-        raise HonedError(f"--faiss must be one of {', '.join(FAISS_KINDS)}, got {faiss_kind!r}")
-    if batch_size < 1:
-        raise HonedError(f"--batch-size must be ≥ 1, got {batch_size}")
-    check_writable(out, "index", force)
-    rows = corpus_docs(docs_by_id)
+    rows = checked_build_rows(corpus, split, out, faiss_kind, batch_size, force)
     parallel = bool(workers) and len(workers) > 1
     enc = model if hasattr(model, "encode_documents") else \
         load_encoder(model, batch_size=batch_size, backend="torch" if parallel else None)

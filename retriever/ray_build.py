@@ -38,10 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import check_writable
 from .data.beir import dataset_root, doc_text
 from .errors import HonedError
-from .index import FAISS_KINDS, corpus_docs, faiss_factory, load_corpus, make_faiss, write_artifact
+from .index import checked_build_rows, faiss_factory, make_faiss, write_artifact
 
 SHARD_ROWS = 8192          # vectors per shard file: 12 MB at dim 384
 TRAIN_PER_LIST = 64        # IVF k-means sample: 64 points per list (faiss warns under 39)
@@ -60,13 +59,16 @@ class PassageEncoder:
         model_files = ray.get(model_files[0])   # a ref in a list: fetched here, not pinned as an actor argument
         if threads:
             torch.set_num_threads(threads)
-        self.dir = Path(tempfile.mkdtemp(prefix="honed-ray-model-"))
-        for rel, data in model_files.items():
-            (self.dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            (self.dir / rel).write_bytes(data)
-        if model_fingerprint(self.dir) != fingerprint:
-            raise HonedError("the model a Ray worker received differs from the driver's (fingerprint)")
-        self.encoder = load_encoder(self.dir, batch_size=batch_size, backend="torch", device=device)
+        folder = Path(tempfile.mkdtemp(prefix="honed-ray-model-"))
+        try:
+            for rel, data in model_files.items():
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                (folder / rel).write_bytes(data)
+            if model_fingerprint(folder) != fingerprint:
+                raise HonedError("the model a Ray worker received differs from the driver's (fingerprint)")
+            self.encoder = load_encoder(folder, batch_size=batch_size, backend="torch", device=device)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)   # the weights are in memory now; leave no copy per build
 
     def __call__(self, batch: dict) -> dict:
         docs = [json.loads(line) for line in batch["text"]]
@@ -203,23 +205,18 @@ def build_index_on_ray(model, corpus, out: str | os.PathLike, faiss_kind: str = 
     """Embed a corpus on Ray and write a retriever artifact atomically; return its path.
 
     `address` is a running cluster's (``auto``, ``ray://head:10001``); None starts a
-    local Ray with `workers` CPUs. `gpus_per_worker` > 0 runs each encoder on a GPU.
+    local Ray over this machine's cores. `gpus_per_worker` > 0 runs each encoder on a GPU.
     Same artifact as :func:`~retriever.index.build_index`, with ``build.ray`` recorded.
     """
     from .encoder import load_encoder
 
-    if faiss_kind not in FAISS_KINDS:
-        raise HonedError(f"--faiss must be one of {', '.join(FAISS_KINDS)}, got {faiss_kind!r}")
     if workers < 1:
         raise HonedError(f"--ray-workers must be ≥ 1, got {workers}")
-    check_writable(out, "index", force)
     try:
         import ray
     except ImportError:
         raise HonedError("--ray needs Ray: pip install 'honed[scale]' (or 'ray[data]')") from None
-    rows = corpus_docs(load_corpus(corpus, split))      # validates every line before a worker starts
-    if not rows:
-        raise HonedError("corpus is empty: nothing to index")
+    rows = checked_build_rows(corpus, split, out, faiss_kind, batch_size, force)   # before a worker starts
     enc = model if hasattr(model, "encode_documents") else load_encoder(model, batch_size=batch_size, backend="torch")
     if getattr(enc, "backend", "torch") != "torch" or not Path(enc.path).is_dir():
         raise HonedError("--ray needs a torch model with a local folder (the workers receive a copy of it)")
