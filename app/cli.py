@@ -129,16 +129,10 @@ def data_synth(corpus: Path = typer.Option(..., help="BEIR folder or corpus.json
                force: bool = FORCE_FILE) -> None:
     """Synthetic queries from the local LLM, filtered (length, echo, duplicates, round-trip)."""
     _new_file(out, force)
-    from honed.retriever.data.beir import doc_text
-    from honed.retriever.encoder import load_encoder
-    from honed.retriever.finetune.pairs import write_pairs
-    from honed.retriever.finetune.synthetic import generate_pairs
-    from honed.retriever.index import load_corpus
+    from honed.retriever.finetune.gpl import write_synthetic_pairs
 
-    docs = {d: doc_text(x) for d, x in load_corpus(corpus, split).items()}
-    pairs, stats = generate_pairs(docs, per_doc=per_doc, llm=llm, encoder=load_encoder(filter_model),
-                                  max_docs=max_docs)
-    write_pairs(out, pairs)
+    stats = write_synthetic_pairs(corpus, out, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,
+                                  filter_model=filter_model)
     console.print(f"{stats['kept']} of {stats['candidates']} queries kept from {stats['docs']} passages "
                   f"(dropped: length {stats['length']}, copied {stats['copied']}, duplicate {stats['duplicate']}, "
                   f"round-trip {stats['inconsistent']}; unparseable {stats['unparseable']}) → {out}")
@@ -338,20 +332,62 @@ def finetune_cmd(
     gradient_cache: str = typer.Option("auto", help="auto (on for the CPU) | on | off: compute the mnrl loss "
                                                     "--mini-batch-size sequences at a time (GradCache: same "
                                                     "results, less memory, more compute)"),
+    search: bool = typer.Option(False, "--search", help="try a small space of recipes (loss and batch, lr, "
+                                                         "negatives; distillation with --teacher) by successive "
+                                                         "halving on the dev split within --time-budget; keep the best"),
+    search_trials: int = typer.Option(8, help="recipes at the search's first rung"),
     config: Optional[Path] = typer.Option(None, help="TOML file with a [finetune] table of the same keys"),
     force: bool = FORCE,
 ) -> None:
-    """Fine-tune an embedder on a domain (hard negatives, optional teacher distillation)."""
+    """Fine-tune an embedder on a domain (hard negatives, optional teacher distillation, optional recipe search)."""
     from honed.retriever.finetune.train import FinetuneConfig, finetune
 
     values = _with_config(ctx, config, "finetune")
     res = finetune(FinetuneConfig(**values))
     t = res.manifest["timing"]
+    if "search" in res.manifest:
+        console.print(f"search: {len(res.manifest['search']['trials'])} trials; kept "
+                      f"{res.manifest['search']['chosen']}: {res.manifest['search']['why']}")
     console.print(f"dev nDCG@10: base {res.base_dev_ndcg:.4f} → tuned {res.dev_ndcg:.4f}  "
                   f"({t['steps']} steps, {t['seconds_per_epoch']} s/epoch, peak {t['peak_rss_mb']} MB)")
     if res.status != "ok":   # not bad input: the candidate lost, like a failed gate (exit 1)
         Console(stderr=True).print(f"[red]run marked failed:[/] {escape(res.reason)} (model kept in {res.out} "
                                    "for inspection)", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"[green]✓[/] model → {res.out}  (plot: {res.out / 'training.png'})")
+
+
+@app.command("adapt")
+def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEIR folder or corpus.jsonl "
+                                                     "(no labels read)"),
+              out: str = typer.Option(..., help="run folder (a sentence-transformers model folder)"),
+              split: str = typer.Option("train", help="which corpus of a per-split dataset"),
+              max_docs: int = typer.Option(400, min=1, help="passages the LLM writes queries for"),
+              per_doc: int = typer.Option(3, min=1, help="queries asked per passage"),
+              llm: str = typer.Option("qwen", help="local GGUF model"),
+              base: str = typer.Option("minilm", help="base model"),
+              teacher: str = typer.Option("minilm", help="cross-encoder teacher base (minilm | mpnet)"),
+              max_steps: int = typer.Option(-1, help="stop after N steps (overrides epochs)"),
+              epochs: float = typer.Option(1.0, min=0.0),
+              batch_size: int = typer.Option(32, min=1),
+              lr: float = typer.Option(5e-5),
+              max_seq_length: int = typer.Option(256),
+              time_budget: Optional[str] = typer.Option(None, help="budget for the training run (the LLM's "
+                                                                   "queries come before it)"),
+              device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps"),
+              track: bool = typer.Option(True, help="log to MLflow"),
+              force: bool = FORCE) -> None:
+    """Adapt to an unlabelled corpus, GPL-style: LLM queries, mined negatives, teacher margins, MarginMSE."""
+    from honed.retriever.finetune.gpl import adapt_to_corpus
+
+    res = adapt_to_corpus(corpus, out, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm, base=base,
+                          teacher=teacher, max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr,
+                          max_seq_length=max_seq_length, time_budget=time_budget, device=device, track=track,
+                          force=force)
+    console.print(f"dev nDCG@10 (synthetic dev queries): base {res.base_dev_ndcg:.4f} → tuned {res.dev_ndcg:.4f}")
+    if res.status != "ok":
+        Console(stderr=True).print(f"[red]run marked failed:[/] {escape(res.reason)} (model kept in {res.out})",
+                                   highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print(f"[green]✓[/] model → {res.out}  (plot: {res.out / 'training.png'})")
 

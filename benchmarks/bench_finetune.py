@@ -6,6 +6,14 @@
     python benchmarks/bench_finetune.py --data ../shared/datasets/scifact --out runs/bench-scifact-1ep-b16 \
         --epochs 1 --batch-size 16 --lr 1e-4 --audit reports/audit-scifact/summary.json
 
+    # recipe search on the dev split (successive halving) within a budget
+    python benchmarks/bench_finetune.py --data datasets/cuad-clauses --out runs/bench-cuad-search \
+        --search --time-budget 30m --max-seq-length 128 --dev-max-docs 400
+    # GPL-style, labels withheld: synthetic queries for 400 train passages, teacher margins, MarginMSE;
+    # --labelled adds a labelled run to the comparison
+    python benchmarks/bench_finetune.py --data datasets/cuad-clauses --out runs/bench-cuad-gpl --gpl \
+        --corpus-split train --max-seq-length 128 --labelled runs/demo
+
 Prints nDCG@10 / Recall@100 of base and tuned (full test corpus), the paired
 test, wall time per epoch and peak memory, and writes them as JSON.
 """
@@ -61,21 +69,45 @@ def main() -> None:
     ap.add_argument("--reuse-base-index", default=None, help="an index of the base model over the test corpus")
     ap.add_argument("--audit", default=None,
                     help="summary.json of `honed data audit`: also score the test queries without a train twin")
+    ap.add_argument("--search", action="store_true", help="recipe search (needs --time-budget)")
+    ap.add_argument("--search-trials", type=int, default=8)
+    ap.add_argument("--time-budget", default=None)
+    ap.add_argument("--gpl", action="store_true", help="labels withheld: synthetic queries + teacher margins")
+    ap.add_argument("--gpl-docs", type=int, default=400, help="passages the LLM writes queries for")
+    ap.add_argument("--corpus-split", default="train", help="--gpl: which corpus to adapt to")
+    ap.add_argument("--synthetic", default=None, help="--gpl: a pairs file written earlier (skips the LLM)")
+    ap.add_argument("--labelled", default=None, help="a labelled run folder to evaluate alongside")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    if not args.skip_train:
+    common = dict(epochs=args.epochs, max_steps=args.max_steps, max_seq_length=args.max_seq_length,
+                  max_mine_docs=args.max_mine_docs, batch_size=args.batch_size,
+                  mine_max_seq_length=args.mine_max_seq_length, lr=args.lr, eval_steps=args.eval_steps,
+                  dev_max_docs=args.dev_max_docs, time_budget=args.time_budget)
+    if args.gpl and not args.skip_train:
+        from honed.retriever.finetune.gpl import adapt_to_corpus, synthetic_pairs_file
+
+        if args.synthetic and not synthetic_pairs_file(args.out).exists():
+            shutil.copy(args.synthetic, synthetic_pairs_file(args.out))
+        adapt_to_corpus(args.data, args.out, split=args.corpus_split, max_docs=args.gpl_docs,
+                        teacher=args.teacher or "minilm", **common)
+    elif not args.skip_train:
         finetune(FinetuneConfig(data=args.data, out=args.out, epochs=args.epochs, max_steps=args.max_steps,
                                 max_seq_length=args.max_seq_length, num_negatives=args.num_negatives,
                                 max_mine_docs=args.max_mine_docs, batch_size=args.batch_size,
                                 mine_max_seq_length=args.mine_max_seq_length,
                                 loss=args.loss, teacher=args.teacher, lr=args.lr, eval_steps=args.eval_steps,
-                                dev_max_docs=args.dev_max_docs, drop_eval_overlap=True))
+                                dev_max_docs=args.dev_max_docs, drop_eval_overlap=True,
+                                time_budget=args.time_budget, search=args.search,
+                                search_trials=args.search_trials))
     man = json.loads(Path(args.out, "honed.json").read_text())
     name = dataset_name(args.data)
     if args.reuse_base_index and not Path("indexes", f"{name}-test-base").exists():
         shutil.copytree(args.reuse_base_index, Path("indexes", f"{name}-test-base"))
-    res = evaluate_systems([args.data], [parse_system("base=minilm"), parse_system(f"tuned={args.out}@torch")])
+    systems = [parse_system("base=minilm"), parse_system(f"tuned={args.out}@torch")]
+    if args.labelled:
+        systems.append(parse_system(f"labelled={args.labelled}@torch"))
+    res = evaluate_systems([args.data], systems)
     report = write_beir_report(res, Path("reports") / f"bench-{Path(args.out).name}", baseline="base")
     doc = json.loads(report.json.read_text())["datasets"][name]
     sig = doc["significance"]["tuned"]["NDCG@10"]
@@ -93,8 +125,18 @@ def main() -> None:
         "delta_ndcg@10": round(sig["delta"], 4), "p_value": sig["p_value"],
         "wins_ties_losses": [sig["wins"], sig["ties"], sig["losses"]],
         "dev": man["eval"], "timing": man["timing"], "status": man["status"],
+        "search": man.get("search"), "mining": man["data"]["mining"],
         "report": str(report.markdown),
     }
+    if args.labelled:
+        lab = doc["significance"]["labelled"]["NDCG@10"]
+        out["labelled"] = {"run": args.labelled, "ndcg@10": doc["systems"]["labelled"]["metrics"]["NDCG@10"],
+                           "delta_vs_base": round(lab["delta"], 4), "p_value": lab["p_value"]}
+    if args.gpl:
+        from honed.retriever.finetune.gpl import synthetic_pairs_file
+
+        stats = synthetic_pairs_file(args.out).with_suffix(".stats.json")
+        out["synthetic"] = json.loads(stats.read_text()) if stats.exists() else {"file": args.synthetic}
     if args.audit:
         out["twin_split"] = twin_split(doc, args.audit)
     print(json.dumps(out, indent=2))

@@ -139,7 +139,7 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
             out.append(Pair(p.query, p.positive, p.query_id, p.positive_id, [str(neg)], [id_of.get(str(neg), "")],
                             p.source))
     n_pos = [len(v) for v in positives_of.values()]
-    stats.update({"pairs": len(pairs), "queries": len(queries), "positives_per_query_median": float(np.median(n_pos)),
+    stats.update({"corpus": len(corpus), "pairs": len(pairs), "queries": len(queries), "positives_per_query_median": float(np.median(n_pos)),
                   "positives_per_query_max": int(max(n_pos)), "guarded_out": guarded, "queries_deepened": deepened,
                   "random_fallback": n_fallback, "random_fallback_rate": round(n_fallback / max(len(pairs), 1), 4)})
     return out

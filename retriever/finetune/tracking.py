@@ -31,9 +31,14 @@ def tracking_uri(runs_dir: str | os.PathLike = "runs") -> str:
 
 
 def start_run(runs_dir: str | os.PathLike, run_name: str, experiment: str = EXPERIMENT):
-    """Point MLflow at the store and start a run (artifacts beside the store, not in cwd)."""
+    """Point MLflow at the store and start a run (artifacts beside the store, not in cwd).
+
+    Inside an active run (a recipe search) the new run is its child.
+    """
     import mlflow
 
+    if mlflow.active_run() is not None:
+        return mlflow.start_run(run_name=run_name, nested=True)
     uri = tracking_uri(runs_dir)
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:

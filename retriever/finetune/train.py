@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib
 import json
 import random
 import resource
@@ -42,6 +43,9 @@ class FinetuneConfig:
     out: str = "runs/tuned"
     data: str | None = None            # BEIR folder: its train split gives pairs and the mining corpus
     pairs: list[str] = field(default_factory=list)   # extra pairs files (synthetic, feedback)
+    corpus: str | None = None          # unlabelled passages (BEIR folder or corpus.jsonl) to mine negatives and
+    #                                    dev distractors from: the target corpus of a synthetic-only run (GPL)
+    corpus_split: str = "train"        # which corpus of a per-split `corpus` folder
     base: str = "minilm"
     loss: str = "mnrl"
     matryoshka_dims: list[int] = field(default_factory=lambda: [384, 256, 128, 64])
@@ -75,6 +79,8 @@ class FinetuneConfig:
     #                                    recompute activations in the backward pass (same results, less memory)
     gradient_cache: str = "auto"       # auto (on for the CPU) | on | off: compute the mnrl loss in chunks of
     #                                    mini_batch_size sequences (GradCache: same loss and gradients, less memory)
+    search: bool = False               # successive halving over a small recipe space (search.py); needs time_budget
+    search_trials: int = 8             # recipes tried at the first rung of the search
     force: bool = False                # replace `out` even if it is not a honed run folder
 
 
@@ -124,6 +130,16 @@ def collect_pairs(cfg: FinetuneConfig):
             corpus.setdefault(p.positive_id or f"pos:{hashlib.sha1(p.positive.encode()).hexdigest()[:16]}", p.positive)
     if not pairs:
         raise HonedError("no training data: give --data (a BEIR folder with a train split) and/or --pairs FILE")
+    if cfg.corpus:
+        from ..index import load_corpus
+
+        for did, doc in load_corpus(cfg.corpus, cfg.corpus_split).items():
+            corpus.setdefault(did, doc_text(doc))
+        for split in ("test", "dev") if Path(cfg.corpus).is_dir() else ():
+            try:      # the corpus's own eval queries must not be trained on either
+                eval_queries += list(load_beir(cfg.corpus, split).queries.values())
+            except DataError:
+                continue
     return pairs, corpus, eval_queries, dev_ds
 
 
@@ -247,21 +263,29 @@ def use_checkpointing(setting: str, device: str) -> bool:
     return setting == "on" or (setting == "auto" and device == "cpu")
 
 
-def use_gradient_cache(setting: str, loss: str, device: str) -> bool:
+# Below this sequence length `auto` leaves the gradient cache off on the CPU (checkpointing saves the
+# memory instead): a batch-32 step at 128 tokens took 9.2 s cached vs 8.8 s checkpointed, at 256 tokens
+# 14.8 vs 20.2 s (benchmarks/results/memory-steps-128.json, memory-cache.json; same machine).
+CACHE_MIN_SEQ_LENGTH = 256
+
+
+def use_gradient_cache(setting: str, loss: str, device: str, max_seq_length: int = CACHE_MIN_SEQ_LENGTH) -> bool:
     """Whether the mnrl loss runs as GradCache (sentence-transformers' CachedMultipleNegativesRankingLoss).
 
     GradCache embeds the whole batch without gradients, computes the loss and its gradient
     with respect to the embeddings, then re-embeds `mini_batch_size` sequences at a time with
     gradients and back-propagates the cached ones: the same loss and gradients as MNRL
     (a fast test checks it on the real model), while only one chunk's activations are alive.
-    On the CPU by default: it keeps less memory than checkpointing for the same extra
-    forward pass (measured in the README). Only the mnrl loss has a cached form here.
+    On the CPU by default at ``CACHE_MIN_SEQ_LENGTH`` tokens and more: there it keeps less
+    memory than checkpointing and is faster; on shorter sequences checkpointing is the
+    faster saver (measured in the README). Only the mnrl loss has a cached form here.
     """
     if setting not in ("auto", "on", "off"):
         raise HonedError(f"--gradient-cache must be auto, on or off, got {setting!r}")
     if setting == "on" and loss != "mnrl":
         raise HonedError(f"--gradient-cache on needs --loss mnrl (got {loss!r}; cached-mnrl is cached already)")
-    return loss == "mnrl" and (setting == "on" or (setting == "auto" and device == "cpu"))
+    auto = device == "cpu" and max_seq_length >= CACHE_MIN_SEQ_LENGTH
+    return loss == "mnrl" and (setting == "on" or (setting == "auto" and auto))
 
 
 def exclude_frozen(pairs: list[Pair], corpus: dict[str, str], eval_sets: list[str]
@@ -344,40 +368,64 @@ class _phase:
         return False
 
 
-def finetune(cfg: FinetuneConfig) -> FinetuneResult:
-    """Run the whole fine-tuning pipeline; see the module docstring. Returns the run's result."""
+def check_config(cfg: FinetuneConfig) -> None:
+    """Refuse a bad combination now (exit 2), not after minutes of mining."""
     if cfg.loss not in LOSSES:
         raise HonedError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.loss == "distill" and not cfg.teacher:
         raise HonedError("--loss distill needs --teacher (minilm | mpnet | a cross-encoder folder)")
     if cfg.loss == "distill" and cfg.num_negatives < 1:
         raise HonedError("--loss distill needs --num-negatives ≥ 1 (triples to score)")
-    use_checkpointing(cfg.gradient_checkpointing, "cpu")   # a bad value fails now, not after mining
+    use_checkpointing(cfg.gradient_checkpointing, "cpu")
     use_gradient_cache(cfg.gradient_cache, cfg.loss, "cpu")
-    t_start = time.perf_counter()
-    deadline = None
-    if cfg.time_budget:
-        from .budget import parse_duration
 
-        budget_s = parse_duration(cfg.time_budget)
-        deadline = time.time() + budget_s
-    out = Path(cfg.out)
-    check_writable(out, "run", cfg.force)    # before minutes of training, not after
-    work = out.parent / f".{out.name}.work"          # checkpoints + caches: survives a crash, for --resume
-    if work.exists() and not cfg.resume:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
+
+@dataclass
+class Prepared:
+    """What every training run on the same data shares: the split, the dev evaluator, the base score, negatives.
+
+    Made once by :func:`prepare_training`; a plain run trains on it once, a recipe search
+    (``search.py``) trains each trial on the same one.
+    """
+
+    device: str
+    base_path: Path
+    base_enc: object
+    pairs: list[Pair]
+    train_pairs: list[Pair]
+    n_dropped: int
+    frozen_stats: dict | None
+    evaluator: object
+    dev_q: dict
+    dev_rel: dict
+    dev_pool: dict
+    base_dev: float
+    eval_s: float                      # one dev evaluation here: what each one during training will cost
+    triples: list[Pair]                # train pairs with their mined negatives (the pairs when none were mined)
+    margins: list[float] | None        # teacher margins per triple (distillation)
+    mining_stats: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    teacher_metrics: dict | None = None
+
+    def examples(self, cfg: FinetuneConfig) -> tuple[list[Pair], list[float] | None]:
+        """The training examples and labels for `cfg`: in-batch only, mined triples, or distillation margins."""
+        if cfg.num_negatives == 0:
+            return self.train_pairs, None
+        return self.triples, self.margins if cfg.loss == "distill" else None
+
+
+def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = None) -> Prepared:
+    """Pairs → dev split (leak-guarded) → base dev score → hard negatives → teacher margins.
+
+    `margins`: score the triples with the teacher (default: when ``cfg.loss`` is distill).
+    """
     _set_seeds(cfg.seed)
+    with _phase("loading torch and sentence-transformers"):     # the slow imports, timed once
+        importlib.import_module("sentence_transformers.sentence_transformer")
 
-    with _phase("loading torch and sentence-transformers"):
-        from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-        from sentence_transformers.base.sampler import BatchSamplers
-        from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
-        from transformers import EarlyStoppingCallback
-
-    from ..device import precision, resolve_device, trainer_precision_args
+    from ..device import precision, resolve_device
     from ..encoder import load_encoder
-    from ..models import model_fingerprint, resolve_model
+    from ..models import resolve_model
 
     device = resolve_device(cfg.device)
     _say(f"device {device} ({precision(device)})")
@@ -398,7 +446,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     with _phase("scoring the base model on the dev split") as dev_phase:
         evaluator, dev_q, dev_rel, dev_pool = dev_evaluator(dev_pairs, corpus, cfg.dev_max_docs, cfg.seed, dev_ds)
         base_dev = evaluator(base_enc.model)["dev_cosine_ndcg@10"]
-    eval_s = time.perf_counter() - dev_phase.t0      # what each dev evaluation during training will cost
+    eval_s = time.perf_counter() - dev_phase.t0
     _say(f"base dev nDCG@10 {base_dev:.4f} ({len(dev_q)} queries, {len(dev_pool)} passages); "
          f"{len(train_pairs)} training pairs")
 
@@ -408,7 +456,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     if cfg.num_negatives > 0:
         triples = hard_negatives(cfg, train_pairs, corpus, base_enc, work, mining_stats, timings)
 
-    margins, teacher_metrics = None, None
+    scored, teacher_metrics = None, None
     if cfg.teacher:
         from .teacher import score_margins, train_teacher
 
@@ -418,24 +466,75 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         teacher, teacher_metrics = train_teacher(triples, dev_samples, cfg.teacher, work / "teacher",
                                                  epochs=cfg.teacher_epochs, seed=cfg.seed,
                                                  max_length=cfg.max_seq_length, device=device)
-        if cfg.loss == "distill":
-            margins = score_margins(teacher, triples)
+        if (cfg.loss == "distill") if margins is None else margins:
+            scored = score_margins(teacher, triples)
         timings["teacher_s"] = round(time.perf_counter() - t0, 1)
+    return Prepared(device=device, base_path=base_path, base_enc=base_enc, pairs=pairs, train_pairs=train_pairs,
+                    n_dropped=n_dropped, frozen_stats=frozen_stats, evaluator=evaluator, dev_q=dev_q,
+                    dev_rel=dev_rel, dev_pool=dev_pool, base_dev=float(base_dev), eval_s=eval_s, triples=triples,
+                    margins=scored, mining_stats=mining_stats, timings=timings, teacher_metrics=teacher_metrics)
 
+
+def finetune(cfg: FinetuneConfig) -> FinetuneResult:
+    """Run the whole fine-tuning pipeline; see the module docstring. Returns the run's result."""
+    if cfg.search:
+        from .search import search_recipe
+
+        return search_recipe(cfg)
+    check_config(cfg)
+    t_start = time.perf_counter()
+    budget_s = None
+    if cfg.time_budget:
+        from .budget import parse_duration
+
+        budget_s = parse_duration(cfg.time_budget)
+    out = Path(cfg.out)
+    check_writable(out, "run", cfg.force)    # before minutes of training, not after
+    work = out.parent / f".{out.name}.work"          # checkpoints + caches: survives a crash, for --resume
+    if work.exists() and not cfg.resume:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    prep = prepare_training(cfg, work)
+    res = train_prepared(cfg, prep, out, work, t_start=t_start, budget_s=budget_s)
+    shutil.rmtree(work, ignore_errors=True)
+    return res
+
+
+def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t_start: float | None = None,
+                   budget_s: float | None = None, log_model: bool = True, extra: dict | None = None
+                   ) -> FinetuneResult:
+    """Train one model on `prep` with `cfg`'s recipe, save the best checkpoint to `out` (atomic).
+
+    `budget_s` counts from `t_start` (``time.perf_counter()``); `log_model`: upload the model
+    folder to MLflow (a search's trials log only their numbers); `extra`: more manifest keys.
+    """
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+    from transformers import EarlyStoppingCallback
+
+    from ..device import precision, trainer_precision_args
+    from ..models import model_fingerprint
+
+    t_start = time.perf_counter() if t_start is None else t_start
+    device, base_dev, evaluator = prep.device, prep.base_dev, prep.evaluator
+    _set_seeds(cfg.seed)
+    triples, margins = prep.examples(cfg)
     plan, callbacks = None, [EarlyStoppingCallback(early_stopping_patience=cfg.patience)]
-    if deadline is not None:
+    if budget_s is not None:
         from .budget import deadline_callback
 
         plan, triples, margins = fit_to_budget(cfg, budget_s, time.perf_counter() - t_start,
-                                               (len(dev_pool) + len(dev_q)) / max(eval_s, 1e-9), eval_s,
-                                               triples, margins)
-        callbacks.append(deadline_callback(deadline, eval_s))
-    cached = use_gradient_cache(cfg.gradient_cache, cfg.loss, device)
+                                               (len(prep.dev_pool) + len(prep.dev_q)) / max(prep.eval_s, 1e-9),
+                                               prep.eval_s, triples, margins)
+        deadline = time.time() + budget_s - (time.perf_counter() - t_start)
+        callbacks.append(deadline_callback(deadline, prep.eval_s))
+    cached = use_gradient_cache(cfg.gradient_cache, cfg.loss, device, cfg.max_seq_length)
     # one memory saver is enough: with the gradient cache only a chunk's activations are alive anyway
     chunked = cached or cfg.loss == "cached-mnrl"
     checkpointing = use_checkpointing("off" if chunked and cfg.gradient_checkpointing == "auto"
                                       else cfg.gradient_checkpointing, device)
-    model = SentenceTransformer(str(base_path), device=device, trust_remote_code=False)
+    model = SentenceTransformer(str(prep.base_path), device=device, trust_remote_code=False)
     model.max_seq_length = cfg.max_seq_length
     train_ds = _train_dataset(cfg, triples, margins)
     eval_steps = plan.eval_steps if plan else cfg.eval_steps
@@ -464,7 +563,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     try:
         t0 = time.perf_counter()
         max_steps = plan.max_steps if plan else cfg.max_steps
-        _say(f"training ({cfg.loss}, {len(train_ds)} examples, batch {cfg.batch_size}, "
+        _say(f"training ({cfg.loss}, {len(train_ds)} examples, batch {cfg.batch_size}, lr {cfg.lr:g}, "
              f"{f'max {max_steps} steps' if max_steps > 0 else f'{cfg.epochs} epochs'}) …")
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_s = time.perf_counter() - t0
@@ -478,16 +577,17 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
                       f"fine-tuning made retrieval worse")
         manifest = {
             "honed_run": 1, "status": status, "reason": reason,
-            "base_model": {"ref": cfg.base, "path": str(base_path), "fingerprint": base_enc.fingerprint},
-            "data": {"source": cfg.data, "pairs_files": cfg.pairs, "fingerprint": fingerprint_pairs(pairs),
-                     "train_pairs": len(train_pairs), "train_examples": len(triples), "mining": mining_stats,
-                     "frozen_eval": {"sets": cfg.frozen_eval, **(frozen_stats or {})},
-                     "dev_queries": len(dev_q), "dev_corpus": len(dev_pool)},
+            "base_model": {"ref": cfg.base, "path": str(prep.base_path), "fingerprint": prep.base_enc.fingerprint},
+            "data": {"source": cfg.data, "pairs_files": cfg.pairs, "fingerprint": fingerprint_pairs(prep.pairs),
+                     "train_pairs": len(prep.train_pairs), "train_examples": len(triples),
+                     "mining": prep.mining_stats,
+                     "frozen_eval": {"sets": cfg.frozen_eval, **(prep.frozen_stats or {})},
+                     "dev_queries": len(prep.dev_q), "dev_corpus": len(prep.dev_pool)},
             "params": asdict(cfg),
             "eval": {"base_dev_ndcg@10": round(float(base_dev), 4), "dev_ndcg@10": round(dev_ndcg, 4),
                      "dev_metrics": {k: round(float(v), 4) for k, v in final.items()},
-                     "best_step": _best_step(trainer), "teacher": teacher_metrics},
-            "timing": {**timings, "train_s": round(train_s, 1),
+                     "best_step": _best_step(trainer), "teacher": prep.teacher_metrics},
+            "timing": {**prep.timings, "train_s": round(train_s, 1),
                        "seconds_per_epoch": round(train_s / epochs_done, 1), "epochs": round(epochs_done, 3),
                        "steps": trainer.state.global_step, "total_s": round(time.perf_counter() - t_start, 1),
                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -495,6 +595,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
                        "gradient_cache": cached,
                        "resumed_from": resume_from.name if resume_from else None},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **(extra or {}),
         }
         if plan is not None:
             manifest["budget"] = {**plan.to_dict(), "stopped_at_deadline": callbacks[-1].stopped_early,
@@ -507,13 +608,13 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
             manifest["fingerprint"] = model_fingerprint(tmp)
             (tmp / "honed.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if cfg.track:
-            _log_to_mlflow(manifest, out)
+            _log_to_mlflow(manifest, out, log_model=log_model)
     finally:
         if run_ctx is not None:
             import mlflow
 
             mlflow.end_run()
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(ckpt, ignore_errors=True)
     return FinetuneResult(out, status, reason, float(base_dev), dev_ndcg, manifest)
 
 
@@ -553,7 +654,7 @@ def _restored_eval(trainer) -> dict | None:
     return None
 
 
-def _log_to_mlflow(manifest: dict, out: Path) -> None:
+def _log_to_mlflow(manifest: dict, out: Path, log_model: bool = True) -> None:
     import mlflow
 
     flat = {f"honed.{k}": v for k, v in manifest["params"].items() if not isinstance(v, (list, dict))}
@@ -566,4 +667,5 @@ def _log_to_mlflow(manifest: dict, out: Path) -> None:
                         "peak_rss_mb": manifest["timing"]["peak_rss_mb"]})
     mlflow.set_tags({"honed.status": manifest["status"], "honed.model_fingerprint": manifest["fingerprint"],
                      "honed.run_dir": str(out.resolve())})
-    mlflow.log_artifacts(str(out), artifact_path="model")
+    if log_model:
+        mlflow.log_artifacts(str(out), artifact_path="model")

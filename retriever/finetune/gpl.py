@@ -1,0 +1,76 @@
+"""Adapt an embedder to a corpus that has no labels: synthetic queries → mined negatives → teacher margins.
+
+GPL (Wang et al., 2022, "Generative Pseudo Labeling") in honed's parts:
+
+1. the local LLM writes queries for a sample of the corpus's passages (``synthetic.py``:
+   length, echo, duplicate and round-trip filters);
+2. hard negatives for each (synthetic query, passage) come from the *whole* corpus, dense and
+   BM25, behind the false-negative guard (``mining.py``);
+3. a cross-encoder teacher, trained here on those triples (``teacher.py``: no pretrained
+   reranker exists offline, where GPL uses an MS MARCO one), scores each triple: the margin
+   ``s(q, pos) - s(q, neg)`` is a soft label that tolerates a wrong "negative";
+4. the embedder learns the margins with MarginMSE (``--loss distill``).
+
+The synthetic pairs are written beside the run (``<out>.synthetic.jsonl``, with the filters'
+counts in ``<out>.synthetic.stats.json``) and reused by a rerun, so the LLM's minutes are
+spent once; delete the file to generate anew.
+
+Example:
+    >>> from honed.retriever.finetune.gpl import adapt_to_corpus
+    >>> res = adapt_to_corpus("datasets/cuad-clauses", "runs/cuad-gpl", max_docs=400)   # doctest: +SKIP
+    >>> res.manifest["data"]["synthetic"]                                               # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..atomic import atomic_write_text
+from ..errors import HonedError
+from .train import FinetuneConfig, FinetuneResult, _say, finetune
+
+# a synthetic query that happens to equal an eval query is dropped, not a reason to refuse the run
+GPL_DEFAULTS = dict(loss="distill", teacher="minilm", num_negatives=1, drop_eval_overlap=True)
+
+
+def synthetic_pairs_file(out: str | os.PathLike) -> Path:
+    """Where a run's synthetic pairs live: beside the run folder, so a rerun (or ``--force``) keeps them."""
+    out = Path(out)
+    return out.parent / f"{out.name}.synthetic.jsonl"
+
+
+def write_synthetic_pairs(corpus: str | os.PathLike, path: Path, split: str = "train", max_docs: int | None = 400,
+                          per_doc: int = 3, llm: str = "qwen", filter_model: str = "minilm", seed: int = 0) -> dict:
+    """Generate filtered synthetic pairs for `corpus` into `path` (atomic); return the filter statistics."""
+    from ..data.beir import doc_text
+    from ..encoder import load_encoder
+    from ..index import load_corpus
+    from .pairs import write_pairs
+    from .synthetic import generate_pairs
+
+    docs = {d: doc_text(x) for d, x in load_corpus(corpus, split).items()}
+    pairs, stats = generate_pairs(docs, per_doc=per_doc, llm=llm, encoder=load_encoder(filter_model),
+                                  max_docs=max_docs, seed=seed)
+    if not pairs:
+        raise HonedError(f"{corpus}: no synthetic query survived the filters ({stats}); nothing to train on")
+    write_pairs(path, pairs)
+    atomic_write_text(path.with_suffix(".stats.json"), json.dumps(stats, indent=1) + "\n")
+    return stats
+
+
+def adapt_to_corpus(corpus: str | os.PathLike, out: str | os.PathLike, split: str = "train",
+                    max_docs: int | None = 400, per_doc: int = 3, llm: str = "qwen",
+                    **finetune_overrides) -> FinetuneResult:
+    """GPL-style adaptation of the base model to `corpus` (no labels read); see the module docstring."""
+    path = synthetic_pairs_file(out)
+    stats = None
+    if path.exists():
+        _say(f"reusing the synthetic pairs in {path} (delete it to write new ones)")
+    else:
+        _say(f"writing synthetic queries for up to {max_docs} passages of {corpus} with {llm} → {path}")
+        stats = write_synthetic_pairs(corpus, path, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm)
+        _say(f"synthetic: kept {stats['kept']} of {stats['candidates']} queries from {stats['docs']} passages")
+    cfg = FinetuneConfig(**{**GPL_DEFAULTS, **finetune_overrides, "out": str(out), "pairs": [str(path)],
+                            "corpus": str(corpus), "corpus_split": split, "data": None})
+    return finetune(cfg)
