@@ -87,8 +87,12 @@ def main() -> None:
     if args.gpl and not args.skip_train:
         from honed.retriever.finetune.gpl import adapt_to_corpus, synthetic_pairs_file
 
-        if args.synthetic and not synthetic_pairs_file(args.out).exists():
-            shutil.copy(args.synthetic, synthetic_pairs_file(args.out))
+        target = synthetic_pairs_file(args.out)
+        if args.synthetic and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(args.synthetic, target)
+            if Path(args.synthetic).with_suffix(".stats.json").exists():     # `honed data synth` has none
+                shutil.copy(Path(args.synthetic).with_suffix(".stats.json"), target.with_suffix(".stats.json"))
         adapt_to_corpus(args.data, args.out, split=args.corpus_split, max_docs=args.gpl_docs,
                         teacher=args.teacher or "minilm", **common)
     elif not args.skip_train:

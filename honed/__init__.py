@@ -39,6 +39,8 @@ _LAZY = {
     "finetune": "honed.retriever.finetune.train",
     "FinetuneConfig": "honed.retriever.finetune.train",
     "mine_negatives": "honed.retriever.finetune.mining",
+    "search_recipe": "honed.retriever.finetune.search",
+    "adapt_to_corpus": "honed.retriever.finetune.gpl",
     "merge_models": "honed.retriever.finetune.merge",
     "choose_merge_weight": "honed.retriever.finetune.merge",
     "make_llm": "honed.retriever.generator",

@@ -26,7 +26,7 @@ import json
 import os
 from pathlib import Path
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, check_writable
 from ..errors import HonedError
 from .train import FinetuneConfig, FinetuneResult, _say, finetune
 
@@ -63,8 +63,10 @@ def adapt_to_corpus(corpus: str | os.PathLike, out: str | os.PathLike, split: st
                     max_docs: int | None = 400, per_doc: int = 3, llm: str = "qwen",
                     **finetune_overrides) -> FinetuneResult:
     """GPL-style adaptation of the base model to `corpus` (no labels read); see the module docstring."""
+    if not Path(corpus).exists():
+        raise HonedError(f"{corpus}: no such corpus (a BEIR folder or a corpus.jsonl)")
+    check_writable(Path(out), "run", bool(finetune_overrides.get("force")))    # before the LLM's minutes
     path = synthetic_pairs_file(out)
-    stats = None
     if path.exists():
         _say(f"reusing the synthetic pairs in {path} (delete it to write new ones)")
     else:

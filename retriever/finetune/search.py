@@ -225,20 +225,24 @@ def _describe(rec: dict) -> str:
 
 
 def _summary(trials, winner, base_dev, budget_s, spent_s, r0, distill) -> dict:
-    last = [t for t in trials if t["rung"] == winner["rung"]]
-    runner_up = sorted((t for t in last if t is not winner), key=lambda t: -t["dev_ndcg@10"])
-    why = (f"highest dev nDCG@10 at rung {winner['rung']} ({winner['examples']} examples): "
-           f"{winner['dev_ndcg@10']:.4f}")
-    if runner_up:
-        why += f" vs {runner_up[0]['dev_ndcg@10']:.4f} for {_describe(runner_up[0])}"
-    why += f"; base {base_dev:.4f}"
+    """The search's record for honed.json: space, rungs, every trial, the choice and why."""
+    why = []
+    for k in range(winner["rung"] + 1):
+        rung = sorted((t for t in trials if t["rung"] == k), key=lambda t: -t["dev_ndcg@10"])
+        mine = next(t for t in rung if t["trial"] == winner["trial"])
+        text = f"rung {k} ({mine['examples']} examples): {mine['dev_ndcg@10']:.4f}"
+        others = [t for t in rung if t is not mine]
+        if others:
+            text += f", best of {len(rung)} (next {others[0]['dev_ndcg@10']:.4f}: {_describe(others[0])})"
+        why.append(text)
     return {"method": "successive halving (eta 2), trials restart from the base model",
             "space": {"loss_batch": [list(x) for x in LOSS_BATCH], "lr": list(LRS), "num_negatives": list(NEGATIVES),
                       "distill": distill},
             "rung0_examples": r0, "budget_s": round(budget_s, 1), "spent_s": round(spent_s, 1),
             "chosen": {k: winner[k] for k in ("loss", "batch_size", "lr", "num_negatives")} |
                       {"rung": winner["rung"], "examples": winner["examples"], "steps": winner["steps"]},
-            "why": why, "trials": trials}
+            "why": f"highest dev nDCG@10 at every rung it ran: {'; '.join(why)}; base {base_dev:.4f}",
+            "trials": trials}
 
 
 def _keep_winner(cfg, folder: Path, out: Path, summary: dict, trials: list[dict]):
