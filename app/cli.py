@@ -335,7 +335,7 @@ def finetune_cmd(
     search: bool = typer.Option(False, "--search", help="try a small space of recipes (loss and batch, lr, "
                                                          "negatives; distillation with --teacher) by successive "
                                                          "halving on the dev split within --time-budget; keep the best"),
-    search_trials: int = typer.Option(8, help="recipes at the search's first rung"),
+    search_trials: int = typer.Option(6, help="recipes at the search's first rung"),
     config: Optional[Path] = typer.Option(None, help="TOML file with a [finetune] table of the same keys"),
     force: bool = FORCE,
 ) -> None:

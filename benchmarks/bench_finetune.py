@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--audit", default=None,
                     help="summary.json of `honed data audit`: also score the test queries without a train twin")
     ap.add_argument("--search", action="store_true", help="recipe search (needs --time-budget)")
-    ap.add_argument("--search-trials", type=int, default=8)
+    ap.add_argument("--search-trials", type=int, default=6)
     ap.add_argument("--time-budget", default=None)
     ap.add_argument("--gpl", action="store_true", help="labels withheld: synthetic queries + teacher margins")
     ap.add_argument("--gpl-docs", type=int, default=400, help="passages the LLM writes queries for")

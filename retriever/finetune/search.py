@@ -134,7 +134,9 @@ def search_recipe(cfg):
 
     texts_per_s = (len(prep.dev_pool) + len(prep.dev_q)) / max(prep.eval_s, 1e-9)
     s_per_example = STEP_COST * 2.5 / texts_per_s        # 2 or 3 texts per example: half the grid each
-    trial_fixed_s = prep.eval_s * 2 + SAVE_S + TRIAL_OVERHEAD_S      # two dev evaluations per trial
+    # one dev evaluation per trial, at its end: on a CPU each costs what ~100 training examples do,
+    # and the comparison between recipes is what the search needs, not a curve within each trial
+    trial_fixed_s = prep.eval_s + SAVE_S + TRIAL_OVERHEAD_S
     spent = time.perf_counter() - t_start
     r0 = rung_examples(budget_s - spent, cfg.search_trials, 2, s_per_example, trial_fixed_s)
     if r0 < 128:
@@ -167,7 +169,7 @@ def search_recipe(cfg):
                     _say(f"search: the budget has no room for another rung-{rung} trial (≈{est:.0f} s); stopping")
                     break
                 name = f"t{i:02d}-r{rung}"
-                tcfg = dataclasses.replace(cfg, **rec, max_steps=steps, eval_steps=max(1, steps // 2),
+                tcfg = dataclasses.replace(cfg, **rec, max_steps=steps, eval_steps=steps,
                                            gradient_cache=cfg.gradient_cache if rec["loss"] == "mnrl" else "auto",
                                            time_budget=None, out=str(work / name), force=True, search=False)
                 with _phase(f"trial {name}: {_describe(rec)}, {steps} steps ({examples} examples)"):

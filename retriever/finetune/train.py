@@ -80,7 +80,7 @@ class FinetuneConfig:
     gradient_cache: str = "auto"       # auto (on for the CPU) | on | off: compute the mnrl loss in chunks of
     #                                    mini_batch_size sequences (GradCache: same loss and gradients, less memory)
     search: bool = False               # successive halving over a small recipe space (search.py); needs time_budget
-    search_trials: int = 8             # recipes tried at the first rung of the search
+    search_trials: int = 6             # recipes tried at the first rung of the search
     force: bool = False                # replace `out` even if it is not a honed run folder
 
 
