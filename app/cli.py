@@ -365,6 +365,8 @@ def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEI
               max_docs: int = typer.Option(400, min=1, help="passages the LLM writes queries for"),
               per_doc: int = typer.Option(3, min=1, help="queries asked per passage"),
               llm: str = typer.Option("qwen", help="local GGUF model"),
+              filter_model: Optional[str] = typer.Option(None, help="embedder of the round-trip filter "
+                                                                    "(default: mpnet for a MiniLM base, else minilm)"),
               base: str = typer.Option("minilm", help="base model"),
               teacher: str = typer.Option("minilm", help="cross-encoder teacher base (minilm | mpnet)"),
               max_steps: int = typer.Option(-1, help="stop after N steps (overrides epochs)"),
@@ -380,7 +382,8 @@ def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEI
     """Adapt to an unlabelled corpus, GPL-style: LLM queries, mined negatives, teacher margins, MarginMSE."""
     from honed.retriever.finetune.gpl import adapt_to_corpus
 
-    res = adapt_to_corpus(corpus, out, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm, base=base,
+    res = adapt_to_corpus(corpus, out, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,
+                          filter_model=filter_model, base=base,
                           teacher=teacher, max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr,
                           max_seq_length=max_seq_length, time_budget=time_budget, device=device, track=track,
                           force=force)

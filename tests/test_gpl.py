@@ -30,6 +30,7 @@ def test_adapt_trains_on_synthetic_queries_only_and_reuses_them(tiny_data, tmp_p
     assert pairs and all(p.source == "synthetic" and p.positive_id for p in pairs)
     stats = json.loads(pairs_file.with_suffix(".stats.json").read_text())
     assert stats["docs"] == 6 and stats["kept"] == len(pairs)
+    assert stats["filter_model"] == "mpnet"      # not the model being tuned: an unbiased synthetic dev split
     m = res.manifest
     assert m["params"]["loss"] == "distill" and m["params"]["data"] is None
     assert m["params"]["corpus"] == str(tiny_data) and m["params"]["pairs"] == [str(pairs_file)]

@@ -3,7 +3,9 @@
 GPL (Wang et al., 2022, "Generative Pseudo Labeling") in honed's parts:
 
 1. the local LLM writes queries for a sample of the corpus's passages (``synthetic.py``:
-   length, echo, duplicate and round-trip filters);
+   length, echo, duplicate and round-trip filters; the round trip is judged by another
+   embedder than the one being tuned, :func:`filter_model_for`, so the synthetic dev split is
+   not made of queries the base model already gets right);
 2. hard negatives for each (synthetic query, passage) come from the *whole* corpus, dense and
    BM25, behind the false-negative guard (``mining.py``);
 3. a cross-encoder teacher, trained here on those triples (``teacher.py``: no pretrained
@@ -40,6 +42,20 @@ def synthetic_pairs_file(out: str | os.PathLike) -> Path:
     return out.parent / f"{out.name}.synthetic.jsonl"
 
 
+def filter_model_for(base: str) -> str:
+    """The round-trip filter's embedder for adapting `base`: another model than the one being tuned.
+
+    The filter keeps a query only if its embedder ranks the query's passage in its top 5, so
+    with the base model as the filter every synthetic dev query is one the base model already
+    gets right. Measured on cuad-clauses (MiniLM filtering for a MiniLM run): synthetic dev
+    nDCG@10 fell from 0.894 (base) to 0.846 while the labelled test split rose significantly
+    (0.232 → 0.296), so such a dev split judges against any change.
+    """
+    from ..models import resolve_model
+
+    return "mpnet" if Path(resolve_model(base)) == Path(resolve_model("minilm")) else "minilm"
+
+
 def write_synthetic_pairs(corpus: str | os.PathLike, path: Path, split: str = "train", max_docs: int | None = 400,
                           per_doc: int = 3, llm: str = "qwen", filter_model: str = "minilm", seed: int = 0) -> dict:
     """Generate filtered synthetic pairs for `corpus` into `path` (atomic); return the filter statistics."""
@@ -55,12 +71,13 @@ def write_synthetic_pairs(corpus: str | os.PathLike, path: Path, split: str = "t
     if not pairs:
         raise HonedError(f"{corpus}: no synthetic query survived the filters ({stats}); nothing to train on")
     write_pairs(path, pairs)
+    stats["filter_model"] = filter_model
     atomic_write_text(path.with_suffix(".stats.json"), json.dumps(stats, indent=1) + "\n")
     return stats
 
 
 def adapt_to_corpus(corpus: str | os.PathLike, out: str | os.PathLike, split: str = "train",
-                    max_docs: int | None = 400, per_doc: int = 3, llm: str = "qwen",
+                    max_docs: int | None = 400, per_doc: int = 3, llm: str = "qwen", filter_model: str | None = None,
                     **finetune_overrides) -> FinetuneResult:
     """GPL-style adaptation of the base model to `corpus` (no labels read); see the module docstring."""
     if not Path(corpus).exists():
@@ -70,8 +87,11 @@ def adapt_to_corpus(corpus: str | os.PathLike, out: str | os.PathLike, split: st
     if path.exists():
         _say(f"reusing the synthetic pairs in {path} (delete it to write new ones)")
     else:
-        _say(f"writing synthetic queries for up to {max_docs} passages of {corpus} with {llm} → {path}")
-        stats = write_synthetic_pairs(corpus, path, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm)
+        filter_model = filter_model or filter_model_for(finetune_overrides.get("base", "minilm"))
+        _say(f"writing synthetic queries for up to {max_docs} passages of {corpus} with {llm} "
+             f"(round-trip filter: {filter_model}) → {path}")
+        stats = write_synthetic_pairs(corpus, path, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,
+                                      filter_model=filter_model)
         _say(f"synthetic: kept {stats['kept']} of {stats['candidates']} queries from {stats['docs']} passages")
     cfg = FinetuneConfig(**{**GPL_DEFAULTS, **finetune_overrides, "out": str(out), "pairs": [str(path)],
                             "corpus": str(corpus), "corpus_split": split, "data": None})

@@ -57,6 +57,7 @@ LRS = (2e-5, 5e-5, 1e-4, 2e-4)
 LOSS_BATCH = (("mnrl", 32), ("cached-mnrl", 128))
 NEGATIVES = (0, 1)
 SPACE = {"loss_batch": LOSS_BATCH, "lr": LRS, "num_negatives": NEGATIVES, "distill_lr": LRS}
+MIN_RUNG_EXAMPLES = 128     # fewer and the first rung is one batch-128 step: no comparison at all
 TRIAL_OVERHEAD_S = 8.0       # loading a fresh model and building its trainer, measured ~5–8 s on 2 cores
 
 
@@ -138,12 +139,17 @@ def search_recipe(cfg):
     # and the comparison between recipes is what the search needs, not a curve within each trial
     trial_fixed_s = prep.eval_s + SAVE_S + TRIAL_OVERHEAD_S
     spent = time.perf_counter() - t_start
-    r0 = rung_examples(budget_s - spent, cfg.search_trials, 2, s_per_example, trial_fixed_s)
-    if r0 < 128:
+    # fewer recipes rather than rungs too short to tell them apart
+    n_trials = next((n for n in range(cfg.search_trials, 1, -1)
+                     if rung_examples(budget_s - spent, n, 2, s_per_example, trial_fixed_s) >= MIN_RUNG_EXAMPLES), None)
+    if n_trials is None:
         raise HonedError(f"--time-budget {cfg.time_budget} leaves {budget_s - spent:.0f} s after preparation "
-                         f"({spent:.0f} s): {r0} examples per trial at rung 0 is too few to compare recipes "
-                         f"(128 at least); give more time or fewer --search-trials")
-    recipes = sample_recipes(recipe_grid(distill), cfg.search_trials, cfg.seed)
+                         f"({spent:.0f} s): too little to train two recipes on {MIN_RUNG_EXAMPLES} examples each "
+                         f"and compare them; give more time")
+    if n_trials < cfg.search_trials:
+        _say(f"search: the budget fits {n_trials} recipes, not {cfg.search_trials}")
+    r0 = rung_examples(budget_s - spent, n_trials, 2, s_per_example, trial_fixed_s)
+    recipes = sample_recipes(recipe_grid(distill), n_trials, cfg.seed)
     _say(f"search: {len(recipes)} recipes, rung 0 at {r0} examples each (≈{r0 * s_per_example:.0f} s), "
          f"halving by 2; budget {budget_s:.0f} s, {spent:.0f} s spent preparing")
 
@@ -200,6 +206,7 @@ def search_recipe(cfg):
         if winner is None:
             raise HonedError(f"--time-budget {cfg.time_budget}: not even one trial fit after preparation")
         summary = _summary(trials, winner, prep.base_dev, budget_s, time.perf_counter() - t_start, r0, distill)
+        summary["recipes"] = {"asked": cfg.search_trials, "tried": len(recipes)}
         res = _keep_winner(cfg, work / winner["name"], out, summary, trials)
         if cfg.track:
             from .train import _log_to_mlflow
