@@ -22,8 +22,10 @@ its last rung is the run's model; the epochs it trained and its best step are in
 
 The rung size comes from the time budget: the base dev evaluation measures this machine's
 encoding rate, and a training example costs about ``STEP_COST`` times encoding its texts
-(``budget.py``). Before each trial the search checks that it fits what is left; when it does
-not, the search ends with the best trial of the last complete rung.
+(``budget.py``). When the budget cannot give the asked recipes ``MIN_RUNG_EXAMPLES`` each at
+rung 0, fewer recipes are tried. Before each trial the search checks, with the cost per
+example measured so far, that it fits what is left; when it does not, the search ends with
+the best trial of the last complete rung.
 
 No library does this here: Optuna is not in the stack, and its pruners assume one long
 training per trial reporting as it goes, where a CPU trial is minutes and reuses nothing; a
