@@ -247,8 +247,7 @@ def _summary(trials, winner, base_dev, budget_s, spent_s, r0, distill) -> dict:
             text += f", best of {len(rung)} (next {others[0]['dev_ndcg@10']:.4f}: {_describe(others[0])})"
         why.append(text)
     return {"method": "successive halving (eta 2), trials restart from the base model",
-            "space": {"loss_batch": [list(x) for x in LOSS_BATCH], "lr": list(LRS), "num_negatives": list(NEGATIVES),
-                      "distill": distill},
+            "space": {**SPACE, "distill": distill},
             "rung0_examples": r0, "budget_s": round(budget_s, 1), "spent_s": round(spent_s, 1),
             "chosen": {k: winner[k] for k in ("loss", "batch_size", "lr", "num_negatives")} |
                       {"rung": winner["rung"], "examples": winner["examples"], "steps": winner["steps"]},

@@ -393,7 +393,6 @@ class Prepared:
     base_enc: object
     pairs: list[Pair]
     train_pairs: list[Pair]
-    n_dropped: int
     frozen_stats: dict | None
     evaluator: object
     dev_q: dict
@@ -470,7 +469,7 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
             scored = score_margins(teacher, triples)
         timings["teacher_s"] = round(time.perf_counter() - t0, 1)
     return Prepared(device=device, base_path=base_path, base_enc=base_enc, pairs=pairs, train_pairs=train_pairs,
-                    n_dropped=n_dropped, frozen_stats=frozen_stats, evaluator=evaluator, dev_q=dev_q,
+                    frozen_stats=frozen_stats, evaluator=evaluator, dev_q=dev_q,
                     dev_rel=dev_rel, dev_pool=dev_pool, base_dev=float(base_dev), eval_s=eval_s, triples=triples,
                     margins=scored, mining_stats=mining_stats, timings=timings, teacher_metrics=teacher_metrics)
 
