@@ -44,6 +44,15 @@ def _wait_labels(store, who: str, n: int) -> None:
         time.sleep(0.1)
 
 
+def _wait_answer_labels(store, who: str, n: int) -> None:
+    from honed.app.annotate import labelled_answers
+
+    deadline = time.time() + 30
+    while len(labelled_answers(store, "sf", who)) < n:
+        assert time.time() < deadline, f"{who}'s answer label {n} never reached the store"
+        time.sleep(0.1)
+
+
 def _label_query(page, store, who: str, grades: dict[int, int], default: int, before: int) -> int:
     """Grade every passage of the open query (position → grade, else `default`); returns the pool size."""
     head = page.get_by_text(re.compile(r"^Passage \d+ of \d+$"))
@@ -129,10 +138,12 @@ def test_two_annotators_adjudicate_export_evaluate_and_dashboard(tmp_path):
             page.get_by_text("Nothing awaits review.").wait_for(timeout=30_000)
 
             page.goto(f"{app.url}/answers?annotator=alice")   # the judge's calibration labels, by keyboard
-            for key in ("Y", "N"):
+            for n, key in enumerate(("Y", "N"), 1):
                 page.get_by_text("Question:", exact=False).first.wait_for(timeout=30_000)
+                _idle(page)             # the next answer is on screen, not the one just labelled
                 _focus_off_inputs(page)
                 page.keyboard.press(key)
+                _wait_answer_labels(store, "alice", n)
             page.get_by_text("Every answer is labelled.").wait_for(timeout=30_000)
 
             # evaluate a system on the exported version, as a user would
