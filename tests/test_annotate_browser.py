@@ -139,8 +139,9 @@ def test_two_annotators_adjudicate_export_evaluate_and_dashboard(tmp_path):
 
             page.goto(f"{app.url}/answers?annotator=alice")   # the judge's calibration labels, by keyboard
             for n, key in enumerate(("Y", "N"), 1):
+                page.get_by_text(f"{n - 1} / 2", exact=True).wait_for(timeout=30_000)   # the new page, not the old
+                _idle(page)
                 page.get_by_text("Question:", exact=False).first.wait_for(timeout=30_000)
-                _idle(page)             # the next answer is on screen, not the one just labelled
                 _focus_off_inputs(page)
                 page.keyboard.press(key)
                 _wait_answer_labels(store, "alice", n)
