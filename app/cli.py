@@ -305,7 +305,7 @@ def finetune_cmd(
     batch_size: int = typer.Option(32, min=1),
     mini_batch_size: int = typer.Option(8, min=1, help="sequences per chunk of the cached loss "
                                                        "(cached-mnrl, --gradient-cache): memory, not results"),
-    lr: float = typer.Option(5e-5),
+    lr: float = typer.Option(1e-4),
     max_seq_length: int = typer.Option(256),
     num_negatives: int = typer.Option(1, help="mined hard negatives per pair (0 = in-batch only)"),
     relative_margin: float = typer.Option(0.05, help="false-negative guard"),

@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--mine-max-seq-length", type=int, default=128)
     ap.add_argument("--loss", default="mnrl")
     ap.add_argument("--teacher", default=None)
-    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--lr", type=float, default=None, help="default: honed's (FinetuneConfig)")
     ap.add_argument("--eval-steps", type=int, default=50)
     ap.add_argument("--dev-max-docs", type=int, default=1000)
     ap.add_argument("--skip-train", action="store_true", help="evaluate an existing run folder")
@@ -82,8 +82,10 @@ def main() -> None:
 
     common = dict(epochs=args.epochs, max_steps=args.max_steps, max_seq_length=args.max_seq_length,
                   max_mine_docs=args.max_mine_docs, batch_size=args.batch_size,
-                  mine_max_seq_length=args.mine_max_seq_length, lr=args.lr, eval_steps=args.eval_steps,
+                  mine_max_seq_length=args.mine_max_seq_length, eval_steps=args.eval_steps,
                   dev_max_docs=args.dev_max_docs, time_budget=args.time_budget)
+    if args.lr is not None:      # else each path keeps its own default (GPL's differs)
+        common["lr"] = args.lr
     if args.gpl and not args.skip_train:
         from honed.retriever.finetune.gpl import adapt_to_corpus, synthetic_pairs_file
 
@@ -96,14 +98,9 @@ def main() -> None:
         adapt_to_corpus(args.data, args.out, split=args.corpus_split, max_docs=args.gpl_docs,
                         teacher=args.teacher or "minilm", **common)
     elif not args.skip_train:
-        finetune(FinetuneConfig(data=args.data, out=args.out, epochs=args.epochs, max_steps=args.max_steps,
-                                max_seq_length=args.max_seq_length, num_negatives=args.num_negatives,
-                                max_mine_docs=args.max_mine_docs, batch_size=args.batch_size,
-                                mine_max_seq_length=args.mine_max_seq_length,
-                                loss=args.loss, teacher=args.teacher, lr=args.lr, eval_steps=args.eval_steps,
-                                dev_max_docs=args.dev_max_docs, drop_eval_overlap=True,
-                                time_budget=args.time_budget, search=args.search,
-                                search_trials=args.search_trials))
+        finetune(FinetuneConfig(data=args.data, out=args.out, num_negatives=args.num_negatives, loss=args.loss,
+                                teacher=args.teacher, drop_eval_overlap=True, search=args.search,
+                                search_trials=args.search_trials, **common))
     man = json.loads(Path(args.out, "honed.json").read_text())
     name = dataset_name(args.data)
     if args.reuse_base_index and not Path("indexes", f"{name}-test-base").exists():

@@ -85,3 +85,20 @@ def test_app_refuses_a_generator_that_is_not_a_gguf_before_starting(slice_index,
                      (str(fake), "not a GGUF file (no GGUF magic bytes)")):
         p = run("app", "--baseline", str(slice_index), "--candidate", str(other), "--llm", llm)
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and msg in p.stderr, p.stderr
+
+
+def test_finetune_flags_default_to_the_config_defaults():
+    """`honed finetune` and `FinetuneConfig` are two doors to one recipe: a default changed in one must
+    change in the other (the README's defaults come from measurements)."""
+    import dataclasses
+    import inspect
+
+    from honed.app.cli import finetune_cmd
+    from honed.retriever.finetune.train import FinetuneConfig
+
+    config = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
+    flags = {name: p.default.default for name, p in inspect.signature(finetune_cmd).parameters.items()
+             if hasattr(p.default, "default")}
+    shared = sorted(set(config) & set(flags) - {"out", "data", "teacher", "device", "time_budget"})
+    assert "lr" in shared and len(shared) > 15
+    assert {k: flags[k] for k in shared} == {k: config[k] for k in shared}
