@@ -297,6 +297,10 @@ def finetune_cmd(
     ctx: typer.Context,
     data: Optional[str] = typer.Option(None, help="BEIR folder; its train split gives pairs"),
     pairs: List[str] = typer.Option([], help="extra pairs JSONL (synthetic, feedback); repeatable"),
+    corpus: Optional[str] = typer.Option(None, help="unlabelled passages (BEIR folder or corpus.jsonl) that join "
+                                                    "the mining corpus and the dev distractors: the target corpus "
+                                                    "of --pairs written by `honed data synth`"),
+    corpus_split: str = typer.Option("train", help="which corpus of a per-split --corpus"),
     base: str = typer.Option("minilm", help="base model"),
     out: str = typer.Option("runs/tuned", help="run folder (a sentence-transformers model folder)"),
     loss: str = typer.Option("mnrl", help="mnrl | cached-mnrl | matryoshka | distill"),
@@ -369,6 +373,8 @@ def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEI
                                                                     "(default: mpnet for a MiniLM base, else minilm)"),
               base: str = typer.Option("minilm", help="base model"),
               teacher: str = typer.Option("minilm", help="cross-encoder teacher base (minilm | mpnet)"),
+              loss: str = typer.Option("distill", help="distill (teacher margins, GPL) | mnrl (the synthetic "
+                                                       "pairs and mined negatives, no teacher)"),
               max_steps: int = typer.Option(-1, help="stop after N steps (overrides epochs)"),
               epochs: float = typer.Option(1.0, min=0.0),
               batch_size: int = typer.Option(32, min=1),
@@ -379,12 +385,13 @@ def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEI
               device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps"),
               track: bool = typer.Option(True, help="log to MLflow"),
               force: bool = FORCE) -> None:
-    """Adapt to an unlabelled corpus, GPL-style: LLM queries, mined negatives, teacher margins, MarginMSE."""
+    """Adapt to an unlabelled corpus, GPL-style: LLM queries, mined negatives, teacher margins, MarginMSE
+    (or MNRL, `--loss mnrl`)."""
     from honed.retriever.finetune.gpl import adapt_to_corpus
 
     res = adapt_to_corpus(corpus, out, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,
-                          filter_model=filter_model, base=base,
-                          teacher=teacher, max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr,
+                          filter_model=filter_model, base=base, loss=loss,
+                          teacher=teacher if loss == "distill" else None, max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr,
                           max_seq_length=max_seq_length, time_budget=time_budget, device=device, track=track,
                           force=force)
     console.print(f"dev nDCG@10 (synthetic dev queries): base {res.base_dev_ndcg:.4f} → tuned {res.dev_ndcg:.4f}")

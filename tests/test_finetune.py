@@ -155,6 +155,7 @@ def test_teacher_and_distillation(tiny_data, tmp_path):
                                   teacher="minilm", teacher_epochs=1, track=False, **TINY))
     t = res.manifest["eval"]["teacher"]
     assert 0 < t["dev_ndcg@10_before"] <= 1 and 0 < t["dev_ndcg@10"] <= 1
+    assert t["weaker_than_base"] == (t["dev_ndcg@10"] < res.base_dev_ndcg)   # recorded either way
     assert res.manifest["timing"]["teacher_s"] > 0 and res.manifest["params"]["loss"] == "distill"
     hist = json.loads((tmp_path / "distill" / "log_history.json").read_text())
     assert any("loss" in h for h in hist)

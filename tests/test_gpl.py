@@ -16,6 +16,13 @@ def test_adapt_refuses_a_missing_corpus_in_one_line(tmp_path):
     assert not (tmp_path / "r.synthetic.jsonl").exists()
 
 
+def test_adapt_refuses_an_unknown_loss_before_the_llm(tmp_path):
+    p = subprocess.run([HONED, "adapt", "--corpus", str(tmp_path), "--out", str(tmp_path / "r"), "--loss", "cosine"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "--loss cosine" in p.stderr
+    assert not (tmp_path / "r.synthetic.jsonl").exists()
+
+
 @pytest.mark.slow
 def test_adapt_trains_on_synthetic_queries_only_and_reuses_them(tiny_data, tmp_path):
     """Real Qwen queries for 6 SciFact abstracts, negatives from the whole corpus, MarginMSE from a teacher."""
@@ -40,10 +47,14 @@ def test_adapt_trains_on_synthetic_queries_only_and_reuses_them(tiny_data, tmp_p
     assert m["data"]["mining"]["corpus"] > 6
     assert (out / "honed.json").exists()
 
-    mtime = pairs_file.stat().st_mtime_ns
-    again = adapt_to_corpus(tiny_data, out, split="train", max_docs=6, **{**overrides, "force": True})
+    assert m["eval"]["teacher"]["weaker_than_base"] == (m["eval"]["teacher"]["dev_ndcg@10"] < res.base_dev_ndcg)
+
+    mtime = pairs_file.stat().st_mtime_ns       # the rerun also trains the other way: mnrl, no teacher
+    again = adapt_to_corpus(tiny_data, out, split="train", max_docs=6, loss="mnrl", **{**overrides, "force": True})
     assert pairs_file.stat().st_mtime_ns == mtime, "a rerun reuses the synthetic pairs"
     assert again.manifest["data"]["fingerprint"] == m["data"]["fingerprint"]
+    assert again.manifest["params"]["loss"] == "mnrl" and again.manifest["params"]["teacher"] is None
+    assert "teacher_s" not in again.manifest["timing"]
 
 
 def test_an_unlabelled_corpus_joins_the_mining_corpus_and_guards_its_eval_queries(scifact_dir, tmp_path):
