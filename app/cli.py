@@ -391,7 +391,7 @@ def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEI
 
     res = adapt_to_corpus(corpus, out, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,
                           filter_model=filter_model, base=base, loss=loss,
-                          teacher=teacher if loss == "distill" else None, max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr,
+                          teacher=teacher, max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr,
                           max_seq_length=max_seq_length, time_budget=time_budget, device=device, track=track,
                           force=force)
     console.print(f"dev nDCG@10 (synthetic dev queries): base {res.base_dev_ndcg:.4f} → tuned {res.dev_ndcg:.4f}")

@@ -97,7 +97,7 @@ def adapt_to_corpus(corpus: str | os.PathLike, out: str | os.PathLike, split: st
                                       filter_model=filter_model)
         _say(f"synthetic: kept {stats['kept']} of {stats['candidates']} queries from {stats['docs']} passages")
     if finetune_overrides.get("loss", GPL_DEFAULTS["loss"]) != "distill":
-        finetune_overrides.setdefault("teacher", None)      # no margins to score: no teacher to train
+        finetune_overrides["teacher"] = None      # no margins to score: no teacher to train
     cfg = FinetuneConfig(**{**GPL_DEFAULTS, **finetune_overrides, "out": str(out), "pairs": [str(path)],
                             "corpus": str(corpus), "corpus_split": split, "data": None})
     return finetune(cfg)

@@ -480,9 +480,8 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
         teacher_metrics["weaker_than_base"] = teacher_is_weaker(teacher_metrics, base_dev)
         if teacher_metrics["weaker_than_base"]:
             _say(f"warning: the teacher reranks the dev split at nDCG@10 {teacher_metrics['dev_ndcg@10']:.4f}, "
-                 f"below the base model's {base_dev:.4f}: its margins pull the student toward a worse ranking "
-                 f"(measured on SciFact: −0.088 with distillation, −0.009 with mnrl on the same pairs); "
-                 f"consider --loss mnrl")
+                 f"below the base model's {base_dev:.4f}: its margins pull the student toward a worse ranking; "
+                 f"consider --loss mnrl (README: \"Adapting without labels\")")
         if (cfg.loss == "distill") if margins is None else margins:
             scored = score_margins(teacher, triples)
         timings["teacher_s"] = round(time.perf_counter() - t0, 1)
