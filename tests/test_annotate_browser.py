@@ -37,20 +37,22 @@ def _focus_off_inputs(page) -> None:
     page.locator('[data-testid="stText"]').first.click()
 
 
-def _wait_labels(store, who: str, n: int) -> None:
+def _wait_count(count, n: int, what: str) -> None:
+    """Poll the store until `count()` reaches `n` (the page moves on only after the write commits)."""
     deadline = time.time() + 30
-    while sum(1 for (_, _, w) in latest_labels(store, "sf") if w == who) < n:
-        assert time.time() < deadline, f"{who}'s label {n} never reached the store"
+    while count() < n:
+        assert time.time() < deadline, f"{what} {n} never reached the store"
         time.sleep(0.1)
+
+
+def _wait_labels(store, who: str, n: int) -> None:
+    _wait_count(lambda: sum(1 for (_, _, w) in latest_labels(store, "sf") if w == who), n, f"{who}'s label")
 
 
 def _wait_answer_labels(store, who: str, n: int) -> None:
     from honed.app.annotate import labelled_answers
 
-    deadline = time.time() + 30
-    while len(labelled_answers(store, "sf", who)) < n:
-        assert time.time() < deadline, f"{who}'s answer label {n} never reached the store"
-        time.sleep(0.1)
+    _wait_count(lambda: len(labelled_answers(store, "sf", who)), n, f"{who}'s answer label")
 
 
 def _label_query(page, store, who: str, grades: dict[int, int], default: int, before: int) -> int:

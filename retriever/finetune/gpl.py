@@ -84,8 +84,9 @@ def adapt_to_corpus(corpus: str | os.PathLike, out: str | os.PathLike, split: st
     if not Path(corpus).exists():
         raise HonedError(f"{corpus}: no such corpus (a BEIR folder or a corpus.jsonl)")
     check_writable(Path(out), "run", bool(finetune_overrides.get("force")))    # before the LLM's minutes
-    if finetune_overrides.get("loss", GPL_DEFAULTS["loss"]) not in ("distill", "mnrl"):
-        raise HonedError(f"--loss {finetune_overrides['loss']}: adapt trains with distill or mnrl")
+    loss = finetune_overrides.get("loss", GPL_DEFAULTS["loss"])
+    if loss not in ("distill", "mnrl"):
+        raise HonedError(f"--loss {loss}: adapt trains with distill or mnrl")
     path = synthetic_pairs_file(out)
     if path.exists():
         _say(f"reusing the synthetic pairs in {path} (delete it to write new ones)")
@@ -96,7 +97,7 @@ def adapt_to_corpus(corpus: str | os.PathLike, out: str | os.PathLike, split: st
         stats = write_synthetic_pairs(corpus, path, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,
                                       filter_model=filter_model)
         _say(f"synthetic: kept {stats['kept']} of {stats['candidates']} queries from {stats['docs']} passages")
-    if finetune_overrides.get("loss", GPL_DEFAULTS["loss"]) != "distill":
+    if loss != "distill":
         finetune_overrides["teacher"] = None      # no margins to score: no teacher to train
     cfg = FinetuneConfig(**{**GPL_DEFAULTS, **finetune_overrides, "out": str(out), "pairs": [str(path)],
                             "corpus": str(corpus), "corpus_split": split, "data": None})
