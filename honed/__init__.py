@@ -66,7 +66,15 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        try:
+            module = importlib.import_module(_LAZY[name])
+        except ModuleNotFoundError as e:      # a name from an extra that is not installed: say which extra
+            from honed.retriever.extras import missing_extra, missing_extra_message
+
+            if not missing_extra(e.name):
+                raise
+            raise ModuleNotFoundError(missing_extra_message(e.name, f"honed.{name}"), name=e.name) from None
+        return getattr(module, name)
     raise AttributeError(f"module 'honed' has no attribute {name!r}")
 
 

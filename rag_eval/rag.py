@@ -67,6 +67,16 @@ def _score(coro_fn, *args, **kwargs) -> tuple[float, str | None]:
         return float("nan"), f"{type(e).__name__}: {str(e)[:120]}"
 
 
+def local_llm_build(gen, judge) -> dict | None:
+    """The llama.cpp build (CPU features compiled in, extra buffers on or off) when a local GGUF model runs."""
+    from honed.retriever.generator import LocalLLM
+    from honed.retriever.llm_process import llm_process
+
+    from .llm import LocalJudge
+
+    return llm_process().call("info") if isinstance(gen, LocalLLM) or isinstance(judge, LocalJudge) else None
+
+
 def make_judge(judge, cache: JsonCache):
     """``qwen`` (or another GGUF ref) → local judge; ``URL#model`` → OpenAI-compatible; an object → itself."""
     from honed.retriever.generator import is_url_spec
@@ -110,6 +120,7 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
     from ragas.metrics.collections import AnswerCorrectness, AnswerRelevancy, Faithfulness, RougeScore, \
         SemanticSimilarity
 
+    from honed.retriever.device import cpu_name
     from honed.retriever.generator import describe_llm, make_llm
     from honed.retriever.models import resolve_model
 
@@ -142,7 +153,8 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
            "llm": describe_llm(gen), "judge": judge if isinstance(judge, str) else type(judge).__name__,
            "embedder": embed_model, "baseline": next(iter(systems)),
            "with_reference": sum(1 for r in refs.values() if r), "with_decision": sum(1 for d in decisions.values() if d),
-           "systems": {}, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+           "systems": {}, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "machine": cpu_name(), "llama_cpp": local_llm_build(gen, jd)}
     for name, model in systems.items():
         answer_fn = rag_pipeline(ds, model, Path(index_dir) / f"{Path(data).resolve().name}-test-{name}", gen, top_k)
         samples, t0 = [], time.perf_counter()

@@ -59,3 +59,24 @@ def trainer_precision_args(device: str) -> dict:
     """The Hugging Face trainer arguments for `device`: where to run and which autocast."""
     prec = precision(device)
     return {"use_cpu": device == "cpu", "bf16": prec == "bf16", "fp16": prec == "fp16"}
+
+
+_CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpu_name() -> str:
+    """The CPU as benchmarks and reports record it: model name, cores, and the vector features that change results.
+
+    Native code (llama.cpp, onnxruntime's int8 kernels) takes different paths on AVX2, AVX-512 VNNI
+    and AMX machines, so every measurement names which it ran on.
+    """
+    try:
+        info = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+    except OSError:
+        import platform
+
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    name = re.search(r"model name\s*:\s*(.+)", info)
+    flags = set((re.search(r"flags\s*:\s*(.+)", info) or re.search("()", "")).group(1).split())
+    have = [f for f in _CPU_FEATURES if f in flags]
+    return f"{name.group(1).strip() if name else 'unknown CPU'}, {os.cpu_count()} cores ({' '.join(have) or 'no AVX2'})"

@@ -30,8 +30,7 @@ from llama_index.core.llms.callbacks import llm_completion_callback
 from pydantic import PrivateAttr
 
 from .errors import HonedError
-from .local_llm import LOCK as _LOCK
-from .local_llm import load_llama
+from .local_llm import llama_cpp_module
 
 
 def make_llm(spec: Any = "qwen", max_tokens: int = 128, cache: Any = None):
@@ -106,13 +105,18 @@ class _ChatLLM(CustomLLM):
 
 
 class LocalLLM(_ChatLLM):
-    """A llama.cpp chat model for LlamaIndex (greedy decoding, streaming supported)."""
+    """A llama.cpp chat model for LlamaIndex (greedy decoding, streaming supported).
 
-    _llama: Any = PrivateAttr()
+    The model runs in the local-LLM child process (:mod:`.llm_process`): a native crash ends
+    the answer being written with :class:`~.llm_process.LocalLLMCrashed`, not the caller.
+    """
 
     def __init__(self, model: str = "qwen", max_tokens: int = 128, cache: Any = None, **kw: Any):
+        from .models import resolve_model
+
         super().__init__(model=model, max_tokens=max_tokens, **kw)
-        self._llama = load_llama(model, n_ctx=self.context_window)
+        llama_cpp_module()
+        resolve_model(model)          # a missing model is a one-line error now, not at the first answer
         self._cache = cache
 
     @property
@@ -122,19 +126,20 @@ class LocalLLM(_ChatLLM):
     def _cache_key(self, prompt: str) -> tuple:
         return ("gen", self.model, self.max_tokens, prompt)
 
-    def _chat(self, prompt: str, stream: bool = False):
-        return self._llama.create_chat_completion(messages=[{"role": "user", "content": prompt}],
-                                                  max_tokens=self.max_tokens, temperature=0.0, stream=stream)
+    def _request(self, prompt: str) -> dict:
+        return dict(model=self.model, n_ctx=self.context_window, slot="",
+                    messages=[{"role": "user", "content": prompt}], max_tokens=self.max_tokens, temperature=0.0)
 
     def _complete_text(self, prompt: str) -> str:
-        with _LOCK:
-            return self._chat(prompt)["choices"][0]["message"]["content"] or ""
+        from .llm_process import llm_process
+
+        return llm_process().chat(**self._request(prompt))["choices"][0]["message"]["content"] or ""
 
     def _stream_deltas(self, prompt: str) -> Iterator[str]:
-        # one llama.cpp context is shared by every caller (app sessions are threads): hold the lock while streaming
-        with _LOCK:
-            for chunk in self._chat(prompt, stream=True):
-                yield chunk["choices"][0]["delta"].get("content") or ""
+        from .llm_process import llm_process
+
+        for chunk in llm_process().stream_chat(**self._request(prompt)):
+            yield chunk["choices"][0]["delta"].get("content") or ""
 
 
 class OpenAICompatibleLLM(_ChatLLM):
@@ -175,3 +180,18 @@ class OpenAICompatibleLLM(_ChatLLM):
     def _stream_deltas(self, prompt: str) -> Iterator[str]:
         for chunk in self._chat(prompt, stream=True):
             yield (chunk.choices[0].delta.content or "") if chunk.choices else ""
+
+    def chat_json(self, prompt: str, schema: dict, system: str = "Answer with JSON only.") -> str:
+        """One greedy completion asked to follow `schema`: as a JSON-schema response format where the server
+        takes one (llama.cpp's servers do), else as plain JSON mode; the raw text is returned."""
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+        for fmt in ({"type": "json_object", "schema": schema}, {"type": "json_object"}):
+            try:
+                out = self._client.chat.completions.create(model=self.model, messages=messages, temperature=0.0,
+                                                           max_tokens=self.max_tokens, response_format=fmt)
+                return out.choices[0].message.content or ""
+            except Exception as e:   # a server that refuses the schema field is asked once more without it
+                err = e
+                if getattr(e, "status_code", None) != 400:
+                    break
+        raise HonedError(f"--llm {self.label}: {type(err).__name__}: {str(err)[:160]}") from None

@@ -1,8 +1,9 @@
 """The packaged local instruct LLM (Qwen2.5-Coder-0.5B GGUF) through llama.cpp.
 
 Used to write synthetic training queries (here) and, in ``rag_eval``, to
-generate answers and judge them. One process-wide lock: a llama.cpp context
-must not be called from two threads at once.
+generate answers and judge them. The model itself runs in a child process
+(:mod:`.llm_process`): :func:`load_llama` is what that child calls; everything
+else here calls the child, so a native crash ends one call, not the caller.
 
 Example:
     >>> from honed.retriever.local_llm import chat_json
@@ -12,9 +13,9 @@ Example:
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
-import threading
 from typing import Any
 
 import numpy as np
@@ -22,11 +23,11 @@ import numpy as np
 from .errors import HonedError
 from .models import resolve_model
 
-LOCK = threading.Lock()
 _LLAMAS: dict[tuple, Any] = {}
 
 
-def load_llama(model: str = "qwen", n_ctx: int = 4096, threads: int | None = None, slot: str = ""):
+def load_llama(model: str = "qwen", n_ctx: int = 4096, threads: int | None = None, slot: str = "",
+               extra_buffers: bool | None = None):
     """Load (once per process and `slot`) a GGUF model with llama.cpp.
 
     A llama.cpp context re-reads only the part of a prompt that differs from its previous
@@ -35,15 +36,66 @@ def load_llama(model: str = "qwen", n_ctx: int = 4096, threads: int | None = Non
     each kind its own `slot`, so each context keeps its kind's prefix evaluated. A slot is a
     whole llama.cpp instance: ~0.6 GB for the packaged 0.5B model (llama.cpp repacks the
     weights for this CPU, so they are not shared between instances).
+
+    `extra_buffers` (None: automatic) says whether llama.cpp may place weights in its "extra
+    buffer types" (weight repacking). Automatic keeps them except where the build has
+    llama.cpp's AMX kernels compiled in: a native build on an Intel Xeon with AMX loads Qwen
+    into the AMX buffer and then segfaults in decode on any prompt of 8+ tokens, and the same
+    build answers correctly with extra buffers off. The Makefile builds llama.cpp without AMX
+    (GGML_NATIVE=OFF), so this guard is for builds made elsewhere.
     """
     path = resolve_model(model)
-    key = (str(path), n_ctx, slot)
+    lib = llama_cpp_module()
+    if extra_buffers is None:
+        extra_buffers = not build_has_amx()
+    key = (str(path), n_ctx, slot, extra_buffers)
     if key not in _LLAMAS:
-        llama = llama_cpp_module().Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(),
-                                         verbose=False, seed=0)
+        kw = dict(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), verbose=False, seed=0)
+        llama = lib.Llama(**kw) if extra_buffers else _llama_without_extra_buffers(lib, **kw)
         _use_greedy_grammar_sampler(llama)
         _LLAMAS[key] = llama
     return _LLAMAS[key]
+
+
+def _llama_without_extra_buffers(lib, **kw):
+    """`Llama(**kw)` with ``llama_model_params.use_extra_bufts = False``.
+
+    llama-cpp-python's constructor fills its model parameters from
+    ``llama_model_default_params()`` and offers no argument for this field, so the default
+    is wrapped for the duration of the constructor (the child process is single-threaded).
+    """
+    default = lib.llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    lib.llama_cpp.llama_model_default_params = params
+    try:
+        return lib.Llama(**kw)
+    finally:
+        lib.llama_cpp.llama_model_default_params = default
+
+
+def system_info() -> str:
+    """What llama.cpp reports of this build: the CPU features it was compiled for (``AVX2 = 1 | …``)."""
+    return llama_cpp_module().llama_print_system_info().decode("utf-8", "replace").strip()
+
+
+def build_has_amx() -> bool:
+    return "AMX_INT8 = 1" in system_info()
+
+
+def llama_build_info() -> dict:
+    """The llama.cpp build and the CPU it runs on, for reports and `honed models list`."""
+    from importlib.metadata import version
+
+    from .device import cpu_name
+
+    info = system_info()
+    return {"llama_cpp_python": version("llama-cpp-python"), "cpu": cpu_name(), "system_info": info,
+            "amx_compiled": "AMX_INT8 = 1" in info, "extra_buffers": "AMX_INT8 = 1" not in info}
 
 
 def llama_cpp_module():
@@ -121,13 +173,28 @@ def _use_greedy_grammar_sampler(llama) -> None:
 
 def chat_json(prompt: str, schema: dict, model: str = "qwen", max_tokens: int = 256,
               system: str = "Answer with JSON only.", slot: str = "") -> str:
-    """One greedy chat completion constrained to `schema` (llama.cpp grammar); returns the raw JSON text."""
-    llama = load_llama(model, slot=slot)
-    with LOCK:
-        out = llama.create_chat_completion(
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
-            response_format={"type": "json_object", "schema": schema}, temperature=0.0, max_tokens=max_tokens)
+    """One greedy chat completion constrained to `schema` (llama.cpp grammar); returns the raw JSON text.
+
+    `model` is a GGUF reference (run in the local-LLM child process) or ``URL#model`` (an
+    OpenAI-compatible server, asked for JSON in the prompt and the response format).
+    """
+    if model.startswith(("http://", "https://")):
+        return _remote_llm(model, max_tokens).chat_json(prompt, schema, system=system)
+    from .llm_process import llm_process
+
+    llama_cpp_module()        # a missing llama-cpp-python is a one-line error here, not in the child
+    out = llm_process().chat(
+        model=model, n_ctx=4096, slot=slot,
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+        response_format={"type": "json_object", "schema": schema}, temperature=0.0, max_tokens=max_tokens)
     return out["choices"][0]["message"]["content"] or ""
+
+
+@functools.lru_cache(maxsize=8)
+def _remote_llm(spec: str, max_tokens: int):
+    from .generator import make_llm
+
+    return make_llm(spec, max_tokens=max_tokens)
 
 
 def parse_json(raw: str) -> Any:

@@ -72,6 +72,26 @@ def slice_index(tmp_path_factory, scifact_slice, minilm):
     return out
 
 
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, scifact_slice):
+    """The packaged MiniLM exported to ONNX (fp32 + int8, gated on the slice): (model folder, data, manifest).
+
+    Shared by the export tests and the slim-install test (which indexes with it: a torch-free artifact)."""
+    import shutil
+
+    from honed.retriever.data import write_beir
+    from honed.retriever.export.onnx import export_onnx
+    from honed.retriever.models import resolve_model
+
+    root = tmp_path_factory.mktemp("onnx")
+    model = root / "minilm"
+    shutil.copytree(resolve_model("minilm"), model)
+    data = root / "slice"
+    write_beir(data, scifact_slice.corpus, scifact_slice.queries, {"test": scifact_slice.qrels})
+    man = export_onnx(model, data=str(data), max_docs=200)
+    return model, data, man
+
+
 # a real fine-tune small enough for a test (seconds per step on 2 cores)
 TINY = dict(max_steps=4, batch_size=8, eval_steps=2, max_mine_docs=150, dev_max_docs=60, patience=5)
 

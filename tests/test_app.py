@@ -78,6 +78,30 @@ def test_apptest_compares_votes_and_reveals(two_indexes, tmp_path, monkeypatch):
     assert heads[0].startswith("System A — ") and heads[1].startswith("System B — ")   # revealed after voting
 
 
+def test_llm_crash_ends_the_answer_with_a_message_not_the_app(two_indexes, tmp_path, monkeypatch):
+    """The local LLM's process dies mid-answer (SIGSEGV, as llama.cpp did on AMX CPUs): the page stays up,
+    shows both systems' passages and says the answer was cut short; the next question works."""
+    from streamlit.testing.v1 import AppTest
+
+    import honed.retriever.llm_process as lp
+    from test_native_crash import SEGFAULT_CHILD
+
+    monkeypatch.setattr(lp, "_PROCESS", lp.LLMProcess(SEGFAULT_CHILD))   # the crash llama.cpp had, for real
+    monkeypatch.setenv("HONED_APP_CONFIG", _config(two_indexes, tmp_path / "fb.db", answers=True, max_tokens=8))
+    at = AppTest.from_file(str(REPO / "app" / "ui.py"), default_timeout=120)
+    at.run()
+    for question in ("aspirin colorectal cancer", "vitamin D"):
+        at.text_input(key="query_text").input(question)
+        at.button[0].click()
+        at.run()
+        assert not at.exception, at.exception
+        errors = [e.value for e in at.error]
+        assert len(errors) == 2 and all("SIGSEGV" in e and "answer could not be completed" in e for e in errors)
+        cur = at.session_state["current"]
+        assert all(len(cur["results"][s]["hits"]) == 3 for s in ("baseline", "candidate"))
+        assert all("answer cut short" in cur["answers"][s] for s in ("baseline", "candidate"))
+
+
 @pytest.mark.slow
 def test_real_browser_query_vote_lands_in_database(two_indexes, tmp_path):
     from playwright.sync_api import sync_playwright

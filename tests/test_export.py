@@ -18,21 +18,6 @@ pytestmark = pytest.mark.slow   # ONNX export and a fine-tune: make test-full
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, scifact_slice):
-    from honed.retriever.data import write_beir
-    from honed.retriever.export.onnx import export_onnx
-    from honed.retriever.models import resolve_model
-
-    root = tmp_path_factory.mktemp("onnx")
-    model = root / "minilm"
-    shutil.copytree(resolve_model("minilm"), model)
-    data = root / "slice"
-    write_beir(data, scifact_slice.corpus, scifact_slice.queries, {"test": scifact_slice.qrels})
-    man = export_onnx(model, data=str(data), max_docs=200)
-    return model, data, man
-
-
-@pytest.fixture(scope="module")
 def tuned(tmp_path_factory, tiny_data):
     """A model folder written by `honed finetune` in this session (sentence-transformers 6 file format)."""
     from honed.retriever.finetune.train import FinetuneConfig, finetune

@@ -185,6 +185,20 @@ def test_llm_url_generates_through_an_openai_compatible_server(llama_server, tmp
     s = doc["systems"]["base"]["samples"][0]
     assert s["answer"] and s["answer"] != "(no answer)" and s["seconds"]["answer"] > 0
     assert f"generator `{llama_server}#qwen`" in (out / "report.md").read_text()
+    assert doc["machine"] and "AVX2 = 1" in doc["llama_cpp"]["system_info"]   # the local judge's build, recorded
+
+
+@pytest.mark.slow
+def test_synthetic_queries_from_an_openai_compatible_server(llama_server, minilm):
+    """``honed data synth|adapt --llm URL#model``: the query writer is the server, its JSON parses."""
+    from honed.retriever.data import load_beir
+    from honed.retriever.finetune.synthetic import generate_pairs
+
+    corpus = load_beir(REPO / "tests" / "fixtures" / "scifact-slice", "test").corpus
+    docs = {d: corpus[d]["text"] for d in sorted(corpus)[:3]}
+    pairs, stats = generate_pairs(docs, per_doc=2, llm=f"{llama_server}#qwen", encoder=minilm, show_progress=False)
+    assert stats["docs"] == 3 and stats["unparseable"] == 0 and stats["candidates"] >= 3, stats
+    assert all(p.source == "synthetic" and p.positive_id in docs for p in pairs)
 
 
 @pytest.mark.slow

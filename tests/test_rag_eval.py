@@ -89,6 +89,7 @@ def test_local_judge_schema_keeps_noncommittal_answers_scorable(tmp_path):
     assert all(len(v.reason) <= 160 and v.verdict in (0, 1) for v in verdicts.statements)
 
 
+@pytest.mark.forked     # llama.cpp in this process: a native crash fails this test only
 def test_greedy_grammar_sampler_gives_the_full_vocabulary_result():
     """The argmax-first grammar check decodes the same JSON as llama-cpp-python's own sampler."""
     from llama_cpp import Llama
@@ -133,3 +134,21 @@ def test_eval_rag_prints_the_judges_agreement_on_the_shipped_calibration_set(sli
     assert [r["human"] for r in cal["items"]] == [1, 0, 1, 0]
     assert all(r["judge"] is None or r["judge"] == int(r["judge_score"] >= 0.5) for r in cal["items"])
     assert "## Judge calibration" in (out / "report.md").read_text()
+
+
+@pytest.mark.forked
+def test_extra_buffers_off_loads_without_them_and_answers_the_same():
+    """The AMX guard's switch really reaches llama.cpp (use_extra_bufts), and costs no correctness."""
+    from honed.retriever.local_llm import build_has_amx, llama_build_info, load_llama
+
+    msgs = [{"role": "user", "content": "Name the capital of France in one word."}]
+    outs = {}
+    for extra in (True, False):
+        llama = load_llama("qwen", n_ctx=512, slot=f"bufts-{extra}", extra_buffers=extra)
+        assert llama.model_params.use_extra_bufts is extra
+        outs[extra] = llama.create_chat_completion(messages=msgs, temperature=0.0, max_tokens=8)[
+            "choices"][0]["message"]["content"]
+    assert outs[True] == outs[False] and "Paris" in outs[True]
+    info = llama_build_info()
+    assert not build_has_amx() and not info["amx_compiled"]       # the Makefile's portable build has no AMX code
+    assert "AVX2 = 1" in info["system_info"] and info["cpu"]

@@ -16,6 +16,7 @@ import streamlit as st
 
 from honed.app.compare import answer_stream, blind_order, open_system, retrieve, timed
 from honed.app.store import FeedbackStore, Vote
+from honed.retriever.errors import HonedError
 
 from .common import feedback_store
 
@@ -43,11 +44,20 @@ def _record(store: FeedbackStore, key: str, vote: Vote) -> None:
 
 
 def _stream_as_text(chunks) -> str:
-    """Show a token stream as it grows, as plain text (st.write_stream would render the LLM's Markdown)."""
+    """Show a token stream as it grows, as plain text (st.write_stream would render the LLM's Markdown).
+
+    A generator that fails mid-answer (the local LLM's process crashed, a server went away) ends
+    this answer with its one-line reason; the page and the other answer carry on.
+    """
     box, text = st.empty(), ""
-    for chunk in chunks:
-        text += chunk
+    try:
+        for chunk in chunks:
+            text += chunk
+            box.text(text)
+    except HonedError as e:
         box.text(text)
+        st.error(f"The answer could not be completed: {e}")
+        return text + f"\n[answer cut short: {e}]"
     box.text(text or "(no answer)")
     return text
 

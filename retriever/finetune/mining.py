@@ -86,11 +86,14 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
             positives_of[p.query].append(p.positive)
     queries = list(positives_of)
     max_pos = max(len(v) for v in positives_of.values())
-    # every (query, positive) row, so that mine_hard_negatives excludes all of a query's positives; no margin
-    # there (the guard below is per query), and deep enough that positives do not use up the range
-    ds = Dataset.from_dict({"anchor": [q for q in queries for _ in positives_of[q]],
-                            "positive": [t for q in queries for t in positives_of[q]]})
-    depth = max(1, min(range_max, len(set(texts) | set(ds["positive"])) - max_pos - 1))
+    # ONE row per query: the ranking is the same for every positive of a query, and a row per (query,
+    # positive) made mine_hard_negatives hold pairs × depth passage texts (24 GB for 110k pairs with ~40
+    # positives each). The query's other positives are dropped from its candidates below (`_query_pool`),
+    # so the ranking looks max_pos deeper to leave `range_max` candidates after them. No margin there: the
+    # guard below is per query.
+    firsts = [positives_of[q][0] for q in queries]
+    ds = Dataset.from_dict({"anchor": queries, "positive": firsts})
+    depth = max(1, min(range_max + max_pos, len(set(texts) | set(firsts)) - 2))
     cache = cache_folder or tempfile.mkdtemp(prefix="honed-mine-")
     mined = mine_hard_negatives(
         ds, encoder.model, corpus=texts, range_max=depth, num_negatives=depth, sampling_strategy="top",
@@ -99,13 +102,17 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
     )
     neg_cols = [c for c in mined.column_names if c.startswith("negative")]
     dense: dict[str, list[str]] = {}
-    for row in mined:            # the same ranking for every row of a query: keep the first
-        dense.setdefault(row["anchor"], [row[c] for c in neg_cols])
+    for row in mined:            # the first range_max that are not positives: the ranking one row per positive gave
+        pos = set(positives_of[row["anchor"]])
+        dense[row["anchor"]] = [t for t in (row[c] for c in neg_cols) if t not in pos][:range_max]
+    del mined, ds
 
-    emb = _cached_embeddings(cache, texts, ds["positive"])
-    if not emb:   # cache layout changed upstream: encode what mine_hard_negatives encoded
-        need = list(dict.fromkeys(texts + ds["positive"]))
-        emb = dict(zip(need, encoder.encode_documents(need, show_progress=len(need) > 500)))
+    emb = _cached_embeddings(cache, texts, firsts)
+    # the guard scores every positive: encode those mine_hard_negatives did not (positives outside the
+    # mining corpus beyond each query's first; all of them if its cache layout changed upstream)
+    need = [t for t in dict.fromkeys(texts + [t for q in queries for t in positives_of[q]]) if t not in emb]
+    if need:
+        emb.update(zip(need, encoder.encode_documents(need, show_progress=len(need) > 500)))
     qvec = dict(zip(queries, encoder.encode_queries(queries)))
     lexical = _bm25_candidates(queries, texts, range_max) if bm25 else {}
 

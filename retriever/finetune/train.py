@@ -18,6 +18,7 @@ import datetime as _dt
 import hashlib
 import importlib
 import json
+import math
 import random
 import resource
 import shutil
@@ -329,6 +330,33 @@ def hard_negatives(cfg: FinetuneConfig, train_pairs: list[Pair], corpus: dict[st
     return triples
 
 
+# Pairs mined under a time budget, as a multiple of what the plan says training can use: the plan made
+# after mining (fit_to_budget) trims to the exact count, this only keeps mining from working for nothing.
+MINE_SLACK = 1.5
+
+
+def pairs_within_budget(cfg: FinetuneConfig, pairs: list[Pair], corpus: dict[str, str], spent_s: float,
+                        texts_per_s: float, eval_s: float) -> list[Pair]:
+    """The pairs worth mining negatives for: as many as the time left can train on (with slack), per query balanced.
+
+    Mining costs about one encoding of the mining corpus; the rest of the budget is planned as
+    training would plan it. With 100k pairs and a 20-minute budget on a CPU, a few thousand
+    are trained on: mining the others only costs time and memory.
+    """
+    from .budget import balanced_subsample, parse_duration, plan_budget
+
+    n_docs = min(cfg.max_mine_docs, len(corpus)) + len({p.query for p in pairs})
+    mining_s = n_docs / max(texts_per_s, 1e-9)
+    plan = plan_budget(parse_duration(cfg.time_budget), spent_s + mining_s, texts_per_s, eval_s,
+                       len(pairs) * cfg.num_negatives, cfg.batch_size, 3, cfg.epochs)
+    keep = math.ceil(MINE_SLACK * plan.examples / cfg.num_negatives)
+    if keep >= len(pairs):
+        return pairs
+    _say(f"time budget {cfg.time_budget}: ~{plan.examples} examples fit after mining (~{mining_s:.0f} s); "
+         f"mining {keep} of {len(pairs)} pairs, balanced over queries")
+    return balanced_subsample(pairs, keep)
+
+
 def fit_to_budget(cfg: FinetuneConfig, budget_s: float, spent_s: float, texts_per_s: float, eval_s: float,
                   triples: list[Pair], margins: list[float] | None):
     """(plan, triples, margins): the steps that fit the time left, and the examples subsampled per query to them."""
@@ -425,11 +453,15 @@ def teacher_is_weaker(teacher_metrics: dict, base_dev: float) -> bool:
     return teacher_metrics["dev_ndcg@10"] < base_dev
 
 
-def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = None) -> Prepared:
+def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = None,
+                     t_start: float | None = None) -> Prepared:
     """Pairs → dev split (leak-guarded) → base dev score → hard negatives → teacher margins.
 
     `margins`: score the triples with the teacher (default: when ``cfg.loss`` is distill).
+    `t_start`: when the run's time budget (``cfg.time_budget``) started; with a budget, only the
+    pairs the budget can train on are mined (see :func:`pairs_within_budget`).
     """
+    t_start = time.perf_counter() if t_start is None else t_start
     _set_seeds(cfg.seed)
     with _phase("loading torch and sentence-transformers"):     # the slow imports, timed once
         importlib.import_module("sentence_transformers.sentence_transformer")
@@ -465,7 +497,12 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
     mining_stats: dict = {}
     triples = train_pairs
     if cfg.num_negatives > 0:
-        triples = hard_negatives(cfg, train_pairs, corpus, base_enc, work, mining_stats, timings)
+        to_mine = train_pairs
+        if cfg.time_budget:
+            to_mine = pairs_within_budget(cfg, train_pairs, corpus, time.perf_counter() - t_start,
+                                          (len(dev_pool) + len(dev_q)) / max(eval_s, 1e-9), eval_s)
+            timings["pairs_mined"] = len(to_mine)
+        triples = hard_negatives(cfg, to_mine, corpus, base_enc, work, mining_stats, timings)
 
     scored, teacher_metrics = None, None
     if cfg.teacher:
@@ -510,7 +547,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     if work.exists() and not cfg.resume:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    prep = prepare_training(cfg, work)
+    prep = prepare_training(cfg, work, t_start=t_start)
     res = train_prepared(cfg, prep, out, work, t_start=t_start, budget_s=budget_s)
     shutil.rmtree(work, ignore_errors=True)
     return res
