@@ -36,6 +36,7 @@ import functools
 
 import numpy as np
 
+from ..errors import HonedError
 from .pairs import Pair
 
 
@@ -92,6 +93,9 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
     # so the ranking looks max_pos deeper to leave `range_max` candidates after them. No margin there: the
     # guard below is per query.
     firsts = [positives_of[q][0] for q in queries]
+    _check_memory(len(set(texts) | {t for v in positives_of.values() for t in v}),
+                  encoder.model.get_sentence_embedding_dimension(), len(queries), range_max + max_pos,
+                  sum(map(len, texts)) / max(len(texts), 1))
     ds = Dataset.from_dict({"anchor": queries, "positive": firsts})
     depth = max(1, min(range_max + max_pos, len(set(texts) | set(firsts)) - 2))
     cache = cache_folder or tempfile.mkdtemp(prefix="honed-mine-")
@@ -150,6 +154,28 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
                   "positives_per_query_max": int(max(n_pos)), "guarded_out": guarded, "queries_deepened": deepened,
                   "random_fallback": n_fallback, "random_fallback_rate": round(n_fallback / max(len(pairs), 1), 4)})
     return out
+
+
+def _check_memory(n_texts: int, dim: int, n_queries: int, depth: int, avg_chars: float) -> None:
+    """Refuse, in one line, a mining run that would not fit in memory (a kill by the OOM killer saves nothing).
+
+    What grows: the embeddings (kept twice: by text, and as the matrix a deepened pool ranks), and each
+    query's ranked candidate texts from mine_hard_negatives (Arrow, then Python strings).
+    """
+    need = n_texts * dim * 4 * 2 + n_queries * depth * avg_chars * 3
+    avail = _available_bytes()
+    if avail and need > 0.7 * avail:
+        raise HonedError(f"mining hard negatives needs ~{need / 2**30:.1f} GB, {avail / 2**30:.1f} GB available "
+                         f"({n_texts} passages, {n_queries} queries): lower --max-mine-docs, use --time-budget, "
+                         "or pass fewer pairs")
+
+
+def _available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return None
 
 
 def _query_pool(dense: list[str], lexical: list[str], positives: set[str], emb: dict, qv: np.ndarray,
