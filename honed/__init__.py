@@ -63,14 +63,26 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
+# names that only work with an extra installed (`pip install 'honed[train]'`): importing one without it
+# says which extra, instead of failing later inside the call
+_EXTRA = {"finetune": "train", "search_recipe": "train", "mine_negatives": "train", "merge_models": "train",
+          "choose_merge_weight": "train", "export_onnx": "train", "adapt_to_corpus": "eval", "make_llm": "eval",
+          "evaluate_systems": "eval", "evaluate_rag": "eval", "judge_agreement": "eval", "create_app": "serve",
+          "ServeConfig": "serve"}
+
 
 def __getattr__(name: str):
     if name in _LAZY:
-        try:
-            module = importlib.import_module(_LAZY[name])
-        except ModuleNotFoundError as e:      # a name from an extra that is not installed: say which extra
-            from honed.retriever.extras import missing_extra, missing_extra_message
+        from honed.retriever.errors import HonedError
+        from honed.retriever.extras import missing_extra, missing_extra_message, require_extra
 
+        try:
+            if name in _EXTRA:
+                require_extra(_EXTRA[name], f"honed.{name}")
+            module = importlib.import_module(_LAZY[name])
+        except HonedError as e:               # a name from an extra that is not installed: say which extra
+            raise ModuleNotFoundError(str(e)) from None
+        except ModuleNotFoundError as e:
             if not missing_extra(e.name):
                 raise
             raise ModuleNotFoundError(missing_extra_message(e.name, f"honed.{name}"), name=e.name) from None

@@ -23,7 +23,8 @@ from typing import Any
 from ragas.llms.base import InstructorBaseRagasLLM
 
 from honed.retriever.generator import LocalLLM  # noqa: F401  (re-exported: the RAG pipeline's generator)
-from honed.retriever.local_llm import chat_json, llama_cpp_module
+from honed.retriever.generator import chat_json
+from honed.retriever.local_llm import llama_cpp_module
 from honed.retriever.models import resolve_model
 
 from .cache import JsonCache

@@ -21,6 +21,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import os
 from abc import abstractmethod
 from typing import Any, Iterator
@@ -45,6 +46,30 @@ def make_llm(spec: Any = "qwen", max_tokens: int = 128, cache: Any = None):
 
 def is_url_spec(spec: str) -> bool:
     return spec.startswith("http://") or spec.startswith("https://")
+
+
+def chat_json(prompt: str, schema: dict, model: str = "qwen", max_tokens: int = 256,
+              system: str = "Answer with JSON only.", slot: str = "") -> str:
+    """One greedy chat completion constrained to `schema` (llama.cpp grammar); returns the raw JSON text.
+
+    `model` is a GGUF reference (run in the local-LLM child process) or ``URL#model`` (an
+    OpenAI-compatible server, asked for JSON in the prompt and the response format).
+    """
+    if is_url_spec(model):
+        return _remote_llm(model, max_tokens).chat_json(prompt, schema, system=system)
+    from .llm_process import llm_process
+
+    llama_cpp_module()        # a missing llama-cpp-python is a one-line error here, not in the child
+    out = llm_process().chat(
+        model=model, n_ctx=4096, slot=slot,
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+        response_format={"type": "json_object", "schema": schema}, temperature=0.0, max_tokens=max_tokens)
+    return out["choices"][0]["message"]["content"] or ""
+
+
+@functools.lru_cache(maxsize=8)
+def _remote_llm(spec: str, max_tokens: int):
+    return make_llm(spec, max_tokens=max_tokens)
 
 
 def describe_llm(llm: Any) -> str:

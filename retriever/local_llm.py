@@ -1,19 +1,19 @@
 """The packaged local instruct LLM (Qwen2.5-Coder-0.5B GGUF) through llama.cpp.
 
-Used to write synthetic training queries (here) and, in ``rag_eval``, to
-generate answers and judge them. The model itself runs in a child process
-(:mod:`.llm_process`): :func:`load_llama` is what that child calls; everything
-else here calls the child, so a native crash ends one call, not the caller.
+Used to write synthetic training queries, to generate answers and to judge them.
+The model itself runs in a child process (:mod:`.llm_process`): this module is
+what that child runs (:func:`load_llama`), plus what anyone may ask of the build
+(:func:`llama_build_info`). Callers go through :func:`.generator.chat_json` and
+:class:`.generator.LocalLLM`, so a native crash ends one call, not the caller.
 
 Example:
-    >>> from honed.retriever.local_llm import chat_json
-    >>> chat_json("List two colours.", {"type": "object", "properties": {"colours": {"type": "array"}}})  # doctest: +SKIP
-    {'colours': ['red', 'blue']}
+    >>> from honed.retriever.local_llm import llama_build_info
+    >>> llama_build_info()["system_info"]                                  # doctest: +SKIP
+    'CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | ...'
 """
 from __future__ import annotations
 
 import ctypes
-import functools
 import json
 import os
 from typing import Any
@@ -169,32 +169,6 @@ def _use_greedy_grammar_sampler(llama) -> None:
         return default(**kw)
 
     llama._init_sampler = init_sampler
-
-
-def chat_json(prompt: str, schema: dict, model: str = "qwen", max_tokens: int = 256,
-              system: str = "Answer with JSON only.", slot: str = "") -> str:
-    """One greedy chat completion constrained to `schema` (llama.cpp grammar); returns the raw JSON text.
-
-    `model` is a GGUF reference (run in the local-LLM child process) or ``URL#model`` (an
-    OpenAI-compatible server, asked for JSON in the prompt and the response format).
-    """
-    if model.startswith(("http://", "https://")):
-        return _remote_llm(model, max_tokens).chat_json(prompt, schema, system=system)
-    from .llm_process import llm_process
-
-    llama_cpp_module()        # a missing llama-cpp-python is a one-line error here, not in the child
-    out = llm_process().chat(
-        model=model, n_ctx=4096, slot=slot,
-        messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
-        response_format={"type": "json_object", "schema": schema}, temperature=0.0, max_tokens=max_tokens)
-    return out["choices"][0]["message"]["content"] or ""
-
-
-@functools.lru_cache(maxsize=8)
-def _remote_llm(spec: str, max_tokens: int):
-    from .generator import make_llm
-
-    return make_llm(spec, max_tokens=max_tokens)
 
 
 def parse_json(raw: str) -> Any:

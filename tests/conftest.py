@@ -18,6 +18,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 
+pytest_plugins = ["isolation"]     # tests/isolation.py: @pytest.mark.isolated runs a test in a fresh process
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SCIFACT = FIXTURES / "scifact-slice"        # 155 SciFact abstracts, 60 train + 30 test claims

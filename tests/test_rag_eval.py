@@ -89,7 +89,7 @@ def test_local_judge_schema_keeps_noncommittal_answers_scorable(tmp_path):
     assert all(len(v.reason) <= 160 and v.verdict in (0, 1) for v in verdicts.statements)
 
 
-@pytest.mark.forked     # llama.cpp in this process: a native crash fails this test only
+@pytest.mark.isolated   # llama.cpp in the test process: a native crash fails this test only
 def test_greedy_grammar_sampler_gives_the_full_vocabulary_result():
     """The argmax-first grammar check decodes the same JSON as llama-cpp-python's own sampler."""
     from llama_cpp import Llama
@@ -136,7 +136,7 @@ def test_eval_rag_prints_the_judges_agreement_on_the_shipped_calibration_set(sli
     assert "## Judge calibration" in (out / "report.md").read_text()
 
 
-@pytest.mark.forked
+@pytest.mark.isolated
 def test_extra_buffers_off_loads_without_them_and_answers_the_same():
     """The AMX guard's switch really reaches llama.cpp (use_extra_bufts), and costs no correctness."""
     from honed.retriever.local_llm import build_has_amx, llama_build_info, load_llama
