@@ -96,6 +96,10 @@ def write_rag_report(doc: dict, out: str | os.PathLike, force: bool = False) -> 
              f"{doc['n']} test queries ({doc['with_reference']} with a reference answer, {doc['with_decision']} with "
              f"a labelled yes/no), top-{doc['top_k']} contexts, generator `{doc['llm']}`, judge `{doc['judge']}`, "
              f"embedder `{doc['embedder']}`.", ""]
+        if doc.get("llama_cpp"):      # native code takes CPU-specific paths: say which ran the local model
+            b = doc["llama_cpp"]
+            L += [f"Machine: {doc.get('machine', '?')}; llama-cpp-python {b['llama_cpp_python']}, extra buffers "
+                  f"{'on' if b['extra_buffers'] else 'off'}; build: `{b['system_info']}`.", ""]
         if not doc["judge_trustworthy"]:
             L += [f"> **Judge flagged as untrustworthy**: it ranked answers against their own contexts above "
                   f"swapped-context ones less than {JUDGE_TRUST_MIN:.0%} of the time. The metrics that need no "

@@ -97,5 +97,5 @@ def test_slim_install_queries_updates_and_never_imports_torch(slim_venv, onnx_ar
     assert f.returncode == 2 and f.stdout == "", (f.stdout, f.stderr)
     lines = f.stderr.strip().splitlines()
     assert len(lines) == 1 and "honed finetune needs honed[train]" in lines[0] and "pip install" in lines[0], lines
-    e = cli("eval", "rag", "--data", "x", "--system", "base=minilm")
+    e = cli("eval", "rag", "--data", "x", "--system", "base=minilm", "--out", "reports/r")
     assert e.returncode == 2 and len(e.stderr.strip().splitlines()) == 1 and "honed[" in e.stderr, e.stderr
