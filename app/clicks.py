@@ -45,7 +45,7 @@ import numpy as np
 
 from honed.retriever.finetune.pairs import Pair, frozen_eval_set, normalise_text
 
-from .feedback import wilson
+from honed.rag_eval.significance import wilson
 from .serve.traffic import CHALLENGER, CHAMPION, winner
 from .store import FeedbackStore
 

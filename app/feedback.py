@@ -20,9 +20,10 @@ Example:
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
+
+from honed.rag_eval.significance import wilson
 from honed.retriever.finetune.pairs import Pair, frozen_eval_set, normalise_text
 
 from .store import FeedbackStore
@@ -119,16 +120,6 @@ def win_counts(store: FeedbackStore, after_id: int = 0) -> tuple[int, int, int]:
         else:
             t += 1
     return c, b, t
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    """Wilson score interval for k successes in n (better than normal-approx at small n)."""
-    if n == 0:
-        return None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
 
 
 def feedback_status(store: FeedbackStore, cfg: TriggerConfig | None = None,

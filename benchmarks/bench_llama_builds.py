@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "llama-builds.json")
     a = ap.parse_args()
     wheels = ([("portable (Makefile: GGML_NATIVE=OFF, AVX2/FMA/F16C, no AVX-512, no AMX)", Path(portable[-1]))]
-              if portable else []) + [(n, Path(p)) for n, p in (w.split("=", 1) for w in a.wheel)]
+              if portable else []) + [(n, Path(p)) for n, p in (w.rsplit("=", 1) for w in a.wheel)]
     doc = {"benchmark": "llama-builds", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "cpu": cpu_name(), "model": "qwen2.5-coder-0.5b-instruct Q4_K_M", "threads": os.cpu_count(),
            "builds": {}}

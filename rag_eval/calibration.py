@@ -66,7 +66,7 @@ def judge_agreement(faith, items: list[dict], threshold: float = 0.5, n_boot: in
     A triple the judge fails to score (NaN) counts as a disagreement: a judge that cannot
     answer is not agreeing. `progress` wraps the item list (e.g. a progress bar).
     """
-    from .rag import _score
+    from .rag_metrics import score as _score
 
     rows = []
     for it in (progress(items) if progress else items):

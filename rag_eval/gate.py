@@ -48,6 +48,8 @@ from pathlib import Path
 
 from honed.retriever.atomic import read_artifact, verify_artifact
 from honed.retriever.errors import HonedError
+from honed.retriever.report_schema import check_report
+from honed.retriever.report_schema import read_file as _parse_file
 
 from .significance import paired_test
 
@@ -62,26 +64,6 @@ class GateCheck:
     passed: bool
     detail: str = ""
     advisory: bool = False   # shown, never fails the gate (an LLM-judged metric from an uncalibrated judge)
-
-
-def _parse_file(p: Path, what: str, parse):
-    """Read and parse a file; a missing or malformed file is one HonedError line naming it."""
-    try:
-        return parse(p.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise HonedError(f"{p}: {what} not found") from None
-    except IsADirectoryError:
-        raise HonedError(f"{p}: is a folder; give the {what} file") from None
-    except UnicodeDecodeError as e:
-        raise HonedError(f"{p}: not UTF-8 text (bad byte at offset {e.start})") from None
-    except OSError as e:
-        raise HonedError(f"{p}: cannot read {what} ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise HonedError(f"{p}: invalid TOML ({e})") from None
-    except json.JSONDecodeError as e:
-        raise HonedError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
-    except RecursionError:
-        raise HonedError(f"{p}: nested too deeply to be a {what}") from None
 
 
 _TOP_KEYS = {"candidate": str, "baseline": str, "datasets": list, "thresholds": dict, "non_regression": dict,
@@ -146,43 +128,6 @@ def check_gate_config(cfg: dict, where: str = "gate config") -> dict:
     return cfg
 
 
-def check_report(report, where: str) -> dict:
-    """The parts of a BEIR report the gate reads, checked; anything else is one HonedError line."""
-    if not isinstance(report, dict):
-        raise HonedError(f"{where}: not a honed report (a JSON {type(report).__name__}, expected an object)")
-    schema = str(report.get("schema", ""))
-    if schema.startswith("honed.rag-report/"):
-        return check_rag_report(report, where)
-    if not schema.startswith("honed.report/"):
-        raise HonedError(f"{where}: not a honed report (schema {report.get('schema')!r})")
-    datasets = report.get("datasets")
-    if not isinstance(datasets, dict) or not datasets:
-        raise HonedError(f"{where}: report has no datasets")
-    for name, d in datasets.items():
-        systems = d.get("systems") if isinstance(d, dict) else None
-        if not isinstance(systems, dict):
-            raise HonedError(f"{where}: datasets.{name} has no systems table")
-        for sysname, sd in systems.items():
-            if not isinstance(sd, dict) or not isinstance(sd.get("metrics"), dict):
-                raise HonedError(f"{where}: datasets.{name}.systems.{sysname} has no metrics table")
-            per_q = sd.get("per_query", {})
-            if not isinstance(per_q, dict) or not all(isinstance(v, dict) for v in per_q.values()):
-                raise HonedError(f"{where}: datasets.{name}.systems.{sysname}.per_query must map query ids "
-                                 "to metric tables")
-    return report
-
-
-def check_rag_report(report: dict, where: str) -> dict:
-    systems = report.get("systems")
-    if not isinstance(systems, dict) or not systems:
-        raise HonedError(f"{where}: RAG report has no systems")
-    for name, sd in systems.items():
-        if not isinstance(sd, dict) or not isinstance(sd.get("metrics"), dict) \
-                or not isinstance(sd.get("samples"), list):
-            raise HonedError(f"{where}: systems.{name} has no metrics and samples")
-    return report
-
-
 def rag_as_dataset(report: dict) -> tuple[str, dict]:
     """A RAG report in the BEIR report's shape (per-query metrics from its samples), so one set of rules serves both.
 
@@ -213,7 +158,7 @@ def judge_gates(report: dict, cfg: dict) -> tuple[bool, str]:
 
 def evaluate_rag_gate(report: dict, cfg: dict) -> list[GateCheck]:
     """Thresholds and non-regression on a RAG report; judged metrics advisory unless the judge is calibrated."""
-    from .rag import JUDGED
+    from .rag_metrics import JUDGED
 
     cand, base = cfg["candidate"], cfg.get("baseline")
     if cfg.get("ood_non_regression"):

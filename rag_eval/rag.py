@@ -26,7 +26,6 @@ Example:
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import math
 import os
@@ -41,32 +40,9 @@ from honed.retriever.data.beir import load_beir
 from honed.retriever.errors import HonedError
 
 from .cache import JsonCache
+from .rag_metrics import JUDGE_TRUST_MIN, JUDGED, METRICS, UNJUDGED, metric_order, nanmean, score  # noqa: F401
 
 ANSWER_MAX_TOKENS = 64   # decode-bound (~13 tokens/s here): one or two sentences fit
-# Judged by the LLM, then without one. With a reference answer (see rag_eval.reference) the second
-# group grows; the report leads with the judge-free metrics when the judge fails its sanity check.
-JUDGED = ("faithfulness", "answer_relevancy", "answer_correctness")
-UNJUDGED = ("semantic_similarity", "rouge_l", "decision_accuracy", "context_precision_ids", "context_recall_ids")
-METRICS = ("faithfulness", "answer_relevancy", "context_precision_ids", "context_recall_ids")   # always present
-JUDGE_TRUST_MIN = 0.7
-
-
-def _nanmean(xs) -> float | None:
-    v = [x for x in xs if x is not None and not math.isnan(x)]
-    return float(np.mean(v)) if v else None
-
-
-def _score(coro_fn, *args, **kwargs) -> tuple[float, str | None]:
-    """Run one async ragas metric; a judge failure becomes NaN with its reason, never a crash."""
-    try:
-        res = asyncio.run(coro_fn(*args, **kwargs))
-        v = float(getattr(res, "value", res))
-        # ragas returns NaN without raising when the judge finds nothing to score (e.g. no statements)
-        return v, ("NaN from the metric: the judge extracted nothing to score" if math.isnan(v) else None)
-    except Exception as e:  # ragas raises many types (validation, parsing, value errors)
-        return float("nan"), f"{type(e).__name__}: {str(e)[:120]}"
-
-
 def local_llm_build(gen, judge) -> dict | None:
     """The llama.cpp build (CPU features compiled in, extra buffers on or off) when a local GGUF model runs."""
     from honed.retriever.generator import LocalLLM
@@ -91,13 +67,6 @@ def make_judge(judge, cache: JsonCache):
     from .llm import LocalJudge
 
     return LocalJudge(judge, cache=cache)
-
-
-def metric_order(doc: dict) -> list[str]:
-    """The metrics a report shows, judge-free first when the judge failed its sanity check."""
-    present = {m for s in doc["systems"].values() for m in s["metrics"]}
-    groups = (JUDGED, UNJUDGED) if doc.get("judge_trustworthy") else (UNJUDGED, JUDGED)
-    return [m for g in groups for m in g if m in present]
 
 
 def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, out: str | os.PathLike | None = None,
@@ -173,7 +142,7 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
             # where a sample's time goes: the answer, the judge's calls, the judge-free metrics (sanity check not in)
             "seconds_per_sample_split": {k: round(float(np.mean([x["seconds"][k] for x in samples])), 2)
                                          for k in ("answer", "judge", "unjudged")},
-            "metrics": {m: _nanmean(s.get(m) for s in samples) for m in names},
+            "metrics": {m: nanmean(s.get(m) for s in samples) for m in names},
             "nan_rate": {m: round(sum(1 for s in samples if m in s and math.isnan(s[m]))
                                   / max(1, sum(1 for s in samples if m in s)), 4) for m in names},
             "judge_sanity": sanity,
@@ -256,19 +225,19 @@ def run_sample(answer_fn, sc: Scorers, qid: str, query: str, qrels: dict[str, in
         judged["answer_correctness"] = (sc.correctness.ascore, dict(user_input=query, response=answer,
                                                                     reference=reference))
     for metric, (fn, args) in judged.items():
-        s[metric], err = _score(fn, **args)
+        s[metric], err = score(fn, **args)
         if err:
             s["errors"][metric] = err
     t_unjudged = time.perf_counter()
     if reference:
-        s["semantic_similarity"], _ = _score(sc.similarity.ascore, reference=reference, response=answer)
-        s["rouge_l"], _ = _score(sc.rouge.ascore, reference=reference, response=answer)
+        s["semantic_similarity"], _ = score(sc.similarity.ascore, reference=reference, response=answer)
+        s["rouge_l"], _ = score(sc.rouge.ascore, reference=reference, response=answer)
     if decision:
         s["decision"], s["answer_decision"] = decision, answer_decision(answer)
         s["decision_accuracy"] = float(s["answer_decision"] == decision)
     sample = SingleTurnSample(retrieved_context_ids=ids, reference_context_ids=[d for d, g in qrels.items() if g > 0])
-    s["context_precision_ids"], _ = _score(sc.precision.single_turn_ascore, sample)
-    s["context_recall_ids"], _ = _score(sc.recall.single_turn_ascore, sample)
+    s["context_precision_ids"], _ = score(sc.precision.single_turn_ascore, sample)
+    s["context_recall_ids"], _ = score(sc.recall.single_turn_ascore, sample)
     t_end = time.perf_counter()
     s["seconds"] = {"answer": round(t_judge - t_answer, 2), "judge": round(t_unjudged - t_judge, 2),
                     "unjudged": round(t_end - t_unjudged, 2)}
@@ -345,7 +314,7 @@ def judge_sanity(faith, samples: list[dict], pairs: int) -> dict:
         s, other = samples[i], samples[(i + 1) % len(samples)]
         if other["query_id"] == s["query_id"]:
             break
-        swapped, _ = _score(faith.ascore, user_input=s["query"], response=s["answer"],
+        swapped, _ = score(faith.ascore, user_input=s["query"], response=s["answer"],
                             retrieved_contexts=other["_contexts"])
         good = s["faithfulness"]
         if not math.isnan(swapped) and good > swapped:

@@ -19,7 +19,7 @@ import numpy as np
 
 from honed.retriever.atomic import atomic_dir
 
-from .rag import JUDGE_TRUST_MIN, JUDGED, metric_order
+from .rag_metrics import JUDGE_TRUST_MIN, JUDGED, metric_order
 
 
 def _fmt(v, spec: str = ".3f") -> str:

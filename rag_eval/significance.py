@@ -11,6 +11,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -64,3 +65,15 @@ def paired_test(a: dict[str, float], b: dict[str, float], metric: str = "NDCG@10
     return PairedTest(metric=metric, n=len(common), mean_a=float(x.mean()), mean_b=float(y.mean()),
                       delta=float(d.mean()), ci_low=lo, ci_high=hi, wins=wins,
                       ties=len(common) - wins - losses, losses=losses, p_value=p)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """Wilson score interval for k successes in n (better than normal-approx at small n).
+
+    Votes (win rate) and clicks (CTR, interleaving preference) use it: one home for both."""
+    if n == 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)

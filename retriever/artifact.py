@@ -27,10 +27,10 @@ from .index import FORMAT, load_index, read_manifest, write_artifact
 
 def evaluation_summary(report: str | os.PathLike, system: str, dataset: str | None = None) -> dict:
     """What a release decision rests on, from a ``honed eval beir`` report: the system vs the baseline."""
-    from honed.rag_eval.gate import _parse_file, check_report
+    from .report_schema import check_report, read_file
 
     p = Path(report)
-    doc = check_report(_parse_file(p, "report", json.loads), str(p))
+    doc = check_report(read_file(p, "report", json.loads), str(p))
     names = list(doc["datasets"])
     dataset = dataset or names[0]
     if dataset not in doc["datasets"]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from honed.app.feedback import TriggerConfig, feedback_pairs, feedback_status, wilson
+from honed.app.feedback import TriggerConfig, feedback_pairs, feedback_status
+from honed.rag_eval.significance import wilson
 from honed.app.store import FeedbackStore, Vote
 from honed.retriever.data import load_beir
 from honed.retriever.data.beir import doc_text
