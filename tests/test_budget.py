@@ -37,6 +37,17 @@ def test_plan_fits_the_time_left_and_keeps_everything_when_an_epoch_fits():
         plan_budget(300, spent_s=290, n_examples=640, **kw)
 
 
+def test_dear_evaluations_are_fewer_instead_of_leaving_no_time_to_train():
+    """A 132 s dev evaluation (2,000 passages on 2 cores) and 24 s steps in 20 minutes: five evaluations would
+    leave no step, so the plan evaluates less often (the many-positives benchmark's case)."""
+    plan = plan_budget(1200, spent_s=285, texts_per_s=16, eval_s=132, n_examples=150_000, batch_size=32,
+                       texts_per_example=3, epochs=1)
+    assert 1 <= plan.evals < EVALS_PER_RUN and plan.max_steps >= 2 * plan.evals
+    assert plan.eval_steps == plan.max_steps // plan.evals
+    used = plan.max_steps * plan.step_s_estimate + plan.evals * (plan.eval_s + SAVE_S)
+    assert used <= 1200 - 285
+
+
 def test_subsample_is_balanced_per_query_in_given_order():
     ex = [("big", i) for i in range(100)] + [("small", 0), ("small", 1)] + [("mid", i) for i in range(5)]
     got = balanced_subsample(ex, 9, key=lambda e: e[0])

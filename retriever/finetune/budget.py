@@ -7,7 +7,8 @@ measured on this machine (training a step costs about ``STEP_COST`` times encodi
 texts: forward, backward, optimizer). When one
 epoch does not fit, :func:`balanced_subsample` keeps an equal share of pairs per query (a
 query with 200 positives does not crowd out one with 2), each query's pairs in mining
-order. The plan also sets the evaluation cadence (``EVALS_PER_RUN`` evaluations). The plan
+order. The plan also sets the evaluation cadence (``EVALS_PER_RUN`` evaluations, fewer when they would
+crowd out the training steps). The plan
 is an estimate, so :func:`deadline_callback` watches real step times during training: when
 the next step plus a final evaluation and save would pass the deadline, it evaluates,
 saves and stops. The trainer
@@ -36,6 +37,7 @@ from ..errors import HonedError
 STEP_COST = 4.0
 SAVE_S = 10.0            # saving a checkpoint and the final model folder
 EVALS_PER_RUN = 5        # dev evaluations in a budgeted run: enough to pick a best checkpoint
+MIN_STEPS_PER_EVAL = 2   # ...when the time allows that many, each after at least this many steps
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
@@ -62,6 +64,7 @@ class BudgetPlan:
     eval_steps: int
     examples: int            # training examples kept (all of them when one epoch fits)
     epochs: float
+    evals: int = EVALS_PER_RUN   # dev evaluations planned, the final one included
 
     def to_dict(self) -> dict:
         return {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -72,8 +75,13 @@ def plan_budget(budget_s: float, spent_s: float, texts_per_s: float, eval_s: flo
     """Steps, examples and evaluation cadence that fit the time left after `spent_s`."""
     step_s = STEP_COST * batch_size * texts_per_example / max(texts_per_s, 1e-9)
     left = budget_s - spent_s - SAVE_S - eval_s          # the final evaluation and save come after the last step
-    # every evaluation on the way costs eval_s (+ a checkpoint save): solve steps·step_s + evals·(eval_s+save) = left
-    steps = int((left - (EVALS_PER_RUN - 1) * (eval_s + SAVE_S)) / step_s)
+    # every evaluation on the way costs eval_s (+ a checkpoint save): solve steps·step_s + evals·(eval_s+save) = left.
+    # Where evaluations are dear (a large dev split on a CPU), fewer of them leave time for steps: down to the
+    # final one alone, as long as each evaluation still has MIN_STEPS_PER_EVAL steps to judge.
+    for evals in range(EVALS_PER_RUN, 0, -1):
+        steps = int((left - (evals - 1) * (eval_s + SAVE_S)) / step_s)
+        if steps >= evals * MIN_STEPS_PER_EVAL:
+            break
     if steps < 1:
         raise HonedError(f"--time-budget {budget_s:.0f} s leaves no time to train: {spent_s:.0f} s went to loading, "
                          f"the base dev score and mining, and a step takes ~{step_s:.1f} s here")
@@ -81,8 +89,8 @@ def plan_budget(budget_s: float, spent_s: float, texts_per_s: float, eval_s: flo
     steps = min(steps, wanted)
     examples = min(n_examples, steps * batch_size) if steps < wanted else n_examples
     return BudgetPlan(budget_s=budget_s, spent_before_training_s=spent_s, step_s_estimate=step_s, eval_s=eval_s,
-                      max_steps=steps, eval_steps=max(1, steps // EVALS_PER_RUN), examples=examples,
-                      epochs=round(steps * batch_size / max(examples, 1), 3))
+                      max_steps=steps, eval_steps=max(1, steps // evals), examples=examples,
+                      epochs=round(steps * batch_size / max(examples, 1), 3), evals=evals)
 
 
 def balanced_subsample(examples: list, n: int, key=lambda e: e.query) -> list:

@@ -345,8 +345,11 @@ def pairs_within_budget(cfg: FinetuneConfig, pairs: list[Pair], corpus: dict[str
     """
     from .budget import balanced_subsample, parse_duration, plan_budget
 
-    n_docs = min(cfg.max_mine_docs, len(corpus)) + len({p.query for p in pairs})
-    mining_s = n_docs / max(texts_per_s, 1e-9)
+    # the mining corpus is encoded at the mining length (a fraction of the training length: encoding cost is
+    # about linear in tokens here), the queries are short (~a tenth of a passage)
+    short = (cfg.mine_max_seq_length or cfg.max_seq_length) / cfg.max_seq_length
+    n_texts = min(cfg.max_mine_docs, len(corpus)) * short + 0.1 * len({p.query for p in pairs})
+    mining_s = n_texts / max(texts_per_s, 1e-9)
     plan = plan_budget(parse_duration(cfg.time_budget), spent_s + mining_s, texts_per_s, eval_s,
                        len(pairs) * cfg.num_negatives, cfg.batch_size, 3, cfg.epochs)
     keep = math.ceil(MINE_SLACK * plan.examples / cfg.num_negatives)
