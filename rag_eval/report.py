@@ -185,9 +185,9 @@ def _ood_verdict(r: dict) -> str:
 
 
 def _summary_table(doc: dict):
-    from rich.table import Table
+    from honed.retriever.display import DataTable
 
-    t = Table("dataset", "system", "nDCG@10", "Recall@100", "Δ nDCG@10", "p")
+    t = DataTable("dataset", "system", "nDCG@10", "Recall@100", "Δ nDCG@10", "p")
     for ds_name, d in doc["datasets"].items():
         shown = ds_name + (" (out-of-domain)" if d.get("role") == "out-of-domain" else "")
         for name, s in d["systems"].items():

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 HONED = shutil.which("honed", path=str(Path(sys.executable).parent)) or "honed"
 
@@ -23,6 +25,45 @@ def test_search_prints_ranked_hits(slice_index, scifact_slice):
     assert p.returncode == 0, p.stderr
     gold = next(iter(scifact_slice.qrels[qid]))
     assert gold in p.stdout and "score" in p.stdout
+
+
+def test_search_shows_bracketed_passages_and_ids_verbatim(tmp_path, slice_index):
+    """Contract templates are full of [Company] placeholders and [/s/ Name] signature blocks: shown as written,
+    never parsed as Rich markup (which dropped the words or crashed the command)."""
+    import json
+
+    art = tmp_path / "art"
+    shutil.copytree(slice_index, art)
+    docs = {"[/x]": "Signed: [/s/ Jane Doe] for the Supplier",
+            "[red]rich markup[/red]": "between [Company] and [Client], within the [number] of days"}
+    (tmp_path / "new.jsonl").write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in docs.items()))
+    assert run("index", "add", str(art), "--corpus", str(tmp_path / "new.jsonl")).returncode == 0
+    p = run("search", str(art), "signed Jane Doe Company Client number of days", "-k", "200")
+    assert p.returncode == 0, p.stderr
+    for doc_id, text in docs.items():
+        assert doc_id in p.stdout and text in p.stdout, p.stdout[-3000:]
+
+
+TEXT = "abc xyz[]/=#\\\"'é漢"
+
+
+@given(st.lists(st.text(alphabet=TEXT, min_size=1, max_size=60).map(str.strip).filter(bool), min_size=1, max_size=4))
+@settings(max_examples=200, deadline=None)
+def test_every_table_cell_and_header_is_shown_verbatim(cells):
+    """The one table type honed prints (retriever/display.py): str cells, headers and titles are data."""
+    import io
+
+    from rich.console import Console
+
+    from honed.retriever.display import DataTable
+
+    t = DataTable(*cells, title=cells[0])
+    t.add_row(*cells)
+    c = Console(width=4000, record=True, file=io.StringIO())
+    c.print(t)
+    out = c.export_text()
+    assert out.count(cells[0]) >= 3, out                            # the title, its header and its cell
+    assert all(out.count(x) >= 2 for x in cells), out               # each header and cell
 
 
 @pytest.mark.parametrize("args, expected", [
