@@ -50,6 +50,8 @@ FORCE_FILE = typer.Option(False, "--force", help="replace --out if it exists")
 
 def _new_file(out: Path, force: bool) -> None:
     """Refuse to replace a file the user did not ask to replace (checked before the work, not after)."""
+    if out.is_dir():
+        raise HonedError(f"--out {out}: is a folder; give the file to write")
     if out.exists() and not force:
         raise HonedError(f"--out {out}: exists; choose a new file or pass --force to replace it")
 
@@ -670,7 +672,7 @@ def _start_app(cfg: dict, address: str, port: int, what: str) -> None:
 
 REPORTS = typer.Option([Path("reports")], "--reports", help="report folders the dashboard lists (repeatable)")
 RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="MLflow store and run folders (runs/mlflow.db)")
-PORT = typer.Option(8501, "--port")
+PORT = typer.Option(8501, "--port", min=1, max=65535)
 ADDRESS = typer.Option("127.0.0.1", "--address", help="bind address (localhost by default)")
 
 
@@ -859,7 +861,7 @@ def serve_cmd(artifact: Optional[Path] = typer.Argument(None, help="retriever ar
               interleave: bool = typer.Option(False, help="those users get a team-draft mix of both rankings"),
               experiment: str = typer.Option("", help="experiment name: salts the user → arm hash"),
               host: str = typer.Option("127.0.0.1", help="bind address (localhost by default)"),
-              port: int = typer.Option(8080),
+              port: int = typer.Option(8080, min=1, max=65535),
               db: Optional[str] = FEEDBACK_DB,
               batch_window_ms: float = typer.Option(3.0, help="micro-batch window: wait this long for more queries"),
               max_batch: int = typer.Option(32, help="queries per encoder call"),

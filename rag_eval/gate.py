@@ -122,6 +122,9 @@ def check_gate_config(cfg: dict, where: str = "gate config") -> dict:
     for table in ("non_regression", "ood_non_regression"):
         if cfg.get(table) and not cfg.get("baseline"):
             raise HonedError(f"{where}: [{table}] needs baseline = \"...\"")
+    if cfg.get("baseline") is not None and cfg.get("baseline") == cfg.get("candidate"):
+        raise HonedError(f"{where}: candidate and baseline are both {cfg['candidate']!r}: a system compared with "
+                         "itself passes every non-regression check, so the gate would prove nothing")
     if not any(cfg.get(t) for t in ("thresholds", "non_regression", "ood_non_regression")):
         raise HonedError(f"{where}: no checks ([thresholds], [non_regression] or [ood_non_regression]): a gate "
                          "that checks nothing would pass anything")

@@ -162,7 +162,7 @@ class DocStore:
             q = (f"SELECT pos, id, title, text, metadata, ref_doc_id FROM docs "
                  f"WHERE pos IN ({','.join('?' * len(chunk))})")
             for pos, did, title, text, meta, ref in self.conn.execute(q, chunk):
-                rows[pos] = {"id": did, "title": title, "text": text, "metadata": json.loads(meta)}
+                rows[pos] = {"id": did, "title": title, "text": text, "metadata": self._metadata(meta, did)}
                 if ref is not None:
                     rows[pos]["ref_doc_id"] = ref
         return [rows.get(int(p)) for p in positions]
@@ -171,7 +171,18 @@ class DocStore:
         """(label, document) in label order: insertion order."""
         for pos, did, title, text, meta in self.conn.execute(
                 "SELECT pos, id, title, text, metadata FROM docs ORDER BY pos"):
-            yield pos, {"id": did, "title": title, "text": text, "metadata": json.loads(meta)}
+            yield pos, {"id": did, "title": title, "text": text, "metadata": self._metadata(meta, did)}
+
+    def _metadata(self, raw: str, doc_id: str) -> dict:
+        """A row's metadata; a row edited by hand into something that is not a JSON object is one line naming it."""
+        try:
+            meta = json.loads(raw)
+        except (TypeError, json.JSONDecodeError):
+            meta = None
+        if not isinstance(meta, dict):
+            raise HonedError(f"{self.path}: document {doc_id!r} has metadata that is not a JSON object "
+                             f"({str(raw)[:60]!r}); the store was edited or damaged: rebuild or repackage the index")
+        return meta
 
     def ids(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT id FROM docs ORDER BY pos")]

@@ -233,6 +233,8 @@ GOOD_GATE = 'candidate = "bm25"\n[thresholds]\n"NDCG@10" = 0.0\n'
     ('candidate = "bm25"\nbaseline = "bm25"\n[non_regression]\n"NDCG@10" = 0.0\n', "must be a table"),
     ('candidate = "bm25"\ncandidat = 1\n[thresholds]\n"NDCG@10" = 0.1\n', "unknown key 'candidat'"),
     ('candidate = "bm25"\n[non_regression."NDCG@10"]\nmax_drop = 0.0\n', "needs baseline"),
+    ('candidate = "bm25"\nbaseline = "bm25"\n[non_regression."NDCG@10"]\nmax_drop = 0.0\n',
+     "a system compared with itself passes every non-regression check"),
 ])
 def test_gate_config_schema(tmp_path, config, expected):
     rep = _beir_report(tmp_path)
@@ -349,6 +351,9 @@ def test_index_manifest_and_doc_store_damage(tmp_path, slice_index):
 @pytest.mark.parametrize("args, expected", [
     (["search", "IDX", "query", "-k", "0"], "honed search: Invalid value for '-k'"),
     (["search", "IDX", "   "], "QUERY is empty"),
+    (["serve", "IDX", "--port", "70000"], "Invalid value for '--port'"),
+    (["app", "--baseline", "IDX", "--candidate", "D", "--port", "0"], "Invalid value for '--port'"),
+    (["feedback", "export", "--out", "D", "--force"], "is a folder; give the file to write"),
     (["index", "build", "--corpus", "D", "--out", "OUT", "--batch-size", "0"], "Invalid value for '--batch-size'"),
     (["index", "build", "--corpus", "D", "--out", "OUT", "--model", "D/corpus.jsonl"], "is a file; a model is a folder"),
 ])
@@ -419,3 +424,16 @@ def test_files_added_during_a_long_write_are_kept_and_so_is_the_work(tmp_path):
     assert (out / "notes.txt").exists()
     kept = next(tmp_path.glob("report.new-*"))
     assert (kept / "report.json").exists() and (kept / "honed-artifact.json").exists()
+
+
+def test_store_row_with_damaged_metadata_is_one_line_naming_the_store(tmp_path, slice_index):
+    import sqlite3
+
+    art = tmp_path / "art"
+    shutil.copytree(slice_index, art)
+    with sqlite3.connect(art / "store.sqlite") as con:
+        con.execute("UPDATE docs SET metadata = '{not json'")
+    p = honed("search", str(art), "aspirin", "-k", "3")
+    last = p.stderr.strip().splitlines()[-1]       # (the torch model's loading bar comes before it)
+    assert p.returncode == 2 and last.startswith("error:") and "store.sqlite: document" in last, p.stderr[-1500:]
+    assert "Traceback" not in p.stderr

@@ -101,6 +101,14 @@ def test_bad_json_and_missing_key(client, server):
     assert httpx.get(server.url + "/health").status_code == 200     # probes need no key
 
 
+def test_json_booleans_are_not_numbers(client):
+    """JSON true is not k = 1, nor a thumbs-up of +1: each is a 422 naming the field."""
+    r = client.post("/search", json={"query": "aspirin", "k": True})
+    assert r.status_code == 422 and "k" in r.text, r.text
+    r = client.post("/feedback", json={"impression_id": "x", "type": "thumb", "doc_id": "d", "value": True})
+    assert r.status_code == 422 and "not a boolean" in r.text, r.text
+
+
 def test_impressions_and_feedback_are_logged(client, server, scifact_slice):
     q = scifact_slice.queries[sorted(scifact_slice.queries)[1]]
     body = client.post("/search", json={"query": q, "k": 3, "user_id": "alice"}).json()

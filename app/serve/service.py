@@ -90,7 +90,7 @@ class SearchRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
     query: str = Field(min_length=1)
-    k: int = Field(10, ge=1)
+    k: int = Field(10, ge=1, strict=True)      # strict: JSON true is not k = 1
     filters: dict | None = None
     user_id: str | None = Field(None, min_length=1, max_length=200)
 
@@ -110,6 +110,13 @@ class FeedbackRequest(BaseModel):
     doc_id: str = Field(min_length=1, max_length=512)
     dwell_ms: float | None = Field(None, ge=0, le=86_400_000)
     value: Literal[1, -1] | None = None
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _not_bool(cls, v):
+        if isinstance(v, bool):           # true == 1 in Python: a thumbs-up must be said as 1, not true
+            raise ValueError("value must be 1 or -1, not a boolean")
+        return v
 
 
 @dataclass
