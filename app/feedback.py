@@ -69,8 +69,12 @@ def feedback_pairs(store: FeedbackStore, eval_data: list[str | os.PathLike] | No
     frozen = frozen_eval_set(tuple(str(d) for d in eval_data or ()))
     ups: dict[str, dict[str, tuple[str, str]]] = {}     # norm query → doc id → (query, text)
     downs: dict[str, dict[str, str]] = {}
+    no_text = 0
     for r in store.latest_votes(after_id):
-        if r["target"] != "passage" or not r["doc_text"]:
+        if r["target"] != "passage":
+            continue
+        if not r["doc_text"]:          # a vote recorded without its passage (an old client): nothing to train on
+            no_text += 1
             continue
         q = normalise_text(r["query"])
         if r["vote"] > 0:
@@ -78,7 +82,8 @@ def feedback_pairs(store: FeedbackStore, eval_data: list[str | os.PathLike] | No
         else:
             downs.setdefault(q, {})[r["doc_id"]] = r["doc_text"]
     stats = {"positive_votes": sum(map(len, ups.values())), "negative_votes": sum(map(len, downs.values())),
-             "dropped_eval_query": 0, "dropped_eval_doc": 0, "negatives_without_positive": 0, "conflicts": 0}
+             "dropped_eval_query": 0, "dropped_eval_doc": 0, "negatives_without_positive": 0, "conflicts": 0,
+             "dropped_no_passage_text": no_text}
     pairs = []
     for q, pos in ups.items():
         if frozen.has_query(q):

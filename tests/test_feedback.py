@@ -222,3 +222,13 @@ def test_retrain_promotes_only_through_the_gate(tiny_data, tmp_path):
     assert ev and all("Δ vs champion" in r for r in ev)
     assert {str((runs / "r1").resolve()), str((runs / "r2").resolve())} <= {str(p.resolve()) for p in
                                                                           db.run_folders(reports, versions).values()}
+
+
+def test_passage_votes_without_their_text_are_counted_not_silently_skipped(tmp_path):
+    """An up-vote recorded with a doc id but no passage text cannot become a pair: export says how many."""
+    store = FeedbackStore(tmp_path / "fb.db")
+    for i in range(7):
+        store.record(_vote(f"q {i}", "tuned", doc=(f"d{i}", "")))
+    store.record(_vote("q ok", "tuned", doc=("d9", "a passage with its text")))
+    pairs, stats = feedback_pairs(store)
+    assert stats["dropped_no_passage_text"] == 7 and stats["positive_votes"] == 1 and len(pairs) == 1
