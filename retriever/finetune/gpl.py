@@ -33,7 +33,7 @@ from ..errors import HonedError
 from .train import FinetuneConfig, FinetuneResult, _say, finetune
 
 # a synthetic query that happens to equal an eval query is dropped, not a reason to refuse the run
-# lr 5e-5: the learning rate GPL was measured at here (README "Adapting without labels")
+# lr 5e-5: the learning rate GPL was measured at here (docs/measurements.md, "Adapting without labels")
 GPL_DEFAULTS = dict(loss="distill", teacher="minilm", num_negatives=1, drop_eval_overlap=True, lr=5e-5)
 
 

@@ -55,7 +55,7 @@ class FinetuneConfig:
     batch_size: int = 32
     mini_batch_size: int = 8           # cached-mnrl: memory-bound chunk of the big batch
     lr: float = 1e-4                   # from evidence: cuad-clauses demo recipe 0.481 at 1e-4 vs 0.444-0.454 at
-    #                                    5e-5; the cuad search's best (README "Choosing the defaults")
+    #                                    5e-5; the cuad search's best (docs/measurements.md)
     warmup_ratio: float = 0.1
     max_seq_length: int = 256
     num_negatives: int = 1             # 0 = in-batch negatives only
@@ -257,7 +257,7 @@ def use_checkpointing(setting: str, device: str) -> bool:
     gradient cache instead, :func:`use_gradient_cache`): a batch of 32 triples at 256 tokens
     keeps ~7 GB of MiniLM activations for the backward pass (the run peaked at 8.4 GB);
     recomputing them layer by layer gives the same gradients in a fraction of the memory, for
-    more compute per step (measured in the README). A GPU has the memory and gains more from
+    more compute per step (docs/measurements.md). A GPU has the memory and gains more from
     the speed.
     """
     if setting not in ("auto", "on", "off"):
@@ -280,7 +280,7 @@ def use_gradient_cache(setting: str, loss: str, device: str, max_seq_length: int
     (a fast test checks it on the real model), while only one chunk's activations are alive.
     On the CPU by default at ``CACHE_MIN_SEQ_LENGTH`` tokens and more: there it keeps less
     memory than checkpointing and is faster; on shorter sequences checkpointing is the
-    faster saver (measured in the README). Only the mnrl loss has a cached form here.
+    faster saver (docs/measurements.md). Only the mnrl loss has a cached form here.
     """
     if setting not in ("auto", "on", "off"):
         raise HonedError(f"--gradient-cache must be auto, on or off, got {setting!r}")
@@ -521,7 +521,7 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
         if teacher_metrics["weaker_than_base"]:
             _say(f"warning: the teacher reranks the dev split at nDCG@10 {teacher_metrics['dev_ndcg@10']:.4f}, "
                  f"below the base model's {base_dev:.4f}: its margins pull the student toward a worse ranking; "
-                 f"consider --loss mnrl (README: \"Adapting without labels\")")
+                 f"consider --loss mnrl (docs/measurements.md: \"Adapting without labels\")")
         if (cfg.loss == "distill") if margins is None else margins:
             scored = score_margins(teacher, triples)
         timings["teacher_s"] = round(time.perf_counter() - t0, 1)
