@@ -18,11 +18,16 @@ export TOKENIZERS_PARALLELISM ?= false
 # baseline (x86-64-v3: every x86-64 server CPU since 2015) compiles no AVX-512 and no AMX code at all.
 # Runtime CPU-variant dispatch (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS) was not chosen: it builds ~8
 # variants (several times the compile) and its Sapphire Rapids variant is exactly the AMX path.
+# Measured (docs/measurements.md, llama-builds.json): on an AVX-512 VNNI EPYC the portable build reads prompts
+# ~30% slower than a native one and decodes ~5% slower. For a machine that only ever runs its own build:
+#   make install LLAMA_FLAVOUR=native LLAMA_CMAKE_ARGS=-DGGML_NATIVE=ON
+# (honed still loads an AMX build with llama.cpp's extra buffers off, the setting that does not crash).
 LLAMA_CPP_VERSION := 0.3.36
-LLAMA_CMAKE_ARGS  := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+LLAMA_FLAVOUR     ?= x86-64-v3
+LLAMA_CMAKE_ARGS  ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
                      -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 PYTAG   := $(shell $(PY) -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-LLAMA_WHEELS ?= $(HOME)/.cache/honed/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(PYTAG)-x86-64-v3
+LLAMA_WHEELS ?= $(HOME)/.cache/honed/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(PYTAG)-$(LLAMA_FLAVOUR)
 LLAMA_WHEEL_STAMP := $(LLAMA_WHEELS)/.built
 
 $(LLAMA_WHEEL_STAMP):

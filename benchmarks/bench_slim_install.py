@@ -72,13 +72,14 @@ def main() -> None:
         size_mb = du_mb(tmp / "venv")
         pkgs = subprocess.run([str(tmp / "venv" / "bin" / "pip"), "list", "--format=freeze"], capture_output=True,
                               text=True).stdout.split()
+        wheel_kb = round(wheel.stat().st_size / 1024)
         runs = [json.loads(subprocess.run([str(tmp / "venv" / "bin" / "python"), "-c", COLD, str(art)], cwd=tmp,
                                           capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
                 for _ in range(a.repeats)]
     med = {k: round(statistics.median(r[k] for r in runs), 3) for k in ("open_s", "first_query_s", "total_s")}
     doc = {"benchmark": "slim-install", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "cpu": cpu_name(), "python": sys.version.split()[0], "wheel": wheel.name,
-           "wheel_kb": round(wheel.stat().st_size / 1024), "wheel_build_s": round(build_s, 1),
+           "wheel_kb": wheel_kb, "wheel_build_s": round(build_s, 1),
            "install_s": round(install_s, 1), "install_note": "pip's cache warm from earlier installs on this machine",
            "venv_mb": round(size_mb), "packages": len(pkgs), "artifact": str(art),
            "cold_open_and_first_query_s": med, "backend": runs[0]["backend"],
