@@ -202,6 +202,20 @@ def index_info(path: Path) -> None:
     console.print_json(json.dumps(artifact_info(path), default=str))
 
 
+@index_app.command("verify")
+def index_verify(path: Path,
+                 fast: bool = typer.Option(False, help="skip the per-row checks (seconds on any corpus size)")) -> None:
+    """Check an artifact as a whole: recorded files, model weights, store and FAISS bound to them, every row."""
+    from honed.retriever.verify import verify_index
+
+    res = verify_index(path, full=not fast)
+    console.print(f"[green]✓[/] {shown(path)}: {res['documents']} documents, generation {res['generation']}, "
+                  f"{res['verified']} check passed ({', '.join(res['checked'])})")
+    if not res["bound"]:
+        console.print("[yellow]![/] written before honed bound the store to its manifest: "
+                      "`honed package --index PATH --out NEW` writes a bound copy")
+
+
 @index_app.command("add")
 def index_add(path: Path = typer.Argument(..., help="index folder (artifact)"),
               corpus: Path = typer.Option(..., help="corpus.jsonl (BEIR format) or a BEIR folder"),
@@ -265,7 +279,7 @@ def package_cmd(index: Path = typer.Option(..., help="index folder to ship"),
     ev = info.get("eval") or {}
     summary = (f"; {ev['system']} nDCG@10 {ev['metrics'].get('NDCG@10', float('nan')):.4f} on {ev['dataset']}"
                if ev else "")
-    console.print(f"[green]✓[/] {out}: {info['documents']} documents, query path {info['query_path']}, "
+    console.print(f"[green]✓[/] {shown(out)}: {info['documents']} documents, query path {info['query_path']}, "
                   f"{info['bytes'] / 1e6:.0f} MB{summary}")
 
 

@@ -39,16 +39,14 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from honed.retriever.atomic import read_artifact, verify_artifact
 from honed.retriever.errors import HonedError
-from honed.retriever.report_schema import check_report
+from honed.retriever.report_schema import read_report
 from honed.retriever.report_schema import read_file as _parse_file
 
 from .significance import paired_test
@@ -265,10 +263,7 @@ def run_gate(report_path: str | os.PathLike, config_path: str | os.PathLike) -> 
     """Load a report and a gate config and evaluate the gate."""
     p = Path(report_path)
     cfg = load_gate_config(config_path)
-    record = read_artifact(p.parent) if p.is_file() else None
-    if record and p.name in record["files"]:
-        verify_artifact(p.parent, [p.name])     # a report edited after it was written is not judged
-    report = check_report(_parse_file(p, "report", json.loads), str(p))
+    report, _ = read_report(p)
     if str(report.get("schema", "")).startswith("honed.rag-report/"):
         return evaluate_rag_gate(report, cfg)
     return evaluate_gate(report, cfg)

@@ -27,10 +27,10 @@ from .index import FORMAT, load_index, read_manifest, write_artifact
 
 def evaluation_summary(report: str | os.PathLike, system: str, dataset: str | None = None) -> dict:
     """What a release decision rests on, from a ``honed eval beir`` report: the system vs the baseline."""
-    from .report_schema import check_report, read_file
+    from .report_schema import read_report
 
     p = Path(report)
-    doc = check_report(read_file(p, "report", json.loads), str(p))
+    doc, verified = read_report(p, kind="beir")
     names = list(doc["datasets"])
     dataset = dataset or names[0]
     if dataset not in doc["datasets"]:
@@ -38,9 +38,14 @@ def evaluation_summary(report: str | os.PathLike, system: str, dataset: str | No
     d = doc["datasets"][dataset]
     if system not in d["systems"]:
         raise HonedError(f"{p}: system {system!r} is not in the report (has: {', '.join(d['systems'])})")
+    for name, value in d["systems"][system]["metrics"].items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise HonedError(f"{p}: datasets.{dataset}.systems.{system}.metrics.{name} is not a number ({value!r})")
     base = doc.get("baseline")
-    sig = d.get("significance", {}).get(system, {}).get("NDCG@10", {})
-    return {"report": str(p.resolve()), "report_sha256": sha256_file(p), "dataset": dataset,
+    base = base if isinstance(base, str) else None
+    sig = _table(_table(_table(d.get("significance")).get(system)).get("NDCG@10"))
+    return {"report": str(p.resolve()), "report_sha256": sha256_file(p), "report_verified": verified,
+            "dataset": dataset,
             "split": d.get("split"), "n_queries": d.get("n_queries"), "system": system,
             "metrics": d["systems"][system]["metrics"], "baseline": base if base != system else None,
             "baseline_metrics": d["systems"][base]["metrics"] if base in d["systems"] and base != system else None,
@@ -51,9 +56,15 @@ def package_artifact(index: str | os.PathLike, out: str | os.PathLike, model: st
                      report: str | os.PathLike | None = None, system: str | None = None,
                      dataset: str | None = None, force: bool = False) -> Path:
     """Write a new artifact at `out`: `index`'s documents and vectors, `model` (same weights) or its own,
-    and the evaluation summary of `system` in `report`."""
-    from .models import model_fingerprint
+    and the evaluation summary of `system` in `report`.
 
+    The source is verified in full first (:func:`~retriever.verify.verify_index`): the new artifact's
+    record vouches only for files that were checked.
+    """
+    from .models import model_fingerprint
+    from .verify import verify_index
+
+    verify_index(index, full=True)
     src = load_index(index, mmap=False)
     evaluation = evaluation_summary(report, system or "tuned", dataset) if report else src.manifest.get("eval")
     model_dir = Path(model) if model else src.model_dir
@@ -73,6 +84,11 @@ def package_artifact(index: str | os.PathLike, out: str | os.PathLike, model: st
     return write_artifact(out, enc, rows, None, src.manifest["faiss"]["factory"], build, evaluation=evaluation,
                           model_src=model_dir, labels=np.asarray(labels), faiss_index=_live_copy(src, labels),
                           force=force)
+
+
+def _table(value) -> dict:
+    """A report's optional sub-table, or an empty one: its absence is allowed, a wrong type is not used."""
+    return value if isinstance(value, dict) else {}
 
 
 class _Recorded:
@@ -154,9 +170,15 @@ def upgrade_index(path: str | os.PathLike, model: str | os.PathLike | None = Non
 
 
 def artifact_info(path: str | os.PathLike) -> dict:
-    """What an artifact holds: its manifest, document count, generation, files and query path."""
-    from .ort_encoder import cpu_int8_target
+    """What an artifact holds (manifest, document count, generation, files, query path), once verified.
 
+    The fast verification (:func:`~retriever.verify.verify_index`): every recorded file, the model's
+    weights and the store's binding; ``honed index verify`` also checks every row.
+    """
+    from .ort_encoder import cpu_int8_target
+    from .verify import verify_index
+
+    checked = verify_index(path, full=False)
     idx = load_index(path)
     meta = idx.store.meta()
     model = idx.model_dir
@@ -165,4 +187,4 @@ def artifact_info(path: str | os.PathLike) -> dict:
     return {**idx.manifest, "documents": len(idx), "generation": idx.generation,
             "deleted_masked": int(len(idx.tombstones)), "faiss_file": meta["faiss_file"],
             "query_path": f"onnx (int8 for {cpu_int8_target()} if gated, else fp32)" if onnx else "torch",
-            "record": bool(read_artifact(path)), "bytes": size}
+            "record": bool(read_artifact(path)), "verified": checked["checked"], "bytes": size}

@@ -26,9 +26,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shutil
+import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,6 +199,7 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
 
     labels = np.arange(len(rows), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
     index = faiss_index if faiss_index is not None else make_faiss(vectors, factory, labels)
+    artifact_id = uuid.uuid4().hex
     with atomic_dir(out, kind="index", force=force) as tmp:
         copy_model(encoder, tmp / MODEL_DIR, model_src)
         faiss_file = "index-1.faiss"
@@ -204,12 +208,14 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
         with store.conn:
             store.conn.execute("BEGIN")
             store.insert_at(rows, labels)
-            store.set_meta({"format": FORMAT, "generation": 1, "faiss_file": faiss_file,
+            store.set_meta({"format": FORMAT, "artifact_id": artifact_id, "model_fingerprint": encoder.fingerprint,
+                            "generation": 1, "faiss_file": faiss_file,
                             "faiss_size": (tmp / faiss_file).stat().st_size,
                             "faiss_sha256": sha256_file(tmp / faiss_file)})
         store.close()
         manifest = {
             "format": FORMAT,
+            "artifact_id": artifact_id,
             "model": {"dir": MODEL_DIR, "ref": encoder.ref, "fingerprint": encoder.fingerprint,
                       "max_seq_length": encoder.max_seq_length,
                       "onnx": (tmp / MODEL_DIR / "onnx" / "manifest.json").exists()},
@@ -290,32 +296,85 @@ def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
     verify_artifact(p, ["manifest.json"])
     for _ in range(5):   # a writer may switch generations between our reads: take the one the store names
         store = DocStore(p / STORE_FILE)
-        meta = store.meta()
-        fpath = p / str(meta.get("faiss_file", ""))
-        if not fpath.is_file():
+        try:
+            meta, count, tombstones = _snapshot(store)
+            fpath = p / str(meta.get("faiss_file", ""))
+            if not fpath.is_file():
+                store.close()
+                continue
+            if fpath.stat().st_size != meta.get("faiss_size") or sha256_file(fpath) != meta.get("faiss_sha256"):
+                raise HonedError(f"{fpath}: contents do not match {STORE_FILE} (size/sha256): the file was "
+                                 "replaced or truncated; rebuild the index")
+            check_store_binding(p, manifest, meta, count)
+            index = _read_faiss(fpath, mmap)
+            if index.ntotal - len(tombstones) != count:
+                raise HonedError(f"{p}: {fpath.name} has {index.ntotal - len(tombstones)} live vectors but "
+                                 f"{STORE_FILE} has {count} documents; rebuild the index")
+            if index.d != manifest["dim"]:
+                raise HonedError(f"{p}: {fpath.name} has dim {index.d}, manifest says {manifest['dim']}")
+        except BaseException:
             store.close()
-            continue
-        if fpath.stat().st_size != meta.get("faiss_size") or sha256_file(fpath) != meta.get("faiss_sha256"):
-            store.close()
-            raise HonedError(f"{fpath}: contents do not match {STORE_FILE} (size/sha256): the file was replaced "
-                             "or truncated; rebuild the index")
-        index = _read_faiss(fpath, mmap)
+            raise
         break
     else:
         raise HonedError(f"{p}: the FAISS file named in {STORE_FILE} is missing; the artifact is incomplete")
-    count = store.count()
-    tombstones = store.tombstones()
-    if index.ntotal - len(tombstones) != count:
-        raise HonedError(f"{p}: {fpath.name} has {index.ntotal - len(tombstones)} live vectors but {STORE_FILE} "
-                         f"has {count} documents; rebuild the index")
-    if index.d != manifest["dim"]:
-        raise HonedError(f"{p}: {fpath.name} has dim {index.d}, manifest says {manifest['dim']}")
     if manifest["faiss"]["factory"].startswith("IVF"):
         import faiss
 
         faiss.extract_index_ivf(index).nprobe = 16
     return Index(faiss_index=index, store=store, manifest=manifest, path=p, generation=int(meta["generation"]),
                  tombstones=tombstones)
+
+
+def _snapshot(store: DocStore) -> tuple[dict, int, np.ndarray]:
+    """The store's meta, row count and tombstones from one read transaction: one generation, never a mix."""
+    try:
+        store.conn.execute("BEGIN")
+        try:
+            meta, count, tombstones = store.meta(), store.count(), store.tombstones()
+        finally:
+            store.conn.execute("COMMIT")
+    except sqlite3.DatabaseError as e:
+        raise HonedError(f"{store.path}: damaged or truncated document store ({e}); rebuild the index") from None
+    for key, ok in _META_KEYS.items():
+        if not ok(meta.get(key)):
+            raise HonedError(f"{store.path}: meta key {key!r} is missing or malformed ({str(meta.get(key))[:40]!r}); "
+                             "the store was edited or damaged: rebuild the index")
+    return meta, count, tombstones
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# What every generation's meta must hold; a FAISS file name is checked so a store cannot point outside its folder.
+_META_KEYS = {"generation": lambda v: _is_int(v) and v >= 1,
+              "faiss_file": lambda v: isinstance(v, str) and re.fullmatch(r"index-\d+\.faiss", v) is not None,
+              "faiss_size": lambda v: _is_int(v) and v >= 0,
+              "faiss_sha256": lambda v: isinstance(v, str)}
+
+
+def check_store_binding(path: Path, manifest: dict, meta: dict, count: int) -> None:
+    """Refuse a store (and the FAISS file it names) that belongs to another artifact or another model, or
+    that lost or gained rows behind honed's back: a check of a few meta keys, cheap enough for every open.
+
+    Artifacts written before honed recorded these keys (no ``artifact_id`` in the manifest) are not bound;
+    ``honed index verify`` says so, and ``honed package`` writes a bound copy.
+    """
+    store_file = path / STORE_FILE
+    if "artifact_id" not in manifest:
+        return
+    if meta.get("artifact_id") != manifest["artifact_id"]:
+        raise HonedError(f"{store_file}: belongs to another artifact (id {meta.get('artifact_id')!r}, the manifest "
+                         f"says {manifest['artifact_id']!r}): the store and its FAISS file were swapped in from "
+                         "elsewhere; restore this artifact's own or rebuild it")
+    if meta.get("model_fingerprint") != manifest["model"]["fingerprint"]:
+        raise HonedError(f"{store_file}: its vectors were made by model {meta.get('model_fingerprint')!r}, not the "
+                         f"artifact's model {manifest['model']['fingerprint']!r}; rebuild the index")
+    if not _is_int(meta.get("documents")) or meta["documents"] != count:
+        raise HonedError(f"{store_file}: holds {count} documents but recorded {meta.get('documents')!r} at its last "
+                         "update: rows were added or removed outside honed (or the file was truncated); "
+                         "rebuild the index")
 
 
 def check_compatible(index: Index, encoder) -> None:

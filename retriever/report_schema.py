@@ -38,6 +38,28 @@ def read_file(p: Path, what: str, parse):
         raise HonedError(f"{p}: nested too deeply to be a {what}") from None
 
 
+def read_report(path, kind: str | None = None) -> tuple[dict, bool]:
+    """A report file, checked against its folder's record (an edited report is refused) and its schema.
+
+    `kind` ("beir" or "rag") refuses the other kind with one line. Returns the report and whether a
+    record vouched for it (a report copied out of its folder has none: read, but not verified).
+    """
+    from .atomic import read_artifact, verify_artifact
+
+    p = Path(path)
+    record = read_artifact(p.parent) if p.is_file() else None
+    verified = bool(record and p.name in record["files"])
+    if verified:
+        verify_artifact(p.parent, [p.name])     # a report edited after it was written is not trusted
+    report = check_report(read_file(p, "report", json.loads), str(p))
+    is_rag = str(report.get("schema", "")).startswith("honed.rag-report/")
+    if kind == "beir" and is_rag:
+        raise HonedError(f"{p}: is a RAG report (`honed eval rag`); this needs a `honed eval beir` report")
+    if kind == "rag" and not is_rag:
+        raise HonedError(f"{p}: is a BEIR report (`honed eval beir`); this needs a `honed eval rag` report")
+    return report, verified
+
+
 def check_report(report, where: str) -> dict:
     """The parts of a BEIR report the gate reads, checked; anything else is one HonedError line."""
     if not isinstance(report, dict):

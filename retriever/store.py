@@ -19,6 +19,7 @@ Example:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -58,6 +59,21 @@ END;
 """
 
 
+DIGEST_MOD = 1 << 128
+
+
+def row_hash(pos: int, doc_id: str, title: str, text: str, metadata: str, ref_doc_id: str | None) -> int:
+    """One stored row's contribution to the store's digest (its label and every column as stored)."""
+    raw = json.dumps([int(pos), doc_id, title, text, metadata, ref_doc_id], ensure_ascii=False)
+    return int.from_bytes(hashlib.sha256(raw.encode("utf-8")).digest()[:16], "big")
+
+
+# The rows' digest is a sum of per-row hashes mod 2^128 (a multiset hash), not a hash of a sorted dump,
+# because an update must move it by the rows it adds and deletes without reading the rest of the store.
+def _digest_hex(value: int) -> str:
+    return f"{value % DIGEST_MOD:032x}"
+
+
 def _py_lower(s):
     return s.lower() if isinstance(s, str) else s
 
@@ -67,6 +83,7 @@ class DocStore:
 
     def __init__(self, path: str | os.PathLike, create: bool = False, readonly: bool = False):
         self.path = Path(path)
+        self._recording = create   # a new store records its count and digest from its first row
         if not create and not self.path.is_file():
             raise HonedError(f"{self.path}: missing; the artifact is incomplete")
         # A folder we cannot write (a read-only mount in a container, another user's files): a WAL database
@@ -94,7 +111,14 @@ class DocStore:
 
     # -- meta -------------------------------------------------------------------------------------
     def meta(self) -> dict:
-        return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+        out = {}
+        for k, v in self.conn.execute("SELECT key, value FROM meta"):
+            try:
+                out[k] = json.loads(v)
+            except (TypeError, ValueError, RecursionError):
+                raise HonedError(f"{self.path}: meta key {k!r} is not valid JSON ({str(v)[:40]!r}); the store was "
+                                 "edited or damaged: rebuild the index") from None
+        return out
 
     def set_meta(self, values: dict) -> None:
         """Write meta keys (call inside the caller's transaction to make them atomic with row changes)."""
@@ -103,7 +127,10 @@ class DocStore:
 
     def generation(self) -> int:
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        return int(json.loads(row[0])) if row else 0
+        try:
+            return int(json.loads(row[0])) if row else 0
+        except (TypeError, ValueError):
+            raise HonedError(f"{self.path}: meta key 'generation' is not a number ({row[0][:40]!r})") from None
 
     # -- rows -------------------------------------------------------------------------------------
     def count(self) -> int:
@@ -112,24 +139,53 @@ class DocStore:
     def insert(self, docs: Iterable[dict]) -> list[int]:
         """Insert documents (``id``, ``text``, optional ``title``/``metadata``/``ref_doc_id``); return their labels."""
         out = []
+        docs = list(docs)
         for d in docs:
             try:
                 cur = self.conn.execute(
                     "INSERT INTO docs(id, title, text, metadata, ref_doc_id) VALUES (?, ?, ?, ?, ?)",
-                    (d["id"], d.get("title") or "", d["text"], json.dumps(d.get("metadata") or {}, ensure_ascii=False),
-                     d.get("ref_doc_id")))
+                    (d["id"], d.get("title") or "", d["text"], self._meta_json(d), d.get("ref_doc_id")))
             except sqlite3.IntegrityError:
                 raise HonedError(f"document id {d['id']!r} is already in {self.path.parent}; "
                                  "use upsert to replace it") from None
             out.append(int(cur.lastrowid))
+        self._move_digest(sum(row_hash(p, d["id"], d.get("title") or "", d["text"], self._meta_json(d),
+                                       d.get("ref_doc_id")) for p, d in zip(out, docs)))
         return out
 
     def insert_at(self, docs: list[dict], labels) -> None:
         """Insert documents under given labels (a new artifact; labels of an upgraded one)."""
+        values = [(int(p), d["id"], d.get("title") or "", d["text"], self._meta_json(d), d.get("ref_doc_id"))
+                  for p, d in zip(labels, docs)]
         self.conn.executemany(
-            "INSERT INTO docs(pos, id, title, text, metadata, ref_doc_id) VALUES (?, ?, ?, ?, ?, ?)",
-            [(int(p), d["id"], d.get("title") or "", d["text"], json.dumps(d.get("metadata") or {}, ensure_ascii=False),
-              d.get("ref_doc_id")) for p, d in zip(labels, docs)])
+            "INSERT INTO docs(pos, id, title, text, metadata, ref_doc_id) VALUES (?, ?, ?, ?, ?, ?)", values)
+        self._move_digest(sum(row_hash(*v) for v in values))
+
+    @staticmethod
+    def _meta_json(d: dict) -> str:
+        return json.dumps(d.get("metadata") or {}, ensure_ascii=False)
+
+    def _move_digest(self, delta: int) -> None:
+        """Keep the recorded document count and rows' digest in step with a change (inside its transaction).
+
+        A store written before honed recorded them (no ``rows_digest``) is left as it was.
+        """
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'rows_digest'").fetchone()
+        if row is None and not self._recording:
+            return
+        try:
+            current = int(json.loads(row[0]), 16) if row else 0
+        except (TypeError, ValueError):
+            raise HonedError(f"{self.path}: meta key 'rows_digest' is damaged ({row[0][:40]!r}); rebuild the index "
+                             "(nothing was changed)") from None
+        self.set_meta({"rows_digest": _digest_hex(current + delta), "documents": self.count()})
+
+    def rows_digest(self) -> str:
+        """The digest of every row, computed from the rows themselves (``honed index verify``)."""
+        total = 0
+        for values in self.conn.execute("SELECT pos, id, title, text, metadata, ref_doc_id FROM docs"):
+            total += row_hash(*values)
+        return _digest_hex(total)
 
     def tombstones(self) -> np.ndarray:
         rows = self.conn.execute("SELECT pos FROM tombstones ORDER BY pos").fetchall()
@@ -152,7 +208,15 @@ class DocStore:
         return [r[0] for r in self.conn.execute("SELECT pos FROM docs WHERE ref_doc_id = ?", (ref_doc_id,))]
 
     def delete_positions(self, positions: Iterable[int]) -> None:
-        self.conn.executemany("DELETE FROM docs WHERE pos = ?", [(int(p),) for p in positions])
+        positions = [int(p) for p in positions]
+        gone = 0
+        for i in range(0, len(positions), 900):
+            chunk = positions[i:i + 900]
+            q = (f"SELECT pos, id, title, text, metadata, ref_doc_id FROM docs "
+                 f"WHERE pos IN ({','.join('?' * len(chunk))})")
+            gone += sum(row_hash(*values) for values in self.conn.execute(q, chunk))
+        self.conn.executemany("DELETE FROM docs WHERE pos = ?", [(p,) for p in positions])
+        self._move_digest(-gone)
 
     def get_by_pos(self, positions: list[int]) -> list[dict | None]:
         """Documents for FAISS labels, in the given order (None for a label with no row)."""

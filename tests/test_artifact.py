@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 import pytest
 
+from honed.retriever.artifact import package_artifact
 from honed.retriever.errors import HonedError
 from honed.retriever.index import load_index, search
 from honed.retriever.updates import add_documents, delete_documents
@@ -210,6 +211,25 @@ def test_package_records_the_evaluation(tmp_path, slice_index, scifact_slice):
     assert ev["dataset"] == "slice" and ev["baseline"] == "bm25"
     assert ev["metrics"]["NDCG@10"] == doc["datasets"]["slice"]["systems"]["tuned"]["metrics"]["NDCG@10"]
     assert ev["ndcg@10_delta"] == doc["datasets"]["slice"]["significance"]["tuned"]["NDCG@10"]["delta"]
+    assert ev["report_verified"] is True
+    idx = str(tmp_path / "idx" / "slice-test-tuned")
+    # a report copied out of its folder has no record: its numbers are packaged, marked unverified
+    loose = tmp_path / "loose.json"
+    shutil.copy(rep.json, loose)
+    assert package_artifact(idx, tmp_path / "ship2", report=loose).joinpath("manifest.json").is_file()
+    assert load_index(tmp_path / "ship2").manifest["eval"]["report_verified"] is False
+    # the probe: a tuned nDCG@10 edited to 0.99 is refused, as the gate refuses it
+    doc["datasets"]["slice"]["systems"]["tuned"]["metrics"]["NDCG@10"] = 0.99
+    rep.json.write_text(json.dumps(doc))
+    with pytest.raises(HonedError, match=r"report\.json: contents do not match"):
+        package_artifact(idx, tmp_path / "ship3", report=rep.json)
+    rag = tmp_path / "rag.json"
+    rag.write_text(json.dumps({"schema": "honed.rag-report/1", "systems": {"tuned": {"metrics": {}, "samples": []}}}))
+    with pytest.raises(HonedError, match=r"rag\.json: is a RAG report"):
+        package_artifact(idx, tmp_path / "ship3", report=rag)
+    with pytest.raises(HonedError, match=r"system 'tuned\+rerank' is not in the report"):
+        package_artifact(idx, tmp_path / "ship3", report=loose, system="tuned+rerank")
+    assert not (tmp_path / "ship3").exists()
 
 
 def test_vector_store_filters_and_async(tmp_path, minilm):

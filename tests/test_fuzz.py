@@ -5,14 +5,16 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from honed.rag_eval.gate import check_gate_config, check_report, evaluate_gate
+from honed.rag_eval.gate import check_gate_config, evaluate_gate
 from honed.retriever.data.beir import load_beir, read_qrels
 from honed.retriever.errors import HonedError
 from honed.retriever.finetune.pairs import read_pairs
+from honed.retriever.report_schema import check_report
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -121,3 +123,104 @@ def test_fuzzers_reach_the_success_path(tmp_path):
     assert read_pairs(tmp_path / "p.jsonl")[0].negative_ids == ["d1"]
     with pytest.raises(HonedError, match="no checks"):
         check_gate_config({"candidate": "tuned"})
+
+
+# -- what the artifact features read: documents to add, the store's rows and meta, package's report --------
+
+@pytest.fixture(scope="module")
+def fuzz_index(tmp_path_factory, slice_index):
+    """A copy of the slice index the fuzzers below may damage and add to (module scope: hypothesis
+    runs many examples per test, and copying per example would cost more than the examples)."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("fuzz") / "idx"
+    shutil.copytree(slice_index, out)
+    return out
+
+
+@FUZZ
+@given(docs=st.one_of(st.lists(records.map(lambda r: {("id" if k == "_id" else k): v for k, v in r.items()}
+                                           if isinstance(r, dict) else r), max_size=4),
+                      st.dictionaries(st.text(max_size=6), json_values, max_size=3)))
+def test_documents_to_add(fuzz_index, docs):
+    """`index add` and `HonedRetriever.insert` input: any documents are added or refused in one line."""
+    from honed.retriever.index import load_index
+    from honed.retriever.updates import add_documents
+
+    idx = load_index(fuzz_index)
+    try:
+        n = len(docs)
+        vectors = np.random.default_rng(n).normal(size=(n, 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9
+        _loads_or_honed_error(add_documents, idx, docs, None, True, vectors)
+    finally:
+        idx.store.close()
+
+
+meta_values = st.one_of(json_values, st.sampled_from(["index-1.faiss", "../manifest.json", "", 1, -1, 2 ** 70]))
+
+
+@settings(FUZZ, max_examples=60)
+@given(key=st.sampled_from(["generation", "faiss_file", "faiss_size", "faiss_sha256", "documents", "artifact_id",
+                            "model_fingerprint", "rows_digest", "format"]),
+       value=st.one_of(meta_values, st.just("not json {")), raw=st.booleans(),
+       metadata=st.one_of(st.text(max_size=12), st.sampled_from(["[]", "{}", '{"a": 1}', "null", "1e999"])))
+def test_store_meta_and_rows(fuzz_index, tmp_path_factory, key, value, raw, metadata):
+    """A store edited by hand (any meta value, any row metadata) opens and searches, or is one line."""
+    import shutil
+    import sqlite3
+
+    from honed.retriever.index import load_index, search
+
+    d = tmp_path_factory.mktemp("meta") / "idx"
+    shutil.copytree(fuzz_index, d, ignore=shutil.ignore_patterns("model"))   # search by vector: no model needed
+    conn = sqlite3.connect(d / "store.sqlite", isolation_level=None)
+    conn.execute("UPDATE meta SET value = ? WHERE key = ?", (value if raw and isinstance(value, str)
+                                                              else json.dumps(value), key))
+    conn.execute("UPDATE docs SET metadata = ? WHERE pos = (SELECT min(pos) FROM docs)", (metadata,))
+    conn.close()
+
+    def open_and_search():
+        idx = load_index(d)
+        try:
+            hits = search(idx, np.ones((1, 384), dtype=np.float32), 5)[0]
+            idx.docs_at([p for p, _ in hits])
+            list(idx.store.iter_docs())
+        finally:
+            idx.store.close()
+
+    _loads_or_honed_error(open_and_search)
+    shutil.rmtree(d)
+
+
+@FUZZ
+@given(report=json_values, system=st.sampled_from(["tuned", "base", "x"]),
+       dataset=st.sampled_from([None, "d", "slice"]))
+def test_package_report(report, system, dataset):
+    """`honed package --report`: any report JSON yields an evaluation summary or one line."""
+    _summary_or_error(report, system, dataset)
+
+
+def _summary_or_error(report, system, dataset):
+    from honed.retriever.artifact import evaluation_summary
+
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "report.json"
+        p.write_text(json.dumps(report))
+        _loads_or_honed_error(evaluation_summary, p, system, dataset)
+
+
+well_formed_report = st.fixed_dictionaries({
+    "schema": st.just("honed.report/1"), "baseline": json_values,
+    "datasets": st.dictionaries(st.sampled_from(["d", "slice"]), st.fixed_dictionaries(
+        {"systems": st.dictionaries(st.sampled_from(["tuned", "base"]),
+                                    st.fixed_dictionaries({"metrics": st.dictionaries(st.text(max_size=8), json_values,
+                                                                                      max_size=2)}), max_size=2)},
+        optional={"significance": json_values, "split": json_values, "n_queries": json_values}), max_size=2)})
+
+
+@FUZZ
+@given(report=well_formed_report, system=st.sampled_from(["tuned", "base"]))
+def test_package_report_deep(report, system):
+    """Reports that pass the schema check but carry odd baselines and significance tables."""
+    _summary_or_error(report, system, None)

@@ -15,6 +15,8 @@ import time
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import HONED, Server
 
@@ -107,6 +109,32 @@ def test_json_booleans_are_not_numbers(client):
     assert r.status_code == 422 and "k" in r.text, r.text
     r = client.post("/feedback", json={"impression_id": "x", "type": "thumb", "doc_id": "d", "value": True})
     assert r.status_code == 422 and "not a boolean" in r.text, r.text
+
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-3, 200), st.floats(), st.text(max_size=12),
+                     st.sampled_from(["aspirin", "", "  ", "==", "in", "and", "x" * 300]))
+json_any = st.recursive(json_leaf, lambda c: st.one_of(st.lists(c, max_size=3),
+                                                       st.dictionaries(st.text(max_size=8), c, max_size=3)),
+                        max_leaves=8)
+search_bodies = st.one_of(json_any, st.fixed_dictionaries(
+    {"query": json_any}, optional={"k": json_any, "user_id": json_any, "filters": st.one_of(json_any, st.fixed_dictionaries(
+        {"filters": st.lists(st.dictionaries(st.sampled_from(["key", "value", "operator", "x"]), json_any,
+                                             max_size=4), max_size=3)}, optional={"condition": json_any}))}))
+feedback_bodies = st.one_of(json_any, st.fixed_dictionaries(
+    {"impression_id": json_any, "type": st.one_of(json_any, st.sampled_from(["click", "dwell", "thumb"])),
+     "doc_id": json_any}, optional={"dwell_ms": json_any, "value": json_any}))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(search=search_bodies, feedback=feedback_bodies)
+def test_fuzzed_request_bodies_get_an_answer_or_a_one_line_4xx(client, search, feedback):
+    """Any JSON body: a result or a 4xx whose error is one line, never a 500 or a dropped connection."""
+    for path, body in (("/search", search), ("/feedback", feedback)):
+        r = client.post(path, json=body)
+        assert r.status_code in (200, 404, 422), (path, body, r.status_code, r.text)
+        if r.status_code != 200:
+            msg = r.json()["error"]
+            assert isinstance(msg, str) and msg and "\n" not in msg, (path, body, msg)
 
 
 def test_impressions_and_feedback_are_logged(client, server, scifact_slice):
