@@ -16,6 +16,8 @@ Example:
 """
 from __future__ import annotations
 
+import re
+
 from rich.markup import escape
 from rich.table import Column, Table
 from rich.text import Text
@@ -44,3 +46,21 @@ def styled(markup: str) -> Text:
 def shown(value) -> str:
     """`value` (a path, an id, a name) escaped for an f-string that ``console.print`` parses as markup."""
     return escape(str(value))
+
+
+# Everything CommonMark, GitHub tables and Streamlit's own syntax (":red[...]" colours, "$" LaTeX) give meaning to.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+
+
+def markdown_literal(value) -> str:
+    """`value` (an id, a name, a path) escaped for a Streamlit Markdown string (``st.caption``): shown as written.
+
+    Passage text itself goes through ``st.text``, which never interprets it; this is for the short values
+    that sit inside a formatted line.
+
+    Example:
+        >>> markdown_literal("[Company] *draft*")
+        '\\[Company\\] \\*draft\\*'
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
+

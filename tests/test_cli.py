@@ -66,6 +66,21 @@ def test_every_table_cell_and_header_is_shown_verbatim(cells):
     assert all(out.count(x) >= 2 for x in cells), out               # each header and cell
 
 
+@given(st.text(alphabet=TEXT + "*_`<>&()!:$~|.-+{}\n\t", min_size=1, max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_ids_in_the_apps_markdown_lines_render_as_written(value):
+    """Ids and names the app shows inside st.caption: CommonMark (what Streamlit renders) prints them verbatim."""
+    import html
+
+    from markdown_it import MarkdownIt
+
+    from honed.retriever.display import markdown_literal
+
+    rendered = MarkdownIt("commonmark").render(f"doc {markdown_literal(value)} · score 0.5")
+    text = html.unescape(rendered.removeprefix("<p>").removesuffix("</p>\n"))
+    assert text == f"doc {' '.join(value.split())} · score 0.5"
+
+
 @pytest.mark.parametrize("args, expected", [
     (["index", "build", "--corpus", "/nonexistent/corpus", "--out", "/tmp/x"], "/nonexistent/corpus: dataset folder does not exist"),
     (["search", "/nonexistent/index", "query"], "not an index folder"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from honed.app import annotate as an
+from honed.retriever.display import markdown_literal
 
 from .common import feedback_store
 
@@ -130,7 +131,7 @@ def render_review(cfg: dict) -> None:
     edit_key = f"rev_text-{q['query_id']}"
     st.text_input("Generated query (edit before accepting if needed)", value=q["text"], key=edit_key)
     with st.container(border=True):
-        st.caption(f"written for passage {q['positive_id']}")
+        st.caption(f"written for passage {markdown_literal(q['positive_id'])}")
         st.text(q["positive_text"] or "")
     c1, c2 = st.columns(2)
     c1.button("Accept", key="rev_accept", shortcut="A", type="primary", on_click=_review,
@@ -165,8 +166,8 @@ def render_adjudicate(cfg: dict) -> None:
         with st.container(border=True):
             st.text(f"Query: {d['query']}")
             st.text(d["text"])
-            st.caption(" · ".join(f"{w}: {g}" for w, g in sorted(d["grades"].items()))
-                       + (f" · adjudicated {d['adjudicated']} by {d['adjudicator']}" if d["adjudicated"] is not None
+            st.caption(" · ".join(f"{markdown_literal(w)}: {g}" for w, g in sorted(d["grades"].items()))
+                       + (f" · adjudicated {d['adjudicated']} by {markdown_literal(d['adjudicator'])}" if d["adjudicated"] is not None
                           else ""))
             key = f"adj-{d['query_id']}-{d['doc_id']}"
             cols = st.columns([3, 1])

@@ -16,6 +16,7 @@ import streamlit as st
 
 from honed.app.compare import answer_stream, blind_order, open_system, retrieve, timed
 from honed.app.store import FeedbackStore, Vote
+from honed.retriever.display import markdown_literal
 from honed.retriever.errors import HonedError
 
 from .common import feedback_store
@@ -108,7 +109,7 @@ def render(cfg: dict) -> None:
             answer_slots[side] = (st.empty(), base_vote)   # filled below, after both columns' passages show
             for h in res["hits"]:
                 with st.container(border=True):
-                    st.caption(f"#{h.rank} · doc `{h.doc_id}` · score {h.score:.3f}")
+                    st.caption(f"#{h.rank} · doc {markdown_literal(h.doc_id)} · score {h.score:.3f}")
                     st.text(h.text)   # plain text: no HTML/Markdown from the corpus is ever interpreted
                     key = f"doc-{cur['qn']}-{side}-{h.doc_id}"
                     st.feedback("thumbs", key=key, on_change=_record,

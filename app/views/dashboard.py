@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from honed.app import dashboard as db
+from honed.retriever.display import markdown_literal
 
 from .common import feedback_store
 
@@ -131,6 +132,6 @@ def _drilldown(reports) -> None:
                 mark = ("✓ relevant (grade %d)" % h["grade"]) if h["grade"] else \
                     ("✗ judged not relevant" if h["grade"] == 0 else "· not judged")
                 with st.container(border=True):
-                    st.caption(f"#{h['rank']} · {h['doc_id']} · score {h['score']:.3f} · {mark}")
+                    st.caption(f"#{h['rank']} · {markdown_literal(h['doc_id'])} · score {h['score']:.3f} · {mark}")
                     if h["text"]:
                         st.text(h["text"][:600])
