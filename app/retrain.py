@@ -45,7 +45,8 @@ def retrain_from_feedback(data: str | os.PathLike, out: str | os.PathLike, store
     from honed.rag_eval.gate import gate_passed, load_gate_config, run_gate
     from honed.rag_eval.report import write_beir_report
     from honed.retriever.finetune.pairs import write_pairs
-    from honed.retriever.finetune.train import FinetuneConfig, finetune
+    from honed.retriever.finetune import finetune
+    from honed.retriever.finetune.config import finetune_config
 
     from .registry import alias_version, promote, register_model
 
@@ -74,8 +75,8 @@ def retrain_from_feedback(data: str | os.PathLike, out: str | os.PathLike, store
     write_pairs(pairs_file, pairs)
 
     console.print(f"fine-tuning from {baseline_model} on {data} (train) + {pairs_file}")
-    ft = finetune(FinetuneConfig(data=str(data), pairs=[str(pairs_file)], out=str(out), base=str(baseline_model),
-                                 **(finetune_overrides or {})))
+    ft = finetune(finetune_config(finetune_overrides or {}, "finetune overrides", data=str(data),
+                                  pairs=[str(pairs_file)], out=str(out), base=str(baseline_model)))
     version = register_model(out, runs_dir, alias="challenger", tags={"honed.feedback_pairs": len(pairs)})
     if ft.status != "ok":
         store.record_retrain({"out": str(out), "version": version, "promoted": False, "reason": ft.reason}, last_id)

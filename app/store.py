@@ -39,6 +39,8 @@ from pathlib import Path
 
 from honed.retriever.errors import HonedError
 
+from .store_schema import feedback_tables
+
 DEFAULT_PATH = "feedback.db"
 TARGETS = ("answer", "passage")
 INTERACTIONS = ("click", "dwell", "thumb")
@@ -114,110 +116,8 @@ class FeedbackStore:
         else:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
         md = sa.MetaData()
-        self.votes = sa.Table(
-            "votes", md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("created_at", sa.String(32), nullable=False, index=True),
-            sa.Column("session_id", sa.String(64), nullable=False),
-            sa.Column("query", sa.Text, nullable=False),
-            sa.Column("system", sa.String(200), nullable=False),
-            sa.Column("baseline", sa.String(200), nullable=False),
-            sa.Column("candidate", sa.String(200), nullable=False),
-            sa.Column("target", sa.String(16), nullable=False),
-            sa.Column("vote", sa.Integer, nullable=False),
-            sa.Column("doc_id", sa.String(200)),
-            sa.Column("doc_text", sa.Text),
-            sa.Column("rank", sa.Integer),
-            sa.Column("score", sa.Float),
-            sa.Column("answer", sa.Text),
-            sa.Column("position", sa.String(4)),
-            sa.Column("blinded", sa.Boolean, nullable=False, default=True),
-            sa.Column("shown", sa.Text, nullable=False, default="{}"),
-        )
-        self.impressions = sa.Table(
-            "impressions", md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("impression_id", sa.String(64), nullable=False, unique=True),
-            sa.Column("created_at", sa.String(32), nullable=False, index=True),
-            sa.Column("session_id", sa.String(200), nullable=False),
-            sa.Column("query", sa.Text, nullable=False),
-            sa.Column("arm", sa.String(64), nullable=False),          # champion | challenger | interleaved
-            sa.Column("model_version", sa.String(200), nullable=False),
-            sa.Column("k", sa.Integer, nullable=False),
-            sa.Column("shown", sa.Text, nullable=False),              # [{doc_id, rank, score, arm, key}]
-        )
-        self.shown_passages = sa.Table(
-            "shown_passages", md,
-            sa.Column("key", sa.String(40), primary_key=True),        # sha256(doc id, text)[:40]
-            sa.Column("doc_id", sa.String(512), nullable=False),
-            sa.Column("text", sa.Text, nullable=False),
-        )
-        self.interactions = sa.Table(
-            "interactions", md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("created_at", sa.String(32), nullable=False),
-            sa.Column("impression_id", sa.String(64), nullable=False, index=True),
-            sa.Column("kind", sa.String(16), nullable=False),         # click | dwell | thumb
-            sa.Column("doc_id", sa.String(512), nullable=False),
-            sa.Column("dwell_ms", sa.Float),
-            sa.Column("value", sa.Integer),                           # thumbs: +1 / -1
-        )
-        # annotation (`honed annotate`): queries to judge, their pooled passages, graded labels, answer labels
-        self.annotation_queries = sa.Table(
-            "annotation_queries", md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("set_name", sa.String(200), nullable=False),
-            sa.Column("query_id", sa.String(200), nullable=False),
-            sa.Column("created_at", sa.String(32), nullable=False),
-            sa.Column("text", sa.Text, nullable=False),
-            sa.Column("source", sa.String(16), nullable=False),       # file | log | synthetic
-            sa.Column("positive_id", sa.String(512)),                 # synthetic: the passage it was written for
-            sa.Column("positive_text", sa.Text),
-            sa.UniqueConstraint("set_name", "query_id"),
-        )
-        self.annotation_pool = sa.Table(
-            "annotation_pool", md,
-            sa.Column("set_name", sa.String(200), primary_key=True),
-            sa.Column("query_id", sa.String(200), primary_key=True),
-            sa.Column("doc_id", sa.String(512), primary_key=True),
-            sa.Column("position", sa.Integer, nullable=False),        # the shuffled order every annotator sees
-            sa.Column("text", sa.Text, nullable=False),
-            sa.Column("systems", sa.Text, nullable=False),            # JSON: which systems retrieved it (hidden)
-            sa.Column("depth", sa.Integer),                           # the pool depth it was drawn at
-        )
-        self.relevance_labels = sa.Table(
-            "relevance_labels", md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("created_at", sa.String(32), nullable=False),
-            sa.Column("set_name", sa.String(200), nullable=False, index=True),
-            sa.Column("query_id", sa.String(200), nullable=False),
-            sa.Column("doc_id", sa.String(512), nullable=False),      # "" for a review of the query itself
-            sa.Column("annotator", sa.String(200), nullable=False),
-            sa.Column("kind", sa.String(16), nullable=False),         # label | adjudication | review
-            sa.Column("grade", sa.Integer),                           # 0-3; review: 1 accept, 0 reject
-            sa.Column("note", sa.Text),
-            sa.Column("edited_text", sa.Text),                        # review: the query as the reviewer edited it
-        )
-        self.answer_labels = sa.Table(
-            "answer_labels", md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("created_at", sa.String(32), nullable=False),
-            sa.Column("set_name", sa.String(200), nullable=False, index=True),
-            sa.Column("item_id", sa.String(200), nullable=False),
-            sa.Column("question", sa.Text, nullable=False),
-            sa.Column("contexts", sa.Text, nullable=False),           # JSON list of passage texts
-            sa.Column("answer", sa.Text, nullable=False),
-            sa.Column("annotator", sa.String(200), nullable=False),
-            sa.Column("faithful", sa.Integer, nullable=False),        # 1 every claim is supported, 0 not
-            sa.Column("note", sa.Text),
-        )
-        self.retrains = sa.Table(
-            "retrains", md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("created_at", sa.String(32), nullable=False),
-            sa.Column("last_vote_id", sa.Integer, nullable=False),
-            sa.Column("details", sa.Text, nullable=False),
-        )
+        for name, table in feedback_tables(sa, md).items():
+            setattr(self, name, table)
         try:
             self._write(lambda conn: md.create_all(conn))
         except sa.exc.OperationalError as e:   # another process created the tables between check and create

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from honed.rag_eval.beir_eval import dataset_name, evaluate_systems, parse_system
 from honed.rag_eval.report import write_beir_report
-from honed.retriever.finetune.train import FinetuneConfig, finetune
+from honed.retriever.finetune import FinetuneConfig, finetune
 
 
 def twin_split(doc: dict, audit_summary: str) -> dict:

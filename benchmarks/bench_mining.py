@@ -56,7 +56,7 @@ def train_and_score(data: str, steps: int, mining) -> dict:
     """
     import honed.retriever.finetune.mining as mining_mod
     from honed.rag_eval.beir_eval import evaluate_systems, parse_system
-    from honed.retriever.finetune.train import FinetuneConfig, finetune
+    from honed.retriever.finetune import FinetuneConfig, finetune
 
     current = mining_mod.mine_negatives
     if mining is not None:

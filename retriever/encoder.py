@@ -11,6 +11,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,12 @@ def split_backend(ref: str | os.PathLike) -> tuple[str, str]:
     return s, "auto"
 
 
+def _with_batch_size(enc, batch_size: int):
+    """The cached encoder, or a copy sharing its model with another batch size: callers share the cache, so
+    one caller's batch size must never change another's."""
+    return enc if enc.batch_size == batch_size else dataclasses.replace(enc, batch_size=batch_size)
+
+
 def load_encoder(ref: str | os.PathLike = "minilm", batch_size: int = 32,
                  max_seq_length: int | None = None, backend: str | None = None, spin: bool = True,
                  device: str | None = None):
@@ -161,16 +168,13 @@ def load_encoder(ref: str | os.PathLike = "minilm", batch_size: int = 32,
         if key not in _CACHE:
             verify_artifact(path)        # a run folder's files, as `honed finetune` wrote them
             _CACHE[key] = load_ort_encoder(path, variant=variant, batch_size=batch_size, ref=str(ref), spin=spin)
-        _CACHE[key].batch_size = batch_size
-        return _CACHE[key]
+        return _with_batch_size(_CACHE[key], batch_size)
     from .device import resolve_device
 
     device = resolve_device(device)
     key = (str(path), max_seq_length, device)
     if key in _CACHE:
-        enc = _CACHE[key]
-        enc.batch_size = batch_size
-        return enc
+        return _with_batch_size(_CACHE[key], batch_size)
     if isinstance(path, Path):
         verify_artifact(path)
     from sentence_transformers import SentenceTransformer  # heavy: ~10 s, imports torch

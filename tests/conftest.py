@@ -116,6 +116,18 @@ def tiny_data(tmp_path_factory, scifact_dir):
     return root
 
 
+@pytest.fixture(scope="session")
+def tuned_run(tmp_path_factory, tiny_data):
+    """One real `honed finetune` run per session (TINY recipe, 128 tokens), for the tests that need *a* tuned
+    model rather than a particular run: export, merge. Tests of the run itself make their own."""
+    from honed.retriever.finetune import FinetuneConfig, finetune
+
+    out = tmp_path_factory.mktemp("tuned") / "run"
+    # 128 tokens, not the default 256: sentence-transformers 6 keeps the limit in tokenizer_config.json
+    finetune(FinetuneConfig(data=str(tiny_data), out=str(out), track=False, **{**TINY, "max_seq_length": 128}))
+    return out
+
+
 # -- the retrieval service as a real process --------------------------------------------------------
 
 HONED = str(Path(sys.executable).with_name("honed"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from honed.retriever.errors import HonedError
 
 HONED = shutil.which("honed", path=str(Path(sys.executable).parent)) or "honed"
 
@@ -143,14 +146,34 @@ def test_app_refuses_a_generator_that_is_not_a_gguf_before_starting(slice_index,
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and msg in p.stderr, p.stderr
 
 
+def test_finetune_settings_are_read_and_checked_in_one_place(tmp_path):
+    """TOML, overrides and the demo's settings go through one reader: keys and types checked by name."""
+    from honed.retriever.finetune.config import check_finetune_table, finetune_config
+
+    assert check_finetune_table({"max-steps": 5, "lr": 1, "pairs": ["a.jsonl"], "teacher": None}) == \
+        {"max_steps": 5, "lr": 1.0, "pairs": ["a.jsonl"], "teacher": None}
+    for bad, msg in (({"max_step": 5}, "unknown key 'max_step'"), ({"max_steps": True}, "must be an integer"),
+                     ({"lr": "fast"}, "'lr' must be a number"), ({"pairs": [1]}, "'pairs' (an item) must be a string"),
+                     ({"search": "yes"}, "must be true or false")):
+        with pytest.raises(HonedError, match=re.escape(msg)):
+            finetune_config(bad)
+    cfg = tmp_path / "ft.toml"
+    cfg.write_text('[finetune]\nmax-steps = 3\nlr = "fast"\n')
+    for args in (["finetune", "--data", "x", "--config", str(cfg)],
+                 ["retrain", "--out", str(tmp_path / "r"), "--finetune-config", str(cfg)]):
+        p = run(*args)
+        assert p.returncode == 2 and f"{cfg}: [finetune]: key 'lr' must be a number" in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+
+
 def test_finetune_flags_default_to_the_config_defaults():
     """`honed finetune` and `FinetuneConfig` are two doors to one recipe: a default changed in one must
     change in the other (the README's defaults come from measurements)."""
     import dataclasses
     import inspect
 
-    from honed.app.cli import finetune_cmd
-    from honed.retriever.finetune.train import FinetuneConfig
+    from honed.app.cli.train import finetune_cmd
+    from honed.retriever.finetune.config import FinetuneConfig
 
     config = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
     flags = {name: p.default.default for name, p in inspect.signature(finetune_cmd).parameters.items()

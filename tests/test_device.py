@@ -49,7 +49,7 @@ def test_encoder_records_its_device(minilm):
 
 
 def test_gradient_checkpointing_is_on_for_the_cpu_by_default_and_checked():
-    from honed.retriever.finetune.train import FinetuneConfig, use_checkpointing
+    from honed.retriever.finetune.config import FinetuneConfig, use_checkpointing
 
     assert FinetuneConfig().gradient_checkpointing == "auto"
     assert use_checkpointing("auto", "cpu") and not use_checkpointing("auto", "cuda")
@@ -59,7 +59,7 @@ def test_gradient_checkpointing_is_on_for_the_cpu_by_default_and_checked():
 
 
 def test_gradient_cache_is_on_for_the_cpu_mnrl_by_default_and_checked():
-    from honed.retriever.finetune.train import FinetuneConfig, use_gradient_cache
+    from honed.retriever.finetune.config import FinetuneConfig, use_gradient_cache
 
     assert FinetuneConfig().gradient_cache == "auto" and FinetuneConfig().loss == "mnrl"
     assert use_gradient_cache("auto", "mnrl", "cpu") and not use_gradient_cache("auto", "mnrl", "cuda")

@@ -18,16 +18,13 @@ pytestmark = pytest.mark.slow   # ONNX export and a fine-tune: make test-full
 
 
 @pytest.fixture(scope="module")
-def tuned(tmp_path_factory, tiny_data):
-    """A model folder written by `honed finetune` in this session (sentence-transformers 6 file format)."""
-    from honed.retriever.finetune.train import FinetuneConfig, finetune
+def tuned(tuned_run, tmp_path_factory):
+    """A copy of the session's `honed finetune` run (sentence-transformers 6 file format): these tests
+    export into it, and the other users of the run expect it without an ONNX export."""
+    import shutil
 
-    from conftest import TINY
-
-    out = tmp_path_factory.mktemp("tuned") / "run"
-    # 128 tokens, not the default 256: sentence-transformers 6 keeps the limit in tokenizer_config.json
-    finetune(FinetuneConfig(data=str(tiny_data), out=str(out), track=False,
-                            **{**TINY, "max_steps": 2, "max_seq_length": 128}))
+    out = tmp_path_factory.mktemp("export") / "run"
+    shutil.copytree(tuned_run, out)
     return out
 
 

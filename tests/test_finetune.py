@@ -14,7 +14,7 @@ import pytest
 from honed.retriever.data import load_beir
 from honed.retriever.errors import HonedError
 from honed.retriever.finetune import Pair, write_pairs
-from honed.retriever.finetune.train import FinetuneConfig, finetune
+from honed.retriever.finetune import FinetuneConfig, finetune
 
 from conftest import TINY
 
@@ -204,7 +204,7 @@ def test_time_budget_plans_the_run_and_records_the_plan(tiny_data, tmp_path):
     assert m["data"]["mining"]["random_fallback_rate"] < 0.10
 
 
-def test_merge_weight_is_chosen_on_an_out_of_domain_set(tiny_data, tmp_path):
+def test_merge_weight_is_chosen_on_an_out_of_domain_set(tiny_data, tuned_run, tmp_path):
     """A SciFact-tuned run merged back toward MiniLM, the weight chosen on cuad-qa (contracts)."""
     import torch
     from sentence_transformers import SentenceTransformer
@@ -212,8 +212,7 @@ def test_merge_weight_is_chosen_on_an_out_of_domain_set(tiny_data, tmp_path):
     from honed.retriever.finetune.merge import WEIGHTS, choose_merge_weight, merge_models
     from honed.retriever.models import resolve_model
 
-    run = tmp_path / "tuned"
-    finetune(FinetuneConfig(data=str(tiny_data), out=str(run), track=False, **TINY))
+    run = tuned_run
     ood = Path(__file__).resolve().parents[1] / "datasets" / "cuad-qa"
     choice = choose_merge_weight(str(run), "minilm", tiny_data, ood, max_docs=300)
     assert [r["weight"] for r in choice["rows"]] == sorted(WEIGHTS, reverse=True)

@@ -61,7 +61,8 @@ def test_an_unlabelled_corpus_joins_the_mining_corpus_and_guards_its_eval_querie
     from honed.retriever.data import load_beir
     from honed.retriever.data.beir import doc_text
     from honed.retriever.finetune import Pair, write_pairs
-    from honed.retriever.finetune.train import FinetuneConfig, collect_pairs
+    from honed.retriever.finetune.config import FinetuneConfig
+    from honed.retriever.finetune.train import collect_pairs
 
     test = load_beir(scifact_dir, "test")
     did = sorted(test.corpus)[0]

@@ -8,7 +8,7 @@ import pytest
 
 from honed.retriever.errors import HonedError
 from honed.retriever.finetune.search import n_rungs, recipe_grid, rung_examples, sample_recipes
-from honed.retriever.finetune.train import FinetuneConfig, finetune
+from honed.retriever.finetune import FinetuneConfig, finetune
 
 from conftest import HONED, TINY
 

@@ -5,8 +5,12 @@ __all__ = ["Pair", "pairs_from_qrels", "read_pairs", "write_pairs", "FinetuneCon
 
 
 def __getattr__(name):
-    if name in ("FinetuneConfig", "finetune", "FinetuneResult"):
-        from . import train
+    if name in ("FinetuneConfig", "FinetuneResult"):
+        from . import config
 
-        return getattr(train, name)
+        return getattr(config, name)
+    if name == "finetune":   # imports the training stack's modules (not torch itself) only when asked for
+        from .run import finetune
+
+        return finetune
     raise AttributeError(name)

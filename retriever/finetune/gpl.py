@@ -30,7 +30,9 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text, check_writable
 from ..errors import HonedError
-from .train import FinetuneConfig, FinetuneResult, _say, finetune
+from .config import FinetuneResult, finetune_config
+from .progress import say
+from .run import finetune
 
 # a synthetic query that happens to equal an eval query is dropped, not a reason to refuse the run
 # lr 5e-5: the learning rate GPL was measured at here (docs/measurements.md, "Adapting without labels")
@@ -89,16 +91,16 @@ def adapt_to_corpus(corpus: str | os.PathLike, out: str | os.PathLike, split: st
         raise HonedError(f"--loss {loss}: adapt trains with distill or mnrl")
     path = synthetic_pairs_file(out)
     if path.exists():
-        _say(f"reusing the synthetic pairs in {path} (delete it to write new ones)")
+        say(f"reusing the synthetic pairs in {path} (delete it to write new ones)")
     else:
         filter_model = filter_model or filter_model_for(finetune_overrides.get("base", "minilm"))
-        _say(f"writing synthetic queries for up to {max_docs} passages of {corpus} with {llm} "
+        say(f"writing synthetic queries for up to {max_docs} passages of {corpus} with {llm} "
              f"(round-trip filter: {filter_model}) → {path}")
         stats = write_synthetic_pairs(corpus, path, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,
                                       filter_model=filter_model)
-        _say(f"synthetic: kept {stats['kept']} of {stats['candidates']} queries from {stats['docs']} passages")
+        say(f"synthetic: kept {stats['kept']} of {stats['candidates']} queries from {stats['docs']} passages")
     if loss != "distill":
         finetune_overrides["teacher"] = None      # no margins to score: no teacher to train
-    cfg = FinetuneConfig(**{**GPL_DEFAULTS, **finetune_overrides, "out": str(out), "pairs": [str(path)],
-                            "corpus": str(corpus), "corpus_split": split, "data": None})
+    cfg = finetune_config({**GPL_DEFAULTS, **finetune_overrides}, "adapt settings", out=str(out), pairs=[str(path)],
+                          corpus=str(corpus), corpus_split=split, data=None)
     return finetune(cfg)

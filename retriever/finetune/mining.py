@@ -61,15 +61,14 @@ def mine_negatives(pairs: list[Pair], corpus: dict[str, str], encoder, num_negat
         stats: if given, filled with counts: pairs, queries, positives per query (median, max),
             candidates guarded out, pairs that fell back to a random negative and their rate.
     """
-    model = encoder.model
-    own_len = model.max_seq_length
-    if max_seq_length:
-        model.max_seq_length = min(max_seq_length, own_len)
-    try:
-        return _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache_folder,
-                     stats if stats is not None else {})
-    finally:
-        model.max_seq_length = own_len
+    if max_seq_length and max_seq_length < encoder.max_seq_length:
+        # its own instance at the shorter length (cached by length): the caller's encoder is shared, never changed
+        from ..encoder import load_encoder
+
+        encoder = load_encoder(encoder.path, batch_size=encoder.batch_size, max_seq_length=max_seq_length,
+                               backend="torch", device=encoder.device)
+    return _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache_folder,
+                 stats if stats is not None else {})
 
 
 def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache_folder, stats):

@@ -35,7 +35,7 @@ Every trial is an MLflow child run of the search's run (its numbers, not its mod
 kept model is logged with the parent.
 
 Example:
-    >>> from honed.retriever.finetune.train import FinetuneConfig, finetune
+    >>> from honed.retriever.finetune import FinetuneConfig, finetune
     >>> res = finetune(FinetuneConfig(data="datasets/cuad-clauses", out="runs/cuad-search", search=True,
     ...                               time_budget="40m"))                                   # doctest: +SKIP
     >>> res.manifest["search"]["chosen"]                                                    # doctest: +SKIP
@@ -54,6 +54,10 @@ from pathlib import Path
 from ..atomic import atomic_dir, check_writable, remove_stale_temps
 from ..errors import HonedError
 from .budget import SAVE_S, STEP_COST, parse_duration
+from .config import FinetuneResult, check_config
+from .progress import phase, say
+from .tracking import log_run
+from .train import prepare_training, train_prepared
 
 LRS = (2e-5, 5e-5, 1e-4, 2e-4)
 LOSS_BATCH = (("mnrl", 32), ("cached-mnrl", 128))
@@ -116,8 +120,6 @@ def rung_examples(budget_left_s: float, n_trials: int, eta: int, s_per_example: 
 
 def search_recipe(cfg):
     """Successive halving over :data:`SPACE` within ``cfg.time_budget``; returns the winner's FinetuneResult."""
-    from .train import FinetuneResult, _phase, _say, check_config, prepare_training, train_prepared
-
     if not cfg.time_budget:
         raise HonedError("--search needs --time-budget (e.g. 40m): the search sizes its trials to it")
     if cfg.search_trials < 2:
@@ -149,10 +151,10 @@ def search_recipe(cfg):
                          f"({spent:.0f} s): too little to train two recipes on {MIN_RUNG_EXAMPLES} examples each "
                          f"and compare them; give more time")
     if n_trials < cfg.search_trials:
-        _say(f"search: the budget fits {n_trials} recipes, not {cfg.search_trials}")
+        say(f"search: the budget fits {n_trials} recipes, not {cfg.search_trials}")
     r0 = rung_examples(budget_s - spent, n_trials, 2, s_per_example, trial_fixed_s)
     recipes = sample_recipes(recipe_grid(distill), n_trials, cfg.seed)
-    _say(f"search: {len(recipes)} recipes, rung 0 at {r0} examples each (≈{r0 * s_per_example:.0f} s), "
+    say(f"search: {len(recipes)} recipes, rung 0 at {r0} examples each (≈{r0 * s_per_example:.0f} s), "
          f"halving by 2; budget {budget_s:.0f} s, {spent:.0f} s spent preparing")
 
     parent = None
@@ -174,13 +176,13 @@ def search_recipe(cfg):
                     s_per_example = sorted(measured)[len(measured) // 2]
                 est = examples * s_per_example + trial_fixed_s
                 if time.perf_counter() - t_start + est > budget_s:
-                    _say(f"search: the budget has no room for another rung-{rung} trial (≈{est:.0f} s); stopping")
+                    say(f"search: the budget has no room for another rung-{rung} trial (≈{est:.0f} s); stopping")
                     break
                 name = f"t{i:02d}-r{rung}"
                 tcfg = dataclasses.replace(cfg, **rec, max_steps=steps, eval_steps=steps,
                                            gradient_cache=cfg.gradient_cache if rec["loss"] == "mnrl" else "auto",
                                            time_budget=None, out=str(work / name), force=True, search=False)
-                with _phase(f"trial {name}: {_describe(rec)}, {steps} steps ({examples} examples)"):
+                with phase(f"trial {name}: {_describe(rec)}, {steps} steps ({examples} examples)"):
                     t0 = time.perf_counter()
                     res = train_prepared(tcfg, prep, work / name, work / f".{name}.work", log_model=False,
                                          extra={"search_trial": {"recipe": rec, "rung": rung}})
@@ -191,7 +193,7 @@ def search_recipe(cfg):
                        "best_step": res.manifest["eval"]["best_step"], "seconds": round(seconds, 1)}
                 trials.append(row)
                 done.append(row)
-                _say(f"trial {name}: dev nDCG@10 {res.dev_ndcg:.4f} (base {prep.base_dev:.4f})")
+                say(f"trial {name}: dev nDCG@10 {res.dev_ndcg:.4f} (base {prep.base_dev:.4f})")
             if len(done) < len(alive):        # the budget ended this rung early: the last complete rung decides
                 winner = winner or max(done, key=lambda t: t["dev_ndcg@10"], default=None)
                 _remove_models(work, done, keep=winner)
@@ -211,16 +213,14 @@ def search_recipe(cfg):
         summary["recipes"] = {"asked": cfg.search_trials, "tried": len(recipes)}
         res = _keep_winner(cfg, work / winner["name"], out, summary, trials)
         if cfg.track:
-            from .train import _log_to_mlflow
-
-            _log_to_mlflow(res.manifest, out)
+            log_run(res.manifest, out)
     finally:
         if parent is not None:
             import mlflow
 
             mlflow.end_run()
     shutil.rmtree(work, ignore_errors=True)
-    _say(f"search: kept {winner['name']} ({_describe(winner)}): {summary['why']}")
+    say(f"search: kept {winner['name']} ({_describe(winner)}): {summary['why']}")
     return FinetuneResult(out, res.status, res.reason, prep.base_dev, res.dev_ndcg, res.manifest)
 
 
@@ -257,8 +257,6 @@ def _summary(trials, winner, base_dev, budget_s, spent_s, r0, distill) -> dict:
 
 def _keep_winner(cfg, folder: Path, out: Path, summary: dict, trials: list[dict]):
     """Move the winner's model to `out` (atomic), with the search in its honed.json and a plot."""
-    from .train import FinetuneResult
-
     manifest = json.loads((folder / "honed.json").read_text())
     manifest.pop("search_trial", None)
     manifest["search"] = summary

@@ -46,3 +46,21 @@ def start_run(runs_dir: str | os.PathLike, run_name: str, experiment: str = EXPE
         mlflow.create_experiment(experiment, artifact_location=artifacts)
     mlflow.set_experiment(experiment)
     return mlflow.start_run(run_name=run_name)
+
+
+def log_run(manifest: dict, out: Path, log_model: bool = True) -> None:
+    """Log a finished run's settings, dev scores, timing and status (and its model folder) to the active MLflow run."""
+    import mlflow
+
+    flat = {f"honed.{k}": v for k, v in manifest["params"].items() if not isinstance(v, (list, dict))}
+    flat["honed.data_fingerprint"] = manifest["data"]["fingerprint"]
+    flat["honed.base_fingerprint"] = manifest["base_model"]["fingerprint"]
+    mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+    mlflow.log_metrics({"base_dev_ndcg_at_10": manifest["eval"]["base_dev_ndcg@10"],
+                        "final_dev_ndcg_at_10": manifest["eval"]["dev_ndcg@10"],
+                        "seconds_per_epoch": manifest["timing"]["seconds_per_epoch"],
+                        "peak_rss_mb": manifest["timing"]["peak_rss_mb"]})
+    mlflow.set_tags({"honed.status": manifest["status"], "honed.model_fingerprint": manifest["fingerprint"],
+                     "honed.run_dir": str(out.resolve())})
+    if log_model:
+        mlflow.log_artifacts(str(out), artifact_path="model")

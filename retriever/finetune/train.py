@@ -1,16 +1,17 @@
-"""``finetune``: turn a generic embedder into one that separates a domain's confusable concepts.
+"""Train one recipe: the shared preparation (pairs, dev split, base score, hard negatives, teacher) and one training run.
 
-Pipeline: pairs (qrels and/or pairs files) → dev split by query (overlap with
-eval queries refused) → hard negatives (``mine_hard_negatives`` + BM25, with a
-false-negative guard) → optional cross-encoder teacher + MarginMSE
-distillation → ``SentenceTransformerTrainer`` with early stopping on the dev
-``InformationRetrievalEvaluator`` → the best checkpoint saved as a standard
-sentence-transformers folder with ``honed.json``, a loss/nDCG plot and an MLflow run.
+:func:`prepare_training` does what every run on the same data shares; :func:`train_prepared`
+trains one model on it with one recipe (``SentenceTransformerTrainer``, early stopping on
+the dev ``InformationRetrievalEvaluator``) and saves the best checkpoint atomically with
+``honed.json``, a loss/nDCG plot and an MLflow run. :func:`~.run.finetune` calls them once;
+a recipe search (:mod:`.search`) calls :func:`train_prepared` once per trial.
 
 Example:
-    >>> from honed.retriever.finetune import FinetuneConfig, finetune
-    >>> res = finetune(FinetuneConfig(data="datasets/cuad-clauses", out="runs/cuad", max_steps=100))  # doctest: +SKIP
-    >>> res.status, res.dev_ndcg, res.base_dev_ndcg                                                   # doctest: +SKIP
+    >>> from honed.retriever.finetune import FinetuneConfig
+    >>> from honed.retriever.finetune.train import prepare_training, train_prepared
+    >>> cfg = FinetuneConfig(data="datasets/cuad-clauses", out="runs/cuad", max_steps=100)
+    >>> prep = prepare_training(cfg, Path("runs/.cuad.work"))                        # doctest: +SKIP
+    >>> train_prepared(cfg, prep, Path("runs/cuad"), Path("runs/.cuad.work")).dev_ndcg  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -28,73 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir, check_writable, remove_stale_temps
+from ..atomic import atomic_dir, remove_stale_temps
 from ..data.beir import doc_text, load_beir
 from ..errors import DataError, HonedError
+from .config import LOSSES, FinetuneConfig, FinetuneResult, use_checkpointing, use_gradient_cache
 from .pairs import (Pair, check_no_overlap, fingerprint_pairs, normalise_text, pairs_from_qrels, read_pairs,
                     split_dev)
-
-LOSSES = ("mnrl", "cached-mnrl", "matryoshka", "distill")
-
-
-@dataclass
-class FinetuneConfig:
-    """Everything a run needs; the CLI flags and a TOML ``[finetune]`` table map 1:1 onto it."""
-
-    out: str = "runs/tuned"
-    data: str | None = None            # BEIR folder: its train split gives pairs and the mining corpus
-    pairs: list[str] = field(default_factory=list)   # extra pairs files (synthetic, feedback)
-    corpus: str | None = None          # unlabelled passages (BEIR folder or corpus.jsonl) to mine negatives and
-    #                                    dev distractors from: the target corpus of a synthetic-only run (GPL)
-    corpus_split: str = "train"        # which corpus of a per-split `corpus` folder
-    base: str = "minilm"
-    loss: str = "mnrl"
-    matryoshka_dims: list[int] = field(default_factory=lambda: [384, 256, 128, 64])
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 32
-    mini_batch_size: int = 8           # cached-mnrl: memory-bound chunk of the big batch
-    lr: float = 1e-4                   # from evidence: cuad-clauses demo recipe 0.481 at 1e-4 vs 0.444-0.454 at
-    #                                    5e-5; the cuad search's best (docs/measurements.md)
-    warmup_ratio: float = 0.1
-    max_seq_length: int = 256
-    num_negatives: int = 1             # 0 = in-batch negatives only
-    relative_margin: float = 0.05
-    bm25_negatives: bool = True
-    max_mine_docs: int = 4000          # mining corpus: all positives + random passages up to this
-    mine_max_seq_length: int = 128     # mining only ranks candidates: half the tokens, ~2x faster encoding
-    teacher: str | None = None         # "minilm" | "mpnet" | a folder: train a cross-encoder teacher
-    teacher_epochs: float = 1.0
-    dev_fraction: float = 0.15
-    dev_max_docs: int = 2000
-    eval_steps: int = 50
-    patience: int = 3
-    seed: int = 42
-    resume: bool = False
-    track: bool = True
-    drop_eval_overlap: bool = False    # drop (instead of refusing) training queries that equal eval queries
-    frozen_eval: list[str] = field(default_factory=list)   # eval sets (BEIR folders, e.g. `honed annotate export`):
-    #                                    their test queries and judged passages never enter training
-    time_budget: str | None = None     # "20m", "1h30m": plan steps and subsample pairs to end on time (budget.py)
-    device: str | None = None          # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps; None: $HONED_DEVICE
-    gradient_checkpointing: str = "auto"   # auto (on for the CPU when the gradient cache is off) | on | off:
-    #                                    recompute activations in the backward pass (same results, less memory)
-    gradient_cache: str = "auto"       # auto (on for the CPU) | on | off: compute the mnrl loss in chunks of
-    #                                    mini_batch_size sequences (GradCache: same loss and gradients, less memory)
-    search: bool = False               # successive halving over a small recipe space (search.py); needs time_budget
-    search_trials: int = 6             # recipes tried at the first rung of the search
-    force: bool = False                # replace `out` even if it is not a honed run folder
-
-
-@dataclass
-class FinetuneResult:
-    out: Path
-    status: str                        # "ok" | "failed"
-    reason: str
-    base_dev_ndcg: float
-    dev_ndcg: float
-    manifest: dict
-
+from .progress import phase, say
+from .tracking import log_run
 
 def _set_seeds(seed: int) -> None:
     import torch
@@ -250,46 +192,6 @@ def split_and_guard(cfg: FinetuneConfig, pairs: list[Pair], eval_queries: list[s
     return train_pairs, dev_pairs, n_before - len(train_pairs)
 
 
-def use_checkpointing(setting: str, device: str) -> bool:
-    """Whether to recompute activations in the backward pass.
-
-    On the CPU by default for the losses that have no cached form (an mnrl run uses the
-    gradient cache instead, :func:`use_gradient_cache`): a batch of 32 triples at 256 tokens
-    keeps ~7 GB of MiniLM activations for the backward pass (the run peaked at 8.4 GB);
-    recomputing them layer by layer gives the same gradients in a fraction of the memory, for
-    more compute per step (docs/measurements.md). A GPU has the memory and gains more from
-    the speed.
-    """
-    if setting not in ("auto", "on", "off"):
-        raise HonedError(f"--gradient-checkpointing must be auto, on or off, got {setting!r}")
-    return setting == "on" or (setting == "auto" and device == "cpu")
-
-
-# Below this sequence length `auto` leaves the gradient cache off on the CPU (checkpointing saves the
-# memory instead): a batch-32 step at 128 tokens took 9.2 s cached vs 8.8 s checkpointed, at 256 tokens
-# 14.8 vs 20.2 s (benchmarks/results/memory-steps-128.json, memory-cache.json; same machine).
-CACHE_MIN_SEQ_LENGTH = 256
-
-
-def use_gradient_cache(setting: str, loss: str, device: str, max_seq_length: int = CACHE_MIN_SEQ_LENGTH) -> bool:
-    """Whether the mnrl loss runs as GradCache (sentence-transformers' CachedMultipleNegativesRankingLoss).
-
-    GradCache embeds the whole batch without gradients, computes the loss and its gradient
-    with respect to the embeddings, then re-embeds `mini_batch_size` sequences at a time with
-    gradients and back-propagates the cached ones: the same loss and gradients as MNRL
-    (a fast test checks it on the real model), while only one chunk's activations are alive.
-    On the CPU by default at ``CACHE_MIN_SEQ_LENGTH`` tokens and more: there it keeps less
-    memory than checkpointing and is faster; on shorter sequences checkpointing is the
-    faster saver (docs/measurements.md). Only the mnrl loss has a cached form here.
-    """
-    if setting not in ("auto", "on", "off"):
-        raise HonedError(f"--gradient-cache must be auto, on or off, got {setting!r}")
-    if setting == "on" and loss != "mnrl":
-        raise HonedError(f"--gradient-cache on needs --loss mnrl (got {loss!r}; cached-mnrl is cached already)")
-    auto = device == "cpu" and max_seq_length >= CACHE_MIN_SEQ_LENGTH
-    return loss == "mnrl" and (setting == "on" or (setting == "auto" and auto))
-
-
 def exclude_frozen(pairs: list[Pair], corpus: dict[str, str], eval_sets: list[str]
                    ) -> tuple[list[Pair], dict[str, str], dict]:
     """Training pairs and mining corpus without the eval sets' queries and judged passages, and counts."""
@@ -311,7 +213,7 @@ def hard_negatives(cfg: FinetuneConfig, train_pairs: list[Pair], corpus: dict[st
     from .mining import mine_negatives
 
     t0 = time.perf_counter()
-    _say(f"mining hard negatives (encoding up to {cfg.max_mine_docs} passages at "
+    say(f"mining hard negatives (encoding up to {cfg.max_mine_docs} passages at "
          f"{cfg.mine_max_seq_length or cfg.max_seq_length} tokens) …")
     triples = mine_negatives(train_pairs, _mining_corpus(corpus, train_pairs, cfg.max_mine_docs, cfg.seed),
                              base_enc, num_negatives=cfg.num_negatives, relative_margin=cfg.relative_margin,
@@ -319,7 +221,7 @@ def hard_negatives(cfg: FinetuneConfig, train_pairs: list[Pair], corpus: dict[st
                              max_seq_length=cfg.mine_max_seq_length, stats=stats)
     timings["mining_s"] = round(time.perf_counter() - t0, 1)
     timings["mining_random_fallback"] = stats.get("random_fallback")
-    _say(f"hard negatives: {len(triples)} examples from {stats['pairs']} pairs "
+    say(f"hard negatives: {len(triples)} examples from {stats['pairs']} pairs "
          f"({stats['positives_per_query_median']:g} positives per query, median); "
          f"{stats['guarded_out']} candidates guarded out as likely unlabelled positives; "
          f"random fallback for {stats['random_fallback']} pairs "
@@ -355,7 +257,7 @@ def pairs_within_budget(cfg: FinetuneConfig, pairs: list[Pair], corpus: dict[str
     keep = math.ceil(MINE_SLACK * plan.examples / cfg.num_negatives)
     if keep >= len(pairs):
         return pairs
-    _say(f"time budget {cfg.time_budget}: ~{plan.examples} examples fit after mining (~{mining_s:.0f} s); "
+    say(f"time budget {cfg.time_budget}: ~{plan.examples} examples fit after mining (~{mining_s:.0f} s); "
          f"mining {keep} of {len(pairs)} pairs, balanced over queries")
     return balanced_subsample(pairs, keep)
 
@@ -371,45 +273,9 @@ def fit_to_budget(cfg: FinetuneConfig, budget_s: float, spent_s: float, texts_pe
         keep = sorted(balanced_subsample(list(range(len(triples))), plan.examples, key=lambda i: triples[i].query))
         triples = [triples[i] for i in keep]
         margins = [margins[i] for i in keep] if margins is not None else None
-    _say(f"time budget {cfg.time_budget}: {spent_s:.0f} s spent, ~{plan.step_s_estimate:.1f} s per step → "
+    say(f"time budget {cfg.time_budget}: {spent_s:.0f} s spent, ~{plan.step_s_estimate:.1f} s per step → "
          f"{plan.max_steps} steps over {plan.examples} examples, evaluating every {plan.eval_steps}")
     return plan, triples, margins
-
-
-def _say(msg: str) -> None:
-    """One progress line on stderr (a phase's result); bars come from the libraries doing the work."""
-    import sys
-
-    print(f"[honed finetune] {msg}", file=sys.stderr, flush=True)
-
-
-class _phase:
-    """``with _phase("loading pairs"):`` prints the phase when it starts and its duration when it ends."""
-
-    def __init__(self, what: str):
-        self.what = what
-
-    def __enter__(self):
-        self.t0 = time.perf_counter()
-        _say(f"{self.what} …")
-        return self
-
-    def __exit__(self, *exc):
-        if exc[0] is None:
-            _say(f"{self.what}: done in {time.perf_counter() - self.t0:.1f} s")
-        return False
-
-
-def check_config(cfg: FinetuneConfig) -> None:
-    """Refuse a bad combination now (exit 2), not after minutes of mining."""
-    if cfg.loss not in LOSSES:
-        raise HonedError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
-    if cfg.loss == "distill" and not cfg.teacher:
-        raise HonedError("--loss distill needs --teacher (minilm | mpnet | a cross-encoder folder)")
-    if cfg.loss == "distill" and cfg.num_negatives < 1:
-        raise HonedError("--loss distill needs --num-negatives ≥ 1 (triples to score)")
-    use_checkpointing(cfg.gradient_checkpointing, "cpu")
-    use_gradient_cache(cfg.gradient_cache, cfg.loss, "cpu")
 
 
 @dataclass
@@ -466,7 +332,7 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
     """
     t_start = time.perf_counter() if t_start is None else t_start
     _set_seeds(cfg.seed)
-    with _phase("loading torch and sentence-transformers"):     # the slow imports, timed once
+    with phase("loading torch and sentence-transformers"):     # the slow imports, timed once
         importlib.import_module("sentence_transformers.sentence_transformer")
 
     from ..device import precision, resolve_device
@@ -474,26 +340,26 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
     from ..models import resolve_model
 
     device = resolve_device(cfg.device)
-    _say(f"device {device} ({precision(device)})")
-    with _phase("loading pairs"):
+    say(f"device {device} ({precision(device)})")
+    with phase("loading pairs"):
         pairs, corpus, eval_queries, dev_ds = collect_pairs(cfg)
     frozen_stats = None
     if cfg.frozen_eval:
-        with _phase(f"leak guard: removing {len(cfg.frozen_eval)} frozen eval set(s) from training"):
+        with phase(f"leak guard: removing {len(cfg.frozen_eval)} frozen eval set(s) from training"):
             pairs, corpus, frozen_stats = exclude_frozen(pairs, corpus, cfg.frozen_eval)
-        _say(f"leak guard: {frozen_stats}")
-    with _phase(f"dev split and the eval-overlap check ({len(pairs)} pairs)"):
+        say(f"leak guard: {frozen_stats}")
+    with phase(f"dev split and the eval-overlap check ({len(pairs)} pairs)"):
         train_pairs, dev_pairs, n_dropped = split_and_guard(cfg, pairs, eval_queries, dev_ds)
 
-    with _phase(f"loading the base model {cfg.base}"):
+    with phase(f"loading the base model {cfg.base}"):
         base_path = resolve_model(cfg.base)
         base_enc = load_encoder(cfg.base, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length,
                                 backend="torch", device=device)
-    with _phase("scoring the base model on the dev split") as dev_phase:
+    with phase("scoring the base model on the dev split") as dev_phase:
         evaluator, dev_q, dev_rel, dev_pool = dev_evaluator(dev_pairs, corpus, cfg.dev_max_docs, cfg.seed, dev_ds)
         base_dev = evaluator(base_enc.model)["dev_cosine_ndcg@10"]
     eval_s = time.perf_counter() - dev_phase.t0
-    _say(f"base dev nDCG@10 {base_dev:.4f} ({len(dev_q)} queries, {len(dev_pool)} passages); "
+    say(f"base dev nDCG@10 {base_dev:.4f} ({len(dev_q)} queries, {len(dev_pool)} passages); "
          f"{len(train_pairs)} training pairs")
 
     timings = {"dropped_overlapping_pairs": n_dropped}
@@ -512,14 +378,14 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
         from .teacher import score_margins, train_teacher
 
         t0 = time.perf_counter()
-        _say(f"training the cross-encoder teacher from {cfg.teacher} …")
+        say(f"training the cross-encoder teacher from {cfg.teacher} …")
         dev_samples = _teacher_dev_samples(dev_q, dev_rel, dev_pool, base_enc)
         teacher, teacher_metrics = train_teacher(triples, dev_samples, cfg.teacher, work / "teacher",
                                                  epochs=cfg.teacher_epochs, seed=cfg.seed,
                                                  max_length=cfg.max_seq_length, device=device)
         teacher_metrics["weaker_than_base"] = teacher_is_weaker(teacher_metrics, base_dev)
         if teacher_metrics["weaker_than_base"]:
-            _say(f"warning: the teacher reranks the dev split at nDCG@10 {teacher_metrics['dev_ndcg@10']:.4f}, "
+            say(f"warning: the teacher reranks the dev split at nDCG@10 {teacher_metrics['dev_ndcg@10']:.4f}, "
                  f"below the base model's {base_dev:.4f}: its margins pull the student toward a worse ranking; "
                  f"consider --loss mnrl (docs/measurements.md: \"Adapting without labels\")")
         if (cfg.loss == "distill") if margins is None else margins:
@@ -529,31 +395,6 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
                     frozen_stats=frozen_stats, evaluator=evaluator, dev_q=dev_q,
                     dev_rel=dev_rel, dev_pool=dev_pool, base_dev=float(base_dev), eval_s=eval_s, triples=triples,
                     margins=scored, mining_stats=mining_stats, timings=timings, teacher_metrics=teacher_metrics)
-
-
-def finetune(cfg: FinetuneConfig) -> FinetuneResult:
-    """Run the whole fine-tuning pipeline; see the module docstring. Returns the run's result."""
-    if cfg.search:
-        from .search import search_recipe
-
-        return search_recipe(cfg)
-    check_config(cfg)
-    t_start = time.perf_counter()
-    budget_s = None
-    if cfg.time_budget:
-        from .budget import parse_duration
-
-        budget_s = parse_duration(cfg.time_budget)
-    out = Path(cfg.out)
-    check_writable(out, "run", cfg.force)    # before minutes of training, not after
-    work = out.parent / f".{out.name}.work"          # checkpoints + caches: survives a crash, for --resume
-    if work.exists() and not cfg.resume:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    prep = prepare_training(cfg, work, t_start=t_start)
-    res = train_prepared(cfg, prep, out, work, t_start=t_start, budget_s=budget_s)
-    shutil.rmtree(work, ignore_errors=True)
-    return res
 
 
 def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t_start: float | None = None,
@@ -619,7 +460,7 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
     try:
         t0 = time.perf_counter()
         max_steps = plan.max_steps if plan else cfg.max_steps
-        _say(f"training ({cfg.loss}, {len(train_ds)} examples, batch {cfg.batch_size}, lr {cfg.lr:g}, "
+        say(f"training ({cfg.loss}, {len(train_ds)} examples, batch {cfg.batch_size}, lr {cfg.lr:g}, "
              f"{f'max {max_steps} steps' if max_steps > 0 else f'{cfg.epochs} epochs'}) …")
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_s = time.perf_counter() - t0
@@ -664,7 +505,7 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
             manifest["fingerprint"] = model_fingerprint(tmp)
             (tmp / "honed.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if cfg.track:
-            _log_to_mlflow(manifest, out, log_model=log_model)
+            log_run(manifest, out, log_model=log_model)
     finally:
         if run_ctx is not None:
             import mlflow
@@ -708,20 +549,3 @@ def _restored_eval(trainer) -> dict | None:
         if step is not None and h.get("step") == step and "eval_dev_cosine_ndcg@10" in h:
             return {k[len("eval_"):]: v for k, v in h.items() if k.startswith("eval_dev_")}
     return None
-
-
-def _log_to_mlflow(manifest: dict, out: Path, log_model: bool = True) -> None:
-    import mlflow
-
-    flat = {f"honed.{k}": v for k, v in manifest["params"].items() if not isinstance(v, (list, dict))}
-    flat["honed.data_fingerprint"] = manifest["data"]["fingerprint"]
-    flat["honed.base_fingerprint"] = manifest["base_model"]["fingerprint"]
-    mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
-    mlflow.log_metrics({"base_dev_ndcg_at_10": manifest["eval"]["base_dev_ndcg@10"],
-                        "final_dev_ndcg_at_10": manifest["eval"]["dev_ndcg@10"],
-                        "seconds_per_epoch": manifest["timing"]["seconds_per_epoch"],
-                        "peak_rss_mb": manifest["timing"]["peak_rss_mb"]})
-    mlflow.set_tags({"honed.status": manifest["status"], "honed.model_fingerprint": manifest["fingerprint"],
-                     "honed.run_dir": str(out.resolve())})
-    if log_model:
-        mlflow.log_artifacts(str(out), artifact_path="model")
