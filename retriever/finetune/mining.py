@@ -93,7 +93,7 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
     # guard below is per query.
     firsts = [positives_of[q][0] for q in queries]
     _check_memory(len(set(texts) | {t for v in positives_of.values() for t in v}),
-                  encoder.model.get_sentence_embedding_dimension(), len(queries), range_max + max_pos,
+                  encoder.dim, len(queries), range_max + max_pos,
                   sum(map(len, texts)) / max(len(texts), 1))
     ds = Dataset.from_dict({"anchor": queries, "positive": firsts})
     depth = max(1, min(range_max + max_pos, len(set(texts) | set(firsts)) - 2))
