@@ -4,7 +4,7 @@ Each build is a llama-cpp-python wheel (the Makefile's portable one, and any oth
 ``--wheel NAME=PATH``, e.g. a default native build). Each is unpacked into its own folder and measured
 in a fresh child process with the packaged Qwen2.5-Coder-0.5B: load time, prompt reading (tokens/s over
 a ~450-token prompt) and greedy decoding (tokens/s over 96 tokens), with llama.cpp's extra buffer types
-on and off (``honed.retriever.local_llm.load_llama(extra_buffers=…)``: off is the AMX guard). Each
+on and off (``honed.retriever.llm.llama.load_llama(extra_buffers=…)``: off is the AMX guard). Each
 figure is the median of `--repeats`. The CPU and what llama.cpp reports of each build are recorded.
 
     python benchmarks/bench_llama_builds.py --wheel native=/tmp/native/llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import json, statistics, sys, time
-from honed.retriever.local_llm import load_llama, system_info
+from honed.retriever.llm.llama import load_llama, system_info
 extra, repeats = sys.argv[1] == "on", int(sys.argv[2])
 t0 = time.perf_counter()
 llama = load_llama("qwen", n_ctx=2048, slot=f"bench-{extra}", extra_buffers=extra)

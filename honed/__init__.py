@@ -43,7 +43,7 @@ _LAZY = {
     "adapt_to_corpus": "honed.retriever.finetune.gpl",
     "merge_models": "honed.retriever.finetune.merge",
     "choose_merge_weight": "honed.retriever.finetune.merge",
-    "make_llm": "honed.retriever.generator",
+    "make_llm": "honed.retriever.llm.generator",
     "export_onnx": "honed.retriever.export.onnx",
     "evaluate_systems": "honed.rag_eval.beir_eval",
     "write_beir_report": "honed.rag_eval.report",

@@ -45,26 +45,26 @@ from .rag_metrics import JUDGE_TRUST_MIN, JUDGED, METRICS, UNJUDGED, metric_orde
 ANSWER_MAX_TOKENS = 64   # decode-bound (~13 tokens/s here): one or two sentences fit
 def local_llm_build(gen, judge) -> dict | None:
     """The llama.cpp build (CPU features compiled in, extra buffers on or off) when a local GGUF model runs."""
-    from honed.retriever.generator import LocalLLM
-    from honed.retriever.llm_process import llm_process
+    from honed.retriever.llm.generator import LocalLLM
+    from honed.retriever.llm.process import llm_process
 
-    from .llm import LocalJudge
+    from .judge import LocalJudge
 
     return llm_process().call("info") if isinstance(gen, LocalLLM) or isinstance(judge, LocalJudge) else None
 
 
 def make_judge(judge, cache: JsonCache):
     """``qwen`` (or another GGUF ref) → local judge; ``URL#model`` → OpenAI-compatible; an object → itself."""
-    from honed.retriever.generator import is_url_spec
+    from honed.retriever.llm.generator import is_url_spec
 
     if not isinstance(judge, str):
         return judge
     if is_url_spec(judge):
-        from .llm import openai_judge
+        from .judge import openai_judge
 
         url, _, model = judge.partition("#")
         return openai_judge(url, model or "default")
-    from .llm import LocalJudge
+    from .judge import LocalJudge
 
     return LocalJudge(judge, cache=cache)
 
@@ -90,7 +90,7 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
         SemanticSimilarity
 
     from honed.retriever.device import cpu_name
-    from honed.retriever.generator import describe_llm, make_llm
+    from honed.retriever.llm.generator import describe_llm, make_llm
     from honed.retriever.models import resolve_model
 
     from .beir_eval import subsample_queries

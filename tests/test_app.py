@@ -83,7 +83,7 @@ def test_llm_crash_ends_the_answer_with_a_message_not_the_app(two_indexes, tmp_p
     shows both systems' passages and says the answer was cut short; the next question works."""
     from streamlit.testing.v1 import AppTest
 
-    import honed.retriever.llm_process as lp
+    import honed.retriever.llm.process as lp
     from test_native_crash import SEGFAULT_CHILD
 
     monkeypatch.setattr(lp, "_PROCESS", lp.LLMProcess(SEGFAULT_CHILD))   # the crash llama.cpp had, for real

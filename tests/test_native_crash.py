@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from honed.retriever.errors import HonedError
-from honed.retriever.llm_process import LLMProcess, LocalLLMCrashed
+from honed.retriever.llm.process import LLMProcess, LocalLLMCrashed
 
 # a child that reads one request, then dies of SIGSEGV as llama.cpp's decode did
 SEGFAULT_CHILD = [sys.executable, "-c", "import ctypes, sys; sys.stdin.readline(); ctypes.string_at(0)"]

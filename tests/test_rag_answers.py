@@ -83,7 +83,7 @@ def _free_port() -> int:
 
 
 def test_unreachable_openai_server_is_one_line_error():
-    from honed.retriever.generator import make_llm
+    from honed.retriever.llm.generator import make_llm
 
     llm = make_llm(f"http://127.0.0.1:{_free_port()}/v1#qwen", max_tokens=8)
     with pytest.raises(HonedError, match=r"^--llm http://127\.0\.0\.1:\d+/v1#qwen: APIConnectionError"):
@@ -110,7 +110,7 @@ def test_real_model_answers_each_request_in_its_own_frame():
     pytest.importorskip("llama_cpp")
     from llama_index.core import PromptTemplate
 
-    from honed.retriever.generator import make_llm
+    from honed.retriever.llm.generator import make_llm
     from honed.retriever.prompts import answer_template
 
     llm = make_llm("qwen", max_tokens=64)
@@ -164,7 +164,7 @@ def llama_server(tmp_path_factory):
 @pytest.mark.slow
 def test_llm_url_generates_through_an_openai_compatible_server(llama_server, tmp_path):
     """``--llm URL#model``: answers come from the server (streaming too), and the report names it."""
-    from honed.retriever.generator import make_llm
+    from honed.retriever.llm.generator import make_llm
 
     llm = make_llm(f"{llama_server}#qwen", max_tokens=24)
     text = llm.complete("Reply with one word: the colour of the sky on a clear day.").text
@@ -252,7 +252,7 @@ def test_judge_answer_with_a_raw_newline_in_a_string_is_parsed_not_nan(tmp_path)
     from ragas.metrics.collections.faithfulness.util import NLIStatementOutput
 
     from honed.rag_eval.cache import JsonCache
-    from honed.rag_eval.llm import LocalJudge, constrain_schema
+    from honed.rag_eval.judge import LocalJudge, constrain_schema
 
     cache = JsonCache(tmp_path / "c.sqlite")
     judge = LocalJudge(cache=cache)

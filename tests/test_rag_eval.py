@@ -56,7 +56,7 @@ class JunkJudge(InstructorBaseRagasLLM):
 
 def test_junk_judge_is_counted_as_nan_not_a_crash(slice_dir, tmp_path):
     """Also: the generator and the judge may be objects (any LlamaIndex LLM; any ragas judge)."""
-    from honed.retriever.generator import LocalLLM
+    from honed.retriever.llm.generator import LocalLLM
 
     doc = evaluate_rag(slice_dir, {"base": "minilm"}, n=1, llm=LocalLLM("qwen", max_tokens=64), judge=JunkJudge(),
                        index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1)
@@ -75,7 +75,7 @@ def test_local_judge_schema_keeps_noncommittal_answers_scorable(tmp_path):
     from ragas.metrics.collections import Faithfulness
 
     from honed.rag_eval.cache import JsonCache
-    from honed.rag_eval.llm import LocalJudge
+    from honed.rag_eval.judge import LocalJudge
 
     judge = LocalJudge(cache=JsonCache(tmp_path / "c.sqlite"))
     faith = Faithfulness(llm=judge)
@@ -95,8 +95,8 @@ def test_greedy_grammar_sampler_gives_the_full_vocabulary_result():
     from llama_cpp import Llama
     from ragas.metrics.collections.faithfulness.util import NLIStatementOutput
 
-    from honed.rag_eval.llm import constrain_schema
-    from honed.retriever.local_llm import GreedyGrammarSampler, load_llama
+    from honed.rag_eval.judge import constrain_schema
+    from honed.retriever.llm.llama import GreedyGrammarSampler, load_llama
     from honed.retriever.models import resolve_model
 
     fast = load_llama("qwen", slot="test-fast")
@@ -139,7 +139,7 @@ def test_eval_rag_prints_the_judges_agreement_on_the_shipped_calibration_set(sli
 @pytest.mark.isolated
 def test_extra_buffers_off_loads_without_them_and_answers_the_same():
     """The AMX guard's switch really reaches llama.cpp (use_extra_bufts), and costs no correctness."""
-    from honed.retriever.local_llm import build_has_amx, llama_build_info, load_llama
+    from honed.retriever.llm.llama import build_has_amx, llama_build_info, load_llama
 
     msgs = [{"role": "user", "content": "Name the capital of France in one word."}]
     outs = {}

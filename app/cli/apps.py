@@ -37,7 +37,7 @@ def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME 
         if not spec.startswith("alias:") and not (Path(spec) / "manifest.json").exists():
             raise HonedError(f"--{name}: {spec} is not an index folder (no manifest.json)")
     if answers:
-        from honed.retriever.generator import is_url_spec
+        from honed.retriever.llm.generator import is_url_spec
         from honed.retriever.models import resolve_model
 
         if not is_url_spec(llm):

@@ -30,7 +30,7 @@ def models_list() -> None:
 
     console.print(f"CPU: {escape(cpu_name())}", highlight=False)
     try:
-        from honed.retriever.local_llm import llama_build_info
+        from honed.retriever.llm.llama import llama_build_info
         b = llama_build_info()
     except (HonedError, ImportError):
         console.print("llama.cpp: not installed (the local LLM needs honed[eval])", highlight=False)

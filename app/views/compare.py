@@ -30,7 +30,7 @@ def _systems(baseline: str, candidate: str, corpus, index_dir: str, runs_dir: st
 
 @st.cache_resource(show_spinner="Loading the local LLM…")
 def _llm(spec: str, max_tokens: int):
-    from honed.retriever.generator import make_llm
+    from honed.retriever.llm.generator import make_llm
 
     return make_llm(spec, max_tokens=max_tokens)
 

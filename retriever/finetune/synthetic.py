@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import random
 
-from ..generator import chat_json
-from ..local_llm import parse_json
+from ..llm.generator import chat_json
+from ..llm.llama import parse_json
 from .pairs import Pair, normalise_text
 
 # maxLength stops a small model from "answering" with the whole passage (seen with the 0.5B model).

@@ -3,7 +3,7 @@
 llama.cpp is native code built on the user's machine; on some CPUs a build has crashed
 mid-decode (a segfault takes the whole Python process with it: the Streamlit server, a
 pytest run, an hour of RAG evaluation). Every local-LLM call therefore runs in one
-long-lived child (``python -m honed.retriever.llm_process``) that owns the llama.cpp
+long-lived child (``python -m honed.retriever.llm.process``) that owns the llama.cpp
 instances. If the child dies, the call raises :class:`LocalLLMCrashed` naming the signal,
 and the next call starts a fresh child (the model loads again in about a second).
 
@@ -12,7 +12,7 @@ The protocol is JSON lines: one request on the child's stdin, then zero or more
 of its stdout (fd 1 itself is pointed at stderr, so nothing native can corrupt the stream).
 
 Example:
-    >>> from honed.retriever.llm_process import llm_process
+    >>> from honed.retriever.llm.process import llm_process
     >>> out = llm_process().chat(model="qwen", n_ctx=4096, slot="",
     ...                          messages=[{"role": "user", "content": "Say hi"}], max_tokens=8)  # doctest: +SKIP
     >>> out["choices"][0]["message"]["content"]                                                     # doctest: +SKIP
@@ -28,7 +28,7 @@ import sys
 import threading
 from typing import Any, Iterator, Sequence
 
-from .errors import HonedError
+from ..errors import HonedError
 
 
 class LocalLLMCrashed(HonedError):
@@ -48,7 +48,7 @@ class LLMProcess:
     """One child process that runs llama.cpp; calls are serialised (one llama.cpp context is not thread-safe)."""
 
     def __init__(self, argv: Sequence[str] | None = None):
-        self.argv = list(argv or [sys.executable, "-m", "honed.retriever.llm_process"])
+        self.argv = list(argv or [sys.executable, "-m", "honed.retriever.llm.process"])
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
@@ -133,7 +133,7 @@ def llm_process() -> LLMProcess:
 # -- the child ---------------------------------------------------------------------------------------------------
 
 def _serve(requests, replies) -> None:
-    from .local_llm import llama_build_info, load_llama
+    from .llama import llama_build_info, load_llama
 
     def send(obj: dict) -> None:
         replies.write(json.dumps(obj) + "\n")

@@ -7,7 +7,7 @@ what that child runs (:func:`load_llama`), plus what anyone may ask of the build
 :class:`.generator.LocalLLM`, so a native crash ends one call, not the caller.
 
 Example:
-    >>> from honed.retriever.local_llm import llama_build_info
+    >>> from honed.retriever.llm.llama import llama_build_info
     >>> llama_build_info()["system_info"]                                  # doctest: +SKIP
     'CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | ...'
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import HonedError
-from .models import resolve_model
+from ..errors import HonedError
+from ..models import resolve_model
 
 _LLAMAS: dict[tuple, Any] = {}
 
@@ -91,7 +91,7 @@ def llama_build_info() -> dict:
     """The llama.cpp build and the CPU it runs on, for reports and `honed models list`."""
     from importlib.metadata import version
 
-    from .device import cpu_name
+    from ..device import cpu_name
 
     info = system_info()
     return {"llama_cpp_python": version("llama-cpp-python"), "cpu": cpu_name(), "system_info": info,

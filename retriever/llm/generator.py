@@ -11,10 +11,10 @@ Both classes drop into ``RetrieverQueryEngine`` (complete and streaming).
 llama-index's own llama.cpp and OpenAI-like integrations are separate packages
 pinned to other core and ``openai`` versions than honed's; these adapters are
 a few lines each over the clients honed already has. Kept apart from
-:mod:`rag_eval.llm` so the app can stream answers without importing ragas.
+:mod:`rag_eval.judge` so the app can stream answers without importing ragas.
 
 Example:
-    >>> from honed.retriever.generator import make_llm
+    >>> from honed.retriever.llm.generator import make_llm
     >>> llm = make_llm("qwen", max_tokens=32)                      # doctest: +SKIP
     >>> "".join(r.delta for r in llm.stream_complete("Say hi"))   # doctest: +SKIP
     >>> remote = make_llm("http://127.0.0.1:8080/v1#qwen")         # doctest: +SKIP
@@ -30,8 +30,8 @@ from llama_index.core.llms import CompletionResponse, CompletionResponseGen, Cus
 from llama_index.core.llms.callbacks import llm_completion_callback
 from pydantic import PrivateAttr
 
-from .errors import HonedError
-from .local_llm import llama_cpp_module
+from ..errors import HonedError
+from .llama import llama_cpp_module
 
 
 def make_llm(spec: Any = "qwen", max_tokens: int = 128, cache: Any = None):
@@ -57,7 +57,7 @@ def chat_json(prompt: str, schema: dict, model: str = "qwen", max_tokens: int = 
     """
     if is_url_spec(model):
         return _remote_llm(model, max_tokens).chat_json(prompt, schema, system=system)
-    from .llm_process import llm_process
+    from .process import llm_process
 
     llama_cpp_module()        # a missing llama-cpp-python is a one-line error here, not in the child
     out = llm_process().chat(
@@ -137,7 +137,7 @@ class LocalLLM(_ChatLLM):
     """
 
     def __init__(self, model: str = "qwen", max_tokens: int = 128, cache: Any = None, **kw: Any):
-        from .models import resolve_model
+        from ..models import resolve_model
 
         super().__init__(model=model, max_tokens=max_tokens, **kw)
         llama_cpp_module()
@@ -156,12 +156,12 @@ class LocalLLM(_ChatLLM):
                     messages=[{"role": "user", "content": prompt}], max_tokens=self.max_tokens, temperature=0.0)
 
     def _complete_text(self, prompt: str) -> str:
-        from .llm_process import llm_process
+        from .process import llm_process
 
         return llm_process().chat(**self._request(prompt))["choices"][0]["message"]["content"] or ""
 
     def _stream_deltas(self, prompt: str) -> Iterator[str]:
-        from .llm_process import llm_process
+        from .process import llm_process
 
         for chunk in llm_process().stream_chat(**self._request(prompt)):
             yield chunk["choices"][0]["delta"].get("content") or ""

@@ -8,7 +8,7 @@
 - :func:`openai_judge` uses any OpenAI-compatible endpoint instead.
 
 Example:
-    >>> from honed.rag_eval.llm import LocalLLM, LocalJudge
+    >>> from honed.rag_eval.judge import LocalLLM, LocalJudge
     >>> llm = LocalLLM()                                   # doctest: +SKIP
     >>> llm.complete("Say hi").text                        # doctest: +SKIP
 """
@@ -22,9 +22,9 @@ from typing import Any
 
 from ragas.llms.base import InstructorBaseRagasLLM
 
-from honed.retriever.generator import LocalLLM  # noqa: F401  (re-exported: the RAG pipeline's generator)
-from honed.retriever.generator import chat_json
-from honed.retriever.local_llm import llama_cpp_module
+from honed.retriever.llm.generator import LocalLLM  # noqa: F401  (re-exported: the RAG pipeline's generator)
+from honed.retriever.llm.generator import chat_json
+from honed.retriever.llm.llama import llama_cpp_module
 from honed.retriever.models import resolve_model
 
 from .cache import JsonCache
