@@ -47,7 +47,8 @@ class FinetuneConfig:
     batch_size: int = 32
     mini_batch_size: int = 8           # cached-mnrl: memory-bound chunk of the big batch
     lr: float = 1e-4                   # from evidence: cuad-clauses demo recipe 0.481 at 1e-4 vs 0.444-0.454 at
-    #                                    5e-5; the cuad search's best (docs/measurements.md)
+    #                                    5e-5; the cuad search's best (docs/measurements.md). It forgets more out of
+    #                                    domain, so the demo keeps 5e-5 (results/demo-lr-1e-4.json)
     warmup_ratio: float = 0.1
     max_seq_length: int = 256
     num_negatives: int = 1             # 0 = in-batch negatives only
