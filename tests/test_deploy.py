@@ -62,3 +62,20 @@ def test_serve_lock_satisfies_pyproject():
         assert name in lock, f"deploy/serve.lock lacks {req.name} (run `make lock`)"
         assert req.specifier.contains(lock[name], prereleases=True), f"serve.lock pins {name}=={lock[name]}, not {req}"
     assert "torch" not in lock and "sentence-transformers" not in lock   # the service image stays torch-free
+
+
+def test_every_package_folder_is_in_the_wheel():
+    """pyproject lists honed's packages by hand (the folders map to honed.*): a new subpackage left off the list
+    installs without it (the CLI, the app's pages), which only a wheel install would show."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    dirs = {"honed": "honed", **{f"honed.{k}": k for k in ("retriever", "rag_eval", "app")}}
+    found = set()
+    for pkg, folder in dirs.items():
+        for init in (root / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(root / folder).parts
+            found.add(".".join((pkg, *rel)))
+    assert found == listed, f"missing from pyproject: {sorted(found - listed)}; listed but absent: {sorted(listed - found)}"

@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from honed.retriever.errors import HonedError
 
-# Importing a command module registers its commands on `app`, in this order in `honed --help`.
+# Importing a command module registers its commands and groups on `app`.
 from . import models, data, index, train, evaluate, export, feedback, apps, annotate, serve  # noqa: E402,F401
 from .common import app
 

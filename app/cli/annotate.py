@@ -11,7 +11,7 @@ from honed.retriever.display import DataTable
 from honed.retriever.errors import HonedError
 from honed.retriever.extras import require_extra
 
-from .common import ADDRESS, FEEDBACK_DB, PORT, REPORTS, RUNS_DIR, _new_file, _start_app, app, console
+from .common import ADDRESS, FEEDBACK_DB, PORT, REPORTS, RUNS_DIR, app, check_new_file, console, start_streamlit
 
 annotate_app = typer.Typer(help="Human relevance labels into versioned eval sets (and answer labels for the judge).",
                            invoke_without_command=True)
@@ -68,7 +68,7 @@ def annotate_cmd(ctx: typer.Context,
                         "out": str(out or Path("evalsets") / set_name), "answers": [str(a) for a in answers],
                         "index_dir": str(index_dir)},
            "feedback": feedback_url(db), "reports": [str(r) for r in reports], "runs_dir": str(runs_dir)}
-    _start_app(cfg, address, port, "annotation app")
+    start_streamlit(cfg, address, port, "annotation app")
 
 
 @annotate_app.command("agreement")
@@ -120,7 +120,7 @@ def annotate_export_pairs(set_name: str = SET,
     from honed.app.store import FeedbackStore
     from honed.retriever.finetune.pairs import write_pairs
 
-    _new_file(out, False)
+    check_new_file(out, False)
     pairs, stats = an.reviewed_pairs(FeedbackStore(db), set_name, eval_data)
     if not pairs:
         raise HonedError(f"set {set_name!r}: no accepted synthetic query left to export ({stats})")

@@ -9,7 +9,7 @@ import typer
 from honed.retriever.errors import HonedError
 from honed.retriever.extras import require_extra
 
-from .common import ADDRESS, FEEDBACK_DB, PORT, REPORTS, RUNS_DIR, _start_app, app
+from .common import ADDRESS, FEEDBACK_DB, PORT, REPORTS, RUNS_DIR, app, start_streamlit
 
 @app.command("app")
 def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME (MLflow registry, e.g. alias:champion)"),
@@ -45,7 +45,7 @@ def app_cmd(baseline: str = typer.Option(..., help="index folder, or alias:NAME 
     cfg = {"baseline": baseline, "candidate": candidate, "corpus": str(corpus) if corpus else None,
            "feedback": feedback_url(db), "top_k": top_k, "answers": answers, "llm": llm, "blind": blind,
            "max_tokens": max_tokens, "reports": [str(r) for r in reports], "runs_dir": str(runs_dir)}
-    _start_app(cfg, address, port, "app")
+    start_streamlit(cfg, address, port, "app")
 
 
 @app.command("dashboard")
@@ -57,4 +57,4 @@ def dashboard_cmd(reports: List[Path] = REPORTS, runs_dir: Path = RUNS_DIR, db: 
 
     cfg = {"dashboard_only": True, "feedback": feedback_url(db), "reports": [str(r) for r in reports],
            "runs_dir": str(runs_dir)}
-    _start_app(cfg, address, port, "dashboard")
+    start_streamlit(cfg, address, port, "dashboard")

@@ -19,7 +19,7 @@ FORCE = typer.Option(False, "--force", help="replace --out even if it is not a h
 FORCE_FILE = typer.Option(False, "--force", help="replace --out if it exists")
 
 
-def _new_file(out: Path, force: bool) -> None:
+def check_new_file(out: Path, force: bool) -> None:
     """Refuse to replace a file the user did not ask to replace (checked before the work, not after)."""
     if out.is_dir():
         raise HonedError(f"--out {out}: is a folder; give the file to write")
@@ -27,7 +27,7 @@ def _new_file(out: Path, force: bool) -> None:
         raise HonedError(f"--out {out}: exists; choose a new file or pass --force to replace it")
 
 
-def _start_app(cfg: dict, address: str, port: int, what: str) -> None:
+def start_streamlit(cfg: dict, address: str, port: int, what: str) -> None:
     """Start the Streamlit app (app/ui.py) with `cfg` in HONED_APP_CONFIG; returns when the server stops."""
     from honed.app.launch import run_server
 

@@ -8,7 +8,7 @@ import typer
 
 from honed.retriever.extras import require_extra
 
-from .common import FORCE, FORCE_FILE, _new_file, app, console
+from .common import FORCE, FORCE_FILE, app, check_new_file, console
 
 data_app = typer.Typer(help="Build and audit datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -67,7 +67,7 @@ def data_synth(corpus: Path = typer.Option(..., help="BEIR folder or corpus.json
                force: bool = FORCE_FILE) -> None:
     """Synthetic queries from the local LLM, filtered (length, echo, duplicates, round-trip)."""
     require_extra("eval", "honed data synth")
-    _new_file(out, force)
+    check_new_file(out, force)
     from honed.retriever.finetune.gpl import write_synthetic_pairs
 
     stats = write_synthetic_pairs(corpus, out, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,

@@ -11,7 +11,7 @@ from honed.retriever.display import DataTable, shown, styled
 from honed.retriever.errors import HonedError
 from honed.retriever.extras import require_extra
 
-from .common import FEEDBACK_DB, FORCE_FILE, _new_file, app, console
+from .common import FEEDBACK_DB, FORCE_FILE, app, check_new_file, console
 
 feedback_app = typer.Typer(help="Votes from the app: export as training pairs, status and trigger.",
                             no_args_is_help=True)
@@ -30,7 +30,7 @@ def feedback_export(out: Path = typer.Option(..., help="pairs JSONL to write (fe
                                                                      "the median positive"),
                     force: bool = FORCE_FILE) -> None:
     """Votes and clicks → training pairs (votes: up = positive, down = negative; clicks: see `honed.app.clicks`)."""
-    _new_file(out, force)
+    check_new_file(out, force)
     from honed.app.clicks import ClickModel, click_pairs
     from honed.app.feedback import feedback_pairs
     from honed.app.store import FeedbackStore
