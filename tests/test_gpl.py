@@ -49,7 +49,7 @@ def test_adapt_trains_on_synthetic_queries_only_and_reuses_them(tiny_data, tmp_p
 
     # the teacher (this test is the suite's one run of teacher training + MarginMSE distillation)
     t = m["eval"]["teacher"]
-    assert 0 < t["dev_ndcg@10_before"] <= 1 and t["weaker_than_base"] == (t["dev_ndcg@10"] < res.base_dev_ndcg)
+    assert 0 <= t["dev_ndcg@10_before"] <= 1 and t["weaker_than_base"] == (t["dev_ndcg@10"] < res.base_dev_ndcg)
     assert any("loss" in h for h in json.loads((out / "log_history.json").read_text()))
 
     mtime = pairs_file.stat().st_mtime_ns       # the rerun also trains the other way: mnrl, no teacher
