@@ -58,14 +58,14 @@ def package_artifact(index: str | os.PathLike, out: str | os.PathLike, model: st
     """Write a new artifact at `out`: `index`'s documents and vectors, `model` (same weights) or its own,
     and the evaluation summary of `system` in `report`.
 
-    The source is verified in full first (:func:`~retriever.verify.verify_index`): the new artifact's
+    The source is verified in full first (:func:`~retriever.verify.check_index`): the new artifact's
     record vouches only for files that were checked.
     """
     from .models import model_fingerprint
-    from .verify import verify_index
+    from .verify import check_index
 
-    verify_index(index, full=True)
     src = load_index(index, mmap=False)
+    check_index(src, full=True)
     evaluation = evaluation_summary(report, system or "tuned", dataset) if report else src.manifest.get("eval")
     model_dir = Path(model) if model else src.model_dir
     enc = _Recorded(src)
@@ -176,10 +176,10 @@ def artifact_info(path: str | os.PathLike) -> dict:
     weights and the store's binding; ``honed index verify`` also checks every row.
     """
     from .ort_encoder import cpu_int8_target
-    from .verify import verify_index
+    from .verify import check_index
 
-    checked = verify_index(path, full=False)
     idx = load_index(path)
+    checked = check_index(idx, full=False)
     meta = idx.store.meta()
     model = idx.model_dir
     onnx = (model / "onnx" / "manifest.json").exists()

@@ -48,7 +48,7 @@ def shown(value) -> str:
     return escape(str(value))
 
 
-# Everything CommonMark, GitHub tables and Streamlit's own syntax (":red[...]" colours, "$" LaTeX) give meaning to.
+# By hand: Streamlit has no public Markdown escape. Everything CommonMark, GitHub tables and Streamlit's own syntax (":red[...]" colours, "$" LaTeX) give meaning to.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 
 

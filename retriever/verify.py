@@ -24,21 +24,28 @@ Example:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from .atomic import read_artifact, verify_artifact
 from .errors import HonedError
-from .index import STORE_FILE, load_index, read_manifest
+from .index import STORE_FILE, load_index
 
 
 def verify_index(path: str | os.PathLike, full: bool = True) -> dict:
     """Check an artifact end to end; return what was checked, or raise a one-line HonedError naming the file."""
+    index = load_index(path, mmap=False)   # opening checks the store's binding and its FAISS file
+    try:
+        return check_index(index, full)
+    finally:
+        index.store.close()
+
+
+def check_index(index, full: bool = True) -> dict:
+    """:func:`verify_index`'s checks on an index already open (``package`` and ``info`` open it once)."""
     from .models import model_fingerprint
 
-    p = Path(path)
-    manifest = read_manifest(p)
+    p, manifest = index.path, index.manifest
     record = read_artifact(p)
     verify_artifact(p)   # a folder without a record passes: the fingerprint below still covers the model
     model_dir = p / manifest["model"]["dir"]
@@ -50,24 +57,19 @@ def verify_index(path: str | os.PathLike, full: bool = True) -> dict:
         raise HonedError(f"{model_dir}: its weights have fingerprint {fp}, the manifest says "
                          f"{manifest['model']['fingerprint']}: the model was changed after the index was built; "
                          "restore it or rebuild the index")
-    index = load_index(p, mmap=False)
-    try:
-        meta = index.store.meta()
-        bound = "artifact_id" in manifest
-        checked = ["record" if record else "no record (written before honed recorded files)",
-                   "model fingerprint", "faiss sha256"]
+    bound = "artifact_id" in manifest
+    checked = ["record" if record else "no record (written before honed recorded files)",
+               "model fingerprint", "faiss sha256"]
+    if bound:
+        checked.append("store bound to manifest and model")
+    if full:
         if bound:
-            checked.append("store bound to manifest and model")
-        if full:
-            if bound:
-                _check_rows(index, meta)
-                checked.append("rows digest")
-            _check_labels(index)
-            checked.append("faiss labels")
-        return {"path": str(p), "verified": "full" if full else "fast", "documents": len(index),
-                "generation": index.generation, "bound": bound, "checked": checked}
-    finally:
-        index.store.close()
+            _check_rows(index, index.store.meta())
+            checked.append("rows digest")
+        _check_labels(index)
+        checked.append("faiss labels")
+    return {"path": str(p), "verified": "full" if full else "fast", "documents": len(index),
+            "generation": index.generation, "bound": bound, "checked": checked}
 
 
 def _check_rows(index, meta: dict) -> None:

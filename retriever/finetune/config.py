@@ -16,7 +16,6 @@ Example:
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 import types
@@ -141,11 +140,6 @@ def check_config(cfg: FinetuneConfig) -> None:
     use_gradient_cache(cfg.gradient_cache, cfg.loss, "cpu")
 
 
-def finetune_defaults() -> dict:
-    """Every setting's default, by field name (the CLI's flags read theirs from here)."""
-    return {f.name: getattr(FinetuneConfig(), f.name) for f in dataclasses.fields(FinetuneConfig)}
-
-
 def finetune_config(values: dict, where: str = "finetune config", **fixed) -> FinetuneConfig:
     """A :class:`FinetuneConfig` from a mapping (TOML table, overrides): keys and types checked, `fixed` on top."""
     return FinetuneConfig(**{**check_finetune_table(values, where), **fixed})
@@ -175,6 +169,7 @@ def check_finetune_table(values: dict, where: str = "finetune config") -> dict:
     return out
 
 
+# By hand, not pydantic: pydantic is not a base dependency, and the CLI imports this module on every command.
 def _checked(value, hint, where: str):
     """`value` as the field's type allows (an int where a float is wanted; never a bool for a number)."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
