@@ -59,8 +59,8 @@ def markdown_literal(value) -> str:
     that sit inside a formatted line.
 
     Example:
-        >>> markdown_literal("[Company] *draft*")
-        '\\[Company\\] \\*draft\\*'
+        >>> print(markdown_literal("[Company] *draft*"))
+        \\[Company\\] \\*draft\\*
     """
     return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
 
