@@ -94,8 +94,10 @@ def exported(tmp_path_factory, scifact_slice):
     return model, data, man
 
 
-# a real fine-tune small enough for a test (seconds per step on 2 cores)
-TINY = dict(max_steps=4, batch_size=8, eval_steps=2, max_mine_docs=150, dev_max_docs=60, patience=5)
+# a real fine-tune small enough for a test (about a second per step on 2 cores): 128 tokens, not the
+# default 256, halves every encode and step; sentence-transformers 6 keeps the limit in tokenizer_config.json
+TINY = dict(max_steps=4, batch_size=8, eval_steps=2, max_mine_docs=150, dev_max_docs=60, patience=5,
+            max_seq_length=128)
 
 
 @pytest.fixture(scope="session")
@@ -123,8 +125,7 @@ def tuned_run(tmp_path_factory, tiny_data):
     from honed.retriever.finetune import FinetuneConfig, finetune
 
     out = tmp_path_factory.mktemp("tuned") / "run"
-    # 128 tokens, not the default 256: sentence-transformers 6 keeps the limit in tokenizer_config.json
-    finetune(FinetuneConfig(data=str(tiny_data), out=str(out), track=False, **{**TINY, "max_seq_length": 128}))
+    finetune(FinetuneConfig(data=str(tiny_data), out=str(out), track=False, **TINY))
     return out
 
 

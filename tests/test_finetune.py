@@ -174,7 +174,7 @@ def test_resume_after_kill(tiny_data, tmp_path):
     work = tmp_path / "runs" / ".resumable.work" / "checkpoints"
     args = [sys.executable, "-m", "honed.app.cli", "finetune", "--data", str(tiny_data), "--out", str(out),
             "--max-steps", "8", "--batch-size", "8", "--eval-steps", "2", "--max-mine-docs", "150",
-            "--dev-max-docs", "60", "--patience", "9", "--no-track", "--num-negatives", "0"]
+            "--dev-max-docs", "60", "--patience", "9", "--no-track", "--num-negatives", "0", "--max-seq-length", "128"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=Path(__file__).resolve().parents[1])
     deadline = time.time() + 400

@@ -174,7 +174,8 @@ def test_llm_url_generates_through_an_openai_compatible_server(llama_server, tmp
     import os
 
     out = tmp_path / "report"
-    run = subprocess.run([sys.executable, "-m", "honed.app.cli", "eval", "rag", "--data", str(CUAD_QA),
+    qa = _qa_slice(tmp_path / "qa", ["dgt-law"])      # one contract's passages: the answer is the point here
+    run = subprocess.run([sys.executable, "-m", "honed.app.cli", "eval", "rag", "--data", str(qa),
                           "--system", "base=minilm", "--n", "1", "--llm", f"{llama_server}#qwen", "--out", str(out)],
                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "HONED_CACHE_DIR": str(tmp_path / "cache")})
@@ -201,24 +202,28 @@ def test_synthetic_queries_from_an_openai_compatible_server(llama_server, minilm
     assert all(p.source == "synthetic" and p.positive_id in docs for p in pairs)
 
 
+def _qa_slice(root: Path, keep_q: list[str]) -> Path:
+    """The shipped QA set cut to `keep_q` and the passages of their contracts (metadata kept)."""
+    from honed.retriever.data import write_beir
+
+    ds = load_beir(CUAD_QA, "test")
+    contracts = {ds.corpus[d]["metadata"]["contract"] for q in keep_q for d in ds.qrels[q]}
+    corpus = {d: doc for d, doc in ds.corpus.items() if doc["metadata"]["contract"] in contracts}
+    write_beir(root, corpus, {q: ds.queries[q] for q in keep_q}, {"test": {q: ds.qrels[q] for q in keep_q}})
+    rows = [json.loads(line) for line in (root / "queries.jsonl").read_text().splitlines()]
+    (root / "queries.jsonl").write_text("".join(
+        json.dumps({**r, "metadata": ds.query_metadata[r["_id"]]}) + "\n" for r in rows))
+    return root
+
+
 @pytest.mark.slow
 def test_paired_comparison_of_two_real_retrievers_on_the_shipped_qa_set(tmp_path):
     """Two retrievers (MiniLM, mpnet) through the same questions: per-metric paired tests, plots, decisions."""
     pytest.importorskip("llama_cpp")
     from honed.rag_eval.rag import evaluate_rag
-    from honed.retriever.data import write_beir
 
     # three contracts' passages and their questions keep the encoding short; two are yes/no questions
-    ds = load_beir(CUAD_QA, "test")
-    keep_q = ["dgt-cap", "dgt-law", "tripath-compete"]
-    contracts = {ds.corpus[d]["metadata"]["contract"] for q in keep_q for d in ds.qrels[q]}
-    corpus = {d: doc for d, doc in ds.corpus.items() if doc["metadata"]["contract"] in contracts}
-    root = tmp_path / "qa"
-    write_beir(root, corpus, {q: ds.queries[q] for q in keep_q}, {"test": {q: ds.qrels[q] for q in keep_q}})
-    rows = [json.loads(line) for line in (root / "queries.jsonl").read_text().splitlines()]
-    (root / "queries.jsonl").write_text("".join(
-        json.dumps({**r, "metadata": ds.query_metadata[r["_id"]]}) + "\n" for r in rows))
-
+    root = _qa_slice(tmp_path / "qa", ["dgt-cap", "dgt-law", "tripath-compete"])
     doc = evaluate_rag(root, {"minilm": "minilm", "mpnet": "mpnet"}, n=3, out=tmp_path / "report",
                        index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1)
     assert doc["baseline"] == "minilm" and doc["with_reference"] == 3 and doc["with_decision"] == 2

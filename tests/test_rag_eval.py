@@ -24,8 +24,15 @@ def slice_dir(tmp_path_factory, scifact_slice):
     return root
 
 
-def test_real_llm_metrics_and_cache(slice_dir, tmp_path):
-    kw = dict(n=2, index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1)
+@pytest.fixture(scope="module")
+def llm_cache_dir(tmp_path_factory):
+    """One LLM cache for this module: the calibration test's single sample is the metrics test's first one,
+    so it is answered and judged once (the calibration items are what that test is about)."""
+    return tmp_path_factory.mktemp("llm-cache")
+
+
+def test_real_llm_metrics_and_cache(slice_dir, llm_cache_dir, tmp_path):
+    kw = dict(n=2, index_dir=tmp_path / "idx", cache_path=llm_cache_dir / "llm-cache.sqlite", sanity_pairs=1)
     doc = evaluate_rag(slice_dir, {"base": "minilm"}, out=tmp_path / "report", **kw)
     s = doc["systems"]["base"]
     assert len(s["samples"]) == 2 and all(x["answer"] for x in s["samples"])
@@ -115,7 +122,7 @@ def test_greedy_grammar_sampler_gives_the_full_vocabulary_result():
     assert NLIStatementOutput.model_validate_json(outs[1]).statements
 
 
-def test_eval_rag_prints_the_judges_agreement_on_the_shipped_calibration_set(slice_dir, tmp_path):
+def test_eval_rag_prints_the_judges_agreement_on_the_shipped_calibration_set(slice_dir, llm_cache_dir, tmp_path):
     """`honed eval rag` scores the real judge on (a slice of) the shipped calibration set, prints and reports it."""
     import os
     import subprocess
@@ -126,7 +133,7 @@ def test_eval_rag_prints_the_judges_agreement_on_the_shipped_calibration_set(sli
     run = subprocess.run([sys.executable, "-m", "honed.app.cli", "eval", "rag", "--data", str(slice_dir),
                           "--system", "base=minilm", "--n", "1", "--calibration-n", "4", "--out", str(out)],
                          cwd=repo, capture_output=True, text=True, timeout=900,
-                         env={**os.environ, "HONED_CACHE_DIR": str(tmp_path / "cache")})
+                         env={**os.environ, "HONED_CACHE_DIR": str(llm_cache_dir)})
     assert run.returncode == 0, run.stderr[-2000:]
     assert "judge agreement with 4 human labels (datasets/judge-calibration)" in run.stdout, run.stdout
     cal = json.loads((out / "report.json").read_text())["judge_calibration"]
