@@ -182,6 +182,12 @@ class FeedbackStore:
                                 .order_by(self.votes.c.id)).mappings().all()
         return [{**r, "shown": json.loads(r["shown"] or "{}")} for r in rows]
 
+    def logged_queries(self) -> list[str]:
+        """Every distinct query users sent: voted on in the app or served by the endpoint (oldest first)."""
+        seen = [r["query"] for r in self.rows(self._sa.select(self.votes.c.query).order_by(self.votes.c.id))]
+        seen += [r["query"] for r in self.rows(self._sa.select(self.impressions.c.query))]
+        return list(dict.fromkeys(q for q in seen if q))
+
     def latest_votes(self, after_id: int = 0) -> list[dict]:
         """The effective votes: the last row per (session, query, system, target, doc)."""
         latest: dict[tuple, dict] = {}

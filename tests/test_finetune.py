@@ -106,7 +106,7 @@ def test_mined_negatives_respect_the_false_negative_guard(tiny_data, minilm):
         assert float(_scores(minilm, t.query, t.negatives)[0]) <= (1 - margin) * median + 1e-4
 
 
-def test_queries_with_many_positives_still_get_hard_negatives(minilm):
+def test_queries_with_many_positives_still_get_hard_negatives(minilm, tmp_path):
     """cuad-clauses trains with a median of 24 positives per query. Guarded against each pair's own
     positive (sentence-transformers' per-pair relative_margin), the pairs of weak positives find no
     candidate in the top 50 at all; the per-query median guard gives nearly every pair a hard negative."""
@@ -132,7 +132,9 @@ def test_queries_with_many_positives_still_get_hard_negatives(minilm):
     per_pair_missing = 1 - len(per_pair) / len(pairs)
 
     stats: dict = {}
-    triples = mine_negatives(pairs, corpus, minilm, num_negatives=1, relative_margin=0.05, stats=stats)
+    cache = str(tmp_path / "mining-cache")
+    triples = mine_negatives(pairs, corpus, minilm, num_negatives=1, relative_margin=0.05, stats=stats,
+                             cache_folder=cache)
     assert stats["positives_per_query_median"] >= 20
     assert per_pair_missing > 0.3, per_pair_missing             # the failure this guard fixes is real here
     assert stats["random_fallback_rate"] < 0.10, stats
@@ -148,6 +150,30 @@ def test_queries_with_many_positives_still_get_hard_negatives(minilm):
     for q in positives:
         median = float(np.median(_scores(minilm, q, positives[q])))
         assert max(_scores(minilm, q, sorted(negs[q]))) <= 0.95 * median + 1e-4
+
+    # confusable negatives (same embeddings, from the cache): the clause types the base model confuses
+    # with the query's come first in each pool, still under the guard
+    from honed.retriever.data.concepts import concept_labels
+
+    labels = concept_labels(train)
+    concepts = ({train.queries[q]: c for q, c in labels.query.items()},
+                {doc_text(train.corpus[d]): cs for d, cs in labels.docs.items()})
+    plain = {**stats}
+    stats = {}
+    confusable = mine_negatives(pairs, corpus, minilm, num_negatives=1, relative_margin=0.05, stats=stats,
+                                cache_folder=cache, concepts=concepts)
+    c = stats["confusable"]
+    assert c["labelled_queries"] == len(labels.query) and c["top_confused"] and c["top_confused"][0]["rate"] > 0
+    from honed.retriever.finetune.mining import confusable_stats
+    confused = {}
+    for row in c["top_confused"]:
+        confused.setdefault(row["concept"], {})[row["confused_with"]] = row["rate"]
+    share = {name: confusable_stats(t, concepts, confused)["negatives_of_confused_concepts"]
+             for name, t in (("hard", triples), ("confusable", confusable))}
+    assert share["confusable"] > share["hard"], share
+    assert stats["random_fallback_rate"] <= plain["random_fallback_rate"] + 0.01
+    for t in confusable:
+        assert t.negatives[0] not in positives[t.query]
 
 
 def test_eval_queries_in_training_data_are_refused(tiny_data, tmp_path):

@@ -58,6 +58,10 @@ def finetune_cmd(
     num_negatives: int = typer.Option(FT.num_negatives, help="mined hard negatives per pair (0 = in-batch only)"),
     relative_margin: float = typer.Option(FT.relative_margin, help="false-negative guard"),
     bm25_negatives: bool = typer.Option(FT.bm25_negatives, help="add BM25 candidates to the mined negatives"),
+    negatives: str = typer.Option(FT.negatives, help="hard | confusable: put first the mined negatives of the "
+                                                      "concepts the base model confuses with the query's"),
+    concepts: str = typer.Option(FT.concepts, help="concept labels for --negatives confusable: auto, query:FIELD, "
+                                                    "doc:FIELD, id:REGEX or clusters[:K]"),
     max_mine_docs: int = typer.Option(FT.max_mine_docs, help="mining corpus size (positives + random)"),
     mine_max_seq_length: int = typer.Option(FT.mine_max_seq_length, help="passage length (tokens) when mining; 0 = as trained"),
     teacher: Optional[str] = typer.Option(FT.teacher, help="train a cross-encoder teacher from this base (minilm | mpnet)"),

@@ -247,8 +247,9 @@ def load_beir(path: str | os.PathLike, split: str = "test") -> BeirDataset:
 
 
 def write_beir(out: str | os.PathLike, corpus: dict[str, dict], queries: dict[str, str],
-               qrels: dict[str, dict[str, dict[str, int]]]) -> None:
-    """Write a BEIR folder; `qrels` maps split name → qrels. Files are written atomically."""
+               qrels: dict[str, dict[str, dict[str, int]]], query_metadata: dict[str, dict] | None = None) -> None:
+    """Write a BEIR folder; `qrels` maps split name → qrels; `query_metadata` (query id → object, such as
+    ``{"category": …}``) goes to each query's ``metadata``. Files are written atomically."""
     out = Path(out)
     lines = []
     for did, doc in corpus.items():
@@ -257,8 +258,10 @@ def write_beir(out: str | os.PathLike, corpus: dict[str, dict], queries: dict[st
             row["metadata"] = doc["metadata"]
         lines.append(json.dumps(row, ensure_ascii=False, sort_keys=True))
     atomic_write_text(out / "corpus.jsonl", "\n".join(lines) + "\n")
+    meta = query_metadata or {}
     atomic_write_text(out / "queries.jsonl", "\n".join(
-        json.dumps({"_id": q, "text": t}, ensure_ascii=False) for q, t in queries.items()) + "\n")
+        json.dumps({"_id": q, "text": t, **({"metadata": meta[q]} if meta.get(q) else {})}, ensure_ascii=False)
+        for q, t in queries.items()) + "\n")
     for split, rel in qrels.items():
         rows = ["query-id\tcorpus-id\tscore"] + [
             f"{q}\t{d}\t{g}" for q, docs in rel.items() for d, g in docs.items()]

@@ -220,7 +220,9 @@ def build_cuad(source: str | Path, out: str | Path, n_train: int = 120, n_test: 
                 if rel_by_cat[cat]:
                     qrels[qid] = dict(sorted(rel_by_cat[cat].items()))
                     queries[qid] = qtext
-            write_beir(tmp / split, corpus, queries, {split: qrels})
+            # the category is each query's concept label (`honed diagnose` groups its confusions by it)
+            write_beir(tmp / split, corpus, queries, {split: qrels},
+                       query_metadata={q: {"category": query_category(q)} for q in queries})
             stats[split] = {
                 "contracts": len(contracts), "passages": len(corpus), "queries": len(queries),
                 "judgements": sum(len(r) for r in qrels.values()),

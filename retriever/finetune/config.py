@@ -26,6 +26,7 @@ from pathlib import Path
 from ..errors import HonedError
 
 LOSSES = ("mnrl", "cached-mnrl", "matryoshka", "distill")
+NEGATIVES = ("hard", "confusable")
 
 
 @dataclass
@@ -53,6 +54,10 @@ class FinetuneConfig:
     num_negatives: int = 1             # 0 = in-batch negatives only
     relative_margin: float = 0.05
     bm25_negatives: bool = True
+    negatives: str = "hard"            # hard | confusable: put first the mined negatives of the concepts the base
+    #                                    model confuses with the query's (labels: `concepts`; finetune/mining.py)
+    concepts: str = "auto"             # concept labels of the train split for confusable negatives: auto,
+    #                                    query:FIELD, doc:FIELD, id:REGEX or clusters[:K] (retriever/data/concepts.py)
     max_mine_docs: int = 4000          # mining corpus: all positives + random passages up to this
     mine_max_seq_length: int = 128     # mining only ranks candidates: half the tokens, ~2x faster encoding
     teacher: str | None = None         # "minilm" | "mpnet" | a folder: train a cross-encoder teacher
@@ -136,6 +141,16 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise HonedError("--loss distill needs --teacher (minilm | mpnet | a cross-encoder folder)")
     if cfg.loss == "distill" and cfg.num_negatives < 1:
         raise HonedError("--loss distill needs --num-negatives ≥ 1 (triples to score)")
+    if cfg.negatives not in NEGATIVES:
+        raise HonedError(f"--negatives must be one of {', '.join(NEGATIVES)}, got {cfg.negatives!r}")
+    if cfg.negatives == "confusable":
+        from ..data.concepts import parse_concepts
+
+        parse_concepts(cfg.concepts)
+        if not cfg.data:
+            raise HonedError("--negatives confusable needs --data (its train split's concept labels)")
+        if cfg.num_negatives < 1:
+            raise HonedError("--negatives confusable needs --num-negatives ≥ 1 (mined negatives to choose)")
     use_checkpointing(cfg.gradient_checkpointing, "cpu")
     use_gradient_cache(cfg.gradient_cache, cfg.loss, "cpu")
 

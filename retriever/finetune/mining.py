@@ -43,7 +43,8 @@ from .pairs import Pair
 def mine_negatives(pairs: list[Pair], corpus: dict[str, str], encoder, num_negatives: int = 1,
                    range_max: int = 50, relative_margin: float = 0.05, bm25: bool = True,
                    seed: int = 42, cache_folder: str | None = None,
-                   max_seq_length: int | None = None, stats: dict | None = None) -> list[Pair]:
+                   max_seq_length: int | None = None, stats: dict | None = None,
+                   concepts: tuple[dict[str, str], dict[str, tuple[str, ...]]] | None = None) -> list[Pair]:
     """Return pairs with ``negatives`` filled: one output pair per (pair, negative).
 
     Args:
@@ -60,6 +61,9 @@ def mine_negatives(pairs: list[Pair], corpus: dict[str, str], encoder, num_negat
             so shorter passages cost little and halve the encoding time.
         stats: if given, filled with counts: pairs, queries, positives per query (median, max),
             candidates guarded out, pairs that fell back to a random negative and their rate.
+        concepts: (query text → concept, passage text → concepts) for *confusable* negatives: each
+            query's pool puts first the candidates of the concepts the base model confuses with the
+            query's (:func:`base_confusions`), hardest first within each; the guard applies as before.
     """
     if max_seq_length and max_seq_length < encoder.max_seq_length:
         # its own instance at the shorter length (cached by length): the caller's encoder is shared, never changed
@@ -68,10 +72,11 @@ def mine_negatives(pairs: list[Pair], corpus: dict[str, str], encoder, num_negat
         encoder = load_encoder(encoder.path, batch_size=encoder.batch_size, max_seq_length=max_seq_length,
                                backend="torch", device=encoder.device)
     return _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache_folder,
-                 stats if stats is not None else {})
+                 stats if stats is not None else {}, concepts)
 
 
-def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache_folder, stats):
+def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache_folder, stats,
+          concepts=None):
     import tempfile
 
     from datasets import Dataset
@@ -123,12 +128,15 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
     for p in pairs:
         n_pairs_of[p.query] = n_pairs_of.get(p.query, 0) + 1
     corpus_matrix = functools.cache(lambda: np.stack([emb[t] for t in texts]))   # built only if a pool is deepened
+    confused = base_confusions(queries, dense, *concepts) if concepts else None
     pools, ceilings, guarded, deepened = {}, {}, 0, 0
     for q in queries:
         ceilings[q] = guard_ceiling(emb, qvec[q], positives_of[q], relative_margin)
         pools[q], n_guarded, deep = _query_pool(
             dense.get(q, []), lexical.get(q, []), set(positives_of[q]), emb, qvec[q], ceilings[q],
             want=min(range_max, n_pairs_of[q] * num_negatives), texts=texts, corpus_matrix=corpus_matrix)
+        if confused is not None:
+            pools[q] = prefer_confusable(pools[q], concepts[0].get(q), concepts[1], confused)
         guarded, deepened = guarded + n_guarded, deepened + deep
 
     rng = np.random.default_rng(seed)
@@ -152,7 +160,48 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
     stats.update({"corpus": len(corpus), "pairs": len(pairs), "queries": len(queries), "positives_per_query_median": float(np.median(n_pos)),
                   "positives_per_query_max": int(max(n_pos)), "guarded_out": guarded, "queries_deepened": deepened,
                   "random_fallback": n_fallback, "random_fallback_rate": round(n_fallback / max(len(pairs), 1), 4)})
+    if confused is not None:
+        stats["confusable"] = confusable_stats(out, concepts, confused)
     return out
+
+
+def base_confusions(queries: list[str], dense: dict[str, list[str]], query_concept: dict[str, str],
+                    doc_concepts: dict[str, tuple[str, ...]], depth: int = 10) -> dict[str, dict[str, float]]:
+    """concept → {other concept: share of its queries with a passage of that concept among the base model's
+    `depth` best non-positive candidates}: what the base model confuses, read off the ranking mining made anyway."""
+    hits: dict[str, dict[str, int]] = {}
+    n: dict[str, int] = {}
+    for q in queries:
+        c = query_concept.get(q)
+        if c is None:
+            continue
+        n[c] = n.get(c, 0) + 1
+        seen = {o for t in dense.get(q, [])[:depth] if c not in doc_concepts.get(t, ())
+                for o in doc_concepts.get(t, ())}
+        for o in seen:
+            hits.setdefault(c, {})[o] = hits.setdefault(c, {}).get(o, 0) + 1
+    return {c: {o: k / n[c] for o, k in other.items()} for c, other in hits.items()}
+
+
+def prefer_confusable(pool: list[str], concept: str | None, doc_concepts: dict[str, tuple[str, ...]],
+                      confused: dict[str, dict[str, float]]) -> list[str]:
+    """The pool reordered: candidates of the concepts most confused with `concept` first (by rate), then the
+    rest; the sort is stable, so the hardest stays first within each rate."""
+    rates = confused.get(concept, {}) if concept is not None else {}
+    if not rates:
+        return pool
+    return sorted(pool, key=lambda t: -max((rates.get(o, 0.0) for o in doc_concepts.get(t, ())), default=0.0))
+
+
+def confusable_stats(triples: list[Pair], concepts, confused: dict[str, dict[str, float]]) -> dict:
+    """How many chosen negatives belong to a concept the base model confuses with the query's, and the top pairs."""
+    query_concept, doc_concepts = concepts
+    hit = sum(1 for t in triples for neg in t.negatives
+              if any(confused.get(query_concept.get(t.query), {}).get(o, 0) > 0 for o in doc_concepts.get(neg, ())))
+    n = sum(len(t.negatives) for t in triples)
+    top = sorted(((r, c, o) for c, other in confused.items() for o, r in other.items()), reverse=True)[:5]
+    return {"negatives_of_confused_concepts": round(hit / max(n, 1), 4), "labelled_queries": len(query_concept),
+            "top_confused": [{"concept": c, "confused_with": o, "rate": round(r, 4)} for r, c, o in top]}
 
 
 def _check_memory(n_texts: int, dim: int, n_queries: int, depth: int, avg_chars: float) -> None:

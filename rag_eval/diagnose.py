@@ -1,0 +1,361 @@
+"""Why a tuned retriever disappoints: a structured diagnosis with ranked findings, each with its evidence and a command.
+
+The order an expert follows when tuning does not pay off:
+
+1. **data**: do the test queries look like the training queries, and like the queries users
+   really send (logged in the feedback store)? Do train and test share queries? Are labels
+   noisy (judged passages the model ranks far down, unjudged passages it puts first)?
+2. **evaluation**: which queries the tuned model wins and loses against the baseline, which
+   concepts it confuses (:mod:`rag_eval.confusion`), what it does out of domain;
+3. **model**: the training curve (still rising at the end: too few steps; peaked and fell:
+   overfitting) and forgetting.
+
+Every finding carries a severity (0–1, from the size of the effect and its significance), the
+numbers behind it, and the command that acts on it. The report (``diagnosis.md``, ``.json``,
+PNGs) lists them most severe first.
+
+Example:
+    >>> from honed.rag_eval.diagnose import diagnose
+    >>> doc = diagnose("datasets/cuad-clauses", "runs/demo", out="reports/diagnose")  # doctest: +SKIP
+    >>> doc["findings"][0]["title"]                                                     # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from honed.retriever.atomic import atomic_dir, check_writable
+from honed.retriever.data.beir import doc_text
+from honed.retriever.data.concepts import concept_labels, parse_concepts
+from honed.retriever.errors import HonedError
+
+from .audit import find_leaks, load_splits
+from .beir_eval import evaluate_systems, parse_system
+from .confusion import compare_confusions, concept_confusions, confusion_markdown, plot_confusions
+from .report import report_dict
+
+AREAS = ("data", "evaluation", "model")
+
+
+def finding(area: str, severity: float, title: str, evidence: dict, action: str, detail: str = "") -> dict:
+    """One ranked finding: what is wrong, how sure (0–1), the numbers, and the command that acts on it."""
+    return {"area": area, "severity": round(float(np.clip(severity, 0.0, 1.0)), 3), "title": title,
+            "detail": detail, "evidence": evidence, "action": action}
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def query_shift(reference: list[str], queries: list[str], ref_vecs: np.ndarray, vecs: np.ndarray) -> dict:
+    """How unlike `reference` the `queries` are: length, vocabulary and embedding distance.
+
+    ``nearest_cosine_p50``: the median, over `queries`, of the cosine to the closest reference
+    query; ``centroid_cosine``: cosine between the two sets' mean embeddings (1.0: same centre).
+    """
+    vocab = {w for q in reference for w in _words(q)}
+    toks = [w for q in queries for w in _words(q)]
+    nearest = (vecs @ ref_vecs.T).max(axis=1) if len(vecs) and len(ref_vecs) else np.array([0.0])
+    a, b = ref_vecs.mean(axis=0), vecs.mean(axis=0)
+    return {"n": len(queries), "reference_n": len(reference),
+            "words_p50": float(np.median([len(_words(q)) for q in queries])) if queries else 0.0,
+            "reference_words_p50": float(np.median([len(_words(q)) for q in reference])) if reference else 0.0,
+            "vocabulary_covered": round(sum(w in vocab for w in toks) / max(len(toks), 1), 4),
+            "nearest_cosine_p50": round(float(np.median(nearest)), 4),
+            "centroid_cosine": round(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)), 4)}
+
+
+def _shift_severity(s: dict) -> float:
+    # A test set paraphrasing the training queries sits at nearest ≈ 0.8+, vocabulary ≈ 0.9+;
+    # real user queries far from both are what a tuned model was not taught.
+    return float(np.clip((0.75 - s["nearest_cosine_p50"]) * 2 + (0.8 - s["vocabulary_covered"]), 0, 1))
+
+
+def label_noise_hints(ds, run: dict, depth: int = 100) -> dict:
+    """Judged positives the model does not retrieve in its top `depth`, and unjudged passages it ranks
+    first above every positive (likely unlabelled positives: a judgement to check, not an error)."""
+    missed, first_unjudged = [], []
+    positives = 0
+    for q, rel in ds.qrels.items():
+        pos = {d for d, g in rel.items() if g > 0}
+        positives += len(pos)
+        ranked = sorted(run.get(q, {}).items(), key=lambda kv: -kv[1])[:depth]
+        got = {d for d, _ in ranked}
+        missed += [{"query": q, "query_text": ds.queries[q], "doc": d, "doc_text": doc_text(ds.corpus[d])[:200]}
+                   for d in sorted(pos - got) if d in ds.corpus]
+        if ranked and ranked[0][0] not in rel:
+            d = ranked[0][0]
+            first_unjudged.append({"query": q, "query_text": ds.queries[q], "doc": d,
+                                   "doc_text": doc_text(ds.corpus[d])[:200] if d in ds.corpus else ""})
+    return {"positives": positives, "missed_at_depth": len(missed), "depth": depth,
+            "missed_rate": round(len(missed) / max(positives, 1), 4), "missed_examples": missed[:5],
+            "unjudged_first": len(first_unjudged), "unjudged_first_rate":
+                round(len(first_unjudged) / max(len(ds.qrels), 1), 4), "unjudged_first_examples": first_unjudged[:5]}
+
+
+def training_curve(run_dir: Path) -> dict | None:
+    """The run's dev nDCG@10 by step (from ``log_history.json``), and what its shape says."""
+    hist_file, man_file = run_dir / "log_history.json", run_dir / "honed.json"
+    if not hist_file.exists() or not man_file.exists():
+        return None
+    man = json.loads(man_file.read_text(encoding="utf-8"))
+    points = [(h["step"], h["eval_dev_cosine_ndcg@10"]) for h in json.loads(hist_file.read_text(encoding="utf-8"))
+              if "eval_dev_cosine_ndcg@10" in h and "step" in h]
+    base = (man.get("eval") or {}).get("base_dev_ndcg@10")
+    if not points:
+        return None
+    steps, vals = zip(*points)
+    best = int(np.argmax(vals))
+    return {"steps": list(steps), "dev_ndcg@10": [round(v, 4) for v in vals], "base_dev_ndcg@10": base,
+            "best_step": steps[best], "best": round(vals[best], 4), "last": round(vals[-1], 4),
+            "still_rising": len(vals) >= 2 and best == len(vals) - 1 and vals[-1] - vals[-2] > 0.005,
+            "fell_after_best": round(vals[best] - vals[-1], 4),
+            "data": man.get("data", {}).get("path") or man.get("params", {}).get("data"),
+            "lr": man.get("params", {}).get("lr"), "max_steps": man.get("params", {}).get("max_steps")}
+
+
+def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out: str | os.PathLike = "reports/diagnose",
+             concepts: str = "auto", also: list[str] | tuple = (), ood: list[str] | tuple = (),
+             logged_queries: list[str] | None = None, index_dir: str | os.PathLike = "indexes",
+             force: bool = False) -> dict:
+    """Diagnose `model` (a run folder or any model) against `baseline` on `data` (train + test splits);
+    `also` are more in-domain test sets (such as a QA set of the same domain), `ood` out-of-domain ones,
+    `logged_queries` the queries users sent (from the feedback store). Writes diagnosis.md/.json + PNGs."""
+    from honed.retriever.encoder import load_encoder
+
+    t0 = time.perf_counter()
+    parse_concepts(concepts)                # a malformed rule fails now, not after the evaluation
+    check_writable(out, "diagnosis", force)
+    splits = load_splits(data)
+    if "test" not in splits:
+        raise HonedError(f"{data}: honed diagnose needs a test split (qrels/test.tsv)")
+    systems = [parse_system(f"base={baseline}"), parse_system(f"tuned={model}")]
+    results = evaluate_systems([str(data), *map(str, also)], systems, split="test", index_dir=index_dir,
+                               ood=list(ood))
+    doc = report_dict(results, baseline="base")
+    enc = load_encoder(baseline)
+    findings: list[dict] = []
+    evidence: dict = {"data": str(data), "model": model, "baseline": baseline}
+
+    # 1. data ------------------------------------------------------------------------------------
+    test = splits["test"]
+    train = splits.get("train")
+    test_q = list(test.queries.values())
+    test_vecs = enc.encode_queries(test_q)
+    if train is not None:
+        train_q = list(train.queries.values())
+        train_vecs = enc.encode_queries(train_q)
+        leaks = find_leaks(train.queries, test.queries, train_vecs, test_vecs)
+        evidence["leakage"] = {k: leaks[k] for k in ("n_test_queries_leaked", "threshold")}
+        if leaks["n_test_queries_leaked"]:
+            n = leaks["n_test_queries_leaked"]
+            findings.append(finding("data", 0.5 + 0.5 * min(1.0, n / max(len(test_q), 1) * 5),
+                                    f"{n} test queries also appear (or nearly) in training",
+                                    {"examples": (leaks["exact"] + leaks["near"])[:3]},
+                                    f"honed data audit {data}",
+                                    "Scores on these queries measure memory, not retrieval."))
+        shift = query_shift(train_q, test_q, train_vecs, test_vecs)
+        evidence["test_vs_train_queries"] = shift
+        if _shift_severity(shift) > 0.2:
+            findings.append(finding("data", _shift_severity(shift), "The test queries do not look like the training queries",
+                                    shift, f"honed data synth --corpus {data} --out pairs/synthetic.jsonl (queries of the kind tested)"))
+    if logged_queries:
+        lq = list(dict.fromkeys(q for q in logged_queries if q.strip()))
+        lv = enc.encode_queries(lq)
+        shift = query_shift(test_q, lq, test_vecs, lv)
+        evidence["logged_vs_test_queries"] = shift
+        sev = _shift_severity(shift)
+        findings.append(finding(
+            "data", sev, "Users' queries do not look like the test queries" if sev > 0.2
+            else "Users' queries look like the test queries", shift,
+            "honed annotate --from-log --data DATA (judge logged queries into a test set that matches use)",
+            f"{len(lq)} distinct logged queries compared with {len(test_q)} test queries."))
+
+    # 2. evaluation -----------------------------------------------------------------------------
+    by_dataset = {}
+    for res in results:
+        d = doc["datasets"][res.name]
+        ds = load_splits(res.path, ("test",))["test"]
+        sig = d["significance"]["tuned"]["NDCG@10"]
+        per_base, per_tuned = d["systems"]["base"]["per_query"], d["systems"]["tuned"]["per_query"]
+        deltas = sorted(((per_tuned[q]["NDCG@10"] - per_base[q]["NDCG@10"], q) for q in per_base if q in per_tuned))
+        losses = [{"query": q, "query_text": ds.queries[q], "base": round(per_base[q]["NDCG@10"], 4),
+                   "tuned": round(per_tuned[q]["NDCG@10"], 4), "delta": round(dlt, 4)}
+                  for dlt, q in deltas[:5] if dlt < 0]
+        entry = {"role": res.role, "n_queries": res.n_queries, "ndcg@10": {
+            "base": d["systems"]["base"]["metrics"]["NDCG@10"], "tuned": d["systems"]["tuned"]["metrics"]["NDCG@10"]},
+            "paired": sig, "worst_losses": losses}
+        lost = sig["delta"] < 0 and (sig["p_value"] < 0.05 or sig["ci_high"] < 0)
+        if res.role == "out-of-domain":
+            if sig["delta"] < -0.01:
+                findings.append(finding(
+                    "model", (0.85 if lost else 0.45) + min(0.15, -sig["delta"]),
+                    f"The tuned model forgets out of domain: {res.name} nDCG@10 {sig['delta']:+.3f}",
+                    {"dataset": res.name, **{k: sig[k] for k in ("delta", "ci_low", "ci_high", "p_value", "n")}},
+                    f"honed merge {model} --out {model}-merged --data {data} --ood {res.path}",
+                    "Merging the tuned weights back toward the base model trades a little in-domain gain for "
+                    "what it forgot; a larger slice makes the check firmer." if not lost else
+                    "Significant: the gain in domain is paid for here."))
+        else:
+            noise = label_noise_hints(ds, res.systems["tuned"].run)
+            entry["label_noise"] = noise
+            if lost:
+                findings.append(finding(
+                    "evaluation", 0.9 + min(0.1, -sig["delta"]),
+                    f"The tuned model loses to the base model on {res.name} (nDCG@10 {sig['delta']:+.3f}, "
+                    f"p {sig['p_value']:.2g})", {"dataset": res.name, "paired": sig, "worst_losses": losses},
+                    f"honed diagnose --data {res.path} --model {model} --concepts doc:FIELD",
+                    "Read the confusions below: which concept wins over the right one."))
+            if noise["unjudged_first_rate"] >= 0.3:
+                findings.append(finding(
+                    "data", 0.2 + 0.4 * noise["unjudged_first_rate"],
+                    f"{noise['unjudged_first_rate']:.0%} of {res.name}'s queries get an unjudged passage first",
+                    {k: noise[k] for k in ("unjudged_first", "unjudged_first_rate", "unjudged_first_examples")},
+                    f"honed annotate --data {res.path} --system tuned={model} (judge the pooled top passages)",
+                    "Either the model is wrong or the judgements are incomplete: unjudged counts as irrelevant."))
+        by_dataset[res.name] = entry
+    evidence["datasets"] = by_dataset
+
+    # confusions on the main set and on every `also` set, each with its own labels
+    confusion = {}
+    plots = []
+    for res in results:
+        if res.role != "in-domain":
+            continue
+        ds = load_splits(res.path, ("test",))["test"]
+        how = concepts if res.path == str(data) else _labels_for(ds)
+        try:
+            labels = concept_labels(ds, how, encoder=enc)
+        except HonedError as e:
+            if res.path == str(data):
+                raise
+            evidence.setdefault("skipped", []).append(f"confusions on {res.name}: {e}")
+            continue
+        by_sys = {s: concept_confusions(ds, res.systems[s].run, labels, res.systems[s].metrics.per_query)
+                  for s in ("base", "tuned")}
+        cmp = compare_confusions(by_sys, "base")
+        confusion[res.name] = {"source": labels.source, "systems": by_sys, "compare": cmp}
+        b, t = by_sys["base"]["confused_rate"], by_sys["tuned"]["confused_rate"]
+        if b is not None and t is not None and t - b >= 0.05:
+            top = cmp["grown"]["tuned"][:3]
+            findings.append(finding(
+                "evaluation", 0.5 + min(0.45, 2 * (t - b)) + (0.05 if res.path != str(data) else 0.0),
+                f"On {res.name} the tuned model confuses {_what(labels.source)} more than the base model: "
+                f"{t:.0%} of queries vs {b:.0%}", {"dataset": res.name, "concepts": labels.source,
+                                                    "confused_rate": {"base": b, "tuned": t}, "pairs_grown": top},
+                f"honed finetune --data {data} --num-negatives 3 (harder negatives: more of the confused concepts)",
+                _confusion_detail(labels.source, top)))
+        elif cmp["top_pairs"]:
+            r = cmp["top_pairs"][0]
+            findings.append(finding(
+                "evaluation", 0.3 * r["tuned"] + 0.1, f"Most confused on {res.name}: {r['concept']} → "
+                f"{r['confused_with']} ({r['base']:.0%} of its queries for the base model, {r['tuned']:.0%} tuned)",
+                {"dataset": res.name, "pair": {k: v for k, v in r.items() if k != "examples"},
+                 "example": r["examples"][:1]},
+                f"honed finetune --data {data} --num-negatives 3"))
+
+    # 3. model ----------------------------------------------------------------------------------
+    curve = training_curve(Path(model)) if Path(model).is_dir() else None
+    evidence["training_curve"] = curve
+    if curve:
+        if curve["still_rising"]:
+            findings.append(finding(
+                "model", 0.35, f"Training stopped while dev nDCG@10 was still rising ({curve['last']:.3f} at step "
+                f"{curve['steps'][-1]})", curve, f"honed finetune --data {curve['data'] or data} --max-steps "
+                f"{2 * curve['steps'][-1]} (or --time-budget)"))
+        elif curve["fell_after_best"] >= 0.01:
+            findings.append(finding(
+                "model", 0.4 + min(0.4, 4 * curve["fell_after_best"]),
+                f"Overfitting: dev nDCG@10 peaked at step {curve['best_step']} ({curve['best']:.3f}) and fell to "
+                f"{curve['last']:.3f}", curve, f"honed finetune --data {curve['data'] or data} --max-steps "
+                f"{curve['best_step']} (or a lower --lr)"))
+
+    order = {a: i for i, a in enumerate(AREAS)}
+    findings.sort(key=lambda f: (-f["severity"], order[f["area"]], f["title"]))
+    result = {"schema": 1, "kind": "diagnosis", "data": str(data), "model": model, "baseline": baseline,
+              "seconds": None, "findings": findings, "evidence": evidence,
+              "confusion": {k: {"source": v["source"], "compare": v["compare"],
+                                "per_concept": {s: v["systems"][s]["per_concept"] for s in v["systems"]},
+                                "confused_rate": {s: v["systems"][s]["confused_rate"] for s in v["systems"]}}
+                            for k, v in confusion.items()}}
+    out = Path(out)
+    with atomic_dir(out, kind="diagnosis", force=force) as tmp:
+        for name, v in confusion.items():
+            fname = f"confusion-{name}.png"
+            plot_confusions(v["systems"], tmp / fname)
+            plots.append(fname)
+        if curve:
+            _plot_curve(curve, tmp / "training-curve.png")
+            plots.append("training-curve.png")
+        result["plots"] = plots
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        (tmp / "diagnosis.json").write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
+        (tmp / "diagnosis.md").write_text(diagnosis_markdown(result, confusion), encoding="utf-8")
+    return result
+
+
+def _labels_for(ds) -> str:
+    """Concepts for an extra in-domain set: its queries' categories, else the passages' `contract`
+    (one document per question, as in a QA set), else clusters."""
+    if sum(1 for q in ds.queries if (ds.query_metadata.get(q) or {}).get("category")) >= 0.8 * len(ds.queries):
+        return "query:category"
+    for field in ("contract", "document", "source"):
+        if any((doc.get("metadata") or {}).get(field) for doc in ds.corpus.values()):
+            return f"doc:{field}"
+    return "clusters"
+
+
+def _what(source: str) -> str:
+    m = re.search(r"metadata '([^']+)'", source)
+    return f"which {m.group(1)} a passage belongs to" if m else "concepts"
+
+
+def _confusion_detail(source: str, top: list[dict]) -> str:
+    if not top:
+        return ""
+    ex = top[0]["examples"][0] if top[0]["examples"] else None
+    said = (f" For example \"{ex['query_text']}\" ({top[0]['concept']}) gets a passage of {top[0]['confused_with']} "
+            f"at rank {ex['rank']}.") if ex else ""
+    return f"Concepts: {source}.{said}"
+
+
+def _plot_curve(curve: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(curve["steps"], curve["dev_ndcg@10"], marker="o", color="#2f6fde", label="tuned (dev)")
+    if curve["base_dev_ndcg@10"] is not None:
+        ax.axhline(curve["base_dev_ndcg@10"], color="#9aa5b1", ls="--", label="base (dev)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("dev nDCG@10")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def diagnosis_markdown(doc: dict, confusion: dict) -> str:
+    from honed.retriever.display import markdown_literal as lit
+
+    lines = [f"# Diagnosis: `{lit(doc['model'])}` vs `{lit(doc['baseline'])}` on {lit(doc['data'])}", "",
+             f"{len(doc['findings'])} findings, most severe first ({doc['seconds']} s).", ""]
+    for i, f in enumerate(doc["findings"], 1):
+        lines += [f"## {i}. {lit(f['title'])}", "",
+                  f"*{f['area']}, severity {f['severity']:.2f}.* {lit(f['detail'])}".rstrip(), "",
+                  f"Act: `{f['action']}`", "", "<details><summary>evidence</summary>", "", "```json",
+                  json.dumps(f["evidence"], indent=1, default=float)[:3000], "```", "</details>", ""]
+    for name, v in confusion.items():
+        lines += [f"## Confusions on {lit(name)}", "", f"![confusions](confusion-{name}.png)", "",
+                  confusion_markdown(v["compare"], v["systems"], v["source"])]
+    if "training-curve.png" in doc.get("plots", []):
+        lines += ["## Training curve", "", "![training curve](training-curve.png)", ""]
+    return "\n".join(lines)
+
