@@ -248,16 +248,15 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
                 f"On {res.name} the tuned model confuses {_what(labels.source)} more than the base model: "
                 f"{t:.0%} of queries vs {b:.0%}", {"dataset": res.name, "concepts": labels.source,
                                                     "confused_rate": {"base": b, "tuned": t}, "pairs_grown": top},
-                f"honed finetune --data {data} --num-negatives 3 (harder negatives: more of the confused concepts)",
-                _confusion_detail(labels.source, top)))
-        elif cmp["top_pairs"]:
-            r = cmp["top_pairs"][0]
+                _confusion_action(labels.source, res.path, str(data), model), _confusion_detail(labels.source, top)))
+        elif by_sys["tuned"]["pairs"]:      # no worse than the base: what the tuned model still confuses most
+            r = by_sys["tuned"]["pairs"][0]
             findings.append(finding(
-                "evaluation", 0.3 * r["tuned"] + 0.1, f"Most confused on {res.name}: {r['concept']} → "
-                f"{r['confused_with']} ({r['base']:.0%} of its queries for the base model, {r['tuned']:.0%} tuned)",
+                "evaluation", 0.1 + 0.3 * r["rate"], f"Still confused on {res.name} ({t:.0%} of queries, base {b:.0%}): "
+                f"{r['concept']} → {r['confused_with']} in {r['queries']} of its {r['of']} queries",
                 {"dataset": res.name, "pair": {k: v for k, v in r.items() if k != "examples"},
                  "example": r["examples"][:1]},
-                f"honed finetune --data {data} --num-negatives 3"))
+                f"honed finetune --data {data} --negatives confusable"))
 
     # 3. model ----------------------------------------------------------------------------------
     curve = training_curve(Path(model)) if Path(model).is_dir() else None
@@ -308,6 +307,15 @@ def _labels_for(ds) -> str:
         if any((doc.get("metadata") or {}).get(field) for doc in ds.corpus.values()):
             return f"doc:{field}"
     return "clusters"
+
+
+def _confusion_action(source: str, path: str, data: str, model: str) -> str:
+    """Confused clause types: aim the negatives at them. Confused *documents* (which contract a passage is
+    from): questions about one document teach the model that the document matters."""
+    if source.startswith("passage metadata"):
+        return (f"honed data synth --corpus {path} --out pairs/{Path(path).name}-questions.jsonl, then "
+                f"honed finetune --data {data} --pairs pairs/{Path(path).name}-questions.jsonl")
+    return f"honed finetune --data {data} --negatives confusable (negatives from the confused concepts)"
 
 
 def _what(source: str) -> str:

@@ -148,3 +148,28 @@ def test_confusable_negatives_settings_are_checked_before_any_work(kw, message, 
     with pytest.raises(HonedError, match=message):
         finetune(FinetuneConfig(**{"data": str(CUAD_CLAUSES), "out": str(tmp_path / "r"), **kw}))
     assert not (tmp_path / "r").exists()
+
+
+def test_hard_slice_keeps_every_gold_passage_and_the_strongest_bm25_distractors(scifact_dir, tmp_path):
+    from honed.retriever.bm25 import bm25_search
+
+    p = subprocess.run([HONED, "data", "slice", "--source", str(scifact_dir), "--out", str(tmp_path / "s"),
+                        "--queries", "10", "--distractors", "2"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    full, cut = load_beir(scifact_dir, "test"), load_beir(tmp_path / "s", "test")
+    qids = sorted(full.qrels)[:10]
+    assert sorted(cut.queries) == qids and cut.qrels == {q: full.qrels[q] for q in qids}
+    run = bm25_search(full.corpus, {q: full.queries[q] for q in qids}, k=60)
+    want = {d for q in qids for d in full.qrels[q]}
+    for q in qids:
+        want |= set([d for d, _ in sorted(run[q].items(), key=lambda kv: -kv[1]) if d not in full.qrels[q]][:2])
+    assert set(cut.corpus) == want and "10 queries" in p.stdout
+    again = subprocess.run([HONED, "data", "slice", "--source", str(scifact_dir), "--out", str(tmp_path / "s")],
+                           capture_output=True, text=True)
+    assert again.returncode == 0      # its own earlier output (a honed dataset folder) is replaced
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    refused = subprocess.run([HONED, "data", "slice", "--source", str(scifact_dir), "--out", str(other)],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "--force" in refused.stderr and (other / "notes.txt").exists()

@@ -32,6 +32,21 @@ def data_build_cuad(source: Path = typer.Option(..., help="CUAD v1 folder (maste
     console.print(f"quotes not located: {stats['quotes_unlocated']}/{stats['quotes_total']}; card: {out / 'README.md'}")
 
 
+@data_app.command("slice")
+def data_slice(source: Path = typer.Option(..., help="BEIR dataset folder to cut from"),
+               out: Path = typer.Option(..., help="output folder"),
+               split: str = typer.Option("test", help="which split's queries"),
+               queries: Optional[int] = typer.Option(None, min=1, help="the first N judged queries (default: all)"),
+               distractors: int = typer.Option(2, min=0, help="unjudged BM25 passages per query, from the whole corpus"),
+               force: bool = FORCE) -> None:
+    """A small slice that stays hard: every gold passage plus each query's top BM25 distractors."""
+    from honed.retriever.data.slices import hard_slice
+
+    s = hard_slice(source, out, split=split, queries=queries, distractors=distractors, force=force)
+    console.print(f"{out}: {s['queries']} queries, {s['passages']} passages ({s['gold']} gold, "
+                  f"{s['distractors']} BM25 distractors) of {s['source_passages']}")
+
+
 @data_app.command("audit")
 def data_audit(data: Path = typer.Argument(..., help="BEIR dataset folder"),
                out: Path = typer.Option(None, help="report folder (default reports/audit-<name>)"),
