@@ -54,6 +54,42 @@ def find_reports(paths: list[str | os.PathLike]) -> list[Report]:
     return sorted(found.values(), key=lambda r: r.doc.get("created", ""), reverse=True)
 
 
+def find_diagnoses(paths: list[str | os.PathLike]) -> list[Report]:
+    """Every readable `honed diagnose` report (diagnosis.json) under `paths`, newest first."""
+    found = []
+    for p in map(Path, paths):
+        for f in ([p] if p.is_file() and p.name == "diagnosis.json" else
+                  sorted(p.rglob("diagnosis.json")) if p.is_dir() else []):
+            try:
+                doc = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and doc.get("kind") == "diagnosis" and isinstance(doc.get("findings"), list):
+                found.append(Report(f, doc))
+    return sorted(found, key=lambda r: r.path.stat().st_mtime, reverse=True)
+
+
+def finding_rows(doc: dict) -> list[dict]:
+    """The diagnosis's findings as table rows, most severe first."""
+    return [{"#": i, "area": f.get("area", ""), "severity": f.get("severity"), "finding": f.get("title", ""),
+             "act": f.get("action", "")} for i, f in enumerate(doc["findings"], 1)]
+
+
+def confusion_rows(doc: dict, dataset: str) -> tuple[list[dict], list[dict]]:
+    """(the pairs the baseline confuses most, with each system's rate; per-concept nDCG@10 by system)."""
+    c = doc["confusion"][dataset]
+    systems = list(c["per_concept"])
+    pairs = [{"query concept": r["concept"], "outranked by": r["confused_with"],
+              **{s: r.get(s) for s in systems},
+              "example query": r["examples"][0]["query_text"] if r.get("examples") else ""}
+             for r in c["compare"]["top_pairs"]]
+    first = c["per_concept"][systems[0]]
+    concepts = [{"concept": k, "queries": v["queries"],
+                 **{f"{s} nDCG@10": c["per_concept"][s].get(k, {}).get("ndcg@10") for s in systems}}
+                for k, v in sorted(first.items())]
+    return pairs, concepts
+
+
 def metric_rows(doc: dict, metrics=HEADLINE) -> list[dict]:
     """One row per (dataset, system) of a BEIR report: metrics, and Δ nDCG@10 vs the baseline with CI and p."""
     rows = []

@@ -76,6 +76,47 @@ def test_dashboard_page_renders(report_dir, tmp_path, monkeypatch):
     assert "relevant (grade 1)" in captions                 # the drill-down marks judged passages
 
 
+def test_dashboard_shows_a_diagnosis_with_its_confusions(report_dir, tmp_path, monkeypatch):
+    """A diagnosis folder (findings, confusions on real cuad-clauses labels) beside a report: its own section."""
+    from streamlit.testing.v1 import AppTest
+
+    from honed.rag_eval.confusion import compare_confusions, concept_confusions, plot_confusions
+    from honed.rag_eval.diagnose import finding
+    from honed.retriever.data import load_beir
+    from honed.retriever.data.concepts import concept_labels
+
+    ds = load_beir(REPO / "datasets" / "cuad-clauses", "test")
+    labels = concept_labels(ds)
+    q = "cap-on-liability-4"
+    rel = sorted(d for d, g in ds.qrels[q].items() if g > 0)[0]
+    other = next(d for d in sorted(labels.docs) if labels.query[q] not in labels.docs[d])
+    by_sys = {"base": concept_confusions(ds, {q: {other: 0.9, rel: 0.5}}, labels, {q: {"NDCG@10": 0.63}}),
+              "tuned": concept_confusions(ds, {q: {rel: 0.9, other: 0.5}}, labels, {q: {"NDCG@10": 1.0}})}
+    diag = tmp_path / "reports" / "diagnose"
+    diag.mkdir(parents=True)
+    plot_confusions(by_sys, diag / "confusion-cuad-clauses.png")
+    doc = {"kind": "diagnosis", "model": "runs/demo", "baseline": "minilm", "data": "datasets/cuad-clauses",
+           "findings": [finding("evaluation", 0.9, "The tuned model confuses which [contract] a passage is from",
+                                {"x": 1}, "honed data synth --corpus datasets/cuad-qa")],
+           "confusion": {"cuad-clauses": {"source": labels.source, "compare": compare_confusions(by_sys, "base"),
+                                          "per_concept": {s: v["per_concept"] for s, v in by_sys.items()}}}}
+    (diag / "diagnosis.json").write_text(json.dumps(doc))
+    monkeypatch.setenv("HONED_APP_CONFIG", json.dumps({"dashboard_only": True,
+                                                       "reports": [str(report_dir), str(tmp_path / "reports")],
+                                                       "runs_dir": str(tmp_path / "runs")}))
+    at = AppTest.from_file(str(REPO / "app" / "ui.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert "Diagnosis and concept confusions" in [h.value for h in at.header]
+    frames = [f.value for f in at.dataframe]
+    findings = next(f for f in frames if "finding" in f.columns)
+    assert findings["finding"].tolist() == ["The tuned model confuses which [contract] a passage is from"]
+    pairs = next(f for f in frames if "outranked by" in f.columns)
+    assert pairs["query concept"].tolist()[0] == "Cap On Liability" and pairs["base"].tolist()[0] == 1.0
+    assert pairs["tuned"].tolist()[0] == 0.0
+    assert any(t.value == f"concepts: {labels.source}" for t in at.text)
+
+
 @pytest.mark.demo
 def test_dashboard_on_the_demo_in_a_real_browser(tmp_path):
     """`make ci-dashboard`: the dashboard on the demo's report (HONED_DEMO_REPORT) and run, screenshot kept."""
@@ -96,6 +137,10 @@ def test_dashboard_on_the_demo_in_a_real_browser(tmp_path):
             page.get_by_text("dev nDCG@10 by step").wait_for(timeout=60_000)     # the demo run's training curve
             page.get_by_text("out-of-domain scifact-slice").first.wait_for(timeout=60_000)
             page.get_by_text("✓ relevant", exact=False).first.wait_for(timeout=60_000)
+            # `make ci-gate` ran `honed diagnose` on the demo into the report folder: its section and heatmap
+            page.get_by_text("Diagnosis and concept confusions").wait_for(timeout=60_000)
+            page.get_by_text("concepts: query metadata 'category'").wait_for(timeout=60_000)
+            page.get_by_role("img", name="confusion-cuad-clauses.png").first.wait_for(timeout=60_000)
             page.wait_for_timeout(3000)                                         # charts and plots finish drawing
             page.screenshot(path=str(report / "dashboard.png"), full_page=True)
             if os.environ.get("HONED_SCREENSHOT"):

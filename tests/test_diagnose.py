@@ -65,7 +65,11 @@ def test_diagnose_writes_ranked_findings_with_evidence_and_commands(tiny_data, t
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert {"confusion-tiny.png", "training-curve.png"} <= set(doc["plots"])
 
-    # the report is never overwritten unasked
-    again = subprocess.run([HONED, "diagnose", "--data", str(tiny_data), "--model", str(tuned_run), "--out", str(out)],
-                           capture_output=True, text=True)
-    assert again.returncode == 2 and "--force" in again.stderr and (out / "diagnosis.json").exists()
+    # a folder that is not a diagnosis is never overwritten unasked, and is refused before any work
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.md").write_text("mine")
+    refused = subprocess.run([HONED, "diagnose", "--data", str(tiny_data), "--model", str(tuned_run),
+                              "--out", str(mine)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--force" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert (mine / "notes.md").read_text() == "mine"

@@ -162,6 +162,8 @@ def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped 
     console.print(f"[bold]Try it:[/] honed search {artifact} \"limitation of liability\"")
     console.print(f"[bold]RAG leg (optional, ~25 min):[/] honed eval rag --data datasets/cuad-qa --system base=minilm "
                   f"--system tuned={run_dir} --n 29 --out reports/rag")
+    console.print(f"[bold]Why it wins or loses (~1 min):[/] honed diagnose --data {data} --model {run_dir} "
+                  "--also datasets/cuad-qa --ood datasets/scifact-ood")
     console.print("[bold]Compare in the app:[/] honed app --baseline indexes/cuad-clauses-test-base "
                   "--candidate indexes/cuad-clauses-test-tuned   (then open http://127.0.0.1:8501)")
     console.print(f"[bold]Results dashboard:[/] honed dashboard --reports {out}   (per-query drill-down, training "

@@ -1,4 +1,4 @@
-"""The results dashboard: model versions, evaluation reports, training curves, feedback, per-query drill-down.
+"""The results dashboard: model versions, evaluation reports, training curves, feedback, diagnoses, drill-down.
 
 Everything it shows comes from :mod:`honed.app.dashboard`; passages and queries are
 shown as plain text (``st.text``, dataframes), never as Markdown or HTML.
@@ -27,8 +27,35 @@ def render(cfg: dict) -> None:
     _curves(db.run_folders(reports, versions))
     if cfg.get("feedback"):
         _feedback(cfg)
+    diagnoses = db.find_diagnoses(cfg.get("reports") or ["reports"])
+    if diagnoses:
+        _diagnoses(diagnoses)
     if beir:
         _drilldown(beir)
+
+
+def _diagnoses(diagnoses) -> None:
+    st.header("Diagnosis and concept confusions")
+    rep = diagnoses[st.selectbox("Diagnosis", range(len(diagnoses)), key="dg_rep",
+                                 format_func=lambda i: f"{diagnoses[i].path.parent.name}: "
+                                                       f"{diagnoses[i].doc.get('model', '?')}")]
+    doc = rep.doc
+    st.caption(f"`{markdown_literal(str(rep.path))}` · {markdown_literal(doc.get('model', ''))} vs "
+               f"{markdown_literal(doc.get('baseline', ''))} on {markdown_literal(doc.get('data', ''))}")
+    st.dataframe(db.finding_rows(doc), hide_index=True)
+    if not doc.get("confusion"):
+        return
+    dataset = st.selectbox("Concept confusions on", list(doc["confusion"]), key="dg_ds")
+    st.text(f"concepts: {doc['confusion'][dataset]['source']}")
+    png = rep.path.parent / f"confusion-{dataset}.png"
+    if png.is_file():
+        st.image(str(png), caption=png.name)
+    pairs, concepts = db.confusion_rows(doc, dataset)
+    st.caption("The pairs the baseline confuses most: share of the concept's queries with a passage of the other "
+               "concept above their first relevant passage")
+    st.dataframe(pairs, hide_index=True)
+    st.caption("nDCG@10 per concept")
+    st.dataframe(concepts, hide_index=True, height=240)
 
 
 def _versions(versions, reports) -> None:
