@@ -140,7 +140,7 @@ def test_dashboard_on_the_demo_in_a_real_browser(tmp_path):
             # `make ci-gate` ran `honed diagnose` on the demo into the report folder: its section and heatmap
             page.get_by_text("Diagnosis and concept confusions").wait_for(timeout=60_000)
             page.get_by_text("concepts: query metadata 'category'").wait_for(timeout=60_000)
-            page.get_by_role("img", name="confusion-cuad-clauses.png").first.wait_for(timeout=60_000)
+            page.get_by_text("confusion-cuad-clauses.png").first.wait_for(timeout=60_000)   # the heatmap's caption
             page.wait_for_timeout(3000)                                         # charts and plots finish drawing
             page.screenshot(path=str(report / "dashboard.png"), full_page=True)
             if os.environ.get("HONED_SCREENSHOT"):
