@@ -93,10 +93,10 @@ ci-gate: models
 	$(BIN)/honed demo --out reports/ci --run-dir runs/ci
 	$(BIN)/honed gate --report reports/ci/report.json --config gate.toml
 	$(BIN)/honed diagnose --data datasets/cuad-clauses --model runs/ci --also datasets/cuad-qa \
-	    --ood tests/fixtures/scifact-slice --out reports/ci/diagnose --force
+	    --ood tests/fixtures/scifact-slice --out reports/ci-diagnose
 
 # The results dashboard on the demo's report and run, in real Chromium (after ci-gate); its screenshot
-# lands in reports/ci/dashboard.png.
+# lands in reports/ci-dashboard.png (beside the report, so a rerun of the demo can replace reports/ci).
 ci-dashboard: browser
 	HONED_DEMO_REPORT=reports/ci HONED_DEMO_RUNS=runs $(BIN)/python -m pytest -q -p no:cacheprovider -m demo \
 	    tests/test_dashboard.py

@@ -126,7 +126,11 @@ def test_dashboard_on_the_demo_in_a_real_browser(tmp_path):
     runs = Path(os.environ.get("HONED_DEMO_RUNS", "runs"))
     if not (report / "report.json").is_file():
         pytest.fail(f"{report}/report.json is missing: run `make ci-gate` (the demo) first")
-    app = StreamlitCli(["dashboard", "--reports", str(report), "--runs-dir", str(runs)], tmp_path / "dash.log")
+    diagnosis = report.parent / f"{report.name}-diagnose"        # `make ci-gate` runs `honed diagnose` into it
+    if not (diagnosis / "diagnosis.json").is_file():
+        pytest.fail(f"{diagnosis}/diagnosis.json is missing: run `make ci-gate` first")
+    app = StreamlitCli(["dashboard", "--reports", str(report), "--reports", str(diagnosis), "--runs-dir", str(runs)],
+                       tmp_path / "dash.log")
     try:
         app.wait_healthy(120)
         with sync_playwright() as pw:
@@ -142,9 +146,11 @@ def test_dashboard_on_the_demo_in_a_real_browser(tmp_path):
             page.get_by_text("concepts: query metadata 'category'").wait_for(timeout=60_000)
             page.get_by_text("confusion-cuad-clauses.png").first.wait_for(timeout=60_000)   # the heatmap's caption
             page.wait_for_timeout(3000)                                         # charts and plots finish drawing
-            page.screenshot(path=str(report / "dashboard.png"), full_page=True)
+            # beside the report folder, not in it: the demo refuses to replace a folder holding files it did not write
+            shot = report.parent / f"{report.name}-dashboard.png"
+            page.screenshot(path=str(shot), full_page=True)
             if os.environ.get("HONED_SCREENSHOT"):
-                shutil.copy(report / "dashboard.png", os.environ["HONED_SCREENSHOT"])
+                shutil.copy(shot, os.environ["HONED_SCREENSHOT"])
             browser.close()
     finally:
         app.stop()
