@@ -164,8 +164,8 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
         if _shift_severity(shift) > 0.2:
             findings.append(finding("data", _shift_severity(shift), "The test queries do not look like the training queries",
                                     shift, f"honed data synth --corpus {data} --out pairs/synthetic.jsonl (queries of the kind tested)"))
-    if logged_queries:
-        lq = list(dict.fromkeys(q for q in logged_queries if q.strip()))
+    lq = list(dict.fromkeys(q for q in logged_queries or [] if q.strip()))
+    if lq:
         lv = enc.encode_queries(lq)
         shift = query_shift(test_q, lq, test_vecs, lv)
         evidence["logged_vs_test_queries"] = shift
@@ -173,7 +173,8 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
         findings.append(finding(
             "data", sev, "Users' queries do not look like the test queries" if sev > 0.2
             else "Users' queries look like the test queries", shift,
-            "honed annotate --from-log --data DATA (judge logged queries into a test set that matches use)",
+            f"honed annotate --set logged --data {data} --system tuned={model} --from-log (judge logged queries "
+            "into a test set that matches use)",
             f"{len(lq)} distinct logged queries compared with {len(test_q)} test queries."))
 
     # 2. evaluation -----------------------------------------------------------------------------
