@@ -22,6 +22,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from honed.retriever.finetune.tracking import training_log as training_curve  # noqa: F401  (the view reads it here)
+
 HEADLINE = ("NDCG@10", "Recall@100", "MRR@10")
 
 
@@ -215,17 +217,6 @@ def run_folders(reports: list[Report], versions: list[dict]) -> dict[str, Path]:
         if v.get("model_dir"):
             out.setdefault(f"v{v['version']}", Path(v["model_dir"]))
     return {k: p for k, p in out.items() if (p / "log_history.json").is_file()}
-
-
-def training_curve(run: str | os.PathLike) -> dict:
-    """A run's training loss and dev nDCG@10 per step, and the base model's dev nDCG@10 (from honed.json)."""
-    run = Path(run)
-    hist = json.loads((run / "log_history.json").read_text(encoding="utf-8"))
-    man = json.loads((run / "honed.json").read_text(encoding="utf-8")) if (run / "honed.json").is_file() else {}
-    return {"loss": [(h["step"], h["loss"]) for h in hist if "loss" in h],
-            "dev_ndcg": [(h["step"], h["eval_dev_cosine_ndcg@10"]) for h in hist if "eval_dev_cosine_ndcg@10" in h],
-            "base_dev_ndcg": (man.get("eval") or {}).get("base_dev_ndcg@10"),
-            "best_step": (man.get("eval") or {}).get("best_step"), "status": man.get("status")}
 
 
 def feedback_evidence(store) -> dict:

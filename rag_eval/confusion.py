@@ -84,9 +84,8 @@ def compare_confusions(by_system: dict[str, dict], baseline: str, top: int = 10)
     """The `top` pairs the baseline confuses most, with every system's rate on each; and the pairs
     another system confuses more than the baseline does (what tuning made worse)."""
     rate = {s: {(p["concept"], p["confused_with"]): p for p in d["pairs"]} for s, d in by_system.items()}
-    order = [k for k in rate[baseline]]
     rows = []
-    for key in order[:top]:
+    for key in list(rate[baseline])[:top]:     # the baseline's pairs, most confused first
         rows.append({"concept": key[0], "confused_with": key[1],
                      **{s: (rate[s][key]["rate"] if key in rate[s] else 0.0) for s in by_system},
                      "examples": rate[baseline][key]["examples"]})

@@ -31,7 +31,7 @@ import numpy as np
 
 from honed.retriever.atomic import atomic_dir, check_writable
 from honed.retriever.data.beir import doc_text
-from honed.retriever.data.concepts import concept_labels, parse_concepts
+from honed.retriever.data.concepts import concept_labels, parse_concepts, queries_carry
 from honed.retriever.errors import HonedError
 
 from .audit import find_leaks, load_splits
@@ -99,24 +99,21 @@ def label_noise_hints(ds, run: dict, depth: int = 100) -> dict:
 
 
 def training_curve(run_dir: Path) -> dict | None:
-    """The run's dev nDCG@10 by step (from ``log_history.json``), and what its shape says."""
-    hist_file, man_file = run_dir / "log_history.json", run_dir / "honed.json"
-    if not hist_file.exists() or not man_file.exists():
+    """The run's dev nDCG@10 by step (its training log), and what its shape says; None without a log."""
+    from honed.retriever.finetune.tracking import training_log
+
+    if not (run_dir / "log_history.json").is_file():
         return None
-    man = json.loads(man_file.read_text(encoding="utf-8"))
-    points = [(h["step"], h["eval_dev_cosine_ndcg@10"]) for h in json.loads(hist_file.read_text(encoding="utf-8"))
-              if "eval_dev_cosine_ndcg@10" in h and "step" in h]
-    base = (man.get("eval") or {}).get("base_dev_ndcg@10")
-    if not points:
+    log = training_log(run_dir)
+    if not log["dev_ndcg"]:
         return None
-    steps, vals = zip(*points)
+    steps, vals = zip(*log["dev_ndcg"])
     best = int(np.argmax(vals))
-    return {"steps": list(steps), "dev_ndcg@10": [round(v, 4) for v in vals], "base_dev_ndcg@10": base,
+    return {"steps": list(steps), "dev_ndcg@10": [round(v, 4) for v in vals], "base_dev_ndcg@10": log["base_dev_ndcg"],
             "best_step": steps[best], "best": round(vals[best], 4), "last": round(vals[-1], 4),
             "still_rising": len(vals) >= 2 and best == len(vals) - 1 and vals[-1] - vals[-2] > 0.005,
-            "fell_after_best": round(vals[best] - vals[-1], 4),
-            "data": man.get("data", {}).get("path") or man.get("params", {}).get("data"),
-            "lr": man.get("params", {}).get("lr"), "max_steps": man.get("params", {}).get("max_steps")}
+            "fell_after_best": round(vals[best] - vals[-1], 4), "data": log["params"].get("data"),
+            "lr": log["params"].get("lr"), "max_steps": log["params"].get("max_steps")}
 
 
 def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out: str | os.PathLike = "reports/diagnose",
@@ -178,10 +175,13 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
             f"{len(lq)} distinct logged queries compared with {len(test_q)} test queries."))
 
     # 2. evaluation -----------------------------------------------------------------------------
+    # each set's test split read once, for its losses, label-noise hints and confusions
+    test_sets = {res.name: test if res.path == str(data) else load_splits(res.path, ("test",))["test"]
+                 for res in results}
     by_dataset = {}
     for res in results:
         d = doc["datasets"][res.name]
-        ds = load_splits(res.path, ("test",))["test"]
+        ds = test_sets[res.name]
         sig = d["significance"]["tuned"]["NDCG@10"]
         per_base, per_tuned = d["systems"]["base"]["per_query"], d["systems"]["tuned"]["per_query"]
         deltas = sorted(((per_tuned[q]["NDCG@10"] - per_base[q]["NDCG@10"], q) for q in per_base if q in per_tuned))
@@ -228,7 +228,7 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
     for res in results:
         if res.role != "in-domain":
             continue
-        ds = load_splits(res.path, ("test",))["test"]
+        ds = test_sets[res.name]
         how = concepts if res.path == str(data) else _labels_for(ds)
         try:
             labels = concept_labels(ds, how, encoder=enc)
@@ -302,7 +302,7 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
 def _labels_for(ds) -> str:
     """Concepts for an extra in-domain set: its queries' categories, else the passages' `contract`
     (one document per question, as in a QA set), else clusters."""
-    if sum(1 for q in ds.queries if (ds.query_metadata.get(q) or {}).get("category")) >= 0.8 * len(ds.queries):
+    if queries_carry(ds, "category"):
         return "query:category"
     for field in ("contract", "document", "source"):
         if any((doc.get("metadata") or {}).get(field) for doc in ds.corpus.values()):

@@ -47,11 +47,7 @@ def concept_labels(ds: BeirDataset, how: str = "auto", encoder=None, seed: int =
     """
     kind, arg = parse_concepts(how)
     if kind == "auto":
-        with_cat = sum(1 for q in ds.queries if (ds.query_metadata.get(q) or {}).get("category"))
-        if with_cat >= 0.8 * len(ds.queries):
-            kind, arg = "query", "category"
-        else:
-            kind, arg = "clusters", ""
+        kind, arg = ("query", "category") if queries_carry(ds, "category") else ("clusters", "")
     if kind == "query":
         meta = {q: (ds.query_metadata.get(q) or {}).get(arg) for q in ds.queries}
         missing = [q for q, v in meta.items() if v in (None, "")]
@@ -75,6 +71,11 @@ def concept_labels(ds: BeirDataset, how: str = "auto", encoder=None, seed: int =
     if encoder is None:
         raise HonedError("--concepts clusters needs the base model to embed the corpus")
     return _clusters(ds, encoder, int(arg) if arg else None, seed)
+
+
+def queries_carry(ds: BeirDataset, field: str, share: float = 0.8) -> bool:
+    """Whether at least `share` of the queries carry a non-empty metadata `field`."""
+    return sum(1 for q in ds.queries if (ds.query_metadata.get(q) or {}).get(field)) >= share * len(ds.queries)
 
 
 def parse_concepts(how: str) -> tuple[str, str]:

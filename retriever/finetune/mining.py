@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import functools
+from collections import Counter
 
 import numpy as np
 
@@ -169,18 +170,16 @@ def base_confusions(queries: list[str], dense: dict[str, list[str]], query_conce
                     doc_concepts: dict[str, tuple[str, ...]], depth: int = 10) -> dict[str, dict[str, float]]:
     """concept → {other concept: share of its queries with a passage of that concept among the base model's
     `depth` best non-positive candidates}: what the base model confuses, read off the ranking mining made anyway."""
-    hits: dict[str, dict[str, int]] = {}
-    n: dict[str, int] = {}
+    hits: dict[str, Counter] = {}
+    n: Counter = Counter()
     for q in queries:
         c = query_concept.get(q)
         if c is None:
             continue
-        n[c] = n.get(c, 0) + 1
-        seen = {o for t in dense.get(q, [])[:depth] if c not in doc_concepts.get(t, ())
-                for o in doc_concepts.get(t, ())}
-        for o in seen:
-            hits.setdefault(c, {})[o] = hits.setdefault(c, {}).get(o, 0) + 1
-    return {c: {o: k / n[c] for o, k in other.items()} for c, other in hits.items()}
+        n[c] += 1
+        hits.setdefault(c, Counter()).update({o for t in dense.get(q, [])[:depth] if c not in doc_concepts.get(t, ())
+                                              for o in doc_concepts.get(t, ())})
+    return {c: {o: k / n[c] for o, k in other.items()} for c, other in hits.items() if other}
 
 
 def prefer_confusable(pool: list[str], concept: str | None, doc_concepts: dict[str, tuple[str, ...]],

@@ -1,4 +1,5 @@
-"""MLflow tracking on a local SQLite store by default (``MLFLOW_TRACKING_URI`` overrides).
+"""What a run records: MLflow tracking on a local SQLite store by default (``MLFLOW_TRACKING_URI`` overrides),
+and the run folder's own training log (:func:`training_log`).
 
 Example:
     >>> from honed.retriever.finetune.tracking import tracking_uri
@@ -7,6 +8,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -64,3 +66,16 @@ def log_run(manifest: dict, out: Path, log_model: bool = True) -> None:
                      "honed.run_dir": str(out.resolve())})
     if log_model:
         mlflow.log_artifacts(str(out), artifact_path="model")
+
+
+def training_log(run: str | os.PathLike) -> dict:
+    """A run folder's training loss and dev nDCG@10 per step (``log_history.json``), with the base model's
+    dev nDCG@10, the best step, the status and the parameters (``honed.json``)."""
+    run = Path(run)
+    hist = json.loads((run / "log_history.json").read_text(encoding="utf-8"))
+    man = json.loads((run / "honed.json").read_text(encoding="utf-8")) if (run / "honed.json").is_file() else {}
+    return {"loss": [(h["step"], h["loss"]) for h in hist if "loss" in h],
+            "dev_ndcg": [(h["step"], h["eval_dev_cosine_ndcg@10"]) for h in hist if "eval_dev_cosine_ndcg@10" in h],
+            "base_dev_ndcg": (man.get("eval") or {}).get("base_dev_ndcg@10"),
+            "best_step": (man.get("eval") or {}).get("best_step"), "status": man.get("status"),
+            "params": man.get("params") or {}}
