@@ -109,10 +109,11 @@ ci-container: install
 	$(BIN)/kubernetes-validate --strict deploy/k8s/*.yaml
 
 # The docs site: the command reference generated from the Typer app and the results files page from
-# benchmarks/results/ (docs/gen_numbers.py --readme refreshes the README's headline table), then a strict build.
+# benchmarks/results/ and the targets page from the same files (docs/gen_numbers.py --readme refreshes the README's headline table), then a strict build.
 docs: install
 	$(BIN)/python docs/gen_reference.py > docs/reference.md
 	$(BIN)/python docs/gen_numbers.py > docs/numbers.md
+	$(BIN)/python docs/gen_numbers.py --page measurements > docs/measurements.md
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The service image's exact versions (deploy/serve.lock): what pip resolves honed[serve] to; refresh by hand.

@@ -1,14 +1,16 @@
 """Render measured numbers from the files the benchmarks wrote: no number in the README or the docs without its file.
 
-Two outputs, both generated, never typed by hand:
+Three outputs, all generated, never typed by hand:
 
 - the README's "Headline numbers" table (between the ``numbers:start`` / ``numbers:end`` markers),
   from :data:`HEADLINES`: each row's values are read out of its ``benchmarks/results/*.json``;
 - ``docs/numbers.md``: every results file with its date, machine and scalar results, so the docs
   site lists what each benchmark measured and when.
 
+- ``docs/measurements.md``: the targets the issues set, one row each, rendered from :data:`TARGETS`.
+
 ``python docs/gen_numbers.py --readme`` rewrites the README block in place; without it, prints
-``docs/numbers.md`` (``make docs`` does both). ``tests/test_docs.py`` fails when the README's
+``docs/numbers.md`` (``--page measurements``: ``docs/measurements.md``; ``make docs`` does all three). ``tests/test_docs.py`` fails when the README's
 block differs from what this script renders, so an edited number or a re-run benchmark shows.
 
 Example:
@@ -55,6 +57,141 @@ HEADLINES = [
 ]
 
 
+
+def _ok(flag) -> str:
+    return {True: "✔", False: "✘", None: ""}[flag]
+
+
+def _stage(d, prefix: str) -> float:
+    """A CI stage's seconds from ci-stages.json, by the start of its label."""
+    return next(v for k, v in d["stages_s"].items() if k.startswith(prefix))
+
+
+def _ood(d) -> dict:
+    return next(v for k, v in d["slices"].items() if k.startswith("scifact-ood"))
+
+
+# The targets the issues set, each row rendered from one results file: (area, target, file,
+# render(doc) -> (result as shown, met: True / False / None where the file holds a measurement, not a target)).
+TARGETS = [
+    ("fine-tuning", "cuad-clauses test nDCG@10 ≥ 0.45 (60 steps, batch 32, one mined negative)", "lr-cuad-1e-4.json",
+     lambda d: (f"{d['base_ndcg@10']:.3f} → {d['tuned_ndcg@10']:.3f} (p = {_pct_p(d['p_value'])})",
+                d["tuned_ndcg@10"] >= 0.45)),
+    ("fine-tuning", "the demo's lr 5e-5 vs 1e-4: in domain, and out of domain through the release gate",
+     "demo-lr-1e-4.json",
+     lambda d: (f"1e-4: {d['in_domain']['tuned_ndcg@10']:.3f} in domain, SciFact slice "
+                f"{d['out_of_domain']['significance']['delta']:+.3f} (p = {d['out_of_domain']['significance']['p_value']:.3f}): "
+                f"gate {'passes' if d['gate']['passed'] else 'fails'}, so the demo keeps 5e-5", None)),
+    ("fine-tuning", "SciFact ≥ 0.75 nDCG@10 within `--time-budget 20m`", "finetune-budget-scifact.json",
+     lambda d: (f"{d['base_ndcg@10']:.3f} → {d['tuned_ndcg@10']:.3f} in {d['timing']['total_s'] / 60:.1f} min",
+                d["tuned_ndcg@10"] >= 0.75 and d["timing"]["total_s"] <= 1200)),
+    ("fine-tuning", "SciFact, 3 epochs (no budget)", "finetune-bench-scifact-3ep.json",
+     lambda d: (f"{d['base_ndcg@10']:.3f} → {d['tuned_ndcg@10']:.3f} (p = {_pct_p(d['p_value'])})", None)),
+    ("fine-tuning", "CPU fine-tune at batch 32 under 4 GB (gradient cache)", "memory-cache.json",
+     lambda d: (f"peak RSS {d['runs']['cache']['peak_rss_mb'] / 1024:.2f} GB, step {d['step_s_micro']['cache']:.1f} s "
+                f"(no cache {d['step_s_micro']['off']:.1f} s)", d["runs"]["cache"]["peak_rss_mb"] < 4096)),
+    ("fine-tuning", "155k pairs, 35 positives per query, under 4 GB", "many-positives.json",
+     lambda d: (f"peak RSS {d['peak_rss_mb'] / 1024:.2f} GB in {d['wall_s'] / 60:.1f} min ({d['run_status']})",
+                d["meets_target"])),
+    ("fine-tuning", "hard-negative random fallback < 10% (cuad-clauses)", "mining.json",
+     lambda d: (lambda c: (f"{c['rev']['random_fallback_rate']:.0%} before → {c['median']['random_fallback_rate']:.0%}",
+                           c["median"]["random_fallback_rate"] < 0.10))(d["datasets"]["cuad-clauses"])),
+    ("fine-tuning", "`--negatives confusable` vs `hard`, same run (kept only if it helps)", "confusable-negatives.json",
+     lambda d: (f"{d['test']['confusable']['NDCG@10']:.4f} vs {d['test']['hard']['NDCG@10']:.4f} nDCG@10: "
+                "no significant difference, `hard` stays the default", None)),
+    ("fine-tuning", "synthetic queries only (labels withheld): a gain over base on cuad-clauses", "gpl-cuad.json",
+     lambda d: (f"{d['base_ndcg@10']:.3f} → {d['tuned_ndcg@10']:.3f} (p = {d['p_value']:.3f})",
+                d["delta_ndcg@10"] > 0 and d["p_value"] < 0.05)),
+    ("fine-tuning", "synthetic queries only: a gain over base on SciFact", "gpl-scifact.json",
+     lambda d: (f"{d['base_ndcg@10']:.3f} → {d['tuned_ndcg@10']:.3f} (p = {_pct_p(d['p_value'])})",
+                d["delta_ndcg@10"] > 0 and d["p_value"] < 0.05)),
+    ("fine-tuning", "synthetic queries only, SciFact, MNRL instead of the teacher's margins", "gpl-scifact-mnrl.json",
+     lambda d: (f"{d['base_ndcg@10']:.3f} → {d['tuned_ndcg@10']:.3f} (p = {d['p_value']:.3f}): no loss, no gain", None)),
+    ("evaluation", "cuad-qa answers: the tuned retriever does not lose (semantic similarity, paired)",
+     "rag-cuad-qa-rerun.json",
+     lambda d: (lambda t: (f"{t['mean_a']:.3f} → {t['mean_b']:.3f} ({t['delta']:+.3f}, p = {t['p_value']:.3f})",
+                           not (t["delta"] < 0 and t["p_value"] < 0.05)))(
+         at(d, "comparison.tuned.tests.semantic_similarity"))),
+    ("evaluation", "the local judge agrees with human labels (Cohen's kappa > 0.4)", "judge-calibration.json",
+     lambda d: (f"accuracy {d['accuracy']:.2f}, kappa {d['kappa']:.2f} on {d['n']} labels: advisory only in the gate",
+                d["kappa"] > 0.4)),
+    ("evaluation", "an out-of-domain slice that detects a 0.03 drop", "ood-power.json",
+     lambda d: (f"scifact-ood: power {_ood(d)['power_at_0.03']:.0%} at {_ood(d)['queries']} queries "
+                f"({_ood(d)['queries_for_80pct_power']} for 80%); the demo model {_ood(d)['delta']:+.3f} there",
+                _ood(d)["power_at_0.03"] >= 0.8)),
+    ("evaluation", "merge back toward the base: in domain ≥ 0.45 with ≤ 0.01 lost out of domain", "merge-front.json",
+     lambda d: ("no weight meets both" if not d["weights_meeting_issue_30_targets"] else
+                f"weights {d['weights_meeting_issue_30_targets']}", bool(d["weights_meeting_issue_30_targets"]))),
+    ("evaluation", "`honed diagnose` on the demo run", "diagnose-demo.json",
+     lambda d: (f"{d['wall_s']:.0f} s; cuad-qa other-contract confusion {d['cuad_qa']['confused_rate']['base']:.0%} base → "
+                f"{d['cuad_qa']['confused_rate']['tuned']:.0%} tuned", None)),
+    ("serving", "ONNX int8 on a VNNI CPU: faster than torch at equal quality", "onnx-tuned-vnni.json",
+     lambda d: (f"{d['onnx-int8-avx512-vnni_speedup_vs_torch']:.2f}× torch, nDCG@10 change "
+                f"{-d['onnx-int8-avx512-vnni_ndcg_drop']:+.4f}",
+                d["onnx-int8-avx512-vnni_speedup_vs_torch"] > 1 and d["onnx-int8-avx512-vnni_ndcg_drop"] <= 0.01)),
+    ("serving", "slim install: venv ≤ 500 MB, torch-free, cold open + first query ≤ 1 s", "slim-install.json",
+     lambda d: (f"{d['venv_mb']} MB, torch imported: {d['torch_imported']}, "
+                f"{d['cold_open_and_first_query_s']['total_s']:.2f} s", all(d["meets"].values()))),
+    ("serving", "artifact of 200k passages: cold open + first query", "artifact.json",
+     lambda d: (f"{d['cuad_200k']['plain']['cold_open_first_query_s']:.2f} s plain, "
+                f"{d['cuad_200k']['llamaindex']['cold_open_first_query_s']:.2f} s through LlamaIndex", None)),
+    ("serving", "add / delete 1,000 passages in place vs a full rewrite (200k)", "artifact.json",
+     lambda d: (f"{d['updates']['add_1000_s']:.2f} s / {d['updates']['delete_1000_s']:.2f} s vs "
+                f"{d['updates']['full_rebuild_s']:.1f} s", None)),
+    ("serving", "`honed serve`, 32 clients: batching on vs off", "serve.json",
+     lambda d: (f"{d['service']['batching on']['32']['throughput_qps']:.0f} vs "
+                f"{d['service']['batching off']['32']['throughput_qps']:.0f} qps",
+                d["service"]["batching on"]["32"]["throughput_qps"] > d["service"]["batching off"]["32"]["throughput_qps"])),
+    ("serving", "kill -9 under load: acknowledged feedback lost", "serve.json",
+     lambda d: (f"{d['kill_test']['acknowledged_but_lost']} of {d['kill_test']['acknowledged']}, "
+                f"ready {d['kill_test']['restart_to_ready_s']:.2f} s after restart",
+                d["kill_test"]["acknowledged_but_lost"] == 0)),
+    ("serving", "real Triton, 32 clients: dynamic batching on vs off", "triton.json",
+     lambda d: (lambda on, off: (f"{on['throughput_qps']:.0f} vs {off['throughput_qps']:.0f} qps "
+                                 f"({on['requests_per_execution']:.1f} requests per execution)",
+                                 on["throughput_qps"] > off["throughput_qps"]))(
+         d["levels"]["dynamic batching on"][-1], d["levels"]["dynamic batching off"][-1])),
+    ("serving", "feedback store: 8 concurrent writers lose no vote", "feedback_store.json",
+     lambda d: (f"{d['rows']} of {d['expected_rows']} rows, {d['votes_per_s']:.0f} votes/s", d["lost"] == 0)),
+    ("scale", "full CUAD (41,500 passages): `--ray` equals one process", "ray.json",
+     lambda d: (f"{d['runs']['one process']['docs_per_s']:.1f} vs {d['runs']['ray 2 workers']['docs_per_s']:.1f} "
+                f"passages/s, vectors within {d['max_abs_vector_difference']:.1e}", d["same_ids"])),
+    ("scale", "1M passages: index size and compute plan", "ray.json",
+     lambda d: (f"IVF-PQ {d['plan_1m']['ivfpq_index_mb']:.0f} MB (flat {d['plan_1m']['flat_index_gb']:.2f} GB), "
+                f"recall@10 {d['ivfpq']['recall_at_10']['32']:.2f} at nprobe 32; "
+                f"{d['plan_1m']['minutes_on_4_gpus']:.1f} min on 4 GPUs", None)),
+    ("CI", "`.ci/run` ≤ 30 min on a warm cache", "ci-stages.json",
+     lambda d: (f"{d['estimated_total_s'] / 60:.0f} min estimated (last CI {d['last_ci_s'] / 60:.0f} min); "
+                f"demo + gate + diagnosis {_stage(d, 'make ci-gate') / 60:.1f} min", d["meets_target"])),
+    ("CI", "`make test` (fast tier) ≤ 6 min", "ci-stages.json",
+     lambda d: (f"{_stage(d, 'make test') / 60:.1f} min", _stage(d, "make test") <= 360)),
+    ("app", "the comparison app: passages visible, first answer words", "app.json",
+     lambda d: (f"p50 {d['passages_visible_s_p50']:.2f} s / {d['first_answer_words_s_p50']:.1f} s", None)),
+    ("running where users are", "the portable llama.cpp build vs a native one (decode)", "llama-builds.json",
+     lambda d: (lambda b: (f"{b[0]['extra_buffers_on']['decode_tokens_per_s']:.1f} vs "
+                           f"{b[1]['extra_buffers_on']['decode_tokens_per_s']:.1f} tokens/s", None))(
+         list(d["builds"].values()))),
+]
+
+
+def measurements_page() -> str:
+    out = ["# Measured numbers", "",
+           "Generated by `docs/gen_numbers.py` from `benchmarks/results/*.json` (`make docs`): each row is the target "
+           "an issue set and what the file behind it measured; ✘ is a missed target, said so. Every file's date, "
+           "machine and numbers are on [Results files](numbers.md); the script that wrote it is named in its "
+           "section there and in `benchmarks/`.", ""]
+    area = None
+    for a, target, name, render in TARGETS:
+        if a != area:
+            out += ["", f"## {a}", "", "| target | result | met | file |", "|---|---|:-:|---|"]
+            area = a
+        doc = load(name)
+        result, met = render(doc)
+        date = str(doc.get("date") or doc.get("created") or doc.get("bench", {}).get("date") or "")[:10]
+        out.append(f"| {target} | {result} | {_ok(met)} | [`{name}`](numbers.md#{Path(name).stem}) {date} |")
+    return "\n".join(out) + "\n"
+
+
 def load(name: str) -> dict:
     return json.loads((RESULTS / name).read_text(encoding="utf-8"))
 
@@ -97,8 +234,8 @@ def _cell(v) -> str:
 def numbers_page() -> str:
     out = ["# Results files", "",
            "Generated by `docs/gen_numbers.py` from `benchmarks/results/*.json`: every file a benchmark wrote, "
-           "with its date and machine and the numbers in it (four levels deep, at most 60 per file). The analysis of these numbers "
-           "is in [Measurements](measurements.md).", ""]
+           "with its date and machine and the numbers in it (four levels deep, at most 60 per file). The targets these numbers meet or miss "
+           "are in [Measured numbers](measurements.md).", ""]
     for p in sorted(RESULTS.glob("*.json")):
         doc = json.loads(p.read_text(encoding="utf-8"))
         date = doc.get("date") or doc.get("created") or "—"
@@ -113,11 +250,13 @@ def numbers_page() -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--readme", action="store_true", help="rewrite the README's headline table in place")
+    ap.add_argument("--page", choices=("numbers", "measurements"), default="numbers",
+                    help="which docs page to print: every results file, or the targets table")
     args = ap.parse_args(argv)
     if args.readme:
         update_readme(ROOT / "README.md")
         return 0
-    sys.stdout.write(numbers_page())
+    sys.stdout.write(numbers_page() if args.page == "numbers" else measurements_page())
     return 0
 
 

@@ -34,3 +34,16 @@ def test_results_page_lists_every_results_file_with_its_numbers():
     assert f"| `service.batching on.32.throughput_qps` | {d['service']['batching on']['32']['throughput_qps']:.4g} |" \
         in page
     assert not re.search(r"\| `[^`]*` \| (None|\{|\[)", page)      # only numbers in the value column
+
+
+def test_measured_numbers_page_is_the_targets_table_rendered_from_results_files():
+    """docs/measurements.md is generated: a hand-edited number, or a results file changed without `make docs`,
+    fails here; each target names a results file that exists, and a missed target shows ✘."""
+    gen = _gen()
+    page = gen.measurements_page()
+    assert (ROOT / "docs" / "measurements.md").read_text(encoding="utf-8") == page, \
+        "run `python docs/gen_numbers.py --page measurements > docs/measurements.md`"
+    assert all((gen.RESULTS / name).is_file() for _, _, name, _ in gen.TARGETS)
+    ci = json.loads((gen.RESULTS / "ci-stages.json").read_text())
+    row = next(line for line in page.splitlines() if line.startswith("| `.ci/run` ≤ 30 min"))
+    assert ("| ✔ |" in row) == bool(ci["meets_target"]) and ("| ✘ |" in row) != bool(ci["meets_target"])
