@@ -1,8 +1,10 @@
 """Evaluate several retrieval systems side by side on BEIR datasets.
 
-A system is ``bm25`` or ``NAME=MODEL`` (a dense model: folder, packaged name or
-hub id). Dense systems are indexed with :func:`retriever.index.build_index`
-and queried through :class:`retriever.HonedRetriever`, exactly the path users
+A system is ``bm25``, ``NAME=MODEL`` (a dense model: folder, packaged name or
+hub id) or ``NAME=MODEL+bm25`` (hybrid: the model fused with the artifact's BM25
+index by reciprocal rank; ``+bm25:0.7`` fuses a weighted sum with dense weight
+0.7). Dense and hybrid systems are indexed with :func:`retriever.index.build_index`
+and queried through :func:`retriever.fusion.search_modes`, exactly the path users
 ship; indexes are cached per (dataset, system, model fingerprint).
 
 Example:
@@ -29,17 +31,32 @@ from .metrics import RunMetrics, evaluate_run
 class System:
     name: str
     model: str | None        # None for bm25
+    hybrid: dict | None = None   # MODEL+bm25: {"fusion": "rrf"} or {"fusion": "weighted", "weight": w}
 
     @property
     def kind(self) -> str:
-        return "bm25" if self.model is None else "dense"
+        return "bm25" if self.model is None else "hybrid" if self.hybrid else "dense"
+
+
+_HYBRID = re.compile(r"\+bm25(?::([0-9.]+))?$", re.IGNORECASE)
 
 
 def parse_system(spec: str) -> System:
-    """``bm25`` or ``NAME=bm25`` → BM25; ``NAME=MODEL`` → dense; a bare ``MODEL`` is named after itself."""
+    """``bm25`` or ``NAME=bm25`` → BM25; ``NAME=MODEL`` → dense; ``NAME=MODEL+bm25[:W]`` → hybrid;
+    a bare ``MODEL`` is named after itself."""
     spec = spec.strip()
     if spec.lower() == "bm25":
         return System("bm25", None)
+    hybrid = None
+    if m := _HYBRID.search(spec):
+        try:
+            weight = None if m.group(1) is None else float(m.group(1))
+        except ValueError:
+            weight = -1.0
+        if weight is not None and not 0.0 <= weight <= 1.0:
+            raise HonedError(f"--system {spec!r}: the weight after +bm25: must be a number in [0, 1]")
+        hybrid = {"fusion": "rrf"} if weight is None else {"fusion": "weighted", "weight": weight}
+        spec = spec[:m.start()]
     name, _, model = spec.partition("=")
     if not model:
         name, model = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(spec).name or spec).strip("-._")[:64], spec
@@ -49,7 +66,9 @@ def parse_system(spec: str) -> System:
         # names become file names of plots and cached indexes: refuse them now, not after the evaluation
         raise HonedError(f"--system {spec!r}: name {name!r} may hold only letters, digits, '.', '_' and '-' "
                          "(up to 64); write NAME=MODEL")
-    return System(name, None if model.lower() == "bm25" else model)
+    if hybrid and model.lower() == "bm25":
+        raise HonedError(f"--system {spec!r}: +bm25 fuses BM25 with a dense MODEL; write NAME=MODEL+bm25")
+    return System(name, None if model.lower() == "bm25" else model, hybrid)
 
 
 _SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -123,10 +142,12 @@ def subsample_queries(ds: BeirDataset, max_queries: int | None) -> BeirDataset:
                                query_metadata={q: ds.query_metadata[q] for q in keep if q in ds.query_metadata})
 
 
-def cached_index(ds: BeirDataset, model: str, index_path: Path, workers: list[str] | None = None):
+def cached_index(ds: BeirDataset, model: str, index_path: Path, workers: list[str] | None = None,
+                 bm25: bool = False):
     """(index, encoder) for the dataset's corpus: reuse `index_path` when model and docs match, else rebuild.
 
-    `workers` builds a missing index with one encoding process per device (:func:`~retriever.index.build_index`).
+    `workers` builds a missing index with one encoding process per device (:func:`~retriever.index.build_index`);
+    `bm25` asks for an index with a BM25 side too (for hybrid systems).
     """
     from honed.retriever.encoder import load_encoder
     from honed.retriever.index import build_index, check_compatible, load_index
@@ -139,10 +160,10 @@ def cached_index(ds: BeirDataset, model: str, index_path: Path, workers: list[st
         except HonedError:   # an index of an older format, or damaged: this cache rebuilds it
             index = None
         if index is not None and (index.manifest["model"]["fingerprint"] != enc.fingerprint
-                                  or index.doc_ids != list(ds.corpus)):
+                                  or index.doc_ids != list(ds.corpus) or (bm25 and index.bm25 is None)):
             index = None
     if index is None:
-        build_index(model if workers and len(workers) > 1 else enc, ds.corpus, index_path, workers=workers)
+        build_index(model if workers and len(workers) > 1 else enc, ds.corpus, index_path, workers=workers, bm25=bm25)
         index = load_index(index_path)
     check_compatible(index, enc)
     return index, enc
@@ -154,15 +175,16 @@ def _labels_and_ids(index) -> tuple[list[int], list[str]]:
 
 
 def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100,
-              workers: list[str] | None = None) -> tuple[dict, str]:
-    """Run every query over a (cached) index of the dataset's corpus, batched."""
-    from honed.retriever.index import search
+              workers: list[str] | None = None, hybrid: dict | None = None) -> tuple[dict, str]:
+    """Run every query over a (cached) index of the dataset's corpus, batched; fused with BM25 for `hybrid`."""
+    from honed.retriever.fusion import search_modes
 
-    index, enc = cached_index(ds, model, index_path, workers)
+    index, enc = cached_index(ds, model, index_path, workers, bm25=bool(hybrid))
     qids = list(ds.queries)
-    vecs = enc.encode_queries([ds.queries[q] for q in qids], show_progress=len(qids) > 64)
-    # Batched: the same encoder, index and search() that HonedRetriever._retrieve uses.
-    hits = search(index, vecs, k)
+    texts = [ds.queries[q] for q in qids]
+    vecs = enc.encode_queries(texts, show_progress=len(qids) > 64)
+    # Batched: the same encoder, index and search_modes() that HonedRetriever._retrieve uses.
+    hits = search_modes(index, vecs, texts, k, "hybrid" if hybrid else "dense", fusion=hybrid)
     ids = dict(zip(*_labels_and_ids(index)))
     run = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
     return run, enc.fingerprint
@@ -174,7 +196,7 @@ def system_run(ds: BeirDataset, system: System, k: int, index_path: Path,
     if system.kind == "bm25":
         return bm25_search(ds.corpus, ds.queries, k=k), None
     index_path = index_path.with_name(re.sub(r"[^A-Za-z0-9_.-]+", "-", index_path.name))
-    return dense_run(ds, system.model, index_path, k=k, workers=workers)
+    return dense_run(ds, system.model, index_path, k=k, workers=workers, hybrid=system.hybrid)
 
 
 def evaluate_systems(datasets: list[str], systems: list[System], split: str = "test",

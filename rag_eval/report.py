@@ -54,7 +54,8 @@ def report_dict(results, baseline: str | None = None) -> dict:
              "qrels_negative_grades": res.negative_grades, "qrels": res.qrels, "queries": res.queries, "systems": {}, "significance": {}}
         for name, sr in res.systems.items():
             d["systems"][name] = {
-                "kind": sr.system.kind, "model": sr.system.model, "model_fingerprint": sr.model_fingerprint,
+                "kind": sr.system.kind, "model": sr.system.model, "fusion": sr.system.hybrid,
+                "model_fingerprint": sr.model_fingerprint,
                 "seconds": round(sr.seconds, 2), "n_empty": sr.metrics.n_empty,
                 "metrics": sr.metrics.aggregate, "per_query": sr.metrics.per_query,
                 # each query's top 10, for the dashboard's drill-down (why a query was won or lost)

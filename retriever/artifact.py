@@ -54,9 +54,10 @@ def evaluation_summary(report: str | os.PathLike, system: str, dataset: str | No
 
 def package_artifact(index: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | None = None,
                      report: str | os.PathLike | None = None, system: str | None = None,
-                     dataset: str | None = None, force: bool = False) -> Path:
+                     dataset: str | None = None, force: bool = False, bm25: bool | None = None) -> Path:
     """Write a new artifact at `out`: `index`'s documents and vectors, `model` (same weights) or its own,
-    and the evaluation summary of `system` in `report`.
+    and the evaluation summary of `system` in `report`. `bm25` True adds a BM25 index (no re-encoding),
+    False leaves it out; None keeps what `index` has (and its recorded fusion).
 
     The source is verified in full first (:func:`~retriever.verify.check_index`): the new artifact's
     record vouches only for files that were checked.
@@ -83,7 +84,8 @@ def package_artifact(index: str | os.PathLike, out: str | os.PathLike, model: st
     build = {**src.manifest.get("build", {}), "packaged_from": str(Path(index).resolve())}
     return write_artifact(out, enc, rows, None, src.manifest["faiss"]["factory"], build, evaluation=evaluation,
                           model_src=model_dir, labels=np.asarray(labels), faiss_index=_live_copy(src, labels),
-                          force=force)
+                          force=force, bm25=src.bm25 is not None if bm25 is None else bm25,
+                          hybrid=src.hybrid if bm25 is not False else None)
 
 
 def _table(value) -> dict:
@@ -186,5 +188,6 @@ def artifact_info(path: str | os.PathLike) -> dict:
     size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
     return {**idx.manifest, "documents": len(idx), "generation": idx.generation,
             "deleted_masked": int(len(idx.tombstones)), "faiss_file": meta["faiss_file"],
+            "modes": ["dense", "bm25", "hybrid"] if idx.bm25 is not None else ["dense"], "hybrid": idx.hybrid,
             "query_path": f"onnx (int8 for {cpu_int8_target()} if gated, else fp32)" if onnx else "torch",
             "record": bool(read_artifact(path)), "verified": checked["checked"], "bytes": size}

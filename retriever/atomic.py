@@ -49,7 +49,8 @@ LEGACY_MARKERS = {"index": "manifest.json", "report": "report.json", "rag-report
 ADDED_LATER = {"run": {"onnx"}}
 # Files an artifact changes in place after it is written (documents added and deleted):
 # not in the record; the document store checks its own FAISS file (retriever.store).
-MUTABLE = {"index": ("store.sqlite", "store.sqlite-wal", "store.sqlite-shm", "index-*.faiss", ".index-*.faiss.*")}
+MUTABLE = {"index": ("store.sqlite", "store.sqlite-wal", "store.sqlite-shm", "index-*.faiss", ".index-*.faiss.*",
+                     "bm25-*/", ".bm25-*/")}   # a trailing "/": a folder, every file in it mutable
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -108,7 +109,14 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def _mutable(kind: str, rel: str) -> bool:
-    return "/" not in rel and any(fnmatch.fnmatch(rel, pat) for pat in MUTABLE.get(kind, ()))
+    """A top-level file the kind changes in place, or anything in (or the name of) such a top-level folder."""
+    top, _, rest = rel.partition("/")
+    for pat in MUTABLE.get(kind, ()):
+        if pat.endswith("/") and fnmatch.fnmatch(top, pat[:-1]):
+            return True
+        if not rest and not pat.endswith("/") and fnmatch.fnmatch(rel, pat):
+            return True
+    return False
 
 
 def _file_table(root: Path, kind: str) -> dict[str, dict]:

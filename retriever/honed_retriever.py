@@ -4,6 +4,7 @@ Example:
     >>> from honed import HonedRetriever
     >>> r = HonedRetriever.from_dir("indexes/cuad-clauses-test-tuned", similarity_top_k=5)  # doctest: +SKIP
     >>> nodes = r.retrieve("Is there a cap on liability?")                                  # doctest: +SKIP
+    >>> hybrid = HonedRetriever.from_dir("indexes/cuad-hybrid", mode="hybrid")               # doctest: +SKIP
     >>> r.insert({"new-1": {"text": "Liability is capped at the fees paid."}})              # doctest: +SKIP
     >>> r.delete(["new-1"])                                                                 # doctest: +SKIP
     >>> from llama_index.core.query_engine import RetrieverQueryEngine
@@ -14,10 +15,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle, RelatedNodeInfo, TextNode
 
-from .index import Index, check_compatible, open_index_and_encoder, search
+from .fusion import check_mode, search_modes
+from .index import Index, check_compatible, open_index_and_encoder
 
 
 def doc_node(doc: dict) -> TextNode:
@@ -38,11 +42,15 @@ def hits_to_nodes(index: Index, hits: list[tuple[int, float]]) -> list[NodeWithS
     return [NodeWithScore(node=doc_node(d), score=s) for d, (_, s) in zip(docs, hits) if d is not None]
 
 
-def retrieve_nodes(index: Index, encoder, query: str, k: int, filters=None, embedding=None) -> list[NodeWithScore]:
-    """Encode the query, search (exactly, within `filters`), and return nodes."""
-    vec = embedding if embedding is not None else encoder.encode_queries([query])[0]
+def retrieve_nodes(index: Index, encoder, query: str, k: int, filters=None, embedding=None,
+                   mode: str = "dense") -> list[NodeWithScore]:
+    """Encode the query, search in `mode` (exactly, within `filters`), and return nodes."""
+    vec = None
+    if mode != "bm25":
+        vec = np.asarray(embedding if embedding is not None else encoder.encode_queries([query])[0],
+                         dtype=np.float32).reshape(1, -1)
     allowed = index.store.select(filters) if filters is not None and filters.filters else None
-    return hits_to_nodes(index, search(index, vec, k, allowed=allowed)[0])
+    return hits_to_nodes(index, search_modes(index, vec, [query], k, mode, allowed=allowed)[0])
 
 
 class HonedRetriever(BaseRetriever):
@@ -52,24 +60,28 @@ class HonedRetriever(BaseRetriever):
         index: an open :class:`~honed.retriever.index.Index`.
         encoder: the model that built it (checked by fingerprint and dimension).
         similarity_top_k: how many nodes to return.
-        filters: optional LlamaIndex ``MetadataFilters``, applied exactly inside FAISS.
+        filters: optional LlamaIndex ``MetadataFilters``, applied exactly inside FAISS (and BM25).
+        mode: ``dense`` (the embedder), ``bm25``, or ``hybrid`` (both, fused the way the artifact
+            records, else by reciprocal rank); the last two need an artifact built with a BM25 index.
     """
 
     def __init__(self, index: Index, encoder, similarity_top_k: int = 10, filters=None,
-                 **kwargs: Any) -> None:
+                 mode: str = "dense", **kwargs: Any) -> None:
         check_compatible(index, encoder)
+        check_mode(index, mode)
         self._index = index
         self._encoder = encoder
         self.similarity_top_k = similarity_top_k
         self.filters = filters
+        self.mode = mode
         super().__init__(**kwargs)
 
     @classmethod
     def from_dir(cls, path: str | os.PathLike, model: str | os.PathLike | None = None,
-                 similarity_top_k: int = 10, filters=None, **kwargs: Any) -> "HonedRetriever":
+                 similarity_top_k: int = 10, filters=None, mode: str = "dense", **kwargs: Any) -> "HonedRetriever":
         """Open an artifact with the model inside it (torch-free when it has an ONNX export), or `model`."""
         index, encoder = open_index_and_encoder(path, model)
-        return cls(index, encoder, similarity_top_k=similarity_top_k, filters=filters, **kwargs)
+        return cls(index, encoder, similarity_top_k=similarity_top_k, filters=filters, mode=mode, **kwargs)
 
     @property
     def index(self) -> Index:
@@ -93,4 +105,4 @@ class HonedRetriever(BaseRetriever):
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return retrieve_nodes(self._index, self._encoder, query_bundle.query_str, self.similarity_top_k,
-                              self.filters, query_bundle.embedding)
+                              self.filters, query_bundle.embedding, self.mode)

@@ -7,6 +7,8 @@ another machine and opened from any working directory:
 - ``model/``            the sentence-transformers folder that built it (and its ``onnx/`` export, if any)
 - ``store.sqlite``      the documents, keyed by id, metadata queryable (:mod:`retriever.store`)
 - ``index-<gen>.faiss`` FAISS's own binary format; vector labels are the store's ``pos`` column
+- ``bm25-<gen>/``       optional: a BM25 index of the same documents (bm25s arrays, no pickle) for
+                        ``mode="bm25"`` and ``mode="hybrid"`` (:mod:`retriever.bm25`, :mod:`retriever.fusion`)
 - ``manifest.json``     format, model fingerprint and dimension, metric, FAISS factory, build
                         parameters, and the evaluation that justified it (``honed package``)
 - ``honed-artifact.json`` sizes and sha256 of the immutable files (:mod:`retriever.atomic`)
@@ -58,6 +60,8 @@ class Index:
     path: Path
     generation: int = 0
     tombstones: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    bm25: object = None      # a retriever.bm25.Bm25Index of the same generation, when the artifact has one
+    hybrid: dict | None = None   # the fusion chosen on a dev split (retriever.fusion.record_fusion), if any
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)   # one connection, many threads
 
     def __len__(self) -> int:
@@ -83,7 +87,8 @@ class Index:
         fresh = load_index(self.path)
         self.store.close()
         self.faiss_index, self.store, self.generation = fresh.faiss_index, fresh.store, fresh.generation
-        self.tombstones, self.manifest = fresh.tombstones, fresh.manifest
+        self.tombstones, self.manifest, self.bm25, self.hybrid = (fresh.tombstones, fresh.manifest, fresh.bm25,
+                                                                  fresh.hybrid)
         return True
 
 
@@ -161,14 +166,15 @@ def checked_build_rows(corpus, split: str, out: str | os.PathLike, faiss_kind: s
 
 def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
                 split: str = "test", batch_size: int = 32, show_progress: bool = True,
-                force: bool = False, workers: list[str] | None = None) -> Path:
+                force: bool = False, workers: list[str] | None = None, bm25: bool = False) -> Path:
     """Embed a corpus and write a retriever artifact atomically; return its path.
 
     `model` is a model reference (``"minilm"``, a folder, a hub id) or a loaded
     encoder; the model is copied into the artifact. `corpus` is a corpus dict, a
     ``corpus.jsonl`` file or a BEIR folder (its `split` corpus when split by document).
     `workers` (e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu"] * 4``, see
-    :func:`~retriever.encoder.parse_workers`) encodes with one process per entry.
+    :func:`~retriever.encoder.parse_workers`) encodes with one process per entry. `bm25` also writes a
+    BM25 index of the same documents, for ``mode="bm25"`` and ``mode="hybrid"`` queries.
     """
     from .encoder import encode_with_workers, load_encoder
 
@@ -188,14 +194,18 @@ def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
     encode_s = time.perf_counter() - t0
     build = {"batch_size": enc.batch_size, "encode_seconds": round(encode_s, 2), "encode_workers": workers or None,
              "docs_per_second": round(len(rows) / max(encode_s, 1e-9), 2), "faiss_kind": faiss_kind}
-    return write_artifact(out, enc, rows, vectors, factory, build, force=force)
+    return write_artifact(out, enc, rows, vectors, factory, build, force=force, bm25=bm25)
 
 
 def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: np.ndarray, factory: str,
                    build: dict, evaluation: dict | None = None, model_src: str | os.PathLike | None = None,
-                   labels: np.ndarray | None = None, faiss_index=None, force: bool = False) -> Path:
-    """Write an artifact folder from documents and their vectors (or a ready FAISS index with `labels`)."""
+                   labels: np.ndarray | None = None, faiss_index=None, force: bool = False,
+                   bm25: bool = False, hybrid: dict | None = None) -> Path:
+    """Write an artifact folder from documents and their vectors (or a ready FAISS index with `labels`);
+    with `bm25`, a BM25 index of the same rows too (and `hybrid`, a fusion chosen for them)."""
     import faiss
+
+    from .bm25 import PARAMS, bm25_digest, write_bm25
 
     labels = np.arange(len(rows), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
     index = faiss_index if faiss_index is not None else make_faiss(vectors, factory, labels)
@@ -204,6 +214,12 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
         copy_model(encoder, tmp / MODEL_DIR, model_src)
         faiss_file = "index-1.faiss"
         faiss.write_index(index, str(tmp / faiss_file))
+        lexical = {}
+        if bm25:
+            folder = write_bm25([doc_text(r) for r in rows], labels, tmp / "bm25-1", show_progress=len(rows) > 5000)
+            lexical = {"bm25_dir": folder.name, "bm25_sha256": bm25_digest(folder)}
+            if hybrid:
+                lexical["hybrid"] = hybrid
         store = DocStore(tmp / STORE_FILE, create=True)
         with store.conn:
             store.conn.execute("BEGIN")
@@ -211,7 +227,7 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
             store.set_meta({"format": FORMAT, "artifact_id": artifact_id, "model_fingerprint": encoder.fingerprint,
                             "generation": 1, "faiss_file": faiss_file,
                             "faiss_size": (tmp / faiss_file).stat().st_size,
-                            "faiss_sha256": sha256_file(tmp / faiss_file)})
+                            "faiss_sha256": sha256_file(tmp / faiss_file), **lexical})
         store.close()
         manifest = {
             "format": FORMAT,
@@ -223,6 +239,7 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
             "metric": "inner_product",
             "normalized": True,
             "faiss": {"factory": factory, "version": faiss.__version__, "removes": "HNSW" not in factory},
+            "bm25": {"library": "bm25s", **PARAMS, "stemmer": "english", "stopwords": "en"} if bm25 else None,
             "build": build,
             "eval": evaluation,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -312,6 +329,10 @@ def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
                                  f"{STORE_FILE} has {count} documents; rebuild the index")
             if index.d != manifest["dim"]:
                 raise HonedError(f"{p}: {fpath.name} has dim {index.d}, manifest says {manifest['dim']}")
+            lexical = _open_bm25(p, meta, count)
+            if lexical is False:    # switched away by a writer between our reads: take the next generation
+                store.close()
+                continue
         except BaseException:
             store.close()
             raise
@@ -323,7 +344,26 @@ def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
 
         faiss.extract_index_ivf(index).nprobe = 16
     return Index(faiss_index=index, store=store, manifest=manifest, path=p, generation=int(meta["generation"]),
-                 tombstones=tombstones)
+                 tombstones=tombstones, bm25=lexical, hybrid=meta.get("hybrid"))
+
+
+def _open_bm25(path: Path, meta: dict, count: int):
+    """The generation's BM25 index (None when the artifact has none; False when its folder is gone)."""
+    from .bm25 import Bm25Index, bm25_digest
+
+    name = meta.get("bm25_dir")
+    if name is None:
+        return None
+    folder = path / name
+    if not folder.is_dir():
+        return False
+    if bm25_digest(folder) != meta.get("bm25_sha256"):
+        raise HonedError(f"{folder}: contents do not match {STORE_FILE} (sha256): the BM25 index was replaced or "
+                         "damaged; rebuild the index")
+    lexical = Bm25Index(folder)
+    if len(lexical) != count:
+        raise HonedError(f"{folder}: indexes {len(lexical)} documents but {STORE_FILE} has {count}; rebuild the index")
+    return lexical
 
 
 def _snapshot(store: DocStore) -> tuple[dict, int, np.ndarray]:
@@ -351,7 +391,8 @@ def _is_int(v) -> bool:
 _META_KEYS = {"generation": lambda v: _is_int(v) and v >= 1,
               "faiss_file": lambda v: isinstance(v, str) and re.fullmatch(r"index-\d+\.faiss", v) is not None,
               "faiss_size": lambda v: _is_int(v) and v >= 0,
-              "faiss_sha256": lambda v: isinstance(v, str)}
+              "faiss_sha256": lambda v: isinstance(v, str),
+              "bm25_dir": lambda v: v is None or (isinstance(v, str) and re.fullmatch(r"bm25-\d+", v) is not None)}
 
 
 def check_store_binding(path: Path, manifest: dict, meta: dict, count: int) -> None:

@@ -201,7 +201,8 @@ def assemble_index(shards: list[Path], n: int, dim: int, factory: str, seed: int
 
 def build_index_on_ray(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat", split: str = "test",
                        batch_size: int = 32, workers: int = 2, address: str | None = None,
-                       gpus_per_worker: float = 0.0, show_progress: bool = True, force: bool = False) -> Path:
+                       gpus_per_worker: float = 0.0, show_progress: bool = True, force: bool = False,
+                       bm25: bool = False) -> Path:
     """Embed a corpus on Ray and write a retriever artifact atomically; return its path.
 
     `address` is a running cluster's (``auto``, ``ray://head:10001``); None starts a
@@ -240,7 +241,7 @@ def build_index_on_ray(model, corpus, out: str | os.PathLike, faiss_kind: str = 
                  "docs_per_second": round(len(rows) / max(encode_s, 1e-9), 2), "faiss_kind": faiss_kind,
                  "ray": {"address": address or "local", "workers": workers, "gpus_per_worker": gpus_per_worker,
                          "shards": len(shards), "assemble_seconds": round(time.perf_counter() - t0 - encode_s, 2)}}
-        return write_artifact(out, enc, rows, None, factory, build, faiss_index=index, force=force)
+        return write_artifact(out, enc, rows, None, factory, build, faiss_index=index, force=force, bm25=bm25)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if started:

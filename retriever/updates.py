@@ -1,8 +1,10 @@
 """Add, replace and delete documents of a retriever artifact in place, atomically.
 
 An update never rewrites what readers are using. Under SQLite's write lock it
-writes the next generation's FAISS file beside the current one, then changes
-the rows and names the new file in one SQLite transaction. A kill before that
+writes the next generation's FAISS file beside the current one (and, when the
+artifact has one, the next BM25 folder, indexed again from the live rows: bm25s
+cannot add or remove a document in place), then changes the rows and names the
+new files in one SQLite transaction. A kill before that
 commit leaves the previous generation (file and rows) as it was; a kill after it
 leaves the new one. The old FAISS file is removed once nothing points to it, and
 a stray file from a killed update is removed by the next one.
@@ -23,12 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from .atomic import sha256_file
+from .bm25 import bm25_digest
 from .data.beir import doc_text
 from .errors import HonedError
 from .index import Index, _read_faiss, check_compatible, corpus_docs
@@ -121,7 +125,7 @@ def _write_generation(index: Index):
 
     store, root = index.store, index.path
     store.conn.execute("BEGIN IMMEDIATE")   # one writer at a time; readers go on with the committed state
-    new_path = None
+    new_path = new_bm25 = None
     try:
         meta = store.meta()
         fi = _read_faiss(root / meta["faiss_file"], mmap=False)
@@ -133,9 +137,14 @@ def _write_generation(index: Index):
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, new_path)
+        lexical = {}
+        if meta.get("bm25_dir"):   # the rows this transaction leaves, read through its own connection
+            new_bm25 = _write_bm25(store, root / f"bm25-{gen}")
+            lexical = {"bm25_dir": new_bm25.name, "bm25_sha256": bm25_digest(new_bm25)}
         store.set_meta({"generation": gen, "faiss_file": new_path.name, "faiss_size": new_path.stat().st_size,
-                        "faiss_sha256": sha256_file(new_path)})
-        _remove_strays(root, keep={meta["faiss_file"], new_path.name})   # we hold the write lock
+                        "faiss_sha256": sha256_file(new_path), **lexical})
+        _remove_strays(root, keep={meta["faiss_file"], new_path.name, meta.get("bm25_dir"),
+                                   new_bm25 and new_bm25.name})   # we hold the write lock
         store.conn.execute("COMMIT")
     except BaseException:
         if store.conn.in_transaction:
@@ -143,11 +152,30 @@ def _write_generation(index: Index):
         if new_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 new_path.unlink()
+        if new_bm25 is not None:
+            shutil.rmtree(new_bm25, ignore_errors=True)
         raise
     with contextlib.suppress(FileNotFoundError):   # readers that opened it keep their mapping
         (root / meta["faiss_file"]).unlink()
+    if new_bm25 is not None:   # a reader that loaded it holds its arrays in memory
+        from .bm25 import Bm25Index
+
+        shutil.rmtree(root / meta["bm25_dir"], ignore_errors=True)
+        index.bm25 = Bm25Index(new_bm25)
     index.faiss_index, index.generation = _reopen(new_path, index), gen
     index.tombstones = store.tombstones()
+
+
+def _write_bm25(store, folder: Path) -> Path:
+    from .bm25 import write_bm25
+
+    shutil.rmtree(folder, ignore_errors=True)   # a killed update's folder of this generation: we hold the lock
+
+    labels, texts = [], []
+    for pos, doc in store.iter_docs():
+        labels.append(pos)
+        texts.append(doc_text(doc))
+    return write_bm25(texts, np.asarray(labels, dtype=np.int64), folder)
 
 
 def _reopen(path: Path, index: Index):
@@ -159,9 +187,12 @@ def _reopen(path: Path, index: Index):
     return fi
 
 
-def _remove_strays(root: Path, keep: set[str]) -> None:
-    """FAISS files a killed update left behind (only the current and the new one are in use)."""
+def _remove_strays(root: Path, keep: set[str | None]) -> None:
+    """FAISS files and BM25 folders a killed update left behind (only the current and the new ones are in use)."""
     for f in [*root.glob("index-*.faiss"), *root.glob(".index-*.faiss.*")]:
         if f.name not in keep:
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
+    for d in [*root.glob("bm25-*"), *root.glob(".bm25-*")]:
+        if d.name not in keep:
+            shutil.rmtree(d, ignore_errors=True)

@@ -68,6 +68,9 @@ def check_index(index, full: bool = True) -> dict:
             checked.append("rows digest")
         _check_labels(index)
         checked.append("faiss labels")
+        if index.bm25 is not None:
+            _check_bm25_labels(index)
+            checked.append("bm25 labels")
     return {"path": str(p), "verified": "full" if full else "fast", "documents": len(index),
             "generation": index.generation, "bound": bound, "checked": checked}
 
@@ -87,6 +90,13 @@ def _check_labels(index) -> None:
         missing, extra = len(want - have), len(have - want)
         raise HonedError(f"{index.path / STORE_FILE}: {missing} documents have no vector in "
                          f"{index.store.meta()['faiss_file']} and {extra} vectors have no document; rebuild the index")
+
+
+def _check_bm25_labels(index) -> None:
+    """The BM25 index holds exactly the live documents (its sha256 and count were checked on open)."""
+    want = {pos for (pos,) in index.store.conn.execute("SELECT pos FROM docs")}
+    if set(index.bm25.labels.tolist()) != want:
+        raise HonedError(f"{index.bm25.folder}: does not index the documents of {STORE_FILE}; rebuild the index")
 
 
 def _faiss_labels(fi) -> np.ndarray:

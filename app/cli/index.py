@@ -30,8 +30,10 @@ def index_build(model: str = typer.Option("minilm", help="model folder, packaged
                 ray_address: Optional[str] = typer.Option(None, help="a running Ray cluster: auto | ray://HOST:10001"),
                 ray_workers: int = typer.Option(2, min=1, help="encoder actors (model copies) on Ray"),
                 ray_gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per encoder actor (0: CPU)"),
+                bm25: bool = typer.Option(False, "--bm25", help="also write a BM25 index of the same documents "
+                                                                "(for `--mode bm25` and `--mode hybrid`)"),
                 force: bool = FORCE) -> None:
-    """Embed a corpus and write a FAISS index + doc store + manifest."""
+    """Embed a corpus and write a FAISS index + doc store + manifest (and a BM25 index with --bm25)."""
     from honed.retriever.encoder import parse_workers
     from honed.retriever.index import build_index, load_index
 
@@ -43,14 +45,15 @@ def index_build(model: str = typer.Option("minilm", help="model folder, packaged
         from honed.retriever.ray_build import build_index_on_ray
 
         build_index_on_ray(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size,
-                           workers=ray_workers, address=ray_address, gpus_per_worker=ray_gpus_per_worker, force=force)
+                           workers=ray_workers, address=ray_address, gpus_per_worker=ray_gpus_per_worker, force=force,
+                           bm25=bm25)
     else:
         build_index(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size, force=force,
-                    workers=parse_workers(workers))
+                    workers=parse_workers(workers), bm25=bm25)
     idx = load_index(out)
     m = idx.manifest
-    console.print(f"[green]✓[/] {len(idx)} docs → {out} ({m['faiss']['factory']}, dim {m['dim']}, "
-                  f"{m['build']['docs_per_second']} docs/s)")
+    console.print(f"[green]✓[/] {len(idx)} docs → {out} ({m['faiss']['factory']}{' + BM25' if idx.bm25 else ''}, "
+                  f"dim {m['dim']}, {m['build']['docs_per_second']} docs/s)")
     idx.store.close()
 
 
@@ -60,6 +63,32 @@ def index_info(path: Path) -> None:
     from honed.retriever.artifact import artifact_info
 
     console.print_json(json.dumps(artifact_info(path), default=str))
+
+
+@index_app.command("fuse")
+def index_fuse(path: Path = typer.Argument(..., help="index folder (artifact) built with --bm25"),
+               data: Path = typer.Option(..., help="BEIR folder whose SPLIT queries choose the fusion"),
+               split: str = typer.Option("dev", help="queries the model was not trained on (dev; train only for "
+                                                     "an untuned model)"),
+               max_queries: Optional[int] = typer.Option(None, min=1, help="first N judged queries only"),
+               index_dir: Path = typer.Option(Path("indexes"), help="cache of dev-corpus indexes"),
+               dry_run: bool = typer.Option(False, "--dry-run", help="print the table; record nothing")) -> None:
+    """Choose how `--mode hybrid` fuses BM25 and the embedder (RRF or a weighted sum) on a dev split; record it."""
+    from honed.rag_eval.fusion import choose_fusion
+
+    res = choose_fusion(path, data, split=split, max_queries=max_queries, index_dir=index_dir, record=not dry_run)
+    t = DataTable("fusion", "dense weight", "nDCG@10", "Recall@100")
+    for r in res["rows"]:
+        chosen = r["fusion"] == res["fusion"] and r["weight"] == res["weight"]
+        t.add_row(("→ " if chosen else "  ") + r["fusion"], "" if r["weight"] is None else f"{r['weight']:.1f}",
+                  f"{r['ndcg@10']:.4f}", f"{r['recall@100']:.4f}")
+    console.print(t)
+    if res["queries_seen_in_training"]:
+        console.print("[yellow]the model was fine-tuned on these queries: the choice favours the dense side; "
+                      "choose on held-out queries[/]")
+    how = "reciprocal rank fusion" if res["fusion"] == "rrf" else f"weighted sum, dense weight {res['weight']:.1f}"
+    console.print(f"{'would record' if dry_run else '[green]✓[/] recorded'} in {shown(path)}: {how} "
+                  f"(dev nDCG@10 {res['dev_ndcg@10']:.4f}, {res['chosen_on']})")
 
 
 @index_app.command("verify")
@@ -130,32 +159,45 @@ def package_cmd(index: Path = typer.Option(..., help="index folder to ship"),
                 report: Optional[Path] = typer.Option(None, help="report.json of `honed eval beir` to record"),
                 system: str = typer.Option("tuned", help="the report's system name for this index"),
                 dataset: Optional[str] = typer.Option(None, help="the report's dataset (default: its first)"),
+                bm25: Optional[bool] = typer.Option(None, "--bm25/--no-bm25", help="add (or leave out) a BM25 index "
+                                                    "for --mode bm25|hybrid; default: as the index has it"),
                 force: bool = FORCE) -> None:
     """Write a portable retriever artifact: model (+ ONNX), FAISS, documents, and the evaluation behind it."""
     from honed.retriever.artifact import artifact_info, package_artifact
 
-    package_artifact(index, out, model=model, report=report, system=system, dataset=dataset, force=force)
+    package_artifact(index, out, model=model, report=report, system=system, dataset=dataset, force=force, bm25=bm25)
     info = artifact_info(out)
     ev = info.get("eval") or {}
     summary = (f"; {ev['system']} nDCG@10 {ev['metrics'].get('NDCG@10', float('nan')):.4f} on {ev['dataset']}"
                if ev else "")
     console.print(f"[green]✓[/] {shown(out)}: {info['documents']} documents, query path {info['query_path']}, "
-                  f"{info['bytes'] / 1e6:.0f} MB{summary}")
+                  f"modes {'/'.join(info['modes'])}, {info['bytes'] / 1e6:.0f} MB{summary}")
 
 
 @app.command("search")
 def search_cmd(index: Path, query: str, k: int = typer.Option(10, "-k", min=1, help="hits to show"),
-               model: Optional[str] = typer.Option(None, help="override the manifest's model")) -> None:
+               model: Optional[str] = typer.Option(None, help="override the manifest's model"),
+               mode: str = typer.Option("dense", help="dense | bm25 | hybrid (the last two need `index build "
+                                                      "--bm25`)")) -> None:
     """Print the top-k passages of an index for a query (ONNX path when the model has one: no torch)."""
-    from honed.retriever.index import open_index_and_encoder, search
+    from honed.retriever.fusion import check_mode, search_modes
+    from honed.retriever.index import check_compatible, load_index
 
     if not query.strip():
         raise HonedError("QUERY is empty: give the text to search for")
 
-    idx, enc = open_index_and_encoder(index, model)
+    idx = load_index(index)
+    check_mode(idx, mode)   # before loading the model: a refusal costs nothing
+    vecs = enc = None
+    if mode != "bm25":
+        from honed.retriever.encoder import load_encoder
+
+        enc = load_encoder(model or idx.model_dir)
+        check_compatible(idx, enc)
+        vecs = enc.encode_queries([query])
     t = DataTable("#", "score", "doc id", "text")
-    hits = search(idx, enc.encode_queries([query]), k)[0]
+    hits = search_modes(idx, vecs, [query], k, mode)[0]
     for i, ((pos, score), doc) in enumerate(zip(hits, idx.docs_at([p for p, _ in hits])), 1):
         t.add_row(str(i), f"{score:.3f}", doc["id"], doc["text"][:160] + ("…" if len(doc["text"]) > 160 else ""))
     console.print(t)
-    console.print(f"[dim]model backend: {shown(enc.backend)}[/]")
+    console.print(f"[dim]{mode}" + (f", model backend: {shown(enc.backend)}" if enc else "") + "[/]")

@@ -26,7 +26,9 @@ def serve_cmd(artifact: Optional[Path] = typer.Argument(None, help="retriever ar
               max_batch: int = typer.Option(32, help="queries per encoder call"),
               max_queue: int = typer.Option(256, help="waiting requests per arm before answering 503"),
               max_k: int = typer.Option(100, help="largest k a request may ask for"),
-              api_key_env: str = typer.Option("HONED_API_KEY", help="env variable holding the API key (unset: open)")
+              api_key_env: str = typer.Option("HONED_API_KEY", help="env variable holding the API key (unset: open)"),
+              mode: str = typer.Option("dense", help="dense | bm25 | hybrid (BM25 fused with the embedder; needs "
+                                                     "artifacts built with `index build --bm25`)"),
               ) -> None:
     """Serve artifacts over HTTP: /search, /feedback, /health, /ready, /metrics (FastAPI + uvicorn)."""
     require_extra("serve", "honed serve")
@@ -40,7 +42,7 @@ def serve_cmd(artifact: Optional[Path] = typer.Argument(None, help="retriever ar
     cfg = ServeConfig(champion=str(artifact or champion), challenger=str(challenger) if challenger else None,
                       split=split, interleave=interleave, salt=experiment, feedback=feedback_url(db),
                       window_ms=batch_window_ms, max_batch=max_batch, max_queue=max_queue, max_k=max_k,
-                      api_key_env=api_key_env)
+                      api_key_env=api_key_env, mode=mode)
     api = create_app(cfg)
     import uvicorn
 

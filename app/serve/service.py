@@ -57,6 +57,7 @@ class ServeConfig:
     max_k: int = 100
     max_query_chars: int = 2000
     api_key_env: str = "HONED_API_KEY"
+    mode: str = "dense"               # dense | bm25 | hybrid, for every arm (the last two need a BM25 index)
 
     def check(self) -> None:
         if not 0.0 <= self.split <= 1.0:
@@ -67,6 +68,8 @@ class ServeConfig:
             raise HonedError("--champion and --challenger are the same artifact")
         if self.window_ms < 0 or self.max_batch < 1 or self.max_queue < 1 or self.max_k < 1:
             raise HonedError("--batch-window-ms must be ≥ 0 and --max-batch, --max-queue, --max-k ≥ 1")
+        if self.mode not in ("dense", "bm25", "hybrid"):
+            raise HonedError(f"--mode must be dense, bm25 or hybrid, got {self.mode!r}")
         for flag, path in (("--champion", self.champion), ("--challenger", self.challenger)):
             if path and not (Path(path) / "manifest.json").is_file():
                 raise HonedError(f"{flag}: {path} is not a retriever artifact (no manifest.json)")

@@ -47,30 +47,37 @@ class Arm:
     encoder: Any = None
     version: str = ""
     batcher: MicroBatcher | None = None
+    mode: str = "dense"
 
     def load(self) -> None:
+        from honed.retriever.fusion import check_mode
         from honed.retriever.index import open_index_and_encoder
 
         self.index, self.encoder = open_index_and_encoder(self.path, spin=False)
+        check_mode(self.index, self.mode)
         model = self.index.manifest["model"]
         # the model's own name (its run folder), not the mount point: in a container every artifact is /srv/artifact
         self.version = f"{Path(model.get('ref') or self.path).name}@{model['fingerprint'].removeprefix('sha256:')[:12]}"
 
     def search_batch(self, items: list[tuple[str, int, _Filters | None]]) -> list:
-        """Encode every query in one call, then search: unfiltered ones in one FAISS call."""
-        from honed.retriever.index import search
+        """Encode every query in one call, then search: unfiltered ones in one FAISS (and BM25) call."""
+        from honed.retriever.fusion import search_modes
 
-        vecs = self.encoder.encode_queries([q for q, _, _ in items])
+        queries = [q for q, _, _ in items]
+        vecs = self.encoder.encode_queries(queries) if self.mode != "bm25" else None
         results: list = [None] * len(items)
         plain = [i for i, (_, _, f) in enumerate(items) if f is None or not f.filters]
         if plain:
             kmax = max(items[i][1] for i in plain)
-            for i, hits in zip(plain, search(self.index, vecs[plain], kmax)):
+            found = search_modes(self.index, vecs[plain] if vecs is not None else None, [queries[i] for i in plain],
+                                 kmax, self.mode)
+            for i, hits in zip(plain, found):
                 results[i] = hits[:items[i][1]]
-        for i, (_, k, f) in enumerate(items):
+        for i, (q, k, f) in enumerate(items):
             if results[i] is None:
                 try:
-                    results[i] = search(self.index, vecs[i], k, allowed=self.index.store.select(f))[0]
+                    results[i] = search_modes(self.index, vecs[i:i + 1] if vecs is not None else None, [q], k,
+                                              self.mode, allowed=self.index.store.select(f))[0]
                 except HonedError as e:
                     results[i] = e
         return [r if isinstance(r, Exception) else self._hits(r) for r in results]
@@ -117,9 +124,9 @@ class ServiceState:
     error: str | None = None
 
     def __post_init__(self):
-        self.arms = {CHAMPION: Arm(CHAMPION, self.cfg.champion)}
+        self.arms = {CHAMPION: Arm(CHAMPION, self.cfg.champion, mode=self.cfg.mode)}
         if self.cfg.challenger:
-            self.arms[CHALLENGER] = Arm(CHALLENGER, self.cfg.challenger)
+            self.arms[CHALLENGER] = Arm(CHALLENGER, self.cfg.challenger, mode=self.cfg.mode)
 
     def load(self, loop) -> None:
         """Open the store and every arm (in a thread), then start the batchers on the event loop."""

@@ -1,0 +1,106 @@
+"""Choose how an artifact's hybrid mode fuses BM25 with its embedder, on a dev split, and record the choice.
+
+Every candidate (reciprocal rank fusion, and the weighted sum at dense weights 0, 0.1, …, 1) is scored on
+the dev queries with the same :func:`~honed.retriever.fusion.search_modes` call users make; the best by
+nDCG@10 (then Recall@100; RRF on a tie, since it has no parameter to overfit) is recorded in the artifact
+with the whole table as evidence. When the dev queries' judged passages are all in the artifact it is
+scored there; otherwise an index of the dev split's own corpus is built (cached) with the artifact's model.
+
+Choose on queries the model was not trained on: a tuned model ranks its own training queries too well,
+which pulls the weight towards the dense side. :func:`choose_fusion` says so when it can tell (the run's
+``honed.json`` names the dataset it trained on).
+
+Example:
+    >>> from honed.rag_eval.fusion import choose_fusion
+    >>> choose_fusion("indexes/scifact-hybrid", "../shared/datasets/scifact", split="train")   # doctest: +SKIP
+    {'fusion': 'weighted', 'weight': 0.4, ...}
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from honed.retriever.data.beir import load_beir
+from honed.retriever.errors import HonedError
+
+from .beir_eval import cached_index, dataset_name, resolve_dataset, subsample_queries
+from .metrics import evaluate_run
+
+WEIGHTS = tuple(round(w / 10, 1) for w in range(11))
+
+
+def candidates() -> list[dict]:
+    """Every fusion :func:`choose_fusion` tries: RRF first (it wins ties), then the weighted sums."""
+    return [{"fusion": "rrf", "weight": None}] + [{"fusion": "weighted", "weight": w} for w in WEIGHTS]
+
+
+def fusion_table(index, encoder, queries: dict[str, str], qrels: dict[str, dict[str, int]],
+                 k: int = 100) -> list[dict]:
+    """nDCG@10 and Recall@100 of every candidate fusion on `queries` (one encoding, one BM25 pass each)."""
+    from honed.retriever.fusion import search_modes
+
+    qids = list(queries)
+    texts = [queries[q] for q in qids]
+    vecs = encoder.encode_queries(texts, show_progress=len(qids) > 64)
+    ids = {pos: d["id"] for pos, d in index.store.iter_docs()}
+    rows = []
+    for cand in candidates():
+        hits = search_modes(index, vecs, texts, k, "hybrid", fusion=cand)
+        run = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
+        agg = evaluate_run(qrels, run, (10, 100)).aggregate
+        rows.append({**cand, "ndcg@10": round(agg["NDCG@10"], 5), "recall@100": round(agg["Recall@100"], 5)})
+    return rows
+
+
+def best_fusion(rows: list[dict]) -> dict:
+    """The row with the highest nDCG@10, then Recall@100; the first (RRF) among equals."""
+    return max(rows, key=lambda r: (r["ndcg@10"], r["recall@100"]))   # max keeps the first of equal keys
+
+
+def choose_fusion(index_path: str | os.PathLike, data: str | os.PathLike, split: str = "dev",
+                  max_queries: int | None = None, index_dir: str | os.PathLike = "indexes",
+                  record: bool = True) -> dict:
+    """Score every fusion on `data`'s `split` and (with `record`) record the best in the artifact; return it
+    with the table (``rows``), where it was chosen and whether the model had seen those queries."""
+    from honed.retriever.fusion import check_mode, record_fusion
+    from honed.retriever.index import open_index_and_encoder
+
+    index, encoder = open_index_and_encoder(index_path)
+    try:
+        check_mode(index, "hybrid")
+        path = resolve_dataset(data)
+        ds = subsample_queries(load_beir(path, split), max_queries)
+        if not ds.queries:
+            raise HonedError(f"{path}: split {split!r} has no judged queries to choose a fusion on")
+        judged = {d for rel in ds.qrels.values() for d, g in rel.items() if g > 0}
+        scored_on = "the artifact's own documents"
+        target = index
+        if not judged <= set(index.doc_ids):
+            dev_index = Path(index_dir) / f"{dataset_name(path)}-{split}-fusion"
+            target, _ = cached_index(ds, str(index.model_dir), dev_index, bm25=True)
+            scored_on = f"an index of the split's corpus ({dev_index})"
+        rows = fusion_table(target, encoder, ds.queries, ds.qrels)
+        best = best_fusion(rows)
+        seen = _trained_on(index, path, split)
+        evidence = {"chosen_on": f"{path} ({split}, {len(ds.queries)} queries), scored on {scored_on}",
+                    "dev_ndcg@10": best["ndcg@10"], "queries_seen_in_training": seen, "rows": rows}
+        if record:
+            record_fusion(index, best["fusion"], best["weight"], evidence)
+        return {"fusion": best["fusion"], "weight": best["weight"], **evidence}
+    finally:
+        index.store.close()
+
+
+def _trained_on(index, data: Path, split: str) -> bool | None:
+    """Whether the artifact's model was fine-tuned on `data`'s `split` queries (None: cannot tell)."""
+    run = index.model_dir / "honed.json"
+    if not run.is_file():
+        return None
+    try:
+        source = json.loads(run.read_text(encoding="utf-8")).get("data", {}).get("source")
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not source:
+        return None
+    return split == "train" and Path(source).resolve() == Path(data).resolve()
