@@ -60,7 +60,7 @@ def run_demo(data: str | os.PathLike = "datasets/cuad-clauses", out: str | os.Pa
     console.print("5/6 writing the report")
     paths = write_beir_report(results, out, baseline="base")
     console.print(paths.summary_table)
-    console.print(f"6/6 packaging the tuned retriever → {artifact}")
+    console.print(f"6/6 packaging the tuned retriever (dense, with a BM25 index for hybrid queries) → {artifact}")
     tuned_index = Path(index_dir) / f"{results[0].name}-test-tuned"
-    package_artifact(tuned_index, artifact, report=paths.json, system="tuned")
+    package_artifact(tuned_index, artifact, report=paths.json, system="tuned", bm25=True)   # --mode hybrid too
     return paths.markdown
