@@ -118,14 +118,18 @@ def tiny_data(tmp_path_factory, scifact_dir):
     return root
 
 
+TUNED_RUN = dict(TINY, max_steps=-1, epochs=1, time_budget="30m")
+
+
 @pytest.fixture(scope="session")
 def tuned_run(tmp_path_factory, tiny_data):
-    """One real `honed finetune` run per session (TINY recipe, 128 tokens), for the tests that need *a* tuned
-    model rather than a particular run: export, merge. Tests of the run itself make their own."""
+    """The session's one real `honed finetune` run (TINY recipe, 128 tokens, one epoch under a roomy time budget,
+    tracked in MLflow beside it): test_finetune's end-to-end test checks the run itself, and the tests that need
+    *a* tuned model (export, merge, diagnose) use it. Tests of other recipes make their own."""
     from honed.retriever.finetune import FinetuneConfig, finetune
 
-    out = tmp_path_factory.mktemp("tuned") / "run"
-    finetune(FinetuneConfig(data=str(tiny_data), out=str(out), track=False, **TINY))
+    out = tmp_path_factory.mktemp("tuned") / "runs" / "tiny"
+    finetune(FinetuneConfig(data=str(tiny_data), out=str(out), **TUNED_RUN))
     return out
 
 

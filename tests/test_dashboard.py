@@ -1,8 +1,8 @@
 """The results dashboard: its data on a real report (real BM25 and MiniLM on the SciFact slice), its page, and the demo.
 
-The last test reads the demo's own report and run (`make ci-dashboard`, after `make ci-gate`
-in CI): it is marked `demo` and runs in neither tier, because a test must not depend on
-outputs a previous job left behind unless the job that made them is named.
+The last test reads the demo's own report and run (`make test-demo`, after `make ci-gate`):
+it is marked `demo` and runs in neither the fast nor the slow tier, because a test must not
+depend on outputs a previous job left behind unless the job that made them is named.
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_dashboard_shows_a_diagnosis_with_its_confusions(report_dir, tmp_path, m
 
 @pytest.mark.demo
 def test_dashboard_on_the_demo_in_a_real_browser(tmp_path):
-    """`make ci-dashboard`: the dashboard on the demo's report (HONED_DEMO_REPORT) and run, screenshot kept."""
+    """`make test-demo`: the dashboard on the demo's report (HONED_DEMO_REPORT) and run, screenshot kept."""
     from playwright.sync_api import sync_playwright
 
     report = Path(os.environ.get("HONED_DEMO_REPORT", "reports/ci"))

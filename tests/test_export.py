@@ -1,5 +1,5 @@
-"""ONNX export of the real packaged MiniLM and of a model `honed finetune` just wrote, the torch-free
-query path, the per-CPU int8 variants, and the Triton repository."""
+"""ONNX export of the real packaged MiniLM and the reading of a model `honed finetune` just wrote, the torch-free
+query path, the per-CPU int8 variants, and the Triton repository (the demo run's export: tests/test_demo.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,17 +15,6 @@ import pytest
 from honed.retriever.errors import HonedError
 
 pytestmark = pytest.mark.slow   # ONNX export and a fine-tune: make test-full
-
-
-@pytest.fixture(scope="module")
-def tuned(tuned_run, tmp_path_factory):
-    """A copy of the session's `honed finetune` run (sentence-transformers 6 file format): these tests
-    export into it, and the other users of the run expect it without an ONNX export."""
-    import shutil
-
-    out = tmp_path_factory.mktemp("export") / "run"
-    shutil.copytree(tuned_run, out)
-    return out
 
 
 def test_export_writes_models_and_parity(exported):
@@ -110,7 +99,8 @@ def test_pooling_config_in_both_file_formats_and_every_mode(tmp_path):
         assert np.allclose(pool(hidden, mask, mode, normalize=False), ref.numpy(), atol=1e-5), mode
 
 
-def test_finetuned_model_reads_like_sentence_transformers_reads_it(tuned):
+def test_finetuned_model_reads_like_sentence_transformers_reads_it(tuned_run):
+    tuned = tuned_run
     from sentence_transformers import SentenceTransformer
 
     from honed.retriever.ort_encoder import read_st_config
@@ -123,47 +113,6 @@ def test_finetuned_model_reads_like_sentence_transformers_reads_it(tuned):
     assert cfg["max_seq_length"] == st.max_seq_length == 128
     assert cfg["normalize"] == any(type(m).__name__ == "Normalize" for m in st)
     assert {k: v for k, v in cfg["prompts"].items() if v} == {k: v for k, v in st.prompts.items() if v}
-
-
-def test_finetuned_model_exports_and_serves_without_torch(tuned, tmp_path, scifact_slice):
-    """What a user does straight after `make demo`: export the run, search its index, build a Triton repo."""
-    from honed.retriever.data import write_beir
-    from honed.retriever.encoder import load_encoder
-    from honed.retriever.export.triton import export_triton, validate_config
-    from honed.retriever.index import build_index
-
-    from test_cli import run
-
-    data = tmp_path / "slice"
-    write_beir(data, scifact_slice.corpus, scifact_slice.queries, {"test": scifact_slice.qrels})
-    idx = build_index(f"{tuned}@torch", scifact_slice.corpus, tmp_path / "idx", show_progress=False)
-    # int8's gate on 120 passages moves by a few thousandths with the run's last steps: a looser tolerance here,
-    # the gate itself is test_export_writes_models_and_parity's
-    p = run("export", "onnx", str(tuned), "--data", str(data), "--max-docs", "120", "--max-ndcg-drop", "0.02")
-    assert p.returncode == 0, p.stderr
-    man = json.loads((tuned / "onnx" / "manifest.json").read_text())
-    assert man["st_config"]["pooling"] == "mean" and man["parity"]["fp32"]["cos_min"] > 0.999
-    texts = list(scifact_slice.queries.values())[:8]
-    t = load_encoder(tuned, backend="torch").encode_queries(texts)
-    assert np.allclose(t, load_encoder(tuned, backend="onnx-fp32").encode_queries(texts), atol=1e-4)
-
-    # the index was built before the export: package it with the exported model (same weights)
-    p = run("package", "--index", str(idx), "--model", str(tuned), "--out", str(tmp_path / "artifact"))
-    assert p.returncode == 0 and "query path onnx" in p.stdout, p.stdout + p.stderr
-    idx = tmp_path / "artifact"
-    qid, q = next(iter(scifact_slice.queries.items()))
-    code = ("import sys, runpy; sys.argv = ['honed', 'search', %r, %r, '-k', '3']\n"
-            "from honed.app.cli import main\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "print('TORCH', 'torch' in sys.modules)") % (str(idx), q)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
-    assert out.returncode == 0, out.stderr
-    assert "TORCH False" in out.stdout and "model backend: onnx-" in out.stdout
-    assert any(d in out.stdout for d in scifact_slice.qrels[qid])
-
-    dest = export_triton(tuned, tmp_path / "repo", name="tuned")
-    assert validate_config((dest / "config.pbtxt").read_text()).backend == "onnxruntime"
-    assert json.loads((dest / "honed.json").read_text())["st_config"]["pooling"] == "mean"
 
 
 def test_onnx_query_path_matches_torch_and_imports_no_torch(exported, tmp_path, scifact_slice):

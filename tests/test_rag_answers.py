@@ -218,17 +218,25 @@ def _qa_slice(root: Path, keep_q: list[str]) -> Path:
 
 @pytest.mark.slow
 def test_paired_comparison_of_two_real_retrievers_on_the_shipped_qa_set(tmp_path):
-    """Two retrievers (MiniLM, mpnet) through the same questions: per-metric paired tests, plots, decisions."""
+    """Two retrievers (MiniLM, mpnet) through the same questions: every ragas metric from the real local judge,
+    per-metric paired tests, plots, decisions, and a rerun answered from the LLM cache alone."""
     pytest.importorskip("llama_cpp")
-    from honed.rag_eval.rag import evaluate_rag
+    from honed.rag_eval.rag import METRICS, evaluate_rag
 
     # three contracts' passages and their questions keep the encoding short; two are yes/no questions
     root = _qa_slice(tmp_path / "qa", ["dgt-cap", "dgt-law", "tripath-compete"])
-    doc = evaluate_rag(root, {"minilm": "minilm", "mpnet": "mpnet"}, n=3, out=tmp_path / "report",
-                       index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1)
+    kw = dict(n=3, index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1)
+    doc = evaluate_rag(root, {"minilm": "minilm", "mpnet": "mpnet"}, out=tmp_path / "report", **kw)
     assert doc["baseline"] == "minilm" and doc["with_reference"] == 3 and doc["with_decision"] == 2
     for name in ("minilm", "mpnet"):
-        m = doc["systems"][name]["metrics"]
+        s = doc["systems"][name]
+        assert len(s["samples"]) == 3 and all(x["answer"] for x in s["samples"])
+        for metric in METRICS:
+            assert all(math.isnan(x[metric]) or 0.0 <= x[metric] <= 1.0 for x in s["samples"]), metric
+        assert s["nan_rate"]["faithfulness"] < 1.0, "the schema-constrained judge must produce scores"
+        assert s["metrics"]["context_recall_ids"] is not None
+        assert s["judge_sanity"]["pairs"] == 1, [(x["answer"], x["faithfulness"], x["errors"]) for x in s["samples"]]
+        m = s["metrics"]
         for key in ("semantic_similarity", "rouge_l", "answer_correctness", "decision_accuracy", "faithfulness"):
             assert key in m, (name, key)
         assert 0.0 < m["semantic_similarity"] <= 1.0 and 0.0 < m["rouge_l"] <= 1.0
@@ -246,6 +254,14 @@ def test_paired_comparison_of_two_real_retrievers_on_the_shipped_qa_set(tmp_path
     md = (tmp_path / "report" / "report.md").read_text()
     assert "## Paired comparison against `minilm`" in md and "| mpnet vs minilm |" in md
     assert (tmp_path / "report" / "rag-paired.png").stat().st_size > 0
+    rep = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert rep["kind"] == "rag" and (tmp_path / "report" / "rag-metrics.png").exists()
+    assert doc["cache"]["misses"] > 0
+    again = evaluate_rag(root, {"minilm": "minilm", "mpnet": "mpnet"}, **kw)     # everything from the cache
+    assert again["cache"]["misses"] == 0
+    for name in ("minilm", "mpnet"):
+        assert [x["answer"] for x in again["systems"][name]["samples"]] == \
+            [x["answer"] for x in doc["systems"][name]["samples"]]
 
 
 def test_judge_answer_with_a_raw_newline_in_a_string_is_parsed_not_nan(tmp_path):

@@ -1,0 +1,81 @@
+"""What a user does straight after `make demo`, on the demo's own run and artifact (marked `demo`: `make test-demo`,
+after `make ci-gate` in CI). Reusing what the main job wrote spares the slow tier a fine-tune and an export of its
+own: the run's ONNX export and its parity, the artifact's torch-free query path in every mode, a Triton repository.
+
+HONED_DEMO_RUN and HONED_DEMO_ARTIFACT point elsewhere (defaults: `make ci-gate`'s runs/ci and the demo's artifact).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.demo
+
+RUN = Path(os.environ.get("HONED_DEMO_RUN", "runs/ci"))
+ARTIFACT = Path(os.environ.get("HONED_DEMO_ARTIFACT", "artifacts/cuad-clauses-tuned"))
+
+
+@pytest.fixture(scope="module")
+def demo():
+    for what in (RUN / "onnx" / "manifest.json", ARTIFACT / "manifest.json"):
+        if not what.is_file():
+            pytest.fail(f"{what} is missing: run `make ci-gate` (the demo) first")
+    return RUN, ARTIFACT
+
+
+def test_the_demo_run_exported_with_parity_and_reads_the_same_on_both_backends(demo):
+    from honed.retriever.data import load_beir
+    from honed.retriever.encoder import load_encoder
+
+    run, _ = demo
+    man = json.loads((run / "onnx" / "manifest.json").read_text())
+    assert man["st_config"]["pooling"] == "mean" and man["parity"]["fp32"]["cos_min"] > 0.999
+    texts = list(load_beir(REPO / "datasets" / "cuad-clauses", "test").queries.values())[:8]
+    t = load_encoder(run, backend="torch").encode_queries(texts)
+    assert np.allclose(t, load_encoder(run, backend="onnx-fp32").encode_queries(texts), atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_the_demo_artifact_answers_without_torch_in_every_mode(demo, mode):
+    """`honed search` on the shipped artifact, in a process that must never import torch."""
+    from honed.retriever.data import load_beir
+
+    _, art = demo
+    ds = load_beir(REPO / "datasets" / "cuad-clauses", "test")
+    qid = sorted(ds.queries)[0]
+    code = ("import sys; sys.argv = ['honed', 'search', %r, %r, '-k', '10', '--mode', %r]\n"
+            "from honed.app.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "print('TORCH', 'torch' in sys.modules)") % (str(art), ds.queries[qid], mode)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "250"})
+    assert out.returncode == 0, out.stderr
+    assert "TORCH False" in out.stdout and (mode == "bm25" or "model backend: onnx-" in out.stdout)
+    assert any(d in out.stdout for d in ds.qrels[qid] if ds.qrels[qid][d] > 0), out.stdout[-3000:]
+
+
+def test_the_demo_artifact_records_its_evaluation_and_modes(demo):
+    from honed.retriever.artifact import artifact_info
+
+    _, art = demo
+    info = artifact_info(art)
+    assert info["query_path"].startswith("onnx") and info["modes"] == ["dense", "bm25", "hybrid"]
+    assert info["eval"]["system"] == "tuned" and info["eval"]["dataset"] == "cuad-clauses"
+    assert info["eval"]["metrics"]["NDCG@10"] > info["eval"]["baseline_metrics"]["NDCG@10"]
+
+
+def test_the_demo_run_becomes_a_triton_repository(demo, tmp_path):
+    from honed.retriever.export.triton import export_triton, validate_config
+
+    run, _ = demo
+    dest = export_triton(run, tmp_path / "repo", name="tuned")
+    assert validate_config((dest / "config.pbtxt").read_text()).backend == "onnxruntime"
+    assert json.loads((dest / "honed.json").read_text())["st_config"]["pooling"] == "mean"
