@@ -71,6 +71,18 @@ def _ood(d) -> dict:
     return next(v for k, v in d["slices"].items() if k.startswith("scifact-ood"))
 
 
+def _hybrid(d, system: str):
+    """Each (set, model) as `better single → hybrid`, ✘ where the hybrid is significantly worse."""
+    cells, ok = [], True
+    for name, ds in d["datasets"].items():
+        for model, r in ds["models"].items():
+            t = r["vs_better_single"][system]
+            ok &= t["never_worse"]
+            cells.append(f"{name}/{model} {r['systems'][r['better_single']]['ndcg@10']:.3f} ({r['better_single']}) → "
+                         f"{r['systems'][system]['ndcg@10']:.3f}" + ("" if t["never_worse"] else f" (p = {t['p_value']:.3f})"))
+    return "; ".join(cells), ok
+
+
 # The targets the issues set, each row rendered from one results file: (area, target, file,
 # render(doc) -> (result as shown, met: True / False / None where the file holds a measurement, not a target)).
 TARGETS = [
@@ -160,6 +172,19 @@ TARGETS = [
      lambda d: (f"IVF-PQ {d['plan_1m']['ivfpq_index_mb']:.0f} MB (flat {d['plan_1m']['flat_index_gb']:.2f} GB), "
                 f"recall@10 {d['ivfpq']['recall_at_10']['32']:.2f} at nprobe 32; "
                 f"{d['plan_1m']['minutes_on_4_gpus']:.1f} min on 4 GPUs", None)),
+    ("retrieval modes", "hybrid (RRF) never worse than the better of BM25 and dense (by > 0.01, or significantly), every set",
+     "hybrid.json", lambda d: _hybrid(d, "hybrid-rrf")),
+    ("retrieval modes", "hybrid (weighted, weight chosen on held-out queries) never worse, every set",
+     "hybrid.json", lambda d: _hybrid(d, "hybrid-weighted")),
+    ("retrieval modes", "hybrid query latency at batch 1 (encoding included)", "hybrid.json",
+     lambda d: ("; ".join(f"{n}/{m}: dense {r['latency_ms']['dense']['p50_ms']:.1f} ms, hybrid "
+                          f"{r['latency_ms']['hybrid']['p50_ms']:.1f} ms p50 ({r['backend']})"
+                          for n, ds in d["datasets"].items() for m, r in ds["models"].items() if m == "tuned"),
+                None)),
+    ("fine-tuning", "bf16 autocast on a CPU with native bf16: faster at the same quality", "cpu-bf16.json",
+     lambda d: (f"{d['speedup']:.2f}× per step; test nDCG@10 " + ", ".join(
+         f"{n} {v['fp32_ndcg@10']:.3f} → {v['bf16_ndcg@10']:.3f} (p = {v['bf16_minus_fp32']['p_value']:.2f})"
+         for n, v in d["test"].items()), d["speedup"] > 1 and d["same_quality"])),
     ("CI", "`.ci/run` ≤ 30 min on a warm cache", "ci-stages.json",
      lambda d: (f"{d['estimated_total_s'] / 60:.0f} min estimated (last CI {d['last_ci_s'] / 60:.0f} min); "
                 f"demo + gate + diagnosis {_stage(d, 'make ci-gate') / 60:.1f} min", d["meets_target"])),

@@ -78,6 +78,8 @@ def finetune_cmd(
                                                          "steps, subsamples pairs per query, stops on time with the best checkpoint"),
     device: Optional[str] = typer.Option(FT.device, help="auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps "
                                                     "(default $HONED_DEVICE, else auto); bf16/fp16 on CUDA"),
+    precision: str = typer.Option(FT.precision, help="auto (bf16 on a GPU that has it and on a CPU with native bf16: "
+                                                     "AVX512-BF16/AMX; else fp32) | fp32 | bf16 | fp16: training autocast"),
     gradient_checkpointing: str = typer.Option(FT.gradient_checkpointing, help="auto (on for the CPU when the gradient cache is "
                                                             "off) | on | off: recompute activations in the "
                                                             "backward pass (same results, less memory, more compute)"),

@@ -74,6 +74,8 @@ class FinetuneConfig:
     #                                    their test queries and judged passages never enter training
     time_budget: str | None = None     # "20m", "1h30m": plan steps and subsample pairs to end on time (budget.py)
     device: str | None = None          # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps; None: $HONED_DEVICE
+    precision: str = "auto"            # auto (bf16 on a GPU that has it and on a CPU with native bf16, else fp32;
+    #                                    fp16 on an older GPU) | fp32 | bf16 | fp16: the training autocast (device.py)
     gradient_checkpointing: str = "auto"   # auto (on for the CPU when the gradient cache is off) | on | off:
     #                                    recompute activations in the backward pass (same results, less memory)
     gradient_cache: str = "auto"       # auto (on for the CPU) | on | off: compute the mnrl loss in chunks of
@@ -153,6 +155,10 @@ def check_config(cfg: FinetuneConfig) -> None:
             raise HonedError("--negatives confusable needs --num-negatives ≥ 1 (mined negatives to choose)")
     use_checkpointing(cfg.gradient_checkpointing, "cpu")
     use_gradient_cache(cfg.gradient_cache, cfg.loss, "cpu")
+    from ..device import PRECISIONS
+
+    if cfg.precision not in PRECISIONS:
+        raise HonedError(f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
 
 
 def finetune_config(values: dict, where: str = "finetune config", **fixed) -> FinetuneConfig:

@@ -34,7 +34,7 @@ def _pairs_dataset(triples: list[Pair]):
 
 def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.PathLike, out: str | os.PathLike,
                   epochs: int = 1, batch_size: int = 16, lr: float = 2e-5, max_length: int = 256,
-                  seed: int = 42, max_steps: int = -1, device: str | None = None):
+                  seed: int = 42, max_steps: int = -1, device: str | None = None, precision: str = "auto"):
     """Train the cross-encoder; return (model, {"dev_ndcg@10_before", "dev_ndcg@10"}).
 
     `dev_samples` are ``{"query", "positive": [...], "negative": [...]}`` dicts for
@@ -59,7 +59,7 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
         output_dir=str(Path(out) / "checkpoints"), num_train_epochs=epochs, max_steps=max_steps,
         per_device_train_batch_size=batch_size, learning_rate=lr, warmup_ratio=0.1, seed=seed,
         save_strategy="no", logging_steps=10, report_to="none", dataloader_drop_last=False,
-        **trainer_precision_args(device),
+        **trainer_precision_args(device, precision),
         disable_tqdm=False,
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=_pairs_dataset(triples),

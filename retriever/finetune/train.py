@@ -352,7 +352,7 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
     from ..models import resolve_model
 
     device = resolve_device(cfg.device)
-    say(f"device {device} ({precision(device)})")
+    say(f"device {device} ({precision(device, cfg.precision)})")
     with phase("loading pairs"):
         pairs, corpus, eval_queries, dev_ds = collect_pairs(cfg)
     frozen_stats = None
@@ -394,7 +394,8 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
         dev_samples = _teacher_dev_samples(dev_q, dev_rel, dev_pool, base_enc)
         teacher, teacher_metrics = train_teacher(triples, dev_samples, cfg.teacher, work / "teacher",
                                                  epochs=cfg.teacher_epochs, seed=cfg.seed,
-                                                 max_length=cfg.max_seq_length, device=device)
+                                                 max_length=cfg.max_seq_length, device=device,
+                                                 precision=cfg.precision)
         teacher_metrics["weaker_than_base"] = teacher_is_weaker(teacher_metrics, base_dev)
         if teacher_metrics["weaker_than_base"]:
             say(f"warning: the teacher reranks the dev split at nDCG@10 {teacher_metrics['dev_ndcg@10']:.4f}, "
@@ -451,7 +452,7 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt), num_train_epochs=cfg.epochs, max_steps=plan.max_steps if plan else cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
-        seed=cfg.seed, data_seed=cfg.seed, **trainer_precision_args(device),
+        seed=cfg.seed, data_seed=cfg.seed, **trainer_precision_args(device, cfg.precision),
         gradient_checkpointing=checkpointing,
         # in-batch negatives: a query's other positives must not share its batch
         batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.loss != "distill" else BatchSamplers.BATCH_SAMPLER,
@@ -500,7 +501,8 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
                        "seconds_per_epoch": round(train_s / epochs_done, 1), "epochs": round(epochs_done, 3),
                        "steps": trainer.state.global_step, "total_s": round(time.perf_counter() - t_start, 1),
                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                       "device": device, "precision": precision(device), "gradient_checkpointing": checkpointing,
+                       "device": device, "precision": precision(device, cfg.precision),
+                       "gradient_checkpointing": checkpointing,
                        "gradient_cache": cached,
                        "resumed_from": resume_from.name if resume_from else None},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
