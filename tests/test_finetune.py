@@ -203,8 +203,8 @@ def test_resume_after_kill(tiny_data, tmp_path):
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=Path(__file__).resolve().parents[1])
     deadline = time.time() + 400
-    while time.time() < deadline and not list(work.glob("checkpoint-2")):
-        time.sleep(1)
+    while time.time() < deadline and not (work / "checkpoint-2" / "trainer_state.json").exists():
+        time.sleep(0.1)     # a complete checkpoint (its state is written last), two steps before the end
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert list(work.glob("checkpoint-*")), "no checkpoint written before the kill"
