@@ -78,6 +78,21 @@ def trainer_precision_args(device: str, setting: str = "auto") -> dict:
 _CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
 
 
+def cpu_threads() -> int:
+    """Threads native code may use: ``$OMP_NUM_THREADS`` when set (the budget torch also honours), else the
+    cores this process may run on (its affinity: a container's CPU set, not the host's core count)."""
+    try:
+        n = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    except ValueError:
+        n = 0
+    if n > 0:
+        return n
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):   # not Linux
+        return os.cpu_count() or 1
+
+
 def cpu_flags() -> set[str]:
     """The CPU's feature flags (/proc/cpuinfo; empty where there is none)."""
     try:

@@ -516,6 +516,7 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
             model.save(str(tmp))
             _plot(trainer.state.log_history, base_dev, tmp / "training.png")
             (tmp / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+            _write_dev_split(prep, tmp / DEV_SPLIT_DIR)
             manifest["fingerprint"] = model_fingerprint(tmp)
             (tmp / "honed.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if cfg.track:
@@ -527,6 +528,18 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
             mlflow.end_run()
     shutil.rmtree(ckpt, ignore_errors=True)
     return FinetuneResult(out, status, reason, float(base_dev), dev_ndcg, manifest)
+
+
+DEV_SPLIT_DIR = "dev-split"
+
+
+def _write_dev_split(prep, out: Path) -> None:
+    """The run's held-out dev queries and their subsampled corpus as a BEIR folder (split ``dev``): queries the
+    model never trained on, for choices made after training (``honed index fuse --data RUN/dev-split``)."""
+    from ..data.beir import write_beir
+
+    write_beir(out, {d: {"text": t} for d, t in prep.dev_pool.items()}, dict(prep.dev_q),
+               {"dev": {q: {d: 1 for d in rel} for q, rel in prep.dev_rel.items()}})
 
 
 def _teacher_dev_samples(dev_q, dev_rel, dev_pool, enc, n_candidates: int = 30) -> list[dict]:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 from typing import Any
 
 import numpy as np
 
+from ..device import cpu_threads
 from ..errors import HonedError
 from ..models import resolve_model
 
@@ -50,7 +50,7 @@ def load_llama(model: str = "qwen", n_ctx: int = 4096, threads: int | None = Non
         extra_buffers = not build_has_amx()
     key = (str(path), n_ctx, slot, extra_buffers)
     if key not in _LLAMAS:
-        kw = dict(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), verbose=False, seed=0)
+        kw = dict(model_path=str(path), n_ctx=n_ctx, n_threads=threads or cpu_threads(), verbose=False, seed=0)
         llama = lib.Llama(**kw) if extra_buffers else _llama_without_extra_buffers(lib, **kw)
         _use_greedy_grammar_sampler(llama)
         _LLAMAS[key] = llama
