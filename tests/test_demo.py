@@ -70,6 +70,9 @@ def test_the_demo_artifact_records_its_evaluation_and_modes(demo):
     assert info["query_path"].startswith("onnx") and info["modes"] == ["dense", "bm25", "hybrid"]
     assert info["eval"]["system"] == "tuned" and info["eval"]["dataset"] == "cuad-clauses"
     assert info["eval"]["metrics"]["NDCG@10"] > info["eval"]["baseline_metrics"]["NDCG@10"]
+    # the hybrid fusion was chosen on the run's held-out dev queries, not left to RRF's default
+    assert "dev-split (dev" in info["hybrid"]["chosen_on"] and info["hybrid"]["queries_seen_in_training"] is False
+    assert info["hybrid"]["dev_ndcg@10"] == max(r["ndcg@10"] for r in info["hybrid"]["rows"])
 
 
 def test_the_demo_run_becomes_a_triton_repository(demo, tmp_path):
