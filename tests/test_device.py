@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import HONED
-from honed.retriever.device import precision, resolve_device, trainer_precision_args
+from honed.retriever.device import cpu_bf16, cpu_threads, precision, resolve_device, trainer_precision_args
 from honed.retriever.errors import HonedError
 
 
@@ -20,8 +20,26 @@ def test_explicit_env_and_auto(monkeypatch):
     assert resolve_device() == ("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     monkeypatch.setenv("HONED_DEVICE", "cpu")
     assert resolve_device() == "cpu"
-    assert precision("cpu") == "fp32"
-    assert trainer_precision_args("cpu") == {"use_cpu": True, "bf16": False, "fp16": False}
+    native = cpu_bf16()    # AVX512-BF16 / AMX-BF16 in /proc/cpuinfo: bf16 autocast is faster there, not elsewhere
+    assert precision("cpu") == ("bf16" if native else "fp32")
+    assert trainer_precision_args("cpu") == {"use_cpu": True, "bf16": native, "fp16": False}
+    assert precision("cpu", "fp32") == "fp32" and precision("cpu", "bf16") == "bf16"
+    assert trainer_precision_args("cpu", "fp32") == {"use_cpu": True, "bf16": False, "fp16": False}
+    with pytest.raises(HonedError, match="--precision fp16 needs a CUDA GPU"):
+        precision("cpu", "fp16")
+    with pytest.raises(HonedError, match="--precision must be one of auto, fp32, bf16, fp16"):
+        precision("cpu", "half")
+
+
+def test_cpu_threads_follow_omp_num_threads_else_the_affinity(monkeypatch):
+    import os
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "junk")
+    assert cpu_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert cpu_threads() == len(os.sched_getaffinity(0))
 
 
 @pytest.mark.parametrize("bad, msg", [("tpu", "expected auto, cpu"), ("cuda:x", "expected auto, cpu")])
