@@ -252,8 +252,7 @@ def copy_model(encoder, dest: Path, src: str | os.PathLike | None = None) -> Non
     """Put the encoder's model folder (with its ONNX export, if any) at `dest`."""
     src = Path(src) if src else Path(encoder.path)
     if src.is_dir():
-        # a run's dev split is evidence for choices made about it, not part of the model a query needs
-        shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".*", "checkpoint-*", "__pycache__", "dev-split"))
+        shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".*", "checkpoint-*", "__pycache__"))
     elif getattr(encoder, "model", None) is not None and hasattr(encoder.model, "save"):
         encoder.model.save(str(dest))   # a hub model: save the loaded weights
     else:

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from .atomic import read_json
+from .device import cpu_threads
 from .errors import HonedError
 from .models import model_fingerprint, sha256_file
 
@@ -254,8 +255,7 @@ def load_ort_encoder(model_dir: str | os.PathLike, variant: str = "auto", batch_
     opts = ort.SessionOptions()
     if not spin:   # see load_encoder: idle threads yield the CPU instead of busy-waiting
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        opts.intra_op_num_threads = threads
+    opts.intra_op_num_threads = threads or cpu_threads()   # $OMP_NUM_THREADS or this process's CPUs
     try:
         sess = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for corrupt files
