@@ -5,6 +5,9 @@ tests and its summary line; this script turns one such log into the results file
 row of Measured numbers), keeping the previous file's stages as ``previous``.
 
     .ci/run 2>&1 | tee /tmp/ci.log; python benchmarks/ci_stages.py /tmp/ci.log --how "fresh clone, warm pip cache"
+
+Several logs (stages rerun after a fix) are read in order; the total is the sum of the stages, and the target is
+judged only on a complete run (every stage of `.ci/run` present).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 TARGET_S = 1800
+STAGES = ("install", "test", "test-slow", "ci-gate", "test-demo", "ci-container", "docs")   # .ci/run's order
 STAGE = re.compile(r"^== stage (\S+)\s+(\d+) s \(total (\d+) s\)")
 SUMMARY = re.compile(r"^=*\s*(\d+) passed(?:, (\d+) failed)?.* in ([\d.]+)s")
 DURATION = re.compile(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)")
@@ -26,11 +30,10 @@ DURATION = re.compile(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)")
 
 def parse_log(text: str) -> dict:
     """Stages (seconds, in order), the total, each pytest run's summary and its slowest tests."""
-    stages, total, runs, slowest, current = {}, 0, [], [], None
+    stages, runs, slowest, current = {}, [], [], None
     for line in text.splitlines():
         if m := STAGE.match(line):
             stages[m.group(1)] = int(m.group(2))
-            total = int(m.group(3))
             current = None
         elif m := DURATION.match(line):
             slowest.append({"s": float(m.group(1)), "when": m.group(2), "test": m.group(3)})
@@ -39,26 +42,27 @@ def parse_log(text: str) -> dict:
             current = runs[-1]
             current["slowest"] = slowest[:10]
             slowest = []
-    return {"stages_s": stages, "total_s": total, "pytest_runs": runs}
+    return {"stages_s": stages, "total_s": sum(stages.values()), "complete": all(s in stages for s in STAGES),
+            "pytest_runs": runs}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("log", help="the output of one .ci/run")
+    ap.add_argument("logs", nargs="+", help="the output of one .ci/run (or of its stages, in order)")
     ap.add_argument("--how", default="", help="where and how it ran (fresh clone, cache state, machine load)")
     ap.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "ci-stages.json"))
     args = ap.parse_args()
 
     from honed.retriever.device import cpu_name
 
-    parsed = parse_log(Path(args.log).read_text(encoding="utf-8", errors="replace"))
+    parsed = parse_log("\n".join(Path(f).read_text(encoding="utf-8", errors="replace") for f in args.logs))
     if not parsed["stages_s"]:
-        sys.exit(f"{args.log}: no '== stage' lines: not the output of .ci/run")
+        sys.exit(f"{', '.join(args.logs)}: no '== stage' lines: not the output of .ci/run")
     result = Path(args.result)
     previous = json.loads(result.read_text(encoding="utf-8")) if result.exists() else {}
     doc = {"benchmark": "ci-stages", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "cpu": cpu_name(), "how": args.how, **parsed, "target_s": TARGET_S,
-           "meets_target": 0 < parsed["total_s"] <= TARGET_S and "docs" in parsed["stages_s"],
+           "meets_target": parsed["complete"] and parsed["total_s"] <= TARGET_S,
            "previous": {k: previous[k] for k in ("date", "stages_s", "total_s", "estimated_total_s", "last_ci_s")
                         if k in previous}}
     result.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

@@ -104,15 +104,28 @@ class Bm25Index:
     """
 
     def __init__(self, folder: str | os.PathLike):
-        import bm25s
-
         self.folder = Path(folder)
         try:
-            self.model = bm25s.BM25.load(str(self.folder), mmap=False, allow_pickle=False, show_progress=False)
             self.labels = np.load(self.folder / LABELS_FILE, allow_pickle=False)
-        except (OSError, ValueError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:
             raise HonedError(f"{self.folder}: unreadable BM25 index ({e}); rebuild the index") from None
         self.empty = not len(self.labels)
+        self._model = None
+
+    @property
+    def model(self):
+        """bm25s's index, read on the first BM25 query: a dense-only user of the artifact needs no bm25s."""
+        if self._model is None:
+            from .extras import require_extra
+
+            require_extra("hybrid", f"a BM25 query of {self.folder.parent}")
+            import bm25s
+
+            try:
+                self._model = bm25s.BM25.load(str(self.folder), mmap=False, allow_pickle=False, show_progress=False)
+            except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+                raise HonedError(f"{self.folder}: unreadable BM25 index ({e}); rebuild the index") from None
+        return self._model
 
     def __len__(self) -> int:
         return len(self.labels)

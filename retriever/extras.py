@@ -13,7 +13,7 @@ from __future__ import annotations
 # top-level module → the extra that installs it (pyproject.toml [project.optional-dependencies])
 EXTRA_OF_MODULE = {
     "torch": "train", "sentence_transformers": "train", "transformers": "train", "accelerate": "train",
-    "mlflow": "train", "onnx": "train", "bm25s": "train", "Stemmer": "train", "sklearn": "train",
+    "mlflow": "train", "onnx": "train", "bm25s": "hybrid", "Stemmer": "hybrid", "sklearn": "train",
     "scipy": "train", "matplotlib": "train", "datasets": "train",
     "beir": "eval", "pytrec_eval": "eval", "ragas": "eval", "langchain_community": "eval", "instructor": "eval",
     "rapidfuzz": "eval", "rouge_score": "eval", "openai": "eval", "llama_cpp": "eval",
@@ -36,7 +36,8 @@ def missing_extra_message(module: str, what: str) -> str:
 
 # what shows an extra is installed: its distinctive modules
 _PROBES = {"train": ("torch", "sentence_transformers"), "eval": ("beir", "ragas"), "app": ("streamlit",),
-           "serve": ("fastapi", "uvicorn"), "triton": ("tritonclient",), "scale": ("ray",)}
+           "serve": ("fastapi", "uvicorn"), "triton": ("tritonclient",), "scale": ("ray",),
+           "hybrid": ("bm25s", "Stemmer")}
 
 
 def require_extra(extra: str, what: str) -> None:
