@@ -70,7 +70,10 @@ def write_bm25(texts: list[str], labels: np.ndarray, out: str | os.PathLike, sho
 
     Written beside `out` and renamed into place, so a kill leaves no half-written folder under its name.
     """
+    from .extras import require_extra
+
     out = Path(out)
+    require_extra("hybrid", f"writing the BM25 index {out.parent}/{out.name}")
     tmp = out.with_name(f".{out.name}.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model = _fit(texts or ["placeholder"], show_progress)   # bm25s cannot index nothing; no label, never returned

@@ -99,3 +99,15 @@ def test_slim_install_queries_updates_and_never_imports_torch(slim_venv, onnx_ar
     assert len(lines) == 1 and "honed finetune needs honed[train]" in lines[0] and "pip install" in lines[0], lines
     e = cli("eval", "rag", "--data", "x", "--system", "base=minilm", "--out", "reports/r")
     assert e.returncode == 2 and len(e.stderr.strip().splitlines()) == 1 and "honed[" in e.stderr, e.stderr
+
+    # an artifact that carries a BM25 index: dense queries need nothing more; BM25 (queries, updates) says which extra
+    from honed.retriever.artifact import package_artifact
+
+    package_artifact(onnx_artifact, project / "retrievers" / "hybrid", bm25=True)
+    s = cli("search", "retrievers/hybrid", query, "-k", "3")
+    assert s.returncode == 0 and "backend: onnx" in s.stdout, s.stderr[-2000:]
+    for args in (("search", "retrievers/hybrid", query, "--mode", "hybrid"),
+                 ("index", "add", "retrievers/hybrid", "--corpus", "new.jsonl")):
+        r = cli(*args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and "needs honed[hybrid]" in lines[0], (args, r.stderr)
