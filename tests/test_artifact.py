@@ -111,11 +111,9 @@ def test_hnsw_masks_deletes(tmp_path, scifact_slice, minilm):
     assert doc not in _ids(shipped, minilm, scifact_slice.corpus[doc]["text"], k=len(idx))
 
 
-def test_update_killed_before_commit_leaves_the_previous_state(tmp_path, slice_index, minilm):
-    art = tmp_path / "a"
-    shutil.copytree(slice_index, art)
-    before = load_index(art)
-    n0, ids0 = len(before), before.doc_ids
+def kill_update_before_commit(art) -> None:
+    """Delete 5 documents of `art` in a child process and SIGKILL it after the next generation's files and row
+    changes are written, before the commit."""
     code = textwrap.dedent(f"""
         import time
         from honed.retriever import store, index, updates
@@ -129,9 +127,17 @@ def test_update_killed_before_commit_leaves_the_previous_state(tmp_path, slice_i
         updates.delete_documents(idx, idx.doc_ids[:5])
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
-    assert proc.stdout.readline().strip() == b"written"   # new FAISS file on disk, rows changed, not committed
+    assert proc.stdout.readline().strip() == b"written"
     proc.kill()
     proc.wait()
+
+
+def test_update_killed_before_commit_leaves_the_previous_state(tmp_path, slice_index, minilm):
+    art = tmp_path / "a"
+    shutil.copytree(slice_index, art)
+    before = load_index(art)
+    n0, ids0 = len(before), before.doc_ids
+    kill_update_before_commit(art)      # new FAISS file on disk, rows changed, not committed
     assert (art / "index-2.faiss").exists()
     after = load_index(art)
     assert after.generation == 1 and len(after) == n0 and after.doc_ids == ids0

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import textwrap
 
 import httpx
 import numpy as np
@@ -22,6 +19,7 @@ from honed.retriever.fusion import record_fusion, rrf, search_modes, weighted
 from honed.retriever.index import load_index, search
 
 from conftest import Server
+from test_artifact import kill_update_before_commit
 from test_cli import run
 
 NEW = {"n-zebra": {"text": "Zebrafish regenerate their heart muscle after cryoinjury within sixty days."}}
@@ -97,22 +95,7 @@ def test_update_killed_before_commit_keeps_one_generation_of_both(tmp_path, hybr
     before = load_index(art)
     n0, ids0 = len(before), before.doc_ids
     first = next(before.store.iter_docs())[1]
-    code = textwrap.dedent(f"""
-        import time
-        from honed.retriever import store, index, updates
-        real = store.DocStore.set_meta
-        def slow(self, values):
-            real(self, values)
-            if "generation" in values:
-                print("written", flush=True); time.sleep(60)
-        store.DocStore.set_meta = slow
-        idx = index.load_index({str(art)!r})
-        updates.delete_documents(idx, idx.doc_ids[:5])
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
-    assert proc.stdout.readline().strip() == b"written"   # FAISS file and BM25 folder of generation 2 written
-    proc.kill()
-    proc.wait()
+    kill_update_before_commit(art)      # FAISS file and BM25 folder of generation 2 written, not committed
     assert (art / "bm25-2").is_dir() and (art / "index-2.faiss").exists()
     after = load_index(art)
     assert after.generation == 1 and len(after) == len(after.bm25) == n0 and after.doc_ids == ids0
