@@ -82,15 +82,11 @@ TEST_WORKERS ?= 2
 test: models
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) -m "not slow and not demo"
 
-# The slow tier: fine-tuning runs, the local LLM, the browser, ONNX export, Ray, the slim install.
-# Two workers with one thread each (OMP_NUM_THREADS=1 sets torch's, onnxruntime's and llama.cpp's threads): these
-# tests run small batches, where two single-threaded tests do more work on 2 cores than one test on two threads.
-# A file's tests stay on one worker and the files sharing the session's tuned run share one (tests/conftest.py),
-# so no fixture is built twice. SLOW_WORKERS=0: one process on every core.
-SLOW_WORKERS ?= 2
+# The slow tier: fine-tuning runs, the local LLM, the browser, ONNX export, Ray, the slim install. One process
+# on both cores: two pytest-xdist workers with one thread each took 947 s, barely less than one process
+# (ci-stages.json), because llama.cpp reads prompts ~2.5x slower on one thread (2026-12-05).
 test-slow: models browser triton-env
-	$(if $(filter 0,$(SLOW_WORKERS)),,OMP_NUM_THREADS=1) $(BIN)/python -m pytest -q -p no:cacheprovider \
-	    --durations=25 -m slow -n $(SLOW_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -m slow
 
 # The release gate CI runs: the main job (fine-tune on cuad-clauses, evaluate vs base and BM25),
 # then gate.toml on its report (a non-zero exit blocks the submission), then the diagnosis of the

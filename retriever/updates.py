@@ -58,6 +58,7 @@ def add_documents(index: Index, docs: dict[str, dict] | list[dict], encoder=None
         raise HonedError(f"document id {dup!r} appears twice in the documents to add")
     if not rows:
         return {"added": 0, "replaced": 0}
+    _check_bm25_extra(index)   # before the encoding, not after it
     if vectors is None:
         from .encoder import load_encoder
 
@@ -113,9 +114,18 @@ def _remove(index: Index, fi, labels: list[int]) -> None:
     index.store.delete_positions(labels)
 
 
+def _check_bm25_extra(index: Index) -> None:
+    """An artifact with a BM25 index is updated on both sides or not at all: refuse without bm25s, in one line."""
+    if index.bm25 is not None:
+        from .extras import require_extra
+
+        require_extra("hybrid", f"updating {index.path} (it carries a BM25 index)")
+
+
 @contextlib.contextmanager
 def _writing(index: Index):
     """Yield a writable copy of the current FAISS index; commit it and the row changes as one generation."""
+    _check_bm25_extra(index)
     with index.lock:
         yield from _write_generation(index)
 

@@ -26,18 +26,6 @@ SCIFACT = FIXTURES / "scifact-slice"        # 155 SciFact abstracts, 60 train + 
 CUAD = FIXTURES / "cuad-mini"               # 8 CUAD v1 contracts in CUAD's own layout
 CUAD_CLAUSES = REPO / "datasets" / "cuad-clauses"
 
-# The slow tier runs on two workers (`make test-slow`: pytest-xdist --dist loadgroup, one thread each): a file's
-# tests stay on one worker, so its module fixtures are built once, and the files sharing the session's tuned run
-# and ONNX export share a worker, so those are built once too.
-SESSION_MODEL_FILES = {"test_finetune.py", "test_export.py", "test_diagnose.py", "test_slim_install.py"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.get_closest_marker("slow") and not item.get_closest_marker("xdist_group"):
-            name = Path(str(item.fspath)).name
-            item.add_marker(pytest.mark.xdist_group("session-models" if name in SESSION_MODEL_FILES else name))
-
 
 @pytest.fixture(scope="session")
 def scifact_dir() -> Path:
