@@ -49,12 +49,10 @@ def parse_system(spec: str) -> System:
         return System("bm25", None)
     hybrid = None
     if m := _HYBRID.search(spec):
-        try:
-            weight = None if m.group(1) is None else float(m.group(1))
-        except ValueError:
-            weight = -1.0
-        if weight is not None and not 0.0 <= weight <= 1.0:
+        weight = None if m.group(1) is None else m.group(1)
+        if weight is not None and not (re.fullmatch(r"\d*\.?\d+", weight) and float(weight) <= 1.0):
             raise HonedError(f"--system {spec!r}: the weight after +bm25: must be a number in [0, 1]")
+        weight = None if weight is None else float(weight)
         hybrid = {"fusion": "rrf"} if weight is None else {"fusion": "weighted", "weight": weight}
         spec = spec[:m.start()]
     name, _, model = spec.partition("=")

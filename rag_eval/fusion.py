@@ -37,17 +37,20 @@ def candidates() -> list[dict]:
 
 def fusion_table(index, encoder, queries: dict[str, str], qrels: dict[str, dict[str, int]],
                  k: int = 100) -> list[dict]:
-    """nDCG@10 and Recall@100 of every candidate fusion on `queries` (one encoding, one BM25 pass each)."""
-    from honed.retriever.fusion import search_modes
+    """nDCG@10 and Recall@100 of every candidate fusion on `queries`: one encoding, one dense and one BM25
+    search (the depth hybrid mode reads), fused once per candidate."""
+    from honed.retriever.fusion import DEPTH, fuse, search_modes
 
     qids = list(queries)
     texts = [queries[q] for q in qids]
     vecs = encoder.encode_queries(texts, show_progress=len(qids) > 64)
+    depth = max(k, DEPTH)
+    dense = search_modes(index, vecs, texts, depth, "dense")
+    lexical = search_modes(index, None, texts, depth, "bm25")
     ids = {pos: d["id"] for pos, d in index.store.iter_docs()}
     rows = []
     for cand in candidates():
-        hits = search_modes(index, vecs, texts, k, "hybrid", fusion=cand)
-        run = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
+        run = {q: {ids[p]: s for p, s in fuse(d, b, k, cand)} for q, d, b in zip(qids, dense, lexical)}
         agg = evaluate_run(qrels, run, (10, 100)).aggregate
         rows.append({**cand, "ndcg@10": round(agg["NDCG@10"], 5), "recall@100": round(agg["Recall@100"], 5)})
     return rows

@@ -2,7 +2,7 @@
 
 Training and teacher training use bf16 autocast on a CUDA GPU that supports it, fp16 on an older one;
 on a CPU that computes bf16 natively (AVX512-BF16 or AMX-BF16) bf16 autocast too, which trains the demo's
-recipe ~1.6× faster at the same test nDCG@10 (``benchmarks/results/cpu-bf16.json``); fp32 on other CPUs
+recipe faster at the same test nDCG@10 (measured in ``benchmarks/results/cpu-bf16.json``); fp32 on other CPUs
 (emulated bf16 is slower there) and on Apple's mps (whose autocast support in the Hugging Face trainer is
 partial). ``--precision fp32`` keeps full precision anywhere. Training uses the first visible GPU (choose it
 with ``CUDA_VISIBLE_DEVICES``); encoding honours ``cuda:N``. The ONNX path always runs on the CPU.

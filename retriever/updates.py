@@ -180,7 +180,6 @@ def _write_bm25(store, folder: Path) -> Path:
     from .bm25 import write_bm25
 
     shutil.rmtree(folder, ignore_errors=True)   # a killed update's folder of this generation: we hold the lock
-
     labels, texts = [], []
     for pos, doc in store.iter_docs():
         labels.append(pos)

@@ -66,10 +66,11 @@ def check_index(index, full: bool = True) -> dict:
         if bound:
             _check_rows(index, index.store.meta())
             checked.append("rows digest")
-        _check_labels(index)
+        live = {pos for (pos,) in index.store.conn.execute("SELECT pos FROM docs")}
+        _check_labels(index, live)
         checked.append("faiss labels")
         if index.bm25 is not None:
-            _check_bm25_labels(index)
+            _check_bm25_labels(index, live)
             checked.append("bm25 labels")
     return {"path": str(p), "verified": "full" if full else "fast", "documents": len(index),
             "generation": index.generation, "bound": bound, "checked": checked}
@@ -82,9 +83,9 @@ def _check_rows(index, meta: dict) -> None:
                          f"{index.generation}: documents were edited outside honed; rebuild or repackage the index")
 
 
-def _check_labels(index) -> None:
-    """Every live document has a vector in FAISS under its label, and FAISS holds no label without one."""
-    want = {pos for (pos,) in index.store.conn.execute("SELECT pos FROM docs")}
+def _check_labels(index, want: set[int]) -> None:
+    """Every live document (`want`: their labels) has a vector in FAISS under its label, and FAISS holds no
+    label without one."""
     have = set(_faiss_labels(index.faiss_index).tolist()) - set(index.tombstones.tolist())
     if want != have:
         missing, extra = len(want - have), len(have - want)
@@ -92,9 +93,8 @@ def _check_labels(index) -> None:
                          f"{index.store.meta()['faiss_file']} and {extra} vectors have no document; rebuild the index")
 
 
-def _check_bm25_labels(index) -> None:
+def _check_bm25_labels(index, want: set[int]) -> None:
     """The BM25 index holds exactly the live documents (its sha256 and count were checked on open)."""
-    want = {pos for (pos,) in index.store.conn.execute("SELECT pos FROM docs")}
     if set(index.bm25.labels.tolist()) != want:
         raise HonedError(f"{index.bm25.folder}: does not index the documents of {STORE_FILE}; rebuild the index")
 
