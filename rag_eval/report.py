@@ -55,6 +55,7 @@ def report_dict(results, baseline: str | None = None) -> dict:
         for name, sr in res.systems.items():
             d["systems"][name] = {
                 "kind": sr.system.kind, "model": sr.system.model, "fusion": sr.system.hybrid,
+                "rerank": sr.system.rerank,
                 "model_fingerprint": sr.model_fingerprint,
                 "seconds": round(sr.seconds, 2), "n_empty": sr.metrics.n_empty,
                 "metrics": sr.metrics.aggregate, "per_query": sr.metrics.per_query,

@@ -54,10 +54,12 @@ def evaluation_summary(report: str | os.PathLike, system: str, dataset: str | No
 
 def package_artifact(index: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | None = None,
                      report: str | os.PathLike | None = None, system: str | None = None,
-                     dataset: str | None = None, force: bool = False, bm25: bool | None = None) -> Path:
+                     dataset: str | None = None, force: bool = False, bm25: bool | None = None,
+                     reranker: str | os.PathLike | bool | None = None) -> Path:
     """Write a new artifact at `out`: `index`'s documents and vectors, `model` (same weights) or its own,
     and the evaluation summary of `system` in `report`. `bm25` True adds a BM25 index (no re-encoding),
-    False leaves it out; None keeps what `index` has (and its recorded fusion).
+    False leaves it out; None keeps what `index` has (and its recorded fusion). `reranker`: a
+    cross-encoder folder to carry as the second stage; False leaves it out; None keeps `index`'s.
 
     The source is verified in full first (:func:`~retriever.verify.check_index`): the new artifact's
     record vouches only for files that were checked.
@@ -65,6 +67,8 @@ def package_artifact(index: str | os.PathLike, out: str | os.PathLike, model: st
     from .models import model_fingerprint
     from .verify import check_index
 
+    if reranker is True:
+        raise HonedError("reranker: give the cross-encoder folder to carry (or False to leave it out)")
     src = load_index(index, mmap=False)
     check_index(src, full=True)
     evaluation = evaluation_summary(report, system or "tuned", dataset) if report else src.manifest.get("eval")
@@ -85,7 +89,8 @@ def package_artifact(index: str | os.PathLike, out: str | os.PathLike, model: st
     return write_artifact(out, enc, rows, None, src.manifest["faiss"]["factory"], build, evaluation=evaluation,
                           model_src=model_dir, labels=np.asarray(labels), faiss_index=_live_copy(src, labels),
                           force=force, bm25=src.bm25 is not None if bm25 is None else bm25,
-                          hybrid=src.hybrid if bm25 is not False else None)
+                          hybrid=src.hybrid if bm25 is not False else None,
+                          reranker=src.reranker_dir if reranker is None else (reranker or None))
 
 
 def _table(value) -> dict:
@@ -189,5 +194,6 @@ def artifact_info(path: str | os.PathLike) -> dict:
     return {**idx.manifest, "documents": len(idx), "generation": idx.generation,
             "deleted_masked": int(len(idx.tombstones)), "faiss_file": meta["faiss_file"],
             "modes": ["dense", "bm25", "hybrid"] if idx.bm25 is not None else ["dense"], "hybrid": idx.hybrid,
+            "rerank": idx.reranker_dir is not None,
             "query_path": f"onnx (int8 for {cpu_int8_target()} if gated, else fp32)" if onnx else "torch",
             "record": bool(read_artifact(path)), "verified": checked["checked"], "bytes": size}

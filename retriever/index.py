@@ -80,6 +80,12 @@ class Index:
     def model_dir(self) -> Path:
         return self.path / MODEL_DIR
 
+    @property
+    def reranker_dir(self) -> Path | None:
+        """The cross-encoder folder inside the artifact, when it carries one (``honed package --reranker``)."""
+        second = self.manifest.get("reranker")
+        return self.path / second["dir"] if second else None
+
     def refresh(self) -> bool:
         """Reload the FAISS file when another process updated the artifact; True if it did."""
         if self.store.generation() == self.generation:
@@ -200,18 +206,22 @@ def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
 def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: np.ndarray, factory: str,
                    build: dict, evaluation: dict | None = None, model_src: str | os.PathLike | None = None,
                    labels: np.ndarray | None = None, faiss_index=None, force: bool = False,
-                   bm25: bool = False, hybrid: dict | None = None) -> Path:
+                   bm25: bool = False, hybrid: dict | None = None,
+                   reranker: str | os.PathLike | None = None) -> Path:
     """Write an artifact folder from documents and their vectors (or a ready FAISS index with `labels`);
-    with `bm25`, a BM25 index of the same rows too (and `hybrid`, a fusion chosen for them)."""
+    with `bm25`, a BM25 index of the same rows too (and `hybrid`, a fusion chosen for them); with
+    `reranker`, a copy of that cross-encoder folder (and its ONNX export) as the second stage."""
     import faiss
 
     from .bm25 import PARAMS, bm25_digest, write_bm25
+    from .reranker import copy_reranker
 
     labels = np.arange(len(rows), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
     index = faiss_index if faiss_index is not None else make_faiss(vectors, factory, labels)
     artifact_id = uuid.uuid4().hex
     with atomic_dir(out, kind="index", force=force) as tmp:
         copy_model(encoder, tmp / MODEL_DIR, model_src)
+        second_stage = copy_reranker(reranker, tmp) if reranker else None
         faiss_file = "index-1.faiss"
         faiss.write_index(index, str(tmp / faiss_file))
         lexical = {}
@@ -240,6 +250,7 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
             "normalized": True,
             "faiss": {"factory": factory, "version": faiss.__version__, "removes": "HNSW" not in factory},
             "bm25": {"library": "bm25s", **PARAMS, "stemmer": "english", "stopwords": "en"} if bm25 else None,
+            "reranker": second_stage,
             "build": build,
             "eval": evaluation,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -213,7 +213,8 @@ def _int8_choice(files: dict, man: dict, want_passed: bool) -> str | None:
     return None
 
 
-def onnx_model_file(model_dir: str | os.PathLike, variant: str = "auto") -> tuple[Path, dict, str]:
+def onnx_model_file(model_dir: str | os.PathLike, variant: str = "auto",
+                    formats: tuple[str, ...] = ("honed.onnx/1", "honed.onnx/2")) -> tuple[Path, dict, str]:
     """(path of the chosen .onnx, onnx manifest, resolved variant).
 
     `variant`: ``fp32``; ``int8`` (the int8 model for this CPU); ``int8-avx2`` or
@@ -225,9 +226,9 @@ def onnx_model_file(model_dir: str | os.PathLike, variant: str = "auto") -> tupl
     if not man_path.exists():
         raise HonedError(f"{root}: no onnx/manifest.json; run `honed export onnx {root}` first")
     man = read_json(man_path)
-    if man.get("format") not in ("honed.onnx/1", "honed.onnx/2"):
+    if man.get("format") not in formats:
         raise HonedError(f"{man_path}: ONNX export format {man.get('format')!r} is not supported "
-                         "(this honed reads honed.onnx/1 and /2); re-export with `honed export onnx`")
+                         f"(this honed reads {', '.join(formats)} here); re-export with `honed export onnx`")
     files = man.get("files", {})
     if variant in ("auto", "int8"):
         choice = _int8_choice(files, man, want_passed=variant == "auto")

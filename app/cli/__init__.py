@@ -19,7 +19,7 @@ from rich.markup import escape
 from honed.retriever.errors import HonedError
 
 # Importing a command module registers its commands and groups on `app`.
-from . import models, data, index, train, evaluate, diagnose, export, feedback, apps, annotate, serve  # noqa: E402,F401
+from . import models, data, index, train, reranker, evaluate, diagnose, export, feedback, apps, annotate, serve  # noqa: E402,F401,E501
 from .common import app
 
 

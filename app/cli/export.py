@@ -20,18 +20,27 @@ app.add_typer(export_app, name="export")
 def export_onnx_cmd(model: str = typer.Argument(..., help="model folder (a run), or an index artifact (its model)"),
                     quantize: Optional[str] = typer.Option("int8", help="int8 | none"),
                     data: Optional[str] = typer.Option(None, help="BEIR folder for the nDCG@10 parity gate"),
-                    max_ndcg_drop: float = typer.Option(0.005, help="int8 tolerance"),
+                    max_ndcg_drop: Optional[float] = typer.Option(None, help="int8 tolerance in nDCG@10 (default "
+                                                                  "0.005; a reranker's gate: 0.01, on 40 queries)"),
                     max_docs: int = typer.Option(2000, min=1, help="parity corpus size"),
                     target_cpu: str = typer.Option("all", help="int8 recipes: all | auto (this CPU) | avx2 | avx512-vnni")) -> None:
-    """Export to <model>/onnx/ (fp32 + int8 per CPU target) and check parity against the torch model."""
+    """Export to <model>/onnx/ (fp32 + int8 per CPU target) and check parity against the torch model.
+
+    A reranker folder (`honed reranker train`) is exported as a cross-encoder: parity on its scores and
+    on its reranking nDCG@10 of each test query's BM25 top 20 (with --data)."""
     require_extra("train", "honed export onnx")
     from honed.retriever.export.onnx import export_onnx, int8_targets
     from honed.retriever.ort_encoder import cpu_int8_target
+    from honed.retriever.reranker import is_reranker
 
     if quantize not in ("int8", "none", None):
         raise HonedError(f"--quantize must be int8 or none, got {quantize!r}")
     int8_targets(target_cpu)   # a bad --target-cpu fails before the model loads
-    man = export_onnx(model, quantize=quantize == "int8", data=data, max_ndcg_drop=max_ndcg_drop,
+    if is_reranker(model):
+        return _export_reranker(model, quantize == "int8", data, 0.01 if max_ndcg_drop is None else max_ndcg_drop,
+                                target_cpu)
+    man = export_onnx(model, quantize=quantize == "int8", data=data,
+                      max_ndcg_drop=0.005 if max_ndcg_drop is None else max_ndcg_drop,
                       max_docs=max_docs, target_cpu=target_cpu)
     t = DataTable("variant", "cos mean", "cos min", "nDCG@10", "gate")
     for name, p in man["parity"].items():
@@ -41,6 +50,23 @@ def export_onnx_cmd(model: str = typer.Argument(..., help="model folder (a run),
     console.print(t)
     usable = man["int8"].get(cpu_int8_target(), {}).get("passed") or man["int8"].get("avx2", {}).get("passed")
     console.print(f"[green]✓[/] {model}/onnx/ (this CPU: {cpu_int8_target()}; default query path: "
+                  f"{'int8' if usable else 'fp32 (no int8 model passed its gate here)'})")
+
+
+def _export_reranker(model: str, quantize: bool, data: Optional[str], max_ndcg_drop: float, target_cpu: str) -> None:
+    from honed.retriever.export.reranker_onnx import export_reranker_onnx
+    from honed.retriever.ort_encoder import cpu_int8_target
+
+    man = export_reranker_onnx(model, quantize=quantize, data=data, max_ndcg_drop=max_ndcg_drop,
+                               target_cpu=target_cpu)
+    t = DataTable("variant", "max |Δscore|", "spearman", "rerank nDCG@10", "gate")
+    for name, p in man["parity"].items():
+        gate = man["int8"].get(name.removeprefix("int8-"), {}) if name.startswith("int8-") else {}
+        t.add_row(name, str(p.get("max_abs_diff", "—")), str(p.get("spearman", "—")), str(p.get("ndcg@10", "—")),
+                  ("pass" if gate.get("passed") else gate.get("reason", "FAIL")) if gate else "")
+    console.print(t)
+    usable = man["int8"].get(cpu_int8_target(), {}).get("passed") or man["int8"].get("avx2", {}).get("passed")
+    console.print(f"[green]✓[/] {model}/onnx/ (reranker; this CPU: {cpu_int8_target()}; default path: "
                   f"{'int8' if usable else 'fp32 (no int8 model passed its gate here)'})")
 
 

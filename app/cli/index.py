@@ -161,33 +161,45 @@ def package_cmd(index: Path = typer.Option(..., help="index folder to ship"),
                 dataset: Optional[str] = typer.Option(None, help="the report's dataset (default: its first)"),
                 bm25: Optional[bool] = typer.Option(None, "--bm25/--no-bm25", help="add (or leave out) a BM25 index "
                                                     "for --mode bm25|hybrid; default: as the index has it"),
+                reranker: Optional[Path] = typer.Option(None, help="a reranker folder (`honed reranker train`, "
+                                                                    "exported) to carry as the second stage"),
+                no_reranker: bool = typer.Option(False, "--no-reranker", help="leave out the index's reranker"),
                 force: bool = FORCE) -> None:
     """Write a portable retriever artifact: model (+ ONNX), FAISS, documents, and the evaluation behind it."""
     from honed.retriever.artifact import artifact_info, package_artifact
 
-    package_artifact(index, out, model=model, report=report, system=system, dataset=dataset, force=force, bm25=bm25)
+    if reranker and no_reranker:
+        raise HonedError("--reranker and --no-reranker contradict each other: give one")
+    package_artifact(index, out, model=model, report=report, system=system, dataset=dataset, force=force, bm25=bm25,
+                     reranker=False if no_reranker else reranker)
     info = artifact_info(out)
     ev = info.get("eval") or {}
     summary = (f"; {ev['system']} nDCG@10 {ev['metrics'].get('NDCG@10', float('nan')):.4f} on {ev['dataset']}"
                if ev else "")
     console.print(f"[green]✓[/] {shown(out)}: {info['documents']} documents, query path {info['query_path']}, "
-                  f"modes {'/'.join(info['modes'])}, {info['bytes'] / 1e6:.0f} MB{summary}")
+                  f"modes {'/'.join(info['modes'])}{' + rerank' if info['rerank'] else ''}, "
+                  f"{info['bytes'] / 1e6:.0f} MB{summary}")
 
 
 @app.command("search")
 def search_cmd(index: Path, query: str, k: int = typer.Option(10, "-k", min=1, help="hits to show"),
                model: Optional[str] = typer.Option(None, help="override the manifest's model"),
                mode: str = typer.Option("dense", help="dense | bm25 | hybrid (the last two need `index build "
-                                                      "--bm25`)")) -> None:
+                                                      "--bm25`)"),
+               rerank: int = typer.Option(0, min=0, help="rerank this many first-stage candidates with the "
+                                                         "artifact's reranker (0: no reranking)")) -> None:
     """Print the top-k passages of an index for a query (ONNX path when the model has one: no torch)."""
     from honed.retriever.fusion import check_mode, search_modes
     from honed.retriever.index import check_compatible, load_index
+    from honed.retriever.reranker import artifact_reranker
+    from honed.retriever.reranker import rerank as rerank_hits
 
     if not query.strip():
         raise HonedError("QUERY is empty: give the text to search for")
 
     idx = load_index(index)
     check_mode(idx, mode)   # before loading the model: a refusal costs nothing
+    reranker = artifact_reranker(idx) if rerank else None
     vecs = enc = None
     if mode != "bm25":
         from honed.retriever.encoder import load_encoder
@@ -196,8 +208,10 @@ def search_cmd(index: Path, query: str, k: int = typer.Option(10, "-k", min=1, h
         check_compatible(idx, enc)
         vecs = enc.encode_queries([query])
     t = DataTable("#", "score", "doc id", "text")
-    hits = search_modes(idx, vecs, [query], k, mode)[0]
+    hits = search_modes(idx, vecs, [query], max(k, rerank), mode)
+    hits = (rerank_hits(idx, reranker, [query], hits, k) if reranker else hits)[0]
     for i, ((pos, score), doc) in enumerate(zip(hits, idx.docs_at([p for p, _ in hits])), 1):
         t.add_row(str(i), f"{score:.3f}", doc["id"], doc["text"][:160] + ("…" if len(doc["text"]) > 160 else ""))
     console.print(t)
-    console.print(f"[dim]{mode}" + (f", model backend: {shown(enc.backend)}" if enc else "") + "[/]")
+    console.print(f"[dim]{mode}" + (f", model backend: {shown(enc.backend)}" if enc else "")
+                  + (f", reranked top {rerank} ({shown(reranker.backend)})" if reranker else "") + "[/]")

@@ -29,6 +29,8 @@ def serve_cmd(artifact: Optional[Path] = typer.Argument(None, help="retriever ar
               api_key_env: str = typer.Option("HONED_API_KEY", help="env variable holding the API key (unset: open)"),
               mode: str = typer.Option("dense", help="dense | bm25 | hybrid (BM25 fused with the embedder; needs "
                                                      "artifacts built with `index build --bm25`)"),
+              rerank: int = typer.Option(0, min=0, help="rerank this many first-stage candidates with each "
+                                                        "artifact's reranker (0: off; `package --reranker`)"),
               ) -> None:
     """Serve artifacts over HTTP: /search, /feedback, /health, /ready, /metrics (FastAPI + uvicorn)."""
     require_extra("serve", "honed serve")
@@ -42,7 +44,7 @@ def serve_cmd(artifact: Optional[Path] = typer.Argument(None, help="retriever ar
     cfg = ServeConfig(champion=str(artifact or champion), challenger=str(challenger) if challenger else None,
                       split=split, interleave=interleave, salt=experiment, feedback=feedback_url(db),
                       window_ms=batch_window_ms, max_batch=max_batch, max_queue=max_queue, max_k=max_k,
-                      api_key_env=api_key_env, mode=mode)
+                      api_key_env=api_key_env, mode=mode, rerank=rerank)
     api = create_app(cfg)
     import uvicorn
 

@@ -64,7 +64,8 @@ def finetune_cmd(
                                                     "doc:FIELD, id:REGEX or clusters[:K]"),
     max_mine_docs: int = typer.Option(FT.max_mine_docs, help="mining corpus size (positives + random)"),
     mine_max_seq_length: int = typer.Option(FT.mine_max_seq_length, help="passage length (tokens) when mining; 0 = as trained"),
-    teacher: Optional[str] = typer.Option(FT.teacher, help="train a cross-encoder teacher from this base (minilm | mpnet)"),
+    teacher: Optional[str] = typer.Option(FT.teacher, help="train a cross-encoder teacher from this base (minilm | mpnet), "
+                                                              "or distil a reranker folder (`honed reranker train`) as it is"),
     dev_max_docs: int = typer.Option(FT.dev_max_docs, help="dev corpus size (dev positives + random)"),
     eval_steps: int = typer.Option(FT.eval_steps),
     patience: int = typer.Option(FT.patience, help="early-stopping patience, in evaluations"),

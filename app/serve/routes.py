@@ -37,6 +37,8 @@ async def ready(request: Request):
         return error_response(503, f"loading failed: {st.error}" if st.error else "loading")
     return {"ready": True, "arms": {a.name: {"artifact": a.path, "model_version": a.version,
                                              "backend": getattr(a.encoder, "backend", "torch"),
+                                             "mode": a.mode, "rerank": a.rerank_top_n,
+                                             "reranker_backend": a.reranker.backend if a.reranker else None,
                                              "documents": len(a.index)} for a in arms.values()},
             "split": cfg.split if cfg.challenger else 0.0, "interleave": cfg.interleave}
 

@@ -58,6 +58,7 @@ class ServeConfig:
     max_query_chars: int = 2000
     api_key_env: str = "HONED_API_KEY"
     mode: str = "dense"               # dense | bm25 | hybrid, for every arm (the last two need a BM25 index)
+    rerank: int = 0                   # > 0: every arm's reranker rescores this many first-stage candidates
 
     def check(self) -> None:
         if not 0.0 <= self.split <= 1.0:
@@ -70,6 +71,8 @@ class ServeConfig:
             raise HonedError("--batch-window-ms must be ≥ 0 and --max-batch, --max-queue, --max-k ≥ 1")
         if self.mode not in ("dense", "bm25", "hybrid"):
             raise HonedError(f"--mode must be dense, bm25 or hybrid, got {self.mode!r}")
+        if self.rerank < 0 or self.rerank > 1000:
+            raise HonedError(f"--rerank must be within [0, 1000] candidates, got {self.rerank}")
         for flag, path in (("--champion", self.champion), ("--challenger", self.challenger)):
             if path and not (Path(path) / "manifest.json").is_file():
                 raise HonedError(f"{flag}: {path} is not a retriever artifact (no manifest.json)")

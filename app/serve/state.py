@@ -48,19 +48,34 @@ class Arm:
     version: str = ""
     batcher: MicroBatcher | None = None
     mode: str = "dense"
+    rerank_top_n: int = 0     # > 0: the artifact's reranker rescores that many first-stage candidates
+    reranker: Any = None
 
     def load(self) -> None:
         from honed.retriever.fusion import check_mode
         from honed.retriever.index import open_index_and_encoder
+        from honed.retriever.reranker import artifact_reranker
 
         self.index, self.encoder = open_index_and_encoder(self.path, spin=False)
         check_mode(self.index, self.mode)
+        if self.rerank_top_n:
+            self.reranker = artifact_reranker(self.index, spin=False)
         model = self.index.manifest["model"]
         # the model's own name (its run folder), not the mount point: in a container every artifact is /srv/artifact
         self.version = f"{Path(model.get('ref') or self.path).name}@{model['fingerprint'].removeprefix('sha256:')[:12]}"
 
     def search_batch(self, items: list[tuple[str, int, _Filters | None]]) -> list:
-        """Encode every query in one call, then search: unfiltered ones in one FAISS (and BM25) call."""
+        """Encode every query in one call, then search: unfiltered ones in one FAISS (and BM25) call;
+        with a reranker, every query's candidates are scored in one call too, then cut to its k."""
+        if self.reranker is None:
+            found = self._first_stage(items)
+        else:   # the first stage fetches the candidates the reranker cuts to k
+            found = self._first_stage([(q, max(k, self.rerank_top_n), f) for q, k, f in items])
+            found = self._rerank(items, found)
+        return [r if isinstance(r, Exception) else self._hits(r) for r in found]
+
+    def _first_stage(self, items: list[tuple[str, int, _Filters | None]]) -> list:
+        """(label, score) hits per query, or the HonedError its filter raised."""
         from honed.retriever.fusion import search_modes
 
         queries = [q for q, _, _ in items]
@@ -80,7 +95,17 @@ class Arm:
                                               self.mode, allowed=self.index.store.select(f))[0]
                 except HonedError as e:
                     results[i] = e
-        return [r if isinstance(r, Exception) else self._hits(r) for r in results]
+        return results
+
+    def _rerank(self, items: list, found: list) -> list:
+        from honed.retriever.reranker import rerank
+
+        ok = [i for i, r in enumerate(found) if not isinstance(r, Exception)]
+        heads = rerank(self.index, self.reranker, [items[i][0] for i in ok], [found[i] for i in ok],
+                       max((items[i][1] for i in ok), default=0))
+        for i, head in zip(ok, heads):
+            found[i] = head[:items[i][1]]
+        return found
 
     def _hits(self, hits: list[tuple[int, float]]) -> list[dict]:
         docs = self.index.docs_at([label for label, _ in hits])
@@ -124,9 +149,10 @@ class ServiceState:
     error: str | None = None
 
     def __post_init__(self):
-        self.arms = {CHAMPION: Arm(CHAMPION, self.cfg.champion, mode=self.cfg.mode)}
+        self.arms = {CHAMPION: Arm(CHAMPION, self.cfg.champion, mode=self.cfg.mode, rerank_top_n=self.cfg.rerank)}
         if self.cfg.challenger:
-            self.arms[CHALLENGER] = Arm(CHALLENGER, self.cfg.challenger, mode=self.cfg.mode)
+            self.arms[CHALLENGER] = Arm(CHALLENGER, self.cfg.challenger, mode=self.cfg.mode,
+                                        rerank_top_n=self.cfg.rerank)
 
     def load(self, loop) -> None:
         """Open the store and every arm (in a thread), then start the batchers on the event loop."""

@@ -39,14 +39,19 @@ SAMPLE_TEXTS = [
 
 
 def _export_fp32(model_dir: Path, dest: Path) -> None:
-    import torch
     from sentence_transformers import SentenceTransformer
 
     # Eager attention: the SDPA graph hides the MatMul/Softmax pattern the ORT fusion below looks for.
     st = SentenceTransformer(str(model_dir), device="cpu", trust_remote_code=False,
                              model_kwargs={"attn_implementation": "eager"})
-    hf = st[0].auto_model
-    tok = st.tokenizer
+    torch_export(st[0].auto_model, st.tokenizer, dest, "last_hidden_state")
+
+
+def torch_export(hf, tok, dest: Path, output: str) -> None:
+    """``torch.onnx.export`` of a Hugging Face model's `output` (``last_hidden_state`` | ``logits``),
+    batch and sequence length dynamic; the token-type input only where the tokenizer emits one."""
+    import torch
+
     uses_tt = "token_type_ids" in tok("x", return_tensors="pt")
 
     class Wrapper(torch.nn.Module):
@@ -58,7 +63,7 @@ def _export_fp32(model_dir: Path, dest: Path) -> None:
             kw = {"input_ids": input_ids, "attention_mask": attention_mask}
             if token_type_ids is not None:
                 kw["token_type_ids"] = token_type_ids
-            return self.m(**kw).last_hidden_state
+            return getattr(self.m(**kw), output)
 
     # eval(): otherwise dropout is baked into the graph and outputs drift by ~1.8
     wrapper = Wrapper(hf).eval()
@@ -66,9 +71,9 @@ def _export_fp32(model_dir: Path, dest: Path) -> None:
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if uses_tt else [])
     args = tuple(sample[n] for n in names)
     axes = {n: {0: "batch", 1: "seq"} for n in names}
-    axes["last_hidden_state"] = {0: "batch", 1: "seq"}
+    axes[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "seq"}
     with torch.no_grad():
-        torch.onnx.export(wrapper, args, str(dest), input_names=names, output_names=["last_hidden_state"],
+        torch.onnx.export(wrapper, args, str(dest), input_names=names, output_names=[output],
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
 
 

@@ -60,7 +60,8 @@ class FinetuneConfig:
     #                                    query:FIELD, doc:FIELD, id:REGEX or clusters[:K] (retriever/data/concepts.py)
     max_mine_docs: int = 4000          # mining corpus: all positives + random passages up to this
     mine_max_seq_length: int = 128     # mining only ranks candidates: half the tokens, ~2x faster encoding
-    teacher: str | None = None         # "minilm" | "mpnet" | a folder: train a cross-encoder teacher
+    teacher: str | None = None         # "minilm" | "mpnet" | a model folder: train a cross-encoder teacher from it;
+    #                                    a reranker folder (`honed reranker train`): distil that one, as trained
     teacher_epochs: float = 1.0
     dev_fraction: float = 0.15
     dev_max_docs: int = 2000

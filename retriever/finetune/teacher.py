@@ -9,10 +9,14 @@ hard negatives. Its scores for (query, positive, negative) triples become the
 Example:
     >>> from honed.retriever.finetune.teacher import train_teacher, score_margins
     >>> teacher, metrics = train_teacher(train_triples, dev_samples, "minilm", "runs/x/teacher")  # doctest: +SKIP
+
+A folder written by ``honed reranker train`` is used as it is (:func:`trained_teacher`): the student
+then learns from the very reranker it is meant to replace.
 """
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from .pairs import Pair
@@ -67,7 +71,27 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
     trainer.train()
     after = evaluator(model)["dev_ndcg@10"]
     model.save(str(out))
+    shutil.rmtree(Path(out) / "checkpoints", ignore_errors=True)   # save_strategy "no": an empty folder
     return model, {"dev_ndcg@10_before": round(float(before), 4), "dev_ndcg@10": round(float(after), 4)}
+
+
+def trained_teacher(path: str | os.PathLike, dev_samples: list[dict], max_length: int = 256,
+                    device: str | None = None):
+    """A reranker already trained (``honed reranker train``) as the teacher, as it is: (model, its dev metrics).
+
+    Distilling the product reranker, not a fresh teacher, is what makes the student comparable with the
+    two-stage system it replaces.
+    """
+    from sentence_transformers.cross_encoder import CrossEncoder
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    from ..device import resolve_device
+
+    model = CrossEncoder(str(path), max_length=max_length, device=resolve_device(device), trust_remote_code=False)
+    evaluator = CrossEncoderRerankingEvaluator(dev_samples, at_k=10, name="dev", batch_size=32,
+                                               always_rerank_positives=True, write_csv=False)
+    ndcg = round(float(evaluator(model)["dev_ndcg@10"]), 4)
+    return model, {"dev_ndcg@10_before": ndcg, "dev_ndcg@10": ndcg, "trained_here": False, "from": str(path)}
 
 
 def score_margins(teacher, triples: list[Pair], batch_size: int = 64) -> list[float]:

@@ -387,15 +387,20 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
 
     scored, teacher_metrics = None, None
     if cfg.teacher:
-        from .teacher import score_margins, train_teacher
+        from ..reranker import is_reranker
+        from .teacher import score_margins, train_teacher, trained_teacher
 
         t0 = time.perf_counter()
-        say(f"training the cross-encoder teacher from {cfg.teacher} …")
-        dev_samples = _teacher_dev_samples(dev_q, dev_rel, dev_pool, base_enc)
-        teacher, teacher_metrics = train_teacher(triples, dev_samples, cfg.teacher, work / "teacher",
-                                                 epochs=cfg.teacher_epochs, seed=cfg.seed,
-                                                 max_length=cfg.max_seq_length, device=device,
-                                                 precision=cfg.precision)
+        dev_samples = rerank_dev_samples(dev_q, dev_rel, dev_pool, base_enc)
+        if is_reranker(cfg.teacher):
+            say(f"teacher: the reranker {cfg.teacher}, as trained")
+            teacher, teacher_metrics = trained_teacher(cfg.teacher, dev_samples, cfg.max_seq_length, device)
+        else:
+            say(f"training the cross-encoder teacher from {cfg.teacher} …")
+            teacher, teacher_metrics = train_teacher(triples, dev_samples, cfg.teacher, work / "teacher",
+                                                     epochs=cfg.teacher_epochs, seed=cfg.seed,
+                                                     max_length=cfg.max_seq_length, device=device,
+                                                     precision=cfg.precision)
         teacher_metrics["weaker_than_base"] = teacher_is_weaker(teacher_metrics, base_dev)
         if teacher_metrics["weaker_than_base"]:
             say(f"warning: the teacher reranks the dev split at nDCG@10 {teacher_metrics['dev_ndcg@10']:.4f}, "
@@ -542,8 +547,8 @@ def _write_dev_split(prep, out: Path) -> None:
                {"dev": {q: {d: 1 for d in rel} for q, rel in prep.dev_rel.items()}})
 
 
-def _teacher_dev_samples(dev_q, dev_rel, dev_pool, enc, n_candidates: int = 30) -> list[dict]:
-    """Rerank samples for the teacher: each dev query's positives + the base model's top non-positives."""
+def rerank_dev_samples(dev_q, dev_rel, dev_pool, enc, n_candidates: int = 30) -> list[dict]:
+    """Rerank samples for a cross-encoder (teacher or reranker): each dev query's positives + the base model's top non-positives."""
     ids = list(dev_pool)
     dv = enc.encode_documents([dev_pool[d] for d in ids])
     samples = []

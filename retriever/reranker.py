@@ -1,0 +1,222 @@
+"""A cross-encoder second stage: rescore the first stage's top-n passages with a domain reranker.
+
+A reranker folder is a sentence-transformers ``CrossEncoder`` (trained by
+:func:`retriever.finetune.reranker.train_reranker`), optionally with an
+``onnx/`` export (:func:`retriever.export.reranker_onnx.export_reranker_onnx`).
+With the export, scoring needs only tokenizers + onnxruntime + numpy (no torch),
+exactly like the bi-encoder's query path; without it, the ``CrossEncoder`` runs.
+An artifact carries one in ``reranker/`` (``honed package --reranker``).
+
+Example:
+    >>> from honed.retriever.reranker import load_reranker
+    >>> ce = load_reranker("runs/cuad-reranker")                                  # doctest: +SKIP
+    >>> ce.score("Is liability capped?", ["Liability is capped at fees.", "Term: two years."])  # doctest: +SKIP
+    array([0.97, 0.02], dtype=float32)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .atomic import read_json, verify_artifact
+from .errors import HonedError
+
+RERANKER_DIR = "reranker"          # where an artifact keeps its reranker
+ONNX_FORMAT = "honed.onnx-cross-encoder/1"
+# The activations a CrossEncoder folder may name, computed here in numpy (ranking only needs order,
+# but the scores a user sees should be the ones sentence-transformers would print).
+ACTIVATIONS = {"torch.nn.modules.activation.Sigmoid": "sigmoid", "torch.nn.modules.linear.Identity": "identity"}
+
+
+def is_reranker(path: str | os.PathLike) -> bool:
+    """Whether `path` is a sentence-transformers cross-encoder folder."""
+    cfg = Path(path) / "config_sentence_transformers.json"
+    return cfg.is_file() and read_json(cfg).get("model_type") == "CrossEncoder"
+
+
+def reranker_config(path: str | os.PathLike) -> dict:
+    """The folder's activation (``sigmoid`` | ``identity``) and maximum pair length, checked."""
+    root = Path(path)
+    if not is_reranker(root):
+        raise HonedError(f"{root}: not a cross-encoder folder (config_sentence_transformers.json must say "
+                         "model_type CrossEncoder); train one with `honed reranker train`")
+    st = read_json(root / "config_sentence_transformers.json")
+    name = st.get("activation_fn") or "torch.nn.modules.activation.Sigmoid"
+    if name not in ACTIVATIONS:
+        raise HonedError(f"{root}/config_sentence_transformers.json: activation_fn {name!r} is not supported "
+                         f"(supported: {', '.join(ACTIVATIONS)})")
+    if read_json(root / "config.json").get("num_labels", 1) not in (1, None):
+        raise HonedError(f"{root}/config.json: a reranker has one output label")
+    card = read_json(root / "honed.json") if (root / "honed.json").is_file() else {}
+    tok = read_json(root / "tokenizer_config.json") if (root / "tokenizer_config.json").is_file() else {}
+    max_length = card.get("max_length") or min(int(tok.get("model_max_length") or 512), 512)
+    return {"activation": ACTIVATIONS[name], "max_length": int(max_length)}
+
+
+def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
+    x = np.asarray(logits, dtype=np.float32).reshape(-1)
+    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32) if activation == "sigmoid" else x
+
+
+@dataclass
+class Reranker:
+    """Scores (query, passage) pairs; ``backend`` says which runtime: ``onnx-<variant>`` or ``torch``."""
+
+    path: str
+    fingerprint: str
+    backend: str
+    max_length: int
+    activation: str
+    session: object = None        # onnxruntime session (ONNX backend)
+    tokenizer: object = None      # tokenizers.Tokenizer (ONNX backend)
+    model: object = None          # sentence_transformers CrossEncoder (torch backend)
+    batch_size: int = 32
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        """One score per passage for `query` (higher is more relevant)."""
+        return self.score_pairs([(query, p) for p in passages])
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Scores for many (query, passage) pairs at once: the batched path the server uses."""
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        if self.model is not None:
+            return np.asarray(self.model.predict(list(pairs), batch_size=self.batch_size,
+                                                 show_progress_bar=False), dtype=np.float32).reshape(-1)
+        # sort by length so each batch pads little, as CrossEncoder.predict does
+        order = np.argsort([-(len(q) + len(p)) for q, p in pairs])
+        out = np.empty(len(pairs), dtype=np.float32)
+        names = {i.name for i in self.session.get_inputs()}
+        for s in range(0, len(pairs), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            enc = self.tokenizer.encode_batch([pairs[i] for i in idx])
+            feed = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                    "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
+            if "token_type_ids" in names:
+                feed["token_type_ids"] = np.array([e.type_ids for e in enc], dtype=np.int64)
+            out[idx] = _activate(self.session.run(None, feed)[0], self.activation)
+        return out
+
+
+def load_reranker(path: str | os.PathLike, variant: str = "auto", batch_size: int = 32,
+                  threads: int | None = None, spin: bool = True) -> Reranker:
+    """Open a reranker folder (or an artifact's ``reranker/``): ONNX when exported (torch-free), else torch.
+
+    `variant` as for the bi-encoder (:func:`retriever.ort_encoder.onnx_model_file`): ``auto`` runs the
+    int8 model for this CPU when it passed its parity gate, else fp32; ``torch`` forces the CrossEncoder.
+    """
+    from .models import model_fingerprint
+
+    root = Path(path)
+    if (root / "manifest.json").is_file() and (root / RERANKER_DIR).is_dir():
+        root = root / RERANKER_DIR
+    cfg = reranker_config(root)
+    verify_artifact(root)        # the folder's files, as `honed reranker train` wrote them
+    fp = model_fingerprint(root)
+    if variant != "torch" and (root / "onnx" / "manifest.json").is_file():
+        return _load_onnx(root, variant, cfg, fp, batch_size, threads, spin)
+    if variant not in ("auto", "torch"):
+        raise HonedError(f"{root}: no onnx/ export for variant {variant!r}; run `honed export onnx {root}`")
+    from .device import resolve_device
+
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    model = CrossEncoder(str(root), max_length=cfg["max_length"], device=resolve_device(None),
+                         trust_remote_code=False)
+    return Reranker(path=str(root), fingerprint=fp, backend="torch", max_length=cfg["max_length"],
+                    activation=cfg["activation"], model=model, batch_size=batch_size)
+
+
+def _load_onnx(root: Path, variant: str, cfg: dict, fp: str, batch_size: int, threads: int | None,
+               spin: bool) -> Reranker:
+    import onnxruntime as ort
+
+    from .device import cpu_threads
+    from .ort_encoder import load_tokenizer, onnx_model_file
+
+    onnx_path, man, variant = onnx_model_file(root, variant, formats=(ONNX_FORMAT,))
+    if man.get("source_fingerprint") not in (None, fp):
+        raise HonedError(f"{root}/onnx: exported from another model ({man['source_fingerprint']}, this folder is "
+                         f"{fp}); re-export with `honed export onnx {root}`")
+    opts = ort.SessionOptions()
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.intra_op_num_threads = threads or cpu_threads()
+    try:
+        sess = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for corrupt files
+        raise HonedError(f"{onnx_path}: cannot load ONNX model ({str(e).splitlines()[0][:160]})") from None
+    return Reranker(path=str(root), fingerprint=fp, backend=f"onnx-{variant}", max_length=cfg["max_length"],
+                    activation=cfg["activation"], session=sess, tokenizer=load_tokenizer(root, cfg["max_length"]),
+                    batch_size=batch_size)
+
+
+def copy_reranker(src: str | os.PathLike, artifact: Path) -> dict:
+    """Copy a reranker folder (with its ONNX export) into an artifact being written; its manifest block."""
+    import shutil
+
+    from .models import model_fingerprint
+
+    src = Path(src)
+    if (src / "manifest.json").is_file() and (src / RERANKER_DIR).is_dir():
+        src = src / RERANKER_DIR          # another artifact's reranker
+    cfg = reranker_config(src)
+    verify_artifact(src)
+    dest = artifact / RERANKER_DIR
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".*", "checkpoint*", "__pycache__"))
+    card = read_json(src / "honed.json") if (src / "honed.json").is_file() else {}
+    return {"dir": RERANKER_DIR, "fingerprint": model_fingerprint(dest), "base": card.get("base"),
+            "max_length": cfg["max_length"], "onnx": (dest / "onnx" / "manifest.json").is_file(),
+            "dev": card.get("dev")}
+
+
+def artifact_reranker(index, variant: str = "auto", threads: int | None = None, spin: bool = True) -> Reranker:
+    """The reranker an open artifact carries, checked against its manifest; a one-line error when it has none."""
+    root = index.reranker_dir
+    if root is None:
+        raise HonedError(f"{index.path}: this artifact has no reranker; add one with "
+                         "`honed package --index ART --out NEW --reranker RERANKER_DIR`")
+    reranker = load_reranker(root, variant=variant, threads=threads, spin=spin)
+    want = index.manifest["reranker"]["fingerprint"]
+    if reranker.fingerprint != want:
+        raise HonedError(f"{root}: its weights have fingerprint {reranker.fingerprint}, the manifest says {want}: "
+                         "the reranker was changed after packaging; package the artifact again")
+    return reranker
+
+
+def rerank_hits(reranker: Reranker, queries: Sequence[str], candidates: list[list[tuple[int, float]]],
+                texts: list[list[str]], k: int) -> list[list[tuple[int, float]]]:
+    """Reorder each query's first-stage (label, score) hits by the reranker's score; keep the top `k`.
+
+    All queries' pairs go to the model in one call (one batch stream for a server's micro-batch).
+    Candidates whose text is gone (deleted between the searches) must already be dropped by the caller.
+    """
+    pairs = [(q, t) for q, ts in zip(queries, texts) for t in ts]
+    scores = reranker.score_pairs(pairs)
+    out, at = [], 0
+    for hits in candidates:
+        s = scores[at:at + len(hits)]
+        at += len(hits)
+        order = np.argsort(-s, kind="stable")[:k]
+        out.append([(hits[i][0], float(s[i])) for i in order])
+    return out
+
+
+def rerank(index, reranker: Reranker, queries: Sequence[str], hits: list[list[tuple[int, float]]],
+           k: int) -> list[list[tuple[int, float]]]:
+    """Each query's first-stage hits over `index`, reordered by `reranker` on the stored passages; top `k`.
+
+    Passages are scored as they were embedded (title and text, :func:`retriever.data.beir.doc_text`);
+    a hit deleted since the first stage's search is dropped.
+    """
+    from .data.beir import doc_text
+
+    flat = [label for h in hits for label, _ in h]
+    docs = dict(zip(flat, index.docs_at(flat)))
+    kept = [[(label, s) for label, s in h if docs[label] is not None] for h in hits]
+    texts = [[doc_text(docs[label]) for label, _ in h] for h in kept]
+    return rerank_hits(reranker, queries, kept, texts, k)

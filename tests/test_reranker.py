@@ -1,0 +1,170 @@
+"""The domain reranker: trained as a product, exported to ONNX, packaged inside an artifact, and served as the
+second stage through the retriever, a LlamaIndex postprocessor, the CLI, the HTTP service and `honed eval beir`.
+
+Real parts: `train_reranker` fine-tunes the packaged MiniLM as a cross-encoder (a few steps on the tiny SciFact
+set: these tests check the plumbing and the parity of every path with the model's own scores; whether reranking
+*helps* is measured by benchmarks/bench_rerank.py on cuad-clauses), a real ONNX export, FAISS, SQLite and a real
+`honed serve` process.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import httpx
+import numpy as np
+import pytest
+
+from honed.retriever.artifact import package_artifact
+from honed.retriever.errors import HonedError
+from honed.retriever.index import load_index, search
+from honed.retriever.reranker import artifact_reranker, load_reranker
+
+from conftest import Server
+from test_cli import run
+
+TOP_N = 20
+
+
+@pytest.fixture(scope="module")
+def reranker_dir(tmp_path_factory, tiny_data):
+    """A reranker trained for 6 steps and exported (fp32 + the avx2 int8 model, gated on tiny_data's test split)."""
+    from honed.retriever.export.reranker_onnx import export_reranker_onnx
+    from honed.retriever.finetune.reranker import train_reranker
+
+    out = tmp_path_factory.mktemp("rr") / "reranker"
+    card = train_reranker(str(tiny_data), out, max_steps=6, batch_size=8, max_length=128, num_negatives=1,
+                          max_mine_docs=150)
+    man = export_reranker_onnx(out, data=str(tiny_data), target_cpu="avx2", max_ndcg_drop=1.0)
+    return out, card, man
+
+
+@pytest.fixture(scope="module")
+def two_stage(tmp_path_factory, slice_index, reranker_dir):
+    """The slice's artifact with the reranker packaged in, copied to another folder (as a user receives it)."""
+    art = package_artifact(slice_index, tmp_path_factory.mktemp("ts") / "art", reranker=reranker_dir[0])
+    moved = tmp_path_factory.mktemp("elsewhere") / "received"
+    shutil.copytree(art, moved)
+    return moved
+
+
+def test_training_writes_a_cross_encoder_with_its_card_and_an_onnx_export_equal_to_torch(reranker_dir):
+    out, card, man = reranker_dir
+    assert (out / "honed.json").is_file() and not (out / "checkpoints").exists()
+    assert card["kind"] == "reranker" and card["recipe"]["max_steps"] == 6 and card["triples"] > 0
+    assert 0.0 <= card["dev"]["rerank_ndcg@10"] <= 1.0 and 0.0 <= card["dev"]["first_stage_ndcg@10"] <= 1.0
+    assert man["fused_ops"].get("Attention") == 6                     # ORT's BERT fusion ran on the classifier
+    assert man["parity"]["fp32"]["max_abs_diff"] < 1e-4                 # the graph computes what torch does
+    assert man["parity"]["int8-avx2"]["spearman"] > 0.8                 # int8 keeps the order, roughly
+    assert set(man["parity"]["torch"]) == {"ndcg@10"} and man["int8"]["avx2"]["passed"]
+    ce, ort = load_reranker(out, "torch"), load_reranker(out, "fp32")
+    q, ps = "vitamin D and fractures", ["Vitamin D did not reduce fractures.", "Zebrafish regenerate hearts."]
+    assert ort.backend == "onnx-fp32" and ce.backend == "torch"
+    np.testing.assert_allclose(ort.score(q, ps), ce.score(q, ps), atol=1e-4)
+    assert ((ort.score(q, ps) > 0) & (ort.score(q, ps) < 1)).all()     # the folder's sigmoid, applied outside
+
+    from honed.retriever.finetune.teacher import trained_teacher      # distillation's teacher, used as trained
+
+    teacher, metrics = trained_teacher(out, [{"query": q, "positive": ps[:1], "negative": ps[1:]}], 128)
+    assert metrics["trained_here"] is False and 0.0 <= metrics["dev_ndcg@10"] <= 1.0
+    np.testing.assert_allclose(teacher.predict([(q, p) for p in ps]), ce.score(q, ps), atol=1e-5)
+
+
+def test_retriever_reranks_the_first_stage_from_a_copied_artifact(two_stage, scifact_slice):
+    from honed import HonedRetriever
+
+    r = HonedRetriever.from_dir(two_stage, similarity_top_k=5, rerank_top_n=TOP_N)
+    idx, ce = r.index, r._reranker
+    assert ce.backend.startswith("onnx-") and str(two_stage) in ce.path    # its own copy, torch-free
+    q = scifact_slice.queries[sorted(scifact_slice.queries)[0]]
+    first = search(idx, r.encoder.encode_queries([q]), TOP_N)[0]
+    docs = idx.docs_at([label for label, _ in first])
+    from honed.retriever.data.beir import doc_text
+
+    want = sorted(zip(ce.score(q, [doc_text(d) for d in docs]), [d["id"] for d in docs]), key=lambda t: -t[0])[:5]
+    got = r.retrieve(q)
+    assert [n.node.node_id for n in got] == [i for _, i in want]
+    assert [n.score for n in got] == pytest.approx([s for s, _ in want], abs=1e-6)
+
+    from honed import HonedRerank
+
+    plain = HonedRetriever.from_dir(two_stage, similarity_top_k=TOP_N)   # no reranker: the postprocessor's input
+    post = HonedRerank.from_dir(two_stage, top_n=5)
+    from llama_index.core.schema import QueryBundle
+
+    assert [n.node.node_id for n in post.postprocess_nodes(plain.retrieve(q), QueryBundle(q))] == \
+        [i for _, i in want]
+
+
+def test_refusals_name_what_is_missing(tmp_path, slice_index, two_stage, reranker_dir):
+    from honed import HonedRetriever
+
+    with pytest.raises(HonedError, match="has no reranker; add one with `honed package"):
+        HonedRetriever.from_dir(slice_index, rerank_top_n=10)
+    p = run("search", str(slice_index), "vitamin D", "--rerank", "10")
+    assert p.returncode == 2 and "has no reranker" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    with pytest.raises(HonedError, match="not a cross-encoder folder"):
+        package_artifact(slice_index, tmp_path / "x", reranker=slice_index / "model")
+    tampered = tmp_path / "tampered"
+    shutil.copytree(two_stage, tampered)
+    cfg = tampered / "reranker" / "config.json"
+    cfg.write_text(cfg.read_text(encoding="utf-8") + "\n", encoding="utf-8")   # one byte: same config, new file
+    with pytest.raises(HonedError, match="config.json: contents do not match"):
+        artifact_reranker(load_index(tampered))
+    # leaving it out on repackaging, and keeping it by default
+    assert load_index(package_artifact(two_stage, tmp_path / "kept")).reranker_dir is not None
+    assert load_index(package_artifact(two_stage, tmp_path / "dropped", reranker=False)).reranker_dir is None
+
+
+def test_cli_and_service_rerank_like_the_retriever(tmp_path, two_stage, scifact_slice):
+    from honed import HonedRetriever
+
+    r = HonedRetriever.from_dir(two_stage, similarity_top_k=3, rerank_top_n=TOP_N)
+    qids = sorted(scifact_slice.queries)[:3]
+    want = {q: [n.node.node_id for n in r.retrieve(scifact_slice.queries[q])] for q in qids}
+    p = run("search", str(two_stage), scifact_slice.queries[qids[0]], "-k", "3", "--rerank", str(TOP_N))
+    assert p.returncode == 0, p.stderr
+    assert f"reranked top {TOP_N}" in p.stdout and all(i in p.stdout for i in want[qids[0]])
+    info = json.loads(run("index", "info", str(two_stage)).stdout)
+    assert info["rerank"] is True and info["reranker"]["onnx"] is True
+
+    srv = Server([str(two_stage), "--rerank", str(TOP_N)], tmp_path / "feedback.db")
+    try:
+        ready = srv.wait_ready()
+        assert ready["arms"]["champion"]["rerank"] == TOP_N
+        assert ready["arms"]["champion"]["reranker_backend"].startswith("onnx-")
+        for q in qids:       # concurrent requests share one micro-batch and one reranker call
+            body = httpx.post(srv.url + "/search", json={"query": scifact_slice.queries[q], "k": 3}, timeout=60).json()
+            assert [h["id"] for h in body["hits"]] == want[q]
+    finally:
+        srv.stop()
+
+
+def test_eval_beir_reranked_system(tmp_path, slice_index, reranker_dir, scifact_slice):
+    from honed.rag_eval.beir_eval import evaluate_systems, parse_system
+    from honed.retriever.data import write_beir
+
+    s = parse_system(f"tuned=minilm+rerank:{reranker_dir[0]}")
+    assert (s.name, s.model, s.kind, s.rerank) == ("tuned", "minilm", "dense+rerank", str(reranker_dir[0]))
+    assert parse_system(f"h=minilm+bm25+rerank:{reranker_dir[0]}").kind == "hybrid+rerank"
+    for bad in (f"bm25+rerank:{reranker_dir[0]}", "t=minilm+rerank:/no/such/folder"):
+        with pytest.raises(HonedError, match="--system"):
+            parse_system(bad)
+    data = tmp_path / "slice"
+    qids = sorted(scifact_slice.queries)[:6]
+    write_beir(data, scifact_slice.corpus, {q: scifact_slice.queries[q] for q in qids},
+               {"test": {q: scifact_slice.qrels[q] for q in qids}})
+    for name in ("base", "tuned"):   # the dense side: the slice index, cached under each system name
+        shutil.copytree(slice_index, tmp_path / "indexes" / f"slice-test-{name}")
+    res = evaluate_systems([str(data)], [parse_system("base=minilm"), s], index_dir=tmp_path / "indexes")[0]
+    base, tuned = res.systems["base"].run, res.systems["tuned"].run
+    ce = load_reranker(reranker_dir[0])
+    for q in qids:
+        head = sorted(base[q], key=lambda d: -base[q][d])
+        assert set(head) == set(tuned[q])                              # Recall@100 is the first stage's
+        ranked = sorted(tuned[q], key=lambda d: -tuned[q][d])
+        assert set(ranked[:50]) == set(head[:50]) and ranked[50:] == head[50:]
+        top = ranked[:50]          # ordered by the reranker's scores (int8's dynamic activation scales vary a
+        #                            little with what else is in the batch, hence the tolerance)
+        scores = ce.score(scifact_slice.queries[q], [scifact_slice.doc_text(d) for d in top])
+        np.testing.assert_allclose([tuned[q][d] for d in top], scores, atol=0.02)
