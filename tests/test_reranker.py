@@ -23,6 +23,8 @@ from honed.retriever.reranker import artifact_reranker, load_reranker
 from conftest import Server
 from test_cli import run
 
+pytestmark = pytest.mark.slow    # a cross-encoder trained and exported once (~1.5 min), shared by the module
+
 TOP_N = 20
 
 
@@ -41,8 +43,9 @@ def reranker_dir(tmp_path_factory, tiny_data):
 
 @pytest.fixture(scope="module")
 def two_stage(tmp_path_factory, slice_index, reranker_dir):
-    """The slice's artifact with the reranker packaged in, copied to another folder (as a user receives it)."""
-    art = package_artifact(slice_index, tmp_path_factory.mktemp("ts") / "art", reranker=reranker_dir[0])
+    """The slice's artifact with a BM25 index and the reranker packaged in, copied to another folder (as a user
+    receives it)."""
+    art = package_artifact(slice_index, tmp_path_factory.mktemp("ts") / "art", bm25=True, reranker=reranker_dir[0])
     moved = tmp_path_factory.mktemp("elsewhere") / "received"
     shutil.copytree(art, moved)
     return moved
@@ -95,6 +98,12 @@ def test_retriever_reranks_the_first_stage_from_a_copied_artifact(two_stage, sci
     assert [n.node.node_id for n in post.postprocess_nodes(plain.retrieve(q), QueryBundle(q))] == \
         [i for _, i in want]
 
+    # both extra parts of one artifact at once: hybrid first stage, reranked
+    hybrid = HonedRetriever.from_dir(two_stage, similarity_top_k=5, mode="hybrid", rerank_top_n=TOP_N)
+    fused = HonedRetriever.from_dir(two_stage, similarity_top_k=TOP_N, mode="hybrid").retrieve(q)
+    assert [n.node.node_id for n in hybrid.retrieve(q)] == \
+        [n.node.node_id for n in post.postprocess_nodes(fused, QueryBundle(q))]
+
 
 def test_refusals_name_what_is_missing(tmp_path, slice_index, two_stage, reranker_dir):
     from honed import HonedRetriever
@@ -125,15 +134,19 @@ def test_cli_and_service_rerank_like_the_retriever(tmp_path, two_stage, scifact_
     p = run("search", str(two_stage), scifact_slice.queries[qids[0]], "-k", "3", "--rerank", str(TOP_N))
     assert p.returncode == 0, p.stderr
     assert f"reranked top {TOP_N}" in p.stdout and all(i in p.stdout for i in want[qids[0]])
+    p = run("search", str(two_stage), scifact_slice.queries[qids[0]], "--mode", "hybrid", "--rerank", str(TOP_N))
+    assert p.returncode == 0 and "hybrid" in p.stdout and f"reranked top {TOP_N}" in p.stdout, p.stderr
     info = json.loads(run("index", "info", str(two_stage)).stdout)
-    assert info["rerank"] is True and info["reranker"]["onnx"] is True
+    assert info["rerank"] is True and info["reranker"]["onnx"] is True and "hybrid" in info["modes"]
 
-    srv = Server([str(two_stage), "--rerank", str(TOP_N)], tmp_path / "feedback.db")
+    hybrid = HonedRetriever.from_dir(two_stage, similarity_top_k=3, mode="hybrid", rerank_top_n=TOP_N)
+    want = {q: [n.node.node_id for n in hybrid.retrieve(scifact_slice.queries[q])] for q in qids}
+    srv = Server([str(two_stage), "--mode", "hybrid", "--rerank", str(TOP_N)], tmp_path / "feedback.db")
     try:
         ready = srv.wait_ready()
-        assert ready["arms"]["champion"]["rerank"] == TOP_N
+        assert ready["arms"]["champion"]["rerank"] == TOP_N and ready["arms"]["champion"]["mode"] == "hybrid"
         assert ready["arms"]["champion"]["reranker_backend"].startswith("onnx-")
-        for q in qids:       # concurrent requests share one micro-batch and one reranker call
+        for q in qids:
             body = httpx.post(srv.url + "/search", json={"query": scifact_slice.queries[q], "k": 3}, timeout=60).json()
             assert [h["id"] for h in body["hits"]] == want[q]
     finally:
@@ -168,3 +181,17 @@ def test_eval_beir_reranked_system(tmp_path, slice_index, reranker_dir, scifact_
         #                            little with what else is in the batch, hence the tolerance)
         scores = ce.score(scifact_slice.queries[q], [scifact_slice.doc_text(d) for d in top])
         np.testing.assert_allclose([tuned[q][d] for d in top], scores, atol=0.02)
+
+
+def test_the_reranker_is_distilled_into_the_embedder_as_trained(tmp_path, tiny_data, reranker_dir):
+    """`honed finetune --loss distill --teacher RERANKER_DIR`: MarginMSE on the product reranker's margins,
+    no second teacher trained."""
+    from conftest import TINY
+    from honed.retriever.finetune import FinetuneConfig, finetune
+
+    res = finetune(FinetuneConfig(data=str(tiny_data), out=str(tmp_path / "student"), loss="distill",
+                                  teacher=str(reranker_dir[0]), track=False, **{**TINY, "max_steps": 2}))
+    t = res.manifest["eval"]["teacher"]
+    assert t["trained_here"] is False and t["from"] == str(reranker_dir[0])
+    assert not (tmp_path / ".student.work" / "teacher").exists() and res.manifest["params"]["loss"] == "distill"
+    assert any("loss" in h for h in json.loads((tmp_path / "student" / "log_history.json").read_text()))

@@ -1,14 +1,18 @@
 """`honed reranker train`: a domain cross-encoder, the optional second stage of an artifact."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import typer
 
 from honed.retriever.display import shown
 from honed.retriever.extras import require_extra
+from honed.retriever.finetune.reranker import train_reranker
 
 from .common import FORCE, app, console
+
+RR = {k: p.default for k, p in inspect.signature(train_reranker).parameters.items()}   # one home for the recipe
 
 reranker_app = typer.Typer(help="Train a domain reranker (cross-encoder) for two-stage retrieval.",
                            no_args_is_help=True)
@@ -18,28 +22,26 @@ app.add_typer(reranker_app, name="reranker")
 @reranker_app.command("train")
 def train_cmd(data: str = typer.Argument(..., help="BEIR folder; its train split gives pairs"),
               out: Path = typer.Option(..., help="reranker folder to write (a sentence-transformers CrossEncoder)"),
-              base: str = typer.Option("minilm", help="model the cross-encoder starts from: minilm | mpnet | folder"),
-              first_stage: str = typer.Option("minilm", help="the bi-encoder it will rerank (mines its negatives "
+              base: str = typer.Option(RR["base"], help="model the cross-encoder starts from: minilm | mpnet | folder"),
+              first_stage: str = typer.Option(RR["first_stage"], help="the bi-encoder it will rerank (mines its negatives "
                                                              "and dev candidates): your tuned run"),
-              epochs: float = typer.Option(1.0, min=0.0),
-              max_steps: int = typer.Option(-1, help="stop after N steps (overrides epochs)"),
-              batch_size: int = typer.Option(16, min=1),
-              lr: float = typer.Option(2e-5),
-              max_length: int = typer.Option(256, min=16, help="tokens per (query, passage) pair"),
-              num_negatives: int = typer.Option(3, min=1, help="mined hard negatives per pair"),
-              seed: int = typer.Option(42),
-              precision: str = typer.Option("auto", help="auto | fp32 | bf16 | fp16: training autocast"),
+              epochs: float = typer.Option(RR["epochs"], min=0.0),
+              max_steps: int = typer.Option(RR["max_steps"], help="stop after N steps (overrides epochs)"),
+              batch_size: int = typer.Option(RR["batch_size"], min=1),
+              lr: float = typer.Option(RR["lr"]),
+              max_length: int = typer.Option(RR["max_length"], min=16, help="tokens per (query, passage) pair"),
+              num_negatives: int = typer.Option(RR["num_negatives"], min=1, help="mined hard negatives per pair"),
+              seed: int = typer.Option(RR["seed"]),
+              precision: str = typer.Option(RR["precision"], help="auto | fp32 | bf16 | fp16: training autocast"),
               force: bool = FORCE) -> None:
     """Train a cross-encoder on the domain's pairs and the first stage's hard negatives; report dev reranking."""
     require_extra("train", "honed reranker train")
-    from honed.retriever.finetune.reranker import train_reranker
-
     card = train_reranker(data, out, base=base, first_stage=first_stage, epochs=epochs, max_steps=max_steps,
                           batch_size=batch_size, lr=lr, max_length=max_length, num_negatives=num_negatives,
                           seed=seed, precision=precision, force=force)
     dev = card["dev"]
-    console.print(f"dev nDCG@10 over each query's positives + the first stage's top 30: first stage "
-                  f"{dev['first_stage_ndcg@10']:.4f} (its own order, full dev corpus) → reranked "
-                  f"{dev['rerank_ndcg@10']:.4f}  ({card['triples']} triples, {card['seconds']:.0f} s)")
+    console.print(f"dev nDCG@10 of the first stage's top 30: in its order {dev['first_stage_ndcg@10']:.4f} → reranked "
+                  f"{dev['rerank_ndcg@10']:.4f}  ({card['triples']} triples, {card['seconds']:.0f} s; "
+                  f"{dev['positives_seen_in_training']:.0%} of dev's relevant passages seen in training)")
     console.print(f"[green]✓[/] reranker → {shown(out)}; next: `honed export onnx {shown(out)} --data {data}`, then "
                   f"`honed package --index ART --out NEW --reranker {shown(out)}`")

@@ -42,7 +42,9 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
     """Train the cross-encoder; return (model, {"dev_ndcg@10_before", "dev_ndcg@10"}).
 
     `dev_samples` are ``{"query", "positive": [...], "negative": [...]}`` dicts for
-    ``CrossEncoderRerankingEvaluator``: the teacher's own reranking nDCG@10.
+    ``CrossEncoderRerankingEvaluator``: the teacher's own reranking nDCG@10. Samples with a ranked
+    ``"documents"`` list instead are scored on those candidates only, and the metrics gain
+    ``first_stage_ndcg@10``: that list's own order.
     """
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
@@ -56,9 +58,11 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
     # The packaged bi-encoders have no classification head: it starts random (scores ≈ 0.5).
     model = CrossEncoder(str(resolve_model(base)), num_labels=1, max_length=max_length, device=device,
                          trust_remote_code=False)
+    ranked = "documents" in dev_samples[0]
     evaluator = CrossEncoderRerankingEvaluator(dev_samples, at_k=10, name="dev", batch_size=32,
-                                               always_rerank_positives=True, write_csv=False)
-    before = evaluator(model)["dev_ndcg@10"]
+                                               always_rerank_positives=not ranked, write_csv=False)
+    first = evaluator(model)
+    before = first["dev_ndcg@10"]
     args = CrossEncoderTrainingArguments(
         output_dir=str(Path(out) / "checkpoints"), num_train_epochs=epochs, max_steps=max_steps,
         per_device_train_batch_size=batch_size, learning_rate=lr, warmup_ratio=0.1, seed=seed,
@@ -72,7 +76,10 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
     after = evaluator(model)["dev_ndcg@10"]
     model.save(str(out))
     shutil.rmtree(Path(out) / "checkpoints", ignore_errors=True)   # save_strategy "no": an empty folder
-    return model, {"dev_ndcg@10_before": round(float(before), 4), "dev_ndcg@10": round(float(after), 4)}
+    metrics = {"dev_ndcg@10_before": round(float(before), 4), "dev_ndcg@10": round(float(after), 4)}
+    if ranked:
+        metrics["first_stage_ndcg@10"] = round(float(first["dev_base_ndcg@10"]), 4)
+    return model, metrics
 
 
 def trained_teacher(path: str | os.PathLike, dev_samples: list[dict], max_length: int = 256,
