@@ -53,7 +53,8 @@ def test_adapt_trains_on_synthetic_queries_only_and_reuses_them(tiny_data, tmp_p
     assert any("loss" in h for h in json.loads((out / "log_history.json").read_text()))
 
     mtime = pairs_file.stat().st_mtime_ns       # the rerun also trains the other way: mnrl, no teacher
-    again = adapt_to_corpus(tiny_data, out, split="train", max_docs=6, loss="mnrl", **{**overrides, "force": True})
+    again = adapt_to_corpus(tiny_data, out, split="train", max_docs=6, loss="mnrl",   # 1 step, no mining: what
+                            **{**overrides, "force": True, "max_steps": 1, "num_negatives": 0})   # is checked is reuse
     assert pairs_file.stat().st_mtime_ns == mtime, "a rerun reuses the synthetic pairs"
     assert again.manifest["data"]["fingerprint"] == m["data"]["fingerprint"]
     assert again.manifest["params"]["loss"] == "mnrl" and again.manifest["params"]["teacher"] is None
