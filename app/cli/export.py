@@ -30,43 +30,37 @@ def export_onnx_cmd(model: str = typer.Argument(..., help="model folder (a run),
     on its reranking nDCG@10 of each test query's BM25 top 20 (with --data)."""
     require_extra("train", "honed export onnx")
     from honed.retriever.export.onnx import export_onnx, int8_targets
-    from honed.retriever.ort_encoder import cpu_int8_target
     from honed.retriever.reranker import is_reranker
 
     if quantize not in ("int8", "none", None):
         raise HonedError(f"--quantize must be int8 or none, got {quantize!r}")
     int8_targets(target_cpu)   # a bad --target-cpu fails before the model loads
     if is_reranker(model):
-        return _export_reranker(model, quantize == "int8", data, 0.01 if max_ndcg_drop is None else max_ndcg_drop,
-                                target_cpu)
+        from honed.retriever.export.reranker_onnx import export_reranker_onnx
+
+        man = export_reranker_onnx(model, quantize=quantize == "int8", data=data, target_cpu=target_cpu,
+                                   max_ndcg_drop=0.01 if max_ndcg_drop is None else max_ndcg_drop)
+        _print_parity(model, man, {"max |Δscore|": "max_abs_diff", "spearman": "spearman",
+                                   "rerank nDCG@10": "ndcg@10"}, "reranker")
+        return
     man = export_onnx(model, quantize=quantize == "int8", data=data,
                       max_ndcg_drop=0.005 if max_ndcg_drop is None else max_ndcg_drop,
                       max_docs=max_docs, target_cpu=target_cpu)
-    t = DataTable("variant", "cos mean", "cos min", "nDCG@10", "gate")
-    for name, p in man["parity"].items():
-        gate = man["int8"].get(name.removeprefix("int8-"), {}) if name.startswith("int8-") else {}
-        t.add_row(name, str(p.get("cos_mean", "—")), str(p.get("cos_min", "—")), str(p.get("ndcg@10", "—")),
-                  ("pass" if gate.get("passed") else gate.get("reason", "FAIL")) if gate else "")
-    console.print(t)
-    usable = man["int8"].get(cpu_int8_target(), {}).get("passed") or man["int8"].get("avx2", {}).get("passed")
-    console.print(f"[green]✓[/] {model}/onnx/ (this CPU: {cpu_int8_target()}; default query path: "
-                  f"{'int8' if usable else 'fp32 (no int8 model passed its gate here)'})")
+    _print_parity(model, man, {"cos mean": "cos_mean", "cos min": "cos_min", "nDCG@10": "ndcg@10"}, "embedder")
 
 
-def _export_reranker(model: str, quantize: bool, data: Optional[str], max_ndcg_drop: float, target_cpu: str) -> None:
-    from honed.retriever.export.reranker_onnx import export_reranker_onnx
+def _print_parity(model: str, man: dict, columns: dict[str, str], what: str) -> None:
+    """The parity table of an export (one row per variant, `columns`: header → key) and the path this CPU takes."""
     from honed.retriever.ort_encoder import cpu_int8_target
 
-    man = export_reranker_onnx(model, quantize=quantize, data=data, max_ndcg_drop=max_ndcg_drop,
-                               target_cpu=target_cpu)
-    t = DataTable("variant", "max |Δscore|", "spearman", "rerank nDCG@10", "gate")
+    t = DataTable("variant", *columns, "gate")
     for name, p in man["parity"].items():
         gate = man["int8"].get(name.removeprefix("int8-"), {}) if name.startswith("int8-") else {}
-        t.add_row(name, str(p.get("max_abs_diff", "—")), str(p.get("spearman", "—")), str(p.get("ndcg@10", "—")),
+        t.add_row(name, *(str(p.get(key, "—")) for key in columns.values()),
                   ("pass" if gate.get("passed") else gate.get("reason", "FAIL")) if gate else "")
     console.print(t)
     usable = man["int8"].get(cpu_int8_target(), {}).get("passed") or man["int8"].get("avx2", {}).get("passed")
-    console.print(f"[green]✓[/] {model}/onnx/ (reranker; this CPU: {cpu_int8_target()}; default path: "
+    console.print(f"[green]✓[/] {model}/onnx/ ({what}; this CPU: {cpu_int8_target()}; default path: "
                   f"{'int8' if usable else 'fp32 (no int8 model passed its gate here)'})")
 
 

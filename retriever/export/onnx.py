@@ -166,6 +166,72 @@ def ndcg_at_10(encoder, data: str, max_docs: int = 2000, seed: int = 0) -> float
     return float(ndcg["NDCG@10"])
 
 
+def write_variants(root: Path, export_raw, targets: list[str], manifest: dict) -> dict:
+    """Export with ``export_raw(dest)``, fuse, quantise one int8 model per CPU target, and install them in
+    ``root/onnx/`` with `manifest` completed (files, sha256, fused ops, int8 gates pending); return it.
+
+    Built in a temp folder beside ``onnx/``, then moved in file by file (each atomic), so the ORT
+    loaders can read it for the parity checks that follow (:func:`gate_int8`).
+    """
+    from ..ort_encoder import cpu_int8_target
+
+    onnx_dir = root / "onnx"
+    with tempfile.TemporaryDirectory(prefix=".onnx-", dir=root) as tmp:
+        tmp = Path(tmp)
+        export_raw(tmp / "raw.onnx")
+        fused = _fuse(tmp / "raw.onnx", tmp / "model.onnx", root)
+        files = {"fp32": "model.onnx"}
+        for target in tqdm(targets, desc="int8 quantisation", disable=not targets):
+            fname = f"model_int8_{target.replace('-', '_')}.onnx"
+            _quantize(tmp / "model.onnx", tmp / fname, target)
+            files[f"int8-{target}"] = fname
+        man = {**manifest, "opset": OPSET, "files": files,
+               "sha256": {k: sha256_file(tmp / f) for k, f in files.items()},
+               "source_fingerprint": model_fingerprint(root), "fused_ops": fused,
+               "int8": {t: {"passed": False} for t in targets}, "exported_on_cpu": cpu_int8_target(),
+               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        onnx_dir.mkdir(exist_ok=True)
+        for old in onnx_dir.glob("model_int8*.onnx"):   # an int8 model of an earlier export is stale now
+            if old.name not in files.values():
+                old.unlink()
+        for f in files.values():
+            os.replace(tmp / f, onnx_dir / f)
+        atomic_write_text(onnx_dir / "manifest.json", json.dumps(man, indent=2) + "\n")
+    return man
+
+
+def gateable(targets: list[str]) -> list[str]:
+    """The int8 targets this CPU can judge: the VNNI recipe saturates where there is no VNNI."""
+    from ..ort_encoder import cpu_int8_target
+
+    return [t for t in targets if t == "avx2" or cpu_int8_target() == "avx512-vnni"]
+
+
+def gate_int8(root: Path, man: dict, parity: dict, data: str | None, max_ndcg_drop: float, what: str) -> dict:
+    """Record each int8 model's gate (nDCG@10 drop vs ``parity["torch"]``) in `man` and write it; raise,
+    naming every failure, when one loses more than `max_ndcg_drop` (kept, marked failed: never used by default)."""
+    from ..ort_encoder import cpu_int8_target
+
+    man["parity"], man["parity_data"], man["max_ndcg_drop"] = parity, data, max_ndcg_drop
+    failures = []
+    for t, gate in man["int8"].items():
+        if t not in gateable([t]):
+            gate["reason"] = f"not gated: this CPU ({cpu_int8_target()}) has no VNNI to run it faithfully"
+        elif "ndcg@10" not in parity.get("torch", {}):
+            gate["reason"] = f"not gated: no --data for the {what} nDCG@10 parity check"
+        else:
+            drop = parity["torch"]["ndcg@10"] - parity[f"int8-{t}"]["ndcg@10"]
+            gate.update(ndcg_drop=round(drop, 5), passed=drop <= max_ndcg_drop)
+            if not gate["passed"]:
+                failures.append(f"int8 ({t}) model loses {drop:.4f} {what} nDCG@10 on {data} "
+                                f"(tolerance {max_ndcg_drop})")
+    atomic_write_text(root / "onnx" / "manifest.json", json.dumps(man, indent=2) + "\n")
+    if failures:
+        raise HonedError("; ".join(failures) + f"; kept in {root / 'onnx'} but marked failed, so it is never "
+                         "used by default")
+    return man
+
+
 def export_onnx(model: str | os.PathLike, quantize: bool = True, data: str | None = None,
                 max_ndcg_drop: float = 0.005, n_parity: int = 200, max_docs: int = 2000,
                 seed: int = 0, target_cpu: str = "all") -> dict:
@@ -179,7 +245,7 @@ def export_onnx(model: str | os.PathLike, quantize: bool = True, data: str | Non
     runs it through kernels that saturate): on other CPUs it is marked ungated.
     """
     from ..encoder import load_encoder
-    from ..ort_encoder import cpu_int8_target, load_ort_encoder, read_st_config
+    from ..ort_encoder import load_ort_encoder, read_st_config
 
     targets = int8_targets(target_cpu) if quantize else []
     if (Path(model) / "manifest.json").exists() and (Path(model) / "model" / "modules.json").exists():
@@ -190,38 +256,14 @@ def export_onnx(model: str | os.PathLike, quantize: bool = True, data: str | Non
     if not (root / "modules.json").exists():
         raise HonedError(f"{root}: not a sentence-transformers folder (no modules.json)")
     st_cfg = read_st_config(root)
-    onnx_dir = root / "onnx"
-    with tempfile.TemporaryDirectory(prefix=".onnx-", dir=root) as tmp:
-        tmp = Path(tmp)
-        _export_fp32(root, tmp / "raw.onnx")
-        fused = _fuse(tmp / "raw.onnx", tmp / "model.onnx", root)
-        files = {"fp32": "model.onnx"}
-        for target in tqdm(targets, desc="int8 quantisation", disable=not targets):
-            fname = f"model_int8_{target.replace('-', '_')}.onnx"
-            _quantize(tmp / "model.onnx", tmp / fname, target)
-            files[f"int8-{target}"] = fname
-        torch_enc = load_encoder(root, backend="torch")
-        man = {
-            "format": "honed.onnx/2", "opset": OPSET, "dim": torch_enc.dim, "files": files,
-            "sha256": {k: sha256_file(tmp / f) for k, f in files.items()}, "st_config": st_cfg,
-            "source_fingerprint": model_fingerprint(root), "fused_ops": fused,
-            "int8": {t: {"passed": False} for t in targets}, "exported_on_cpu": cpu_int8_target(),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        # install into onnx/ (file by file, each atomic) so the ORT loader can read it for parity
-        onnx_dir.mkdir(exist_ok=True)
-        for old in onnx_dir.glob("model_int8*.onnx"):   # an int8 model of an earlier export is stale now
-            if old.name not in files.values():
-                old.unlink()
-        for f in files.values():
-            os.replace(tmp / f, onnx_dir / f)
-        atomic_write_text(onnx_dir / "manifest.json", json.dumps(man, indent=2) + "\n")
+    torch_enc = load_encoder(root, backend="torch")
+    man = write_variants(root, lambda dest: _export_fp32(root, dest), targets,
+                         {"format": "honed.onnx/2", "dim": torch_enc.dim, "st_config": st_cfg})
 
-    gateable = [t for t in targets if t == "avx2" or cpu_int8_target() == "avx512-vnni"]
     texts = _parity_texts(data, n_parity, seed)
     ref = torch_enc.encode_documents(texts)
     encoders = {"fp32": load_ort_encoder(root, "fp32")}
-    encoders.update({f"int8-{t}": load_ort_encoder(root, f"int8-{t}") for t in gateable})
+    encoders.update({f"int8-{t}": load_ort_encoder(root, f"int8-{t}") for t in gateable(targets)})
     parity = {}
     for name, enc in tqdm(encoders.items(), desc="parity (cosine)"):
         parity[name] = _cosines(ref, enc.encode_documents(texts))
@@ -229,22 +271,4 @@ def export_onnx(model: str | os.PathLike, quantize: bool = True, data: str | Non
         parity["torch"] = {"ndcg@10": round(ndcg_at_10(torch_enc, data, max_docs, seed), 5)}
         for name, enc in tqdm(encoders.items(), desc="parity (nDCG@10)"):
             parity[name]["ndcg@10"] = round(ndcg_at_10(enc, data, max_docs, seed), 5)
-    man["parity"], man["parity_data"], man["max_ndcg_drop"] = parity, data, max_ndcg_drop
-    failures = []
-    for t in targets:
-        gate = man["int8"][t]
-        if t not in gateable:
-            gate["reason"] = f"not gated: this CPU ({cpu_int8_target()}) has no VNNI to run it faithfully"
-            continue
-        if not data:
-            gate["reason"] = "not gated: no --data for the nDCG@10 parity check"
-            continue
-        drop = parity["torch"]["ndcg@10"] - parity[f"int8-{t}"]["ndcg@10"]
-        gate.update(ndcg_drop=round(drop, 5), passed=drop <= max_ndcg_drop)
-        if not gate["passed"]:
-            failures.append(f"int8 ({t}) model loses {drop:.4f} nDCG@10 on {data} (tolerance {max_ndcg_drop})")
-    atomic_write_text(onnx_dir / "manifest.json", json.dumps(man, indent=2) + "\n")
-    if failures:
-        raise HonedError("; ".join(failures) + f"; kept in {onnx_dir} but marked failed, so it is never "
-                         "used by default")
-    return man
+    return gate_int8(root, man, parity, data, max_ndcg_drop, "retrieval")

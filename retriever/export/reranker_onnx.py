@@ -15,21 +15,15 @@ Example:
 """
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_write_text
-from ..errors import HonedError
-from ..models import model_fingerprint, sha256_file
 from ..reranker import ONNX_FORMAT, load_reranker, reranker_config
-from .onnx import OPSET, SAMPLE_TEXTS, _fuse, _quantize, int8_targets, torch_export
+from .onnx import SAMPLE_TEXTS, gate_int8, gateable, int8_targets, torch_export, write_variants
 
 
 def _export_fp32(root: Path, dest: Path, max_length: int) -> None:
@@ -96,62 +90,18 @@ def export_reranker_onnx(model: str | os.PathLike, quantize: bool = True, data: 
     kept but marked failed (never used by default) and this function raises; without `data` the
     int8 models stay ungated (``auto`` then runs fp32).
     """
-    from ..ort_encoder import cpu_int8_target
-
     root = Path(model)
     cfg = reranker_config(root)
     targets = int8_targets(target_cpu) if quantize else []
-    onnx_dir = root / "onnx"
-    with tempfile.TemporaryDirectory(prefix=".onnx-", dir=root) as tmp:
-        tmp = Path(tmp)
-        _export_fp32(root, tmp / "raw.onnx", cfg["max_length"])
-        fused = _fuse(tmp / "raw.onnx", tmp / "model.onnx", root)
-        files = {"fp32": "model.onnx"}
-        for target in tqdm(targets, desc="int8 quantisation", disable=not targets):
-            fname = f"model_int8_{target.replace('-', '_')}.onnx"
-            _quantize(tmp / "model.onnx", tmp / fname, target)
-            files[f"int8-{target}"] = fname
-        man = {
-            "format": ONNX_FORMAT, "opset": OPSET, "files": files, "output": "logits",
-            "sha256": {k: sha256_file(tmp / f) for k, f in files.items()}, **cfg,
-            "source_fingerprint": model_fingerprint(root), "fused_ops": fused,
-            "int8": {t: {"passed": False} for t in targets}, "exported_on_cpu": cpu_int8_target(),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        onnx_dir.mkdir(exist_ok=True)
-        for old in onnx_dir.glob("model_int8*.onnx"):   # an int8 model of an earlier export is stale now
-            if old.name not in files.values():
-                old.unlink()
-        for f in files.values():
-            os.replace(tmp / f, onnx_dir / f)
-        atomic_write_text(onnx_dir / "manifest.json", json.dumps(man, indent=2) + "\n")
-
-    # the VNNI recipe saturates on a CPU without VNNI: it can only be gated where it runs faithfully
-    gateable = [t for t in targets if t == "avx2" or cpu_int8_target() == "avx512-vnni"]
+    man = write_variants(root, lambda dest: _export_fp32(root, dest, cfg["max_length"]), targets,
+                         {"format": ONNX_FORMAT, "output": "logits", **cfg})
     samples, qrels = parity_samples(data, seed=seed)
     pairs = [(s["query"], t) for s in samples for _, t in s["candidates"]]
     rerankers = {"torch": load_reranker(root, "torch"), "fp32": load_reranker(root, "fp32")}
-    rerankers.update({f"int8-{t}": load_reranker(root, f"int8-{t}") for t in gateable})
+    rerankers.update({f"int8-{t}": load_reranker(root, f"int8-{t}") for t in gateable(targets)})
     scores = {name: r.score_pairs(pairs) for name, r in tqdm(rerankers.items(), desc="parity (scores)")}
     parity = {name: _agreement(scores["torch"], s) for name, s in scores.items() if name != "torch"}
     if qrels:
         for name, sc in scores.items():
             parity.setdefault(name, {})["ndcg@10"] = round(rerank_ndcg(sc, samples, qrels), 5)
-    man["parity"], man["parity_data"], man["max_ndcg_drop"] = parity, data, max_ndcg_drop
-    failures = []
-    for t in targets:
-        gate = man["int8"][t]
-        if t not in gateable:
-            gate["reason"] = f"not gated: this CPU ({cpu_int8_target()}) has no VNNI to run it faithfully"
-        elif not qrels:
-            gate["reason"] = "not gated: no --data for the reranking nDCG@10 parity check"
-        else:
-            drop = parity["torch"]["ndcg@10"] - parity[f"int8-{t}"]["ndcg@10"]
-            gate.update(ndcg_drop=round(drop, 5), passed=drop <= max_ndcg_drop)
-            if not gate["passed"]:
-                failures.append(f"int8 ({t}) reranker loses {drop:.4f} nDCG@10 on {data} (tolerance {max_ndcg_drop})")
-    atomic_write_text(onnx_dir / "manifest.json", json.dumps(man, indent=2) + "\n")
-    if failures:
-        raise HonedError("; ".join(failures) + f"; kept in {onnx_dir} but marked failed, so it is never "
-                         "used by default")
-    return man
+    return gate_int8(root, man, parity, data, max_ndcg_drop, "reranking")
