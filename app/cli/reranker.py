@@ -33,12 +33,14 @@ def train_cmd(data: str = typer.Argument(..., help="BEIR folder; its train split
               num_negatives: int = typer.Option(RR["num_negatives"], min=1, help="mined hard negatives per pair"),
               seed: int = typer.Option(RR["seed"]),
               precision: str = typer.Option(RR["precision"], help="auto | fp32 | bf16 | fp16: training autocast"),
+              drop_eval_overlap: bool = typer.Option(RR["drop_eval_overlap"], help="drop training queries equal to "
+                                                     "eval queries instead of refusing"),
               force: bool = FORCE) -> None:
     """Train a cross-encoder on the domain's pairs and the first stage's hard negatives; report dev reranking."""
     require_extra("train", "honed reranker train")
     card = train_reranker(data, out, base=base, first_stage=first_stage, epochs=epochs, max_steps=max_steps,
                           batch_size=batch_size, lr=lr, max_length=max_length, num_negatives=num_negatives,
-                          seed=seed, precision=precision, force=force)
+                          seed=seed, precision=precision, drop_eval_overlap=drop_eval_overlap, force=force)
     dev = card["dev"]
     console.print(f"dev nDCG@10 of the first stage's top 30: in its order {dev['first_stage_ndcg@10']:.4f} → reranked "
                   f"{dev['rerank_ndcg@10']:.4f}  ({card['triples']} triples, {card['seconds']:.0f} s; "

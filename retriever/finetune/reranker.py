@@ -31,7 +31,8 @@ from .progress import phase, say
 def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", first_stage: str = "minilm",
                    epochs: float = 2.0, max_steps: int = -1, batch_size: int = 16, lr: float = 5e-5,
                    max_length: int = 128, num_negatives: int = 1, max_mine_docs: int = 4000, seed: int = 42,
-                   device: str | None = None, precision: str = "auto", force: bool = False) -> dict:
+                   device: str | None = None, precision: str = "auto", drop_eval_overlap: bool = False,
+                   force: bool = False) -> dict:
     """Train a cross-encoder from `base` on `data`'s train split; write it to `out`; return its card.
 
     `first_stage`: the bi-encoder whose top candidates the reranker will reorder (mines the
@@ -46,7 +47,7 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
     out = Path(out)
     cfg = FinetuneConfig(data=data, out=str(out), base=first_stage, num_negatives=num_negatives,
                          max_seq_length=max_length, max_mine_docs=max_mine_docs, seed=seed, device=device,
-                         precision=precision, track=False, force=force)
+                         precision=precision, track=False, drop_eval_overlap=drop_eval_overlap, force=force)
     check_config(cfg)
     check_writable(out, "run", force)    # before minutes of training, not after
     work = out.parent / f".{out.name}.work"
