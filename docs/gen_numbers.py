@@ -211,7 +211,8 @@ def _rerank(d):
     for name, ds in d["datasets"].items():
         for system, t in ds["vs_dense"].items():
             ok &= t["meets_target"]
-            cells.append(f"{name}/{system.removeprefix('dense+rerank-')}: {ds['systems']['dense']['ndcg@10']:.3f} → "
+            cells.append(f"{name}/{system.removeprefix('dense+rerank-')} over {ds['first_stage']}: "
+                         f"{ds['systems']['dense']['ndcg@10']:.3f} → "
                          f"{ds['systems'][system]['ndcg@10']:.3f} (Δ {t['delta']:+.3f}, p = {_pct_p(t['p_value'])})")
     return "; ".join(cells), ok
 

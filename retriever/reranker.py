@@ -171,7 +171,7 @@ def copy_reranker(src: str | os.PathLike, artifact: Path) -> dict:
     card = read_json(src / "honed.json") if (src / "honed.json").is_file() else {}
     return {"dir": RERANKER_DIR, "fingerprint": model_fingerprint(dest), "base": card.get("base"),
             "max_length": cfg["max_length"], "onnx": (dest / "onnx" / "manifest.json").is_file(),
-            "dev": card.get("dev")}
+            "dev": card.get("dev"), "status": card.get("status")}
 
 
 def artifact_reranker(index, variant: str = "auto", threads: int | None = None, spin: bool = True) -> Reranker:

@@ -56,6 +56,9 @@ def test_training_writes_a_cross_encoder_with_its_card_and_an_onnx_export_equal_
     assert (out / "honed.json").is_file() and not (out / "checkpoints").exists()
     assert card["kind"] == "reranker" and card["recipe"]["max_steps"] == 6 and card["triples"] > 0
     assert 0.0 <= card["dev"]["rerank_ndcg@10"] <= 1.0 and 0.0 <= card["dev"]["first_stage_ndcg@10"] <= 1.0
+    # a reranker that loses to its first stage on the same dev candidates is marked failed (kept, said why)
+    assert (card["status"] == "failed") == (card["dev"]["rerank_ndcg@10"] < card["dev"]["first_stage_ndcg@10"])
+    assert 0.0 <= card["dev"]["positives_seen_in_training"] <= 1.0
     assert man["fused_ops"].get("Attention") == 6                     # ORT's BERT fusion ran on the classifier
     assert man["parity"]["fp32"]["max_abs_diff"] < 1e-4                 # the graph computes what torch does
     assert man["parity"]["int8-avx2"]["spearman"] > 0.8                 # int8 keeps the order, roughly
@@ -138,6 +141,7 @@ def test_cli_and_service_rerank_like_the_retriever(tmp_path, two_stage, scifact_
     assert p.returncode == 0 and "hybrid" in p.stdout and f"reranked top {TOP_N}" in p.stdout, p.stderr
     info = json.loads(run("index", "info", str(two_stage)).stdout)
     assert info["rerank"] is True and info["reranker"]["onnx"] is True and "hybrid" in info["modes"]
+    assert info["reranker"]["status"] in ("ok", "failed")          # what the training run concluded travels along
 
     hybrid = HonedRetriever.from_dir(two_stage, similarity_top_k=3, mode="hybrid", rerank_top_n=TOP_N)
     want = {q: [n.node.node_id for n in hybrid.retrieve(scifact_slice.queries[q])] for q in qids}

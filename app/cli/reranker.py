@@ -5,6 +5,8 @@ import inspect
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
 from honed.retriever.display import shown
 from honed.retriever.extras import require_extra
@@ -45,5 +47,9 @@ def train_cmd(data: str = typer.Argument(..., help="BEIR folder; its train split
     console.print(f"dev nDCG@10 of the first stage's top 30: in its order {dev['first_stage_ndcg@10']:.4f} → reranked "
                   f"{dev['rerank_ndcg@10']:.4f}  ({card['triples']} triples, {card['seconds']:.0f} s; "
                   f"{dev['positives_seen_in_training']:.0%} of dev's relevant passages seen in training)")
+    if card["status"] != "ok":   # not bad input: the candidate lost, like a failed gate (exit 1)
+        Console(stderr=True).print(f"[red]reranker marked failed:[/] {escape(card['reason'])} (kept in {shown(out)} "
+                                   "for inspection)", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     console.print(f"[green]✓[/] reranker → {shown(out)}; next: `honed export onnx {shown(out)} --data {data}`, then "
                   f"`honed package --index ART --out NEW --reranker {shown(out)}`")

@@ -78,10 +78,14 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
                 "(sibling queries share them): the dev score measures passages the reranker has seen, and can "
                 "overstate it on new documents; check it on the test split with "
                 "`honed eval beir --system NAME=MODEL+rerank:DIR` before packaging it")
+        card["status"], card["reason"] = "ok", ""
         if card["dev"]["rerank_ndcg@10"] < card["dev"]["first_stage_ndcg@10"]:
-            say(f"warning: the reranker's dev nDCG@10 {card['dev']['rerank_ndcg@10']:.4f} is below the first "
-                f"stage's {card['dev']['first_stage_ndcg@10']:.4f}: reranking with it would lose; train longer "
-                "(--epochs), from a larger base (--base mpnet), or with more pairs")
+            # kept for inspection, like a fine-tuning run that lost: the caller decides (the CLI exits 1)
+            card["status"] = "failed"
+            card["reason"] = (f"the reranker's dev nDCG@10 {card['dev']['rerank_ndcg@10']:.4f} is below the first "
+                              f"stage's {card['dev']['first_stage_ndcg@10']:.4f} on the same candidates: reranking "
+                              "with it would lose; train longer (--epochs), from a larger base (--base mpnet), or "
+                              "with more pairs")
         with atomic_dir(out, kind="run", force=force) as tmp:
             shutil.copytree(work / "reranker", tmp, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("checkpoints", ".*"))
