@@ -40,7 +40,9 @@ def evaluation_summary(report: str | os.PathLike, system: str, dataset: str | No
         raise HonedError(f"{p}: system {system!r} is not in the report (has: {', '.join(d['systems'])})")
     for name, value in d["systems"][system]["metrics"].items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise HonedError(f"{p}: datasets.{dataset}.systems.{system}.metrics.{name} is not a number ({value!r})")
+            # repr: a key is user data and may hold a newline; the error stays one line
+            raise HonedError(f"{p}: datasets.{dataset!r}.systems.{system!r}.metrics.{name!r} is not a number "
+                             f"({value!r})")
     base = doc.get("baseline")
     base = base if isinstance(base, str) else None
     sig = _table(_table(_table(d.get("significance")).get(system)).get("NDCG@10"))
