@@ -56,9 +56,8 @@ def parse_system(spec: str) -> System:
         if not Path(rerank).is_dir():
             raise HonedError(f"--system: +rerank:{rerank}: no such folder (a reranker from `honed reranker train`, "
                              "or an artifact that carries one)")
-    if spec.lower() == "bm25" or spec.lower().endswith("=bm25"):
-        if rerank:
-            raise HonedError("--system: +rerank needs a dense first stage (NAME=MODEL+rerank:DIR), not bm25")
+    if rerank and (spec.lower() == "bm25" or spec.lower().endswith("=bm25")):
+        raise HonedError("--system: +rerank needs a dense first stage (NAME=MODEL+rerank:DIR), not bm25")
     if spec.lower() == "bm25":
         return System("bm25", None)
     hybrid = None

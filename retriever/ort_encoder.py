@@ -176,17 +176,36 @@ class OrtEncoder:
             starts = tqdm(starts, desc="Batches (onnx)")
         for s in starts:
             idx = order[s:s + self.batch_size]
-            enc = self.tokenizer.encode_batch([texts[i] for i in idx])
-            ids = np.array([e.ids for e in enc], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-            feed = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in names:
-                feed["token_type_ids"] = np.array([e.type_ids for e in enc], dtype=np.int64)
+            feed = token_feed(self.tokenizer, [texts[i] for i in idx], names)
             hidden = self.session.run(None, feed)[0]
-            out[idx] = pool(hidden, mask, self.pooling, self.normalize)
+            out[idx] = pool(hidden, feed["attention_mask"], self.pooling, self.normalize)
         if not self.normalize:   # indexes are inner product over unit vectors
             out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
         return out
+
+
+def token_feed(tokenizer, texts: list, names: set[str]) -> dict[str, np.ndarray]:
+    """The graph's inputs for `texts` (strings, or (query, passage) pairs), padded to the batch's longest."""
+    enc = tokenizer.encode_batch(texts)
+    feed = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
+    if "token_type_ids" in names:
+        feed["token_type_ids"] = np.array([e.type_ids for e in enc], dtype=np.int64)
+    return feed
+
+
+def ort_session(onnx_path: Path, threads: int | None = None, spin: bool = True):
+    """A CPU onnxruntime session on $OMP_NUM_THREADS or this process's CPUs; a corrupt file is one line."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if not spin:   # see load_encoder: idle threads yield the CPU instead of busy-waiting
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.intra_op_num_threads = threads or cpu_threads()
+    try:
+        return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for corrupt files
+        raise HonedError(f"{onnx_path}: cannot load ONNX model ({str(e).splitlines()[0][:160]})") from None
 
 
 def load_tokenizer(model_dir: Path, max_len: int):
@@ -249,18 +268,9 @@ def onnx_model_file(model_dir: str | os.PathLike, variant: str = "auto",
 def load_ort_encoder(model_dir: str | os.PathLike, variant: str = "auto", batch_size: int = 32,
                      threads: int | None = None, ref: str | None = None, spin: bool = True) -> OrtEncoder:
     """Open ``<model_dir>/onnx/``; see :func:`onnx_model_file` for `variant`."""
-    import onnxruntime as ort
-
     root = Path(model_dir)
     onnx_path, man, variant = onnx_model_file(root, variant)
-    opts = ort.SessionOptions()
-    if not spin:   # see load_encoder: idle threads yield the CPU instead of busy-waiting
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.intra_op_num_threads = threads or cpu_threads()   # $OMP_NUM_THREADS or this process's CPUs
-    try:
-        sess = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types for corrupt files
-        raise HonedError(f"{onnx_path}: cannot load ONNX model ({str(e).splitlines()[0][:160]})") from None
+    sess = ort_session(onnx_path, threads, spin)
     cfg = man["st_config"]
     return OrtEncoder(session=sess, tokenizer=load_tokenizer(root, cfg["max_seq_length"]), ref=ref or str(root),
                       path=str(root), fingerprint=model_fingerprint(root), dim=int(man["dim"]),

@@ -24,6 +24,7 @@ import numpy as np
 
 from .atomic import read_json, verify_artifact
 from .errors import HonedError
+from .ort_encoder import token_feed
 
 RERANKER_DIR = "reranker"          # where an artifact keeps its reranker
 ONNX_FORMAT = "honed.onnx-cross-encoder/1"
@@ -93,11 +94,7 @@ class Reranker:
         names = {i.name for i in self.session.get_inputs()}
         for s in range(0, len(pairs), self.batch_size):
             idx = order[s:s + self.batch_size]
-            enc = self.tokenizer.encode_batch([pairs[i] for i in idx])
-            feed = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-                    "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
-            if "token_type_ids" in names:
-                feed["token_type_ids"] = np.array([e.type_ids for e in enc], dtype=np.int64)
+            feed = token_feed(self.tokenizer, [pairs[i] for i in idx], names)
             out[idx] = _activate(self.session.run(None, feed)[0], self.activation)
         return out
 
@@ -133,23 +130,13 @@ def load_reranker(path: str | os.PathLike, variant: str = "auto", batch_size: in
 
 def _load_onnx(root: Path, variant: str, cfg: dict, fp: str, batch_size: int, threads: int | None,
                spin: bool) -> Reranker:
-    import onnxruntime as ort
-
-    from .device import cpu_threads
-    from .ort_encoder import load_tokenizer, onnx_model_file
+    from .ort_encoder import load_tokenizer, onnx_model_file, ort_session
 
     onnx_path, man, variant = onnx_model_file(root, variant, formats=(ONNX_FORMAT,))
     if man.get("source_fingerprint") not in (None, fp):
         raise HonedError(f"{root}/onnx: exported from another model ({man['source_fingerprint']}, this folder is "
                          f"{fp}); re-export with `honed export onnx {root}`")
-    opts = ort.SessionOptions()
-    if not spin:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.intra_op_num_threads = threads or cpu_threads()
-    try:
-        sess = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types for corrupt files
-        raise HonedError(f"{onnx_path}: cannot load ONNX model ({str(e).splitlines()[0][:160]})") from None
+    sess = ort_session(onnx_path, threads, spin)
     return Reranker(path=str(root), fingerprint=fp, backend=f"onnx-{variant}", max_length=cfg["max_length"],
                     activation=cfg["activation"], session=sess, tokenizer=load_tokenizer(root, cfg["max_length"]),
                     batch_size=batch_size)
