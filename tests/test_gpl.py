@@ -31,13 +31,17 @@ def test_adapt_trains_on_synthetic_queries_only_and_reuses_them(tiny_data, tmp_p
 
     out = tmp_path / "runs" / "gpl"
     overrides = {**TINY, "teacher_epochs": 1, "track": False, "dev_fraction": 0.3}
-    res = adapt_to_corpus(tiny_data, out, split="train", max_docs=6, per_doc=3, **overrides)
+    # a pool of 24 (the 6 sources + 18 random) keeps the mpnet filter's encoding to seconds
+    res = adapt_to_corpus(tiny_data, out, split="train", max_docs=6, per_doc=3, filter_pool=24, **overrides)
     pairs_file = synthetic_pairs_file(out)
     pairs = read_pairs(pairs_file)
     assert pairs and all(p.source == "synthetic" and p.positive_id for p in pairs)
     stats = json.loads(pairs_file.with_suffix(".stats.json").read_text())
-    assert stats["docs"] == 6 and stats["kept"] == len(pairs)
+    dropped = stats["length"] + stats["copied"] + stats["duplicate"] + stats["inconsistent"]
+    assert stats["docs"] == 6 and stats["kept"] == len(pairs) == stats["candidates"] - dropped
+    assert all(3 <= len(p.query.split()) <= 25 for p in pairs)     # the LLM's JSON parsed into real queries
     assert stats["filter_model"] == "mpnet"      # not the model being tuned: an unbiased synthetic dev split
+    assert stats["filter_pool"] == 24
     m = res.manifest
     assert m["params"]["loss"] == "distill" and m["params"]["data"] is None
     assert m["params"]["corpus"] == str(tiny_data) and m["params"]["pairs"] == [str(pairs_file)]

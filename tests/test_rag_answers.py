@@ -163,7 +163,8 @@ def llama_server(tmp_path_factory):
 
 @pytest.mark.slow
 def test_llm_url_generates_through_an_openai_compatible_server(llama_server, tmp_path):
-    """``--llm URL#model``: answers come from the server (streaming too), and the report names it."""
+    """``--llm URL#model``: answers come from the server (streaming too), and the report names it; the same
+    `honed eval rag` run scores the real local judge on (a slice of) the shipped calibration set."""
     from honed.retriever.llm.generator import make_llm
 
     llm = make_llm(f"{llama_server}#qwen", max_tokens=24)
@@ -176,12 +177,19 @@ def test_llm_url_generates_through_an_openai_compatible_server(llama_server, tmp
     out = tmp_path / "report"
     qa = _qa_slice(tmp_path / "qa", ["dgt-law"])      # one contract's passages: the answer is the point here
     run = subprocess.run([sys.executable, "-m", "honed.app.cli", "eval", "rag", "--data", str(qa),
-                          "--system", "base=minilm", "--n", "1", "--llm", f"{llama_server}#qwen", "--out", str(out)],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          "--system", "base=minilm", "--n", "1", "--llm", f"{llama_server}#qwen", "--out", str(out),
+                          "--calibration-n", "4"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600,     # the default calibration path
                          env={**os.environ, "HONED_CACHE_DIR": str(tmp_path / "cache")})
     assert run.returncode == 0, run.stderr[-2000:]
     assert "report:" in run.stdout
     doc = json.loads((out / "report.json").read_text())
+    assert "judge agreement with 4 human labels (datasets/judge-calibration)" in run.stdout, run.stdout
+    cal = doc["judge_calibration"]
+    assert cal["n"] == 4 and sum(cal["confusion"].values()) == 4 and 0.0 <= cal["accuracy"] <= 1.0
+    assert [r["human"] for r in cal["items"]] == [1, 0, 1, 0]
+    assert all(r["judge"] is None or r["judge"] == int(r["judge_score"] >= 0.5) for r in cal["items"])
+    assert "## Judge calibration" in (out / "report.md").read_text()
     assert doc["llm"] == f"{llama_server}#qwen" and doc["judge"] == "qwen"
     s = doc["systems"]["base"]["samples"][0]
     assert s["answer"] and s["answer"] != "(no answer)" and s["seconds"]["answer"] > 0
@@ -223,14 +231,14 @@ def test_paired_comparison_of_two_real_retrievers_on_the_shipped_qa_set(tmp_path
     pytest.importorskip("llama_cpp")
     from honed.rag_eval.rag import METRICS, evaluate_rag
 
-    # three contracts' passages and their questions keep the encoding short; two are yes/no questions
-    root = _qa_slice(tmp_path / "qa", ["dgt-cap", "dgt-law", "tripath-compete"])
-    kw = dict(n=3, index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1)
+    # two contracts' passages and one question of each kind (open, yes/no) keep the LLM's work short
+    root = _qa_slice(tmp_path / "qa", ["dgt-law", "tripath-compete"])
+    kw = dict(n=2, index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1)
     doc = evaluate_rag(root, {"minilm": "minilm", "mpnet": "mpnet"}, out=tmp_path / "report", **kw)
-    assert doc["baseline"] == "minilm" and doc["with_reference"] == 3 and doc["with_decision"] == 2
+    assert doc["baseline"] == "minilm" and doc["with_reference"] == 2 and doc["with_decision"] == 1
     for name in ("minilm", "mpnet"):
         s = doc["systems"][name]
-        assert len(s["samples"]) == 3 and all(x["answer"] for x in s["samples"])
+        assert len(s["samples"]) == 2 and all(x["answer"] for x in s["samples"])
         for metric in METRICS:
             assert all(math.isnan(x[metric]) or 0.0 <= x[metric] <= 1.0 for x in s["samples"]), metric
         assert s["nan_rate"]["faithfulness"] < 1.0, "the schema-constrained judge must produce scores"
@@ -248,7 +256,7 @@ def test_paired_comparison_of_two_real_retrievers_on_the_shipped_qa_set(tmp_path
     tests = doc["comparison"]["mpnet"]["tests"]
     for key in ("semantic_similarity", "rouge_l", "faithfulness", "answer_relevancy", "context_recall_ids"):
         t = tests[key]
-        assert 0.0 <= t["p_value"] <= 1.0 and t["wins"] + t["ties"] + t["losses"] == t["n"] <= 3
+        assert 0.0 <= t["p_value"] <= 1.0 and t["wins"] + t["ties"] + t["losses"] == t["n"] <= 2
         per_q = doc["comparison"]["mpnet"]["per_query_delta"][key]
         assert math.isclose(sum(per_q.values()) / len(per_q), t["delta"], abs_tol=1e-3)
     md = (tmp_path / "report" / "report.md").read_text()

@@ -1,8 +1,6 @@
-"""ragas through the real local LLM (Qwen GGUF): NaN accounting, the judge schema, the sampler, calibration (the metrics on real samples: test_rag_answers)."""
+"""ragas through the real local LLM (Qwen GGUF): NaN accounting, the judge schema, the sampler (the metrics on real
+samples and the judge's calibration through `honed eval rag`: test_rag_answers)."""
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 
@@ -21,13 +19,6 @@ def slice_dir(tmp_path_factory, scifact_slice):
     root = tmp_path_factory.mktemp("rag") / "sf"
     write_beir(root, scifact_slice.corpus, scifact_slice.queries, {"test": scifact_slice.qrels})
     return root
-
-
-@pytest.fixture(scope="module")
-def llm_cache_dir(tmp_path_factory):
-    """The calibration test's LLM cache (ragas metrics on real samples, and the cache, are checked by
-    test_rag_answers' paired comparison)."""
-    return tmp_path_factory.mktemp("llm-cache")
 
 
 class JunkJudge(InstructorBaseRagasLLM):
@@ -101,26 +92,6 @@ def test_greedy_grammar_sampler_gives_the_full_vocabulary_result():
     assert outs[0] == outs[1]
     assert NLIStatementOutput.model_validate_json(outs[1]).statements
 
-
-def test_eval_rag_prints_the_judges_agreement_on_the_shipped_calibration_set(slice_dir, llm_cache_dir, tmp_path):
-    """`honed eval rag` scores the real judge on (a slice of) the shipped calibration set, prints and reports it."""
-    import os
-    import subprocess
-    import sys
-
-    repo = Path(__file__).resolve().parents[1]
-    out = tmp_path / "report"
-    run = subprocess.run([sys.executable, "-m", "honed.app.cli", "eval", "rag", "--data", str(slice_dir),
-                          "--system", "base=minilm", "--n", "1", "--calibration-n", "4", "--out", str(out)],
-                         cwd=repo, capture_output=True, text=True, timeout=900,
-                         env={**os.environ, "HONED_CACHE_DIR": str(llm_cache_dir)})
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "judge agreement with 4 human labels (datasets/judge-calibration)" in run.stdout, run.stdout
-    cal = json.loads((out / "report.json").read_text())["judge_calibration"]
-    assert cal["n"] == 4 and sum(cal["confusion"].values()) == 4 and 0.0 <= cal["accuracy"] <= 1.0
-    assert [r["human"] for r in cal["items"]] == [1, 0, 1, 0]
-    assert all(r["judge"] is None or r["judge"] == int(r["judge_score"] >= 0.5) for r in cal["items"])
-    assert "## Judge calibration" in (out / "report.md").read_text()
 
 
 @pytest.mark.isolated

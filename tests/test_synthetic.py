@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from honed.retriever.data.beir import doc_text
-from honed.retriever.finetune.synthetic import filter_queries, generate_pairs
+from honed.retriever.finetune.synthetic import filter_queries
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +27,3 @@ def test_filters_drop_echo_duplicates_vague_and_bad_length(docs, minilm):
     assert (stats["duplicate"], stats["copied"], stats["length"], stats["inconsistent"]) == (1, 1, 1, 1)
 
 
-@pytest.mark.slow
-def test_real_llm_writes_parseable_queries(docs, minilm):
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is installed by `make test`")
-    # the first passage is one the 0.5B model tends to echo (the filter drops that); the others it handles
-    sub = dict(list(docs.items())[:3])
-    pairs, stats = generate_pairs(sub, per_doc=2, encoder=None, show_progress=False)
-    assert stats["docs"] == 3 and stats["candidates"] >= 2
-    dropped = stats["length"] + stats["copied"] + stats["duplicate"] + stats["inconsistent"]
-    assert stats["kept"] == len(pairs) == stats["candidates"] - dropped
-    assert pairs and all(p.source == "synthetic" and p.positive_id in sub and 3 <= len(p.query.split()) <= 25
-                         for p in pairs)

@@ -79,6 +79,8 @@ def data_synth(corpus: Path = typer.Option(..., help="BEIR folder or corpus.json
                llm: str = typer.Option("qwen", help="query writer: GGUF (packaged name or path) or an "
                                             "OpenAI-compatible URL#model (key from $OPENAI_API_KEY)"),
                filter_model: str = typer.Option("minilm", help="embedder for the round-trip filter"),
+               filter_pool: int = typer.Option(500, min=2, help="passages each query is ranked among in the "
+                                                                 "round-trip filter (its sources + random ones)"),
                force: bool = FORCE_FILE) -> None:
     """Synthetic queries from the local LLM, filtered (length, echo, duplicates, round-trip)."""
     require_extra("eval", "honed data synth")
@@ -86,7 +88,7 @@ def data_synth(corpus: Path = typer.Option(..., help="BEIR folder or corpus.json
     from honed.retriever.finetune.gpl import write_synthetic_pairs
 
     stats = write_synthetic_pairs(corpus, out, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,
-                                  filter_model=filter_model)
+                                  filter_model=filter_model, filter_pool=filter_pool)
     console.print(f"{stats['kept']} of {stats['candidates']} queries kept from {stats['docs']} passages "
                   f"(dropped: length {stats['length']}, copied {stats['copied']}, duplicate {stats['duplicate']}, "
                   f"round-trip {stats['inconsistent']}; unparseable {stats['unparseable']}) → {out}")

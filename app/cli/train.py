@@ -124,6 +124,8 @@ def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEI
                                             "OpenAI-compatible URL#model (key from $OPENAI_API_KEY)"),
               filter_model: Optional[str] = typer.Option(None, help="embedder of the round-trip filter "
                                                                     "(default: mpnet for a MiniLM base, else minilm)"),
+              filter_pool: int = typer.Option(500, min=2, help="passages each query is ranked among in the "
+                                                                "round-trip filter (its sources + random ones)"),
               base: str = typer.Option("minilm", help="base model"),
               teacher: str = typer.Option("minilm", help="cross-encoder teacher base (minilm | mpnet)"),
               loss: str = typer.Option("distill", help="distill (teacher margins, GPL) | mnrl (the synthetic "
@@ -144,7 +146,7 @@ def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEI
     from honed.retriever.finetune.gpl import adapt_to_corpus
 
     res = adapt_to_corpus(corpus, out, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,
-                          filter_model=filter_model, base=base, loss=loss,
+                          filter_model=filter_model, filter_pool=filter_pool, base=base, loss=loss,
                           teacher=teacher, max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr,
                           max_seq_length=max_seq_length, time_budget=time_budget, device=device, track=track,
                           force=force)

@@ -60,8 +60,14 @@ def filter_model_for(base: str) -> str:
 
 
 def write_synthetic_pairs(corpus: str | os.PathLike, path: Path, split: str = "train", max_docs: int | None = 400,
-                          per_doc: int = 3, llm: str = "qwen", filter_model: str = "minilm", seed: int = 0) -> dict:
-    """Generate filtered synthetic pairs for `corpus` into `path` (atomic); return the filter statistics."""
+                          per_doc: int = 3, llm: str = "qwen", filter_model: str = "minilm", seed: int = 0,
+                          filter_pool: int = 500) -> dict:
+    """Generate filtered synthetic pairs for `corpus` into `path` (atomic); return the filter statistics.
+
+    The round-trip filter keeps a query only when `filter_model` ranks its passage in the top 5 of a pool
+    of the source passages plus random ones, `filter_pool` in all: the pool's encoding is the filter's
+    cost (mpnet reads ~3 abstracts a second on 2 cores), its size how strict the filter is.
+    """
     from ..data.beir import doc_text
     from ..encoder import load_encoder
     from ..index import load_corpus
@@ -70,18 +76,18 @@ def write_synthetic_pairs(corpus: str | os.PathLike, path: Path, split: str = "t
 
     docs = {d: doc_text(x) for d, x in load_corpus(corpus, split).items()}
     pairs, stats = generate_pairs(docs, per_doc=per_doc, llm=llm, encoder=load_encoder(filter_model),
-                                  max_docs=max_docs, seed=seed)
+                                  max_docs=max_docs, seed=seed, filter_pool=filter_pool)
     if not pairs:
         raise HonedError(f"{corpus}: no synthetic query survived the filters ({stats}); nothing to train on")
     write_pairs(path, pairs)
-    stats["filter_model"] = filter_model
+    stats["filter_model"], stats["filter_pool"] = filter_model, filter_pool
     atomic_write_text(path.with_suffix(".stats.json"), json.dumps(stats, indent=1) + "\n")
     return stats
 
 
 def adapt_to_corpus(corpus: str | os.PathLike, out: str | os.PathLike, split: str = "train",
                     max_docs: int | None = 400, per_doc: int = 3, llm: str = "qwen", filter_model: str | None = None,
-                    **finetune_overrides) -> FinetuneResult:
+                    filter_pool: int = 500, **finetune_overrides) -> FinetuneResult:
     """GPL-style adaptation of the base model to `corpus` (no labels read); see the module docstring."""
     if not Path(corpus).exists():
         raise HonedError(f"{corpus}: no such corpus (a BEIR folder or a corpus.jsonl)")
@@ -97,7 +103,7 @@ def adapt_to_corpus(corpus: str | os.PathLike, out: str | os.PathLike, split: st
         say(f"writing synthetic queries for up to {max_docs} passages of {corpus} with {llm} "
              f"(round-trip filter: {filter_model}) → {path}")
         stats = write_synthetic_pairs(corpus, path, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,
-                                      filter_model=filter_model)
+                                      filter_model=filter_model, filter_pool=filter_pool)
         say(f"synthetic: kept {stats['kept']} of {stats['candidates']} queries from {stats['docs']} passages")
     if loss != "distill":
         finetune_overrides["teacher"] = None      # no margins to score: no teacher to train

@@ -57,7 +57,10 @@ def filter_queries(cands: list[tuple[str, str]], corpus: dict[str, str], encoder
     if encoder is not None and kept:
         ids = list(corpus)
         rng = random.Random(seed)
-        pool = list(dict.fromkeys([d for d, _ in kept] + rng.sample(ids, min(len(ids), pool_size))))
+        sources = list(dict.fromkeys(d for d, _ in kept))
+        taken = set(sources)
+        others = [d for d in rng.sample(ids, min(len(ids), pool_size)) if d not in taken]
+        pool = sources + others[:max(0, pool_size - len(sources))]       # `pool_size` passages in all
         dv = encoder.encode_documents([corpus[d] for d in pool])
         qv = encoder.encode_queries([q for _, q in kept])
         sims = qv @ dv.T
@@ -76,7 +79,7 @@ def filter_queries(cands: list[tuple[str, str]], corpus: dict[str, str], encoder
 
 def generate_pairs(corpus: dict[str, str], per_doc: int = 3, llm: str = "qwen", encoder=None,
                    max_docs: int | None = None, seed: int = 0, show_progress: bool = True,
-                   consistency_k: int = 5) -> tuple[list[Pair], dict]:
+                   consistency_k: int = 5, filter_pool: int = 500) -> tuple[list[Pair], dict]:
     """Write and filter synthetic queries; return ``source="synthetic"`` pairs and filter statistics."""
     ids = sorted(corpus)
     if max_docs and max_docs < len(ids):
@@ -94,7 +97,7 @@ def generate_pairs(corpus: dict[str, str], per_doc: int = 3, llm: str = "qwen", 
             bad_json += 1
             continue
         cands += [(did, q) for q in obj["queries"][:per_doc] if isinstance(q, str)]
-    kept, stats = filter_queries(cands, corpus, encoder, consistency_k=consistency_k, seed=seed)
+    kept, stats = filter_queries(cands, corpus, encoder, consistency_k=consistency_k, pool_size=filter_pool, seed=seed)
     stats["docs"], stats["unparseable"] = len(ids), bad_json
     pairs = [Pair(q, corpus[d], None, d, source="synthetic") for d, q in kept]
     return pairs, stats
