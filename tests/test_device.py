@@ -66,11 +66,12 @@ def test_encoder_records_its_device(minilm):
     assert minilm.device == resolve_device() and str(minilm.model.device).startswith(minilm.device.split(":")[0])
 
 
-def test_gradient_checkpointing_is_on_for_the_cpu_by_default_and_checked():
+def test_gradient_checkpointing_is_on_for_the_cpu_at_long_sequences_by_default_and_checked():
     from honed.retriever.finetune.config import FinetuneConfig, use_checkpointing
 
     assert FinetuneConfig().gradient_checkpointing == "auto"
     assert use_checkpointing("auto", "cpu") and not use_checkpointing("auto", "cuda")
+    assert use_checkpointing("auto", "cpu", 256) and not use_checkpointing("auto", "cpu", 128)
     assert use_checkpointing("on", "cuda") and not use_checkpointing("off", "cpu")
     with pytest.raises(HonedError, match="--gradient-checkpointing must be auto, on or off"):
         use_checkpointing("yes", "cpu")

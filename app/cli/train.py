@@ -81,8 +81,8 @@ def finetune_cmd(
                                                     "(default $HONED_DEVICE, else auto); bf16/fp16 on CUDA"),
     precision: str = typer.Option(FT.precision, help="auto (bf16 on a GPU that has it and on a CPU with native bf16: "
                                                      "AVX512-BF16/AMX; else fp32) | fp32 | bf16 | fp16: training autocast"),
-    gradient_checkpointing: str = typer.Option(FT.gradient_checkpointing, help="auto (on for the CPU when the gradient cache is "
-                                                            "off) | on | off: recompute activations in the "
+    gradient_checkpointing: str = typer.Option(FT.gradient_checkpointing, help="auto (on for the CPU from 256 tokens when the "
+                                                            "gradient cache is off) | on | off: recompute activations in the "
                                                             "backward pass (same results, less memory, more compute)"),
     gradient_cache: str = typer.Option(FT.gradient_cache, help="auto (on for the CPU) | on | off: compute the mnrl loss "
                                                     "--mini-batch-size sequences at a time (GradCache: same "

@@ -77,7 +77,7 @@ class FinetuneConfig:
     device: str | None = None          # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps; None: $HONED_DEVICE
     precision: str = "auto"            # auto (bf16 on a GPU that has it and on a CPU with native bf16, else fp32;
     #                                    fp16 on an older GPU) | fp32 | bf16 | fp16: the training autocast (device.py)
-    gradient_checkpointing: str = "auto"   # auto (on for the CPU when the gradient cache is off) | on | off:
+    gradient_checkpointing: str = "auto"   # auto (on for the CPU from 256 tokens when the gradient cache is off) | on | off:
     #                                    recompute activations in the backward pass (same results, less memory)
     gradient_cache: str = "auto"       # auto (on for the CPU) | on | off: compute the mnrl loss in chunks of
     #                                    mini_batch_size sequences (GradCache: same loss and gradients, less memory)
@@ -96,25 +96,30 @@ class FinetuneResult:
     manifest: dict
 
 
-def use_checkpointing(setting: str, device: str) -> bool:
-    """Whether to recompute activations in the backward pass.
-
-    On the CPU by default for the losses that have no cached form (an mnrl run uses the
-    gradient cache instead, :func:`use_gradient_cache`): a batch of 32 triples at 256 tokens
-    keeps ~7 GB of MiniLM activations for the backward pass (the run peaked at 8.4 GB);
-    recomputing them layer by layer gives the same gradients in a fraction of the memory, for
-    more compute per step (docs/measurements.md). A GPU has the memory and gains more from
-    the speed.
-    """
-    if setting not in ("auto", "on", "off"):
-        raise HonedError(f"--gradient-checkpointing must be auto, on or off, got {setting!r}")
-    return setting == "on" or (setting == "auto" and device == "cpu")
-
-
 # Below this sequence length `auto` leaves the gradient cache off on the CPU (checkpointing saves the
 # memory instead): a batch-32 step at 128 tokens took 9.2 s cached vs 8.8 s checkpointed, at 256 tokens
 # 14.8 vs 20.2 s (benchmarks/results/memory-steps-128.json, memory-cache.json; same machine).
 CACHE_MIN_SEQ_LENGTH = 256
+# Below this sequence length `auto` leaves checkpointing off on the CPU too: the demo's batch-32 steps at 128
+# tokens took 3.5 s instead of 5.2 s (bf16; 7.7 vs 8.8 s in fp32, memory-steps-128.json) for a peak of 3.7 GB,
+# while at 256 tokens the activations are what fills memory (8.9 GB vs 4.6 GB checkpointed, memory.json).
+CHECKPOINT_MIN_SEQ_LENGTH = 256
+
+
+def use_checkpointing(setting: str, device: str, max_seq_length: int = CHECKPOINT_MIN_SEQ_LENGTH) -> bool:
+    """Whether to recompute activations in the backward pass.
+
+    On the CPU by default from ``CHECKPOINT_MIN_SEQ_LENGTH`` tokens, for the losses that have no
+    cached form (an mnrl run uses the gradient cache instead, :func:`use_gradient_cache`): a batch
+    of 32 triples at 256 tokens keeps ~7 GB of MiniLM activations for the backward pass (the run
+    peaked at 8.9 GB); recomputing them layer by layer gives the same gradients in half the memory,
+    for more compute per step (docs/measurements.md). Shorter sequences and a GPU gain more from the
+    speed.
+    """
+    if setting not in ("auto", "on", "off"):
+        raise HonedError(f"--gradient-checkpointing must be auto, on or off, got {setting!r}")
+    auto = device == "cpu" and max_seq_length >= CHECKPOINT_MIN_SEQ_LENGTH
+    return setting == "on" or (setting == "auto" and auto)
 
 
 def use_gradient_cache(setting: str, loss: str, device: str, max_seq_length: int = CACHE_MIN_SEQ_LENGTH) -> bool:
@@ -125,8 +130,8 @@ def use_gradient_cache(setting: str, loss: str, device: str, max_seq_length: int
     gradients and back-propagates the cached ones: the same loss and gradients as MNRL
     (a fast test checks it on the real model), while only one chunk's activations are alive.
     On the CPU by default at ``CACHE_MIN_SEQ_LENGTH`` tokens and more: there it keeps less
-    memory than checkpointing and is faster; on shorter sequences checkpointing is the
-    faster saver (docs/measurements.md). Only the mnrl loss has a cached form here.
+    memory than checkpointing and is faster; shorter sequences need no memory saver
+    (docs/measurements.md). Only the mnrl loss has a cached form here.
     """
     if setting not in ("auto", "on", "off"):
         raise HonedError(f"--gradient-cache must be auto, on or off, got {setting!r}")

@@ -448,7 +448,7 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
     # one memory saver is enough: with the gradient cache only a chunk's activations are alive anyway
     chunked = cached or cfg.loss == "cached-mnrl"
     checkpointing = use_checkpointing("off" if chunked and cfg.gradient_checkpointing == "auto"
-                                      else cfg.gradient_checkpointing, device)
+                                      else cfg.gradient_checkpointing, device, cfg.max_seq_length)
     model = SentenceTransformer(str(prep.base_path), device=device, trust_remote_code=False)
     model.max_seq_length = cfg.max_seq_length
     train_ds = _train_dataset(cfg, triples, margins)
