@@ -75,23 +75,30 @@ def slice_index(tmp_path_factory, scifact_slice, minilm):
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, scifact_slice):
+def slice_beir(tmp_path_factory, scifact_slice):
+    """The slice as a BEIR folder (what `slice_index` indexes, in the same order), for the CLI."""
+    from honed.retriever.data import write_beir
+
+    data = tmp_path_factory.mktemp("slice-beir") / "slice"
+    write_beir(data, scifact_slice.corpus, scifact_slice.queries, {"test": scifact_slice.qrels})
+    return data
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, slice_beir):
     """The packaged MiniLM exported to ONNX (fp32 + int8, gated on the slice): (model folder, data, manifest).
 
     Shared by the export tests and the slim-install test (which indexes with it: a torch-free artifact)."""
     import shutil
 
-    from honed.retriever.data import write_beir
     from honed.retriever.export.onnx import export_onnx
     from honed.retriever.models import resolve_model
 
     root = tmp_path_factory.mktemp("onnx")
     model = root / "minilm"
     shutil.copytree(resolve_model("minilm"), model)
-    data = root / "slice"
-    write_beir(data, scifact_slice.corpus, scifact_slice.queries, {"test": scifact_slice.qrels})
-    man = export_onnx(model, data=str(data), max_docs=200)
-    return model, data, man
+    man = export_onnx(model, data=str(slice_beir), max_docs=200)
+    return model, slice_beir, man
 
 
 # a real fine-tune small enough for a test (about a second per step on 2 cores): 128 tokens, not the

@@ -183,8 +183,10 @@ def test_retrain_promotes_only_through_the_gate(tiny_data, tmp_path):
     runs = tmp_path / "runs"
     # This test is about the gate and the registry, not about learning (test_finetune covers that).
     # A 4-step run moves the 10-query dev nDCG@10 (base 0.963) by one query either way, and a drop
-    # marks the run failed, as it should. A near-zero learning rate keeps the dev score at the base's.
-    kw = dict(store=store, runs_dir=runs, index_dir=tmp_path / "idx", finetune_overrides={**TINY, "lr": 1e-8})
+    # marks the run failed, as it should. A near-zero learning rate keeps the dev score at the base's;
+    # two steps without mined negatives are enough for that.
+    kw = dict(store=store, runs_dir=runs, index_dir=tmp_path / "idx",
+              finetune_overrides={**TINY, "lr": 1e-8, "max_steps": 2, "num_negatives": 0})
     first = retrain_from_feedback(tiny_data, runs / "r1", gate_config=gate, report_dir=tmp_path / "rep1", **kw)
     assert first.promoted and first.pairs["pairs"] == expected > 0 and all(c.passed for c in first.gate)
     assert model_for_alias("champion", runs) == (runs / "r1").resolve()

@@ -147,14 +147,14 @@ def test_failed_write_keeps_old_and_cleans_up(tmp_path, slice_index):
 
 
 @pytest.mark.slow
-def test_index_build_with_worker_processes_equals_one_process(tmp_path):
+def test_index_build_with_worker_processes_equals_one_process(tmp_path, slice_beir, slice_index):
     """`honed index build --workers cpu:2` (sentence-transformers' process pool) gives the one-process index."""
     from conftest import SCIFACT
-    from honed.retriever.index import build_index, load_index
+    from honed.retriever.index import load_index
 
-    one = build_index("minilm", SCIFACT, tmp_path / "one", show_progress=False)
+    one = slice_index                  # the session's one-process build of the same corpus, same order
     run = subprocess.run([sys.executable, "-m", "honed.app.cli", "index", "build", "--model", "minilm", "--corpus",
-                          str(SCIFACT), "--out", str(tmp_path / "two"), "--workers", "cpu:2"],
+                          str(slice_beir), "--out", str(tmp_path / "two"), "--workers", "cpu:2"],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     a, b = load_index(one), load_index(tmp_path / "two")

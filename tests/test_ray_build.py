@@ -78,14 +78,13 @@ def test_ray_and_workers_together_are_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_build_equals_one_process_build(tmp_path):
+def test_ray_build_equals_one_process_build(tmp_path, slice_beir, slice_index):
     """`honed index build --ray` (local Ray, 2 encoder actors) gives the one-process artifact."""
-    from conftest import SCIFACT
-    from honed.retriever.index import build_index, load_index, search
+    from honed.retriever.index import load_index, search
 
-    one = build_index("minilm", SCIFACT, tmp_path / "one", show_progress=False)
+    one = slice_index                  # the session's one-process build of the same corpus, same order
     run = subprocess.run([sys.executable, "-m", "honed.app.cli", "index", "build", "--model", "minilm", "--corpus",
-                          str(SCIFACT), "--out", str(tmp_path / "ray"), "--ray", "--ray-workers", "2"],
+                          str(slice_beir), "--out", str(tmp_path / "ray"), "--ray", "--ray-workers", "2"],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     a, b = load_index(one), load_index(tmp_path / "ray")
