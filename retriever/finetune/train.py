@@ -221,16 +221,18 @@ def confusable_concepts(cfg: FinetuneConfig, base_enc) -> tuple[dict[str, str], 
 def hard_negatives(cfg: FinetuneConfig, train_pairs: list[Pair], corpus: dict[str, str], base_enc, work: Path,
                    stats: dict, timings: dict) -> list[Pair]:
     """Mine `cfg.num_negatives` per pair on the mining corpus; counts go to `stats`, the time to `timings`."""
+    from ..device import ranking_autocast
     from .mining import mine_negatives
 
     t0 = time.perf_counter()
     say(f"mining hard negatives (encoding up to {cfg.max_mine_docs} passages at "
          f"{cfg.mine_max_seq_length or cfg.max_seq_length} tokens) …")
     concepts = confusable_concepts(cfg, base_enc) if cfg.negatives == "confusable" else None
-    triples = mine_negatives(train_pairs, _mining_corpus(corpus, train_pairs, cfg.max_mine_docs, cfg.seed),
-                             base_enc, num_negatives=cfg.num_negatives, relative_margin=cfg.relative_margin,
-                             bm25=cfg.bm25_negatives, seed=cfg.seed, cache_folder=str(work / "mining-cache"),
-                             max_seq_length=cfg.mine_max_seq_length, stats=stats, concepts=concepts)
+    with ranking_autocast(base_enc.device, cfg.precision):       # negatives only: bf16 ranks them faster
+        triples = mine_negatives(train_pairs, _mining_corpus(corpus, train_pairs, cfg.max_mine_docs, cfg.seed),
+                                 base_enc, num_negatives=cfg.num_negatives, relative_margin=cfg.relative_margin,
+                                 bm25=cfg.bm25_negatives, seed=cfg.seed, cache_folder=str(work / "mining-cache"),
+                                 max_seq_length=cfg.mine_max_seq_length, stats=stats, concepts=concepts)
     timings["mining_s"] = round(time.perf_counter() - t0, 1)
     timings["mining_random_fallback"] = stats.get("random_fallback")
     say(f"hard negatives: {len(triples)} examples from {stats['pairs']} pairs "
