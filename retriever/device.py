@@ -15,6 +15,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -77,8 +78,6 @@ def ranking_autocast(device: str, setting: str = "auto"):
     trained on those negatives scored as it does on fp32-mined ones. Evaluation and indexes stay in fp32, so
     every reported number is fp32's.
     """
-    import contextlib
-
     prec = precision(device, setting)
     if prec == "fp32":
         return contextlib.nullcontext()

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from honed.retriever.extras import require_extra
+from honed.retriever.finetune.config import FILTER_POOL
 
 from .common import FORCE, FORCE_FILE, app, check_new_file, console
 
@@ -79,7 +80,7 @@ def data_synth(corpus: Path = typer.Option(..., help="BEIR folder or corpus.json
                llm: str = typer.Option("qwen", help="query writer: GGUF (packaged name or path) or an "
                                             "OpenAI-compatible URL#model (key from $OPENAI_API_KEY)"),
                filter_model: str = typer.Option("minilm", help="embedder for the round-trip filter"),
-               filter_pool: int = typer.Option(500, min=2, help="passages each query is ranked among in the "
+               filter_pool: int = typer.Option(FILTER_POOL, min=2, help="passages each query is ranked among in the "
                                                                  "round-trip filter (its sources + random ones)"),
                force: bool = FORCE_FILE) -> None:
     """Synthetic queries from the local LLM, filtered (length, echo, duplicates, round-trip)."""

@@ -11,7 +11,7 @@ from rich.markup import escape
 from honed.retriever.display import DataTable
 from honed.retriever.errors import HonedError
 from honed.retriever.extras import require_extra
-from honed.retriever.finetune.config import FinetuneConfig
+from honed.retriever.finetune.config import FILTER_POOL, FinetuneConfig
 
 from .common import FORCE, app, console
 
@@ -124,7 +124,7 @@ def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEI
                                             "OpenAI-compatible URL#model (key from $OPENAI_API_KEY)"),
               filter_model: Optional[str] = typer.Option(None, help="embedder of the round-trip filter "
                                                                     "(default: mpnet for a MiniLM base, else minilm)"),
-              filter_pool: int = typer.Option(500, min=2, help="passages each query is ranked among in the "
+              filter_pool: int = typer.Option(FILTER_POOL, min=2, help="passages each query is ranked among in the "
                                                                 "round-trip filter (its sources + random ones)"),
               base: str = typer.Option("minilm", help="base model"),
               teacher: str = typer.Option("minilm", help="cross-encoder teacher base (minilm | mpnet)"),

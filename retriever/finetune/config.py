@@ -27,6 +27,9 @@ from ..errors import HonedError
 
 LOSSES = ("mnrl", "cached-mnrl", "matryoshka", "distill")
 NEGATIVES = ("hard", "confusable")
+# passages a synthetic query is ranked among by the round-trip filter (its sources + random ones): the pool's
+# encoding is the filter's cost, its size how strict the filter is (finetune/synthetic.py)
+FILTER_POOL = 500
 
 
 @dataclass

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text, check_writable
 from ..errors import HonedError
-from .config import FinetuneResult, finetune_config
+from .config import FILTER_POOL, FinetuneResult, finetune_config
 from .progress import say
 from .run import finetune
 
@@ -61,12 +61,12 @@ def filter_model_for(base: str) -> str:
 
 def write_synthetic_pairs(corpus: str | os.PathLike, path: Path, split: str = "train", max_docs: int | None = 400,
                           per_doc: int = 3, llm: str = "qwen", filter_model: str = "minilm", seed: int = 0,
-                          filter_pool: int = 500) -> dict:
+                          filter_pool: int = FILTER_POOL) -> dict:
     """Generate filtered synthetic pairs for `corpus` into `path` (atomic); return the filter statistics.
 
     The round-trip filter keeps a query only when `filter_model` ranks its passage in the top 5 of a pool
-    of the source passages plus random ones, `filter_pool` in all: the pool's encoding is the filter's
-    cost (mpnet reads ~3 abstracts a second on 2 cores), its size how strict the filter is.
+    of the source passages plus random ones, `filter_pool` in all (config.FILTER_POOL; mpnet reads ~3
+    abstracts a second on 2 cores).
     """
     from ..data.beir import doc_text
     from ..encoder import load_encoder
@@ -87,7 +87,7 @@ def write_synthetic_pairs(corpus: str | os.PathLike, path: Path, split: str = "t
 
 def adapt_to_corpus(corpus: str | os.PathLike, out: str | os.PathLike, split: str = "train",
                     max_docs: int | None = 400, per_doc: int = 3, llm: str = "qwen", filter_model: str | None = None,
-                    filter_pool: int = 500, **finetune_overrides) -> FinetuneResult:
+                    filter_pool: int = FILTER_POOL, **finetune_overrides) -> FinetuneResult:
     """GPL-style adaptation of the base model to `corpus` (no labels read); see the module docstring."""
     if not Path(corpus).exists():
         raise HonedError(f"{corpus}: no such corpus (a BEIR folder or a corpus.jsonl)")

@@ -20,6 +20,7 @@ import random
 
 from ..llm.generator import chat_json
 from ..llm.llama import parse_json
+from .config import FILTER_POOL
 from .pairs import Pair, normalise_text
 
 # maxLength stops a small model from "answering" with the whole passage (seen with the 0.5B model).
@@ -39,7 +40,7 @@ def _copied(query: str, passage: str, n: int = 6) -> bool:
 
 
 def filter_queries(cands: list[tuple[str, str]], corpus: dict[str, str], encoder=None, consistency_k: int = 5,
-                   pool_size: int = 500, min_words: int = 3, max_words: int = 25, seed: int = 0):
+                   pool_size: int = FILTER_POOL, min_words: int = 3, max_words: int = 25, seed: int = 0):
     """Keep (doc id, query) candidates that pass the length, echo, duplicate and round-trip filters."""
     stats = {"candidates": len(cands), "length": 0, "copied": 0, "duplicate": 0, "inconsistent": 0}
     kept, seen = [], set()
@@ -79,7 +80,7 @@ def filter_queries(cands: list[tuple[str, str]], corpus: dict[str, str], encoder
 
 def generate_pairs(corpus: dict[str, str], per_doc: int = 3, llm: str = "qwen", encoder=None,
                    max_docs: int | None = None, seed: int = 0, show_progress: bool = True,
-                   consistency_k: int = 5, filter_pool: int = 500) -> tuple[list[Pair], dict]:
+                   consistency_k: int = 5, filter_pool: int = FILTER_POOL) -> tuple[list[Pair], dict]:
     """Write and filter synthetic queries; return ``source="synthetic"`` pairs and filter statistics."""
     ids = sorted(corpus)
     if max_docs and max_docs < len(ids):
