@@ -69,6 +69,30 @@ def train_variant(rate: float, out: Path) -> float:
         sentence_transformers.SentenceTransformerTrainer = plain
 
 
+def evaluate_against_base(systems: dict[str, str], work: Path) -> dict:
+    """`honed eval beir` of the base model and `systems` (name → run) on SETS, in one run; returns
+    dataset → system → nDCG@10 with the paired delta, CI and p-value against the base."""
+    report = work / "report"
+    cmd = [HONED, "eval", "beir", "--data", "datasets/cuad-clauses", "--data", "datasets/cuad-qa",
+           "--ood", "datasets/scifact-ood", "--system", "base=minilm", "--out", str(report), "--force",
+           "--index-dir", str(work / "indexes")]
+    for name, run in systems.items():
+        cmd += ["--system", f"{name}={run}"]
+    subprocess.run(cmd, check=True, cwd=REPO)
+    doc = json.loads((report / "report.json").read_text(encoding="utf-8"))
+    rows = {}
+    for ds, body in doc["datasets"].items():
+        rows[ds] = {}
+        for name in ["base", *systems]:
+            row = {"ndcg@10": round(body["systems"][name]["metrics"]["NDCG@10"], 4)}
+            t = body.get("significance", {}).get(name, {}).get("NDCG@10")
+            if t:
+                row.update(delta_vs_base=round(t["delta"], 4), ci=[round(t["ci_low"], 4), round(t["ci_high"], 4)],
+                           p_value=t["p_value"])
+            rows[ds][name] = row
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", default="0.05,0.15", help="pull rates per step, comma-separated")
@@ -86,27 +110,9 @@ def main() -> None:
         out = Path(args.runs) / name
         trained[name] = {"rate": rate, "train_s": train_variant(rate, out)}
         systems[name] = str(out)
-    report = Path(args.runs) / "report"
-    cmd = [HONED, "eval", "beir", "--data", "datasets/cuad-clauses", "--data", "datasets/cuad-qa",
-           "--ood", "datasets/scifact-ood", "--system", "base=minilm", "--out", str(report), "--force",
-           "--index-dir", str(Path(args.runs) / "indexes")]
-    for name, run in systems.items():
-        cmd += ["--system", f"{name}={run}"]
-    subprocess.run(cmd, check=True, cwd=REPO)
-    doc = json.loads((report / "report.json").read_text(encoding="utf-8"))
-
+    rows = evaluate_against_base(systems, Path(args.runs))
     from honed.retriever.device import cpu_name
 
-    rows = {}
-    for ds, body in doc["datasets"].items():
-        rows[ds] = {}
-        for name in ["base", *systems]:
-            row = {"ndcg@10": round(body["systems"][name]["metrics"]["NDCG@10"], 4)}
-            t = body.get("significance", {}).get(name, {}).get("NDCG@10")
-            if t:
-                row.update(delta_vs_base=round(t["delta"], 4), ci=[round(t["ci_low"], 4), round(t["ci_high"], 4)],
-                           p_value=t["p_value"])
-            rows[ds][name] = row
     meets = [n for n in systems
              if rows.get("cuad-clauses", {}).get(n, {}).get("ndcg@10", 0) >= 0.45
              and rows.get("scifact-ood", {}).get(n, {}).get("delta_vs_base", -1) >= -0.01]

@@ -9,7 +9,7 @@ import pytest
 from honed.retriever.data import load_beir
 from honed.retriever.data.cuad import (REPEAT_MIN_CHARS, Chunk, build_cuad, chunk_text, is_relevant, normalise, query_category,
                                  read_master_clauses)
-from honed.retriever.data.cuad_queries import CATEGORY_QUERIES
+from honed.retriever.data.cuad_queries import CATEGORY_QUERIES, contract_query, party_names
 from honed.retriever.errors import DataError
 
 
@@ -54,8 +54,34 @@ def test_labels_match_the_quotes(small_build, cuad_dir):
                 if cat not in CATEGORY_QUERIES:
                     continue
                 if any(len(normalise(q)) >= REPEAT_MIN_CHARS and normalise(q) in doc["text"] for q in quotes):
-                    qids = [q for q in ds.qrels if query_category(q) == cat]
+                    qids = [q for q in ds.qrels if query_category(q) == cat
+                            and ds.query_metadata[q].get("contract", doc["metadata"]["contract"])
+                            == doc["metadata"]["contract"]]
                     assert qids and all(did in ds.qrels[q] for q in qids), (cat, did)
+
+
+def test_contract_questions_name_their_contract(small_build):
+    """Train-only queries that name one contract by its parties; their positives are that contract's clause."""
+    out, stats = small_build
+    train, test = load_beir(out, "train"), load_beir(out, "test")
+    asked = {q: m for q, m in train.query_metadata.items() if "contract" in m}
+    assert len(asked) == stats["train"]["contract_questions"] > 0
+    assert not any("contract" in m for m in test.query_metadata.values()), "the test split stays as measured"
+    by_cat = {query_category(q): set(rel) for q, rel in train.qrels.items() if q not in asked}
+    for qid, meta in asked.items():
+        owners = {train.corpus[d]["metadata"]["contract"] for d in train.qrels[qid]}
+        assert owners == {meta["contract"]} and set(train.qrels[qid]) <= by_cat[meta["category"]]
+    # the Kubient contract is asked about by name (Parties-Answer: 'Kubient, Inc. ("Kubient"); ...')
+    kubient = [train.queries[q] for q, m in asked.items() if m["contract"].startswith("KUBIENT")]
+    assert kubient and all("Kubient" in q for q in kubient), kubient[:3]
+
+
+def test_party_names():
+    assert party_names('Corio Inc. ("CORIO"); Commerce One, Inc. ("COMMERCE ONE")') == ["Corio", "Commerce One"]
+    assert party_names('Kubient, Inc. ("Kubient"); The Associated Press ("Customer")') == ["Kubient", "Associated Press"]
+    assert party_names('[] ("Franchisee"); [] ("Member")') == []          # roles are not names
+    assert contract_query("Governing Law", ["Kubient", "Associated Press"], "MASTER SERVICES AGREEMENT", "k").count(
+        "master services agreement") == 1
 
 
 def test_rebuild_is_byte_identical(small_build, cuad_dir, tmp_path):
