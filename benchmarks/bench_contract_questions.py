@@ -40,9 +40,9 @@ def train(data: Path, out: Path, overrides: dict) -> float:
     return round(time.perf_counter() - t0, 1)
 
 
-def contract_confusion(run: str, work: Path) -> dict:
+def contract_confusion(name: str, run: str, work: Path) -> dict:
     """`honed diagnose`'s share of cuad-qa questions whose first passage is from another contract."""
-    out = work / f"diagnose-{Path(run).name}"
+    out = work / f"diagnose-{name}"
     subprocess.run([HONED, "diagnose", "--data", "datasets/cuad-clauses", "--model", run, "--also", "datasets/cuad-qa",
                     "--out", str(out), "--force", "--index-dir", str(work / "indexes")], check=True, cwd=REPO)
     doc = json.loads((out / "diagnosis.json").read_text(encoding="utf-8"))
@@ -65,6 +65,7 @@ def main() -> None:
                     "(names: without, with, or a variant's)")
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME=KEY=VALUE[,KEY=VALUE]: the recipe with these FinetuneConfig overrides, on the shipped data")
+    ap.add_argument("--note", default="", help="how the --reuse runs were trained (kept in the result)")
     ap.add_argument("--runs", default=str(REPO / "runs" / "bench-contract-questions"))
     ap.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "contract-questions.json"))
     args = ap.parse_args()
@@ -89,7 +90,7 @@ def main() -> None:
             trained[name] = {"overrides": over, "train_s": train(REPO / "datasets" / "cuad-clauses", work / name, over)}
             systems[name] = str(work / name)
     rows = evaluate_against_base(systems, work)
-    confusion = {name: contract_confusion(run, work) for name, run in systems.items()}
+    confusion = {name: contract_confusion(name, run, work) for name, run in systems.items()}
 
     from honed.retriever.data import load_beir
     from honed.retriever.device import cpu_name
@@ -99,7 +100,7 @@ def main() -> None:
     res = {"benchmark": "contract-questions", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "cpu": cpu_name(), "recipe": "the demo's (rag_eval/demo.py DEMO_FINETUNE)", "sets": SETS,
            "train_split": {"category_queries": len(train_split.queries) - asked, "contract_questions": asked},
-           "runs": systems, "trained": trained, "variants": variants, "ndcg@10": rows,
+           "runs": systems, "reused_runs": args.note or None, "trained": trained, "variants": variants, "ndcg@10": rows,
            "cuad_qa_contract_confusion": confusion,
            "how": "contract confusion: share of cuad-qa questions whose first passage belongs to another contract "
                   "(honed diagnose, passage metadata 'contract'); ndcg@10: honed eval beir, paired vs base"}

@@ -119,6 +119,8 @@ TARGETS = [
      lambda d: (lambda t: (f"{t['mean_a']:.3f} → {t['mean_b']:.3f} ({t['delta']:+.3f}, p = {t['p_value']:.3f})",
                            not (t["delta"] < 0 and t["p_value"] < 0.05)))(
          at(d, "comparison.tuned.tests.semantic_similarity"))),
+    ("evaluation", "cuad-qa answers, demo recipe trained without → with contract questions: no significant loss vs "
+     "base (reference metrics, paired, no judge)", "rag-cuad-qa-contract-questions.json", lambda d: _answers(d)),
     ("evaluation", "the local judge agrees with human labels (Cohen's kappa > 0.4)", "judge-calibration.json",
      lambda d: (f"accuracy {d['accuracy']:.2f}, kappa {d['kappa']:.2f} on {d['n']} labels: advisory only in the gate",
                 d["kappa"] > 0.4)),
@@ -129,6 +131,8 @@ TARGETS = [
     ("evaluation", "merge back toward the base: in domain ≥ 0.45 with ≤ 0.01 lost out of domain", "merge-front.json",
      lambda d: ("no weight meets both" if not d["weights_meeting_issue_30_targets"] else
                 f"weights {d['weights_meeting_issue_30_targets']}", bool(d["weights_meeting_issue_30_targets"]))),
+    ("evaluation", "contract questions in training: the demo confuses contracts on cuad-qa no more than the base",
+     "contract-questions.json", lambda d: _contract_questions(d)),
     ("evaluation", "`honed diagnose` on the demo run", "diagnose-demo.json",
      lambda d: (f"{d['wall_s']:.0f} s; cuad-qa other-contract confusion {d['cuad_qa']['confused_rate']['base']:.0%} base → "
                 f"{d['cuad_qa']['confused_rate']['tuned']:.0%} tuned", None)),
@@ -203,6 +207,28 @@ TARGETS = [
                            f"{b[1]['extra_buffers_on']['decode_tokens_per_s']:.1f} tokens/s", None))(
          list(d["builds"].values()))),
 ]
+
+
+def _answers(d):
+    """Reference-metric deltas vs the baseline for each system of a paired RAG report; met when none is a
+    significant loss for the last system."""
+    cells, last = [], list(d["comparison"])[-1]
+    for name, cmp in d["comparison"].items():
+        cells.append(f"{name}: " + ", ".join(f"{m} {cmp['tests'][m]['delta']:+.3f} (p = {cmp['tests'][m]['p_value']:.2f})"
+                                             for m in ("semantic_similarity", "rouge_l")))
+    t = d["comparison"][last]["tests"]
+    return "; ".join(cells), not any(t[m]["delta"] < 0 and t[m]["p_value"] < 0.05 for m in ("semantic_similarity", "rouge_l"))
+
+
+def _contract_questions(d):
+    """Confusion rate and nDCG@10 of the demo recipe without and with contract questions in its train split."""
+    c, r = d["cuad_qa_contract_confusion"], d["ndcg@10"]
+    cells = [f"cuad-qa other-contract confusion base {c['with']['base']:.0%}, without {c['without']['tuned']:.0%}, "
+             f"with {c['with']['tuned']:.0%}"]
+    for name in ("without", "with"):
+        cells.append(f"{name}: cuad-clauses {r['cuad-clauses'][name]['ndcg@10']:.3f}, cuad-qa "
+                     f"{r['cuad-qa'][name]['ndcg@10']:.3f}, scifact-ood Δ {r['scifact-ood'][name]['delta_vs_base']:+.3f}")
+    return "; ".join(cells), c["with"]["tuned"] <= c["with"]["base"]
 
 
 def _rerank(d):

@@ -77,7 +77,8 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
     """Run and score the RAG pipeline for each system; write report.json/report.md/plots when `out` is set.
 
     `llm` and `judge` each take a GGUF reference, ``URL#model`` of an OpenAI-compatible
-    server, or an object (a LlamaIndex LLM; a ragas judge). The first system is the
+    server, or an object (a LlamaIndex LLM; a ragas judge); ``judge="none"`` scores only what needs no
+    judge (reference similarity, ROUGE-L, yes/no accuracy, context ids): minutes instead of an hour on a CPU. The first system is the
     baseline every other one is compared with, query by query (``doc["comparison"]``).
     With `calibration` (a labelled set, :mod:`rag_eval.calibration`), the judge's agreement
     with human faithfulness labels goes to ``doc["judge_calibration"]``.
@@ -100,6 +101,9 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
         raise HonedError(f"--n must be ≥ 1, got {n}")
     if not systems:
         raise HonedError("no --system to evaluate")
+    judged = not (isinstance(judge, str) and judge.lower() == "none")
+    if not judged and calibration is not None:
+        raise HonedError("--calibration checks the judge against human labels: it needs a --judge, not none")
     ds = subsample_queries(load_beir(data, "test"), n)
     if calibration is not None:   # a bad calibration file fails now, not after the answers
         from .calibration import read_calibration
@@ -110,11 +114,12 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
     decisions = {q: reference_decision(ds.query_metadata.get(q), f"{where}: query {q}") for q in ds.queries}
     cache = JsonCache(cache_path)
     gen = make_llm(llm, max_tokens=ANSWER_MAX_TOKENS, cache=cache)
-    jd = make_judge(judge, cache)
+    jd = make_judge(judge, cache) if judged else None
     emb = HuggingFaceEmbeddings(model=str(resolve_model(embed_model)))
-    scorers = Scorers(faith=Faithfulness(llm=jd), relevancy=AnswerRelevancy(llm=jd, embeddings=emb, strictness=1),
+    scorers = Scorers(faith=Faithfulness(llm=jd) if judged else None,
+                      relevancy=AnswerRelevancy(llm=jd, embeddings=emb, strictness=1) if judged else None,
                       # factuality only: the similarity half is reported on its own as semantic_similarity
-                      correctness=AnswerCorrectness(llm=jd, weights=[1.0, 0.0]),
+                      correctness=AnswerCorrectness(llm=jd, weights=[1.0, 0.0]) if judged else None,
                       similarity=SemanticSimilarity(embeddings=emb), rouge=RougeScore(rouge_type="rougeL"),
                       precision=IDBasedContextPrecision(), recall=IDBasedContextRecall())
 
@@ -132,7 +137,7 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
             samples.append(s)
         secs = time.perf_counter() - t0
         t_sanity = time.perf_counter()
-        sanity = judge_sanity(scorers.faith, samples, sanity_pairs)
+        sanity = judge_sanity(scorers.faith, samples, sanity_pairs) if judged else dict(NO_JUDGE_SANITY)
         sanity["seconds"] = round(time.perf_counter() - t_sanity, 2)
         for s in samples:   # kept: the answer-labelling view shows them (judge calibration)
             s["contexts"] = s.pop("_contexts")
@@ -168,13 +173,17 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
     return doc
 
 
+# what a judge-free evaluation reports where the judge's sanity check would be
+NO_JUDGE_SANITY = {"pairs": 0, "accuracy": None, "trustworthy": False, "details": [], "seconds": 0.0}
+
+
 @dataclass
 class Scorers:
-    """The ragas metric objects one evaluation scores every sample with."""
+    """The ragas metric objects one evaluation scores every sample with (the judged three None without a judge)."""
 
-    faith: object
-    relevancy: object
-    correctness: object
+    faith: object | None
+    relevancy: object | None
+    correctness: object | None
     similarity: object
     rouge: object
     precision: object
@@ -218,12 +227,12 @@ def run_sample(answer_fn, sc: Scorers, qid: str, query: str, qrels: dict[str, in
     t_judge = time.perf_counter()
     s = {"query_id": qid, "query": query, "kind": request_kind(query), "answer": answer, "context_ids": ids,
          "errors": {}}
-    judged = {"faithfulness": (sc.faith.ascore, dict(user_input=query, response=answer, retrieved_contexts=ctx)),
-              "answer_relevancy": (sc.relevancy.ascore, dict(user_input=query, response=answer))}
+    judged = {"faithfulness": (sc.faith, dict(user_input=query, response=answer, retrieved_contexts=ctx)),
+              "answer_relevancy": (sc.relevancy, dict(user_input=query, response=answer))}
     if reference:
         s["reference"] = reference
-        judged["answer_correctness"] = (sc.correctness.ascore, dict(user_input=query, response=answer,
-                                                                    reference=reference))
+        judged["answer_correctness"] = (sc.correctness, dict(user_input=query, response=answer, reference=reference))
+    judged = {m: (scorer.ascore, args) for m, (scorer, args) in judged.items() if scorer is not None}
     for metric, (fn, args) in judged.items():
         s[metric], err = score(fn, **args)
         if err:

@@ -100,7 +100,9 @@ def write_rag_report(doc: dict, out: str | os.PathLike, force: bool = False) -> 
             b = doc["llama_cpp"]
             L += [f"Machine: {doc.get('machine', '?')}; llama-cpp-python {b['llama_cpp_python']}, extra buffers "
                   f"{'on' if b['extra_buffers'] else 'off'}; build: `{b['system_info']}`.", ""]
-        if not doc["judge_trustworthy"]:
+        if doc["judge"] == "none":
+            L += ["> **No judge** (`--judge none`): only the metrics that need none were computed.", ""]
+        elif not doc["judge_trustworthy"]:
             L += [f"> **Judge flagged as untrustworthy**: it ranked answers against their own contexts above "
                   f"swapped-context ones less than {JUDGE_TRUST_MIN:.0%} of the time. The metrics that need no "
                   f"judge come first; treat the judged ones (*) as noise.", ""]

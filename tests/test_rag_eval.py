@@ -110,3 +110,18 @@ def test_extra_buffers_off_loads_without_them_and_answers_the_same():
     info = llama_build_info()
     assert not build_has_amx() and not info["amx_compiled"]       # the Makefile's portable build has no AMX code
     assert "AVX2 = 1" in info["system_info"] and info["cpu"]
+
+
+def test_without_a_judge_only_the_judge_free_metrics_are_scored(slice_dir, tmp_path):
+    from honed.retriever.errors import HonedError
+    from honed.retriever.llm.generator import LocalLLM
+
+    with pytest.raises(HonedError, match="--calibration .* needs a --judge"):
+        evaluate_rag(slice_dir, {"base": "minilm"}, n=1, judge="none", calibration=tmp_path / "labels")
+    doc = evaluate_rag(slice_dir, {"base": "minilm"}, n=1, llm=LocalLLM("qwen", max_tokens=64), judge="none",
+                       out=tmp_path / "rep", index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite")
+    s = doc["systems"]["base"]
+    assert doc["judge"] == "none" and s["samples"][0]["answer"] and not s["samples"][0]["errors"]
+    assert set(s["metrics"]) == {"context_precision_ids", "context_recall_ids"}, s["metrics"]
+    assert s["judge_sanity"]["pairs"] == 0 and s["seconds_per_sample_split"]["judge"] < 1
+    assert "No judge" in (tmp_path / "rep" / "report.md").read_text()

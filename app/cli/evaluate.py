@@ -80,7 +80,8 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
              system: List[str] = typer.Option(..., help="NAME=MODEL (dense; repeatable; the first is the baseline)"),
              llm: str = typer.Option("qwen", help="answer generator: GGUF (packaged name or path) or an "
                                                   "OpenAI-compatible URL#model"),
-             judge: str = typer.Option("qwen", help="local GGUF, or an OpenAI-compatible URL#model"),
+             judge: str = typer.Option("qwen", help="local GGUF, an OpenAI-compatible URL#model, or none (judge-free "
+                                                  "metrics only: reference similarity, ROUGE-L, yes/no, context ids)"),
              n: int = typer.Option(20, min=1, help="test queries to run"),
              top_k: int = typer.Option(3, min=1, help="contexts per answer"),
              out: Path = typer.Option(..., help="report folder"),
@@ -105,8 +106,9 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
         systems[s.name] = s.model
     from honed.rag_eval.calibration import check_calibration_path
 
+    cal_path = check_calibration_path(calibration) if judge.lower() != "none" or calibration else None
     doc = evaluate_rag(data, systems, n=n, out=out, llm=llm, judge=judge, top_k=top_k, force=force,
-                       calibration=check_calibration_path(calibration), calibration_n=calibration_n)
+                       calibration=cal_path, calibration_n=calibration_n)
     order = metric_order(doc)
     t = DataTable("metric (* judged)", *doc["systems"], title=f"generator {doc['llm']}, judge {doc['judge']}")
     for m in order:
@@ -128,9 +130,11 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
         console.print(f"judge agreement with {cal['n']} human labels ({escape(cal['path'])}): accuracy "
                       f"{cal['accuracy']:.3f} (95% CI {cal['accuracy_ci'][0]:.2f}–{cal['accuracy_ci'][1]:.2f}), "
                       f"Cohen's kappa {kappa}{kci}", highlight=False)
+    elif doc["judge"] == "none":
+        console.print("no judge (--judge none): only the judge-free metrics were computed")
     else:
         console.print("[yellow]judge not calibrated (no --calibration set): judged metrics (*) are advisory[/]")
-    if not doc["judge_trustworthy"]:
+    if not doc["judge_trustworthy"] and doc["judge"] != "none":
         console.print("[yellow]judge flagged as untrustworthy (sanity accuracy < 0.7): read the judge-free metrics[/]")
     for m in doc["constant_metrics"]:
         console.print(f"[yellow]{m} is the same for every answer: it does not tell answers apart here[/]")
