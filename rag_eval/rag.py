@@ -78,8 +78,9 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
 
     `llm` and `judge` each take a GGUF reference, ``URL#model`` of an OpenAI-compatible
     server, or an object (a LlamaIndex LLM; a ragas judge); ``judge="none"`` scores only what needs no
-    judge (reference similarity, ROUGE-L, yes/no accuracy, context ids): minutes instead of an hour on a CPU. The first system is the
-    baseline every other one is compared with, query by query (``doc["comparison"]``).
+    judge (reference similarity, ROUGE-L, yes/no accuracy, context ids): minutes instead of an hour on a
+    CPU. The first system is the baseline every other one is compared with, query by query
+    (``doc["comparison"]``).
     With `calibration` (a labelled set, :mod:`rag_eval.calibration`), the judge's agreement
     with human faithfulness labels goes to ``doc["judge_calibration"]``.
     """
