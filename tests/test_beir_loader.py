@@ -24,6 +24,7 @@ def test_shipped_cuad_clauses_splits():
     test, train = load_beir(CUAD_CLAUSES, "test"), load_beir(CUAD_CLAUSES, "train")
     contracts = lambda ds: {d["metadata"]["contract"] for d in ds.corpus.values()}
     assert test.queries and train.queries and not contracts(test) & contracts(train)
+    assert len(set(train.queries.values())) == len(train.queries), "one query text, one set of positives"
 
 
 def _tiny(tmp_path):

@@ -232,14 +232,22 @@ def build_cuad(source: str | Path, out: str | Path, n_train: int = 120, n_test: 
             # the category is each query's concept label (`honed diagnose` groups its confusions by it)
             meta = {q: {"category": query_category(q)} for q in queries}
             if contract_questions and split == "train":
+                asked_texts = set(queries.values())
                 for cid, row, path in asked:
                     names = party_names(row["parties"])
                     for cat in CATEGORY_QUERIES:
                         own = {d: g for d, g in rel_by_cat[cat].items() if d.startswith(cid + "-")}
                         if own:
+                            key = f"{seed}:{path.name}:{cat}"
+                            text = contract_query(cat, names, row["title"], key)
+                            if text in asked_texts:     # two "Excite sponsorship agreement"s: name both parties
+                                text = contract_query(cat, names, row["title"], key, both=True)
+                            if text in asked_texts:     # still the same words: a question that cannot tell them apart
+                                stats["contract_questions_ambiguous"] = stats.get("contract_questions_ambiguous", 0) + 1
+                                continue
+                            asked_texts.add(text)
                             qid = f"{cid}-{_slug(cat)}"
-                            qrels[qid] = dict(sorted(own.items()))
-                            queries[qid] = contract_query(cat, names, row["title"], f"{seed}:{path.name}:{cat}")
+                            qrels[qid], queries[qid] = dict(sorted(own.items())), text
                             meta[qid] = {"category": cat, "contract": path.stem}
             write_beir(tmp / split, corpus, queries, {split: qrels}, query_metadata=meta)
             stats[split] = {

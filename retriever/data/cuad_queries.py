@@ -339,8 +339,9 @@ def party_names(parties: str) -> list[str]:
     return names
 
 
-def contract_query(category: str, parties: list[str], doc_type: str, key: str) -> str:
-    """A train-phrasing query for `category` that names one contract (variant chosen by hashing `key`)."""
+def contract_query(category: str, parties: list[str], doc_type: str, key: str, both: bool = False) -> str:
+    """A train-phrasing query for `category` that names one contract (variant chosen by hashing `key`;
+    `both`: name two parties where there are two, for contracts one party and a type do not tell apart)."""
     import hashlib
 
     h = int(hashlib.sha256(key.encode()).hexdigest(), 16)
@@ -348,7 +349,7 @@ def contract_query(category: str, parties: list[str], doc_type: str, key: str) -
     first = doc_type.strip().splitlines()[0] if doc_type.strip() else ""
     doc_type = " ".join(re.sub(r"[^\w\s,&/-]", " ", first).lower().split()[:6])
     doc_type = doc_type if "agreement" in doc_type or "contract" in doc_type else (doc_type + " agreement").strip()
-    if len(parties) >= 2 and (h >> 8) % 2:
+    if len(parties) >= 2 and (both or (h >> 8) % 2):
         named = f"the {doc_type} between {parties[0]} and {parties[1]}"
     else:
         named = f"the {parties[0]} {doc_type}" if parties else f"the {doc_type}"
