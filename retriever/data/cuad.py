@@ -122,6 +122,31 @@ def query_category(qid: str) -> str:
     raise KeyError(qid)
 
 
+def _contract_questions(contracts: list[tuple[str, dict, Path]], rel_by_cat: dict[str, dict[str, int]],
+                        taken: set[str], seed: str) -> tuple[dict, dict, dict, int]:
+    """One question per (contract, category with a positive in it) that names the contract; returns queries,
+    qrels, query metadata and how many were left out because their words could not tell two contracts apart."""
+    queries, qrels, meta, ambiguous = {}, {}, {}, 0
+    for cid, row, path in contracts:
+        names = party_names(row["parties"])
+        for cat in CATEGORY_QUERIES:
+            own = {d: g for d, g in rel_by_cat[cat].items() if d.startswith(cid + "-")}
+            if not own:
+                continue
+            key = f"{seed}:{path.name}:{cat}"
+            text = contract_query(cat, names, row["title"], key)
+            if text in taken:     # two "Excite sponsorship agreement"s: name both parties
+                text = contract_query(cat, names, row["title"], key, both=True)
+            if text in taken:
+                ambiguous += 1
+                continue
+            taken.add(text)
+            qid = f"{cid}-{_slug(cat)}"
+            queries[qid], qrels[qid] = text, dict(sorted(own.items()))
+            meta[qid] = {"category": cat, "contract": path.stem}
+    return queries, qrels, meta, ambiguous
+
+
 def _text_file(txt_dir: Path, filename: str, by_key: dict[str, Path]) -> Path | None:
     """Map a master_clauses.csv file name (usually ``X.pdf``) to its ``X.txt``."""
     stem = filename[:-4] if filename.lower().endswith(".pdf") else filename
@@ -232,23 +257,10 @@ def build_cuad(source: str | Path, out: str | Path, n_train: int = 120, n_test: 
             # the category is each query's concept label (`honed diagnose` groups its confusions by it)
             meta = {q: {"category": query_category(q)} for q in queries}
             if contract_questions and split == "train":
-                asked_texts = set(queries.values())
-                for cid, row, path in asked:
-                    names = party_names(row["parties"])
-                    for cat in CATEGORY_QUERIES:
-                        own = {d: g for d, g in rel_by_cat[cat].items() if d.startswith(cid + "-")}
-                        if own:
-                            key = f"{seed}:{path.name}:{cat}"
-                            text = contract_query(cat, names, row["title"], key)
-                            if text in asked_texts:     # two "Excite sponsorship agreement"s: name both parties
-                                text = contract_query(cat, names, row["title"], key, both=True)
-                            if text in asked_texts:     # still the same words: a question that cannot tell them apart
-                                stats["contract_questions_ambiguous"] = stats.get("contract_questions_ambiguous", 0) + 1
-                                continue
-                            asked_texts.add(text)
-                            qid = f"{cid}-{_slug(cat)}"
-                            qrels[qid], queries[qid] = dict(sorted(own.items())), text
-                            meta[qid] = {"category": cat, "contract": path.stem}
+                q, rel, m, ambiguous = _contract_questions(asked, rel_by_cat, set(queries.values()), seed)
+                queries, qrels, meta = {**queries, **q}, {**qrels, **rel}, {**meta, **m}
+                if ambiguous:
+                    stats["contract_questions_ambiguous"] = ambiguous
             write_beir(tmp / split, corpus, queries, {split: qrels}, query_metadata=meta)
             stats[split] = {
                 "contracts": len(contracts), "passages": len(corpus), "queries": len(queries),
