@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,10 +34,12 @@ SHARED_CUAD = REPO.parent / "shared" / "datasets" / "cuad"
 def train(data: Path, out: Path, overrides: dict) -> float:
     """The demo's recipe (rag_eval/demo.py DEMO_FINETUNE) with `overrides`; returns the training seconds."""
     from honed.rag_eval.demo import DEMO_FINETUNE
-    from honed.retriever.finetune import FinetuneConfig, finetune
+    from honed.retriever.finetune import finetune
+    from honed.retriever.finetune.config import finetune_config
 
-    t0 = time.perf_counter()
-    finetune(FinetuneConfig(data=str(data), out=str(out), track=False, force=True, **{**DEMO_FINETUNE, **overrides}))
+    t0 = time.perf_counter()    # finetune_config refuses an unknown key or a wrong type in `overrides`
+    finetune(finetune_config({**DEMO_FINETUNE, **overrides}, "--variant", data=str(data), out=str(out), track=False,
+                             force=True))
     return round(time.perf_counter() - t0, 1)
 
 
@@ -47,16 +50,6 @@ def contract_confusion(name: str, run: str, work: Path) -> dict:
                     "--out", str(out), "--force", "--index-dir", str(work / "indexes")], check=True, cwd=REPO)
     doc = json.loads((out / "diagnosis.json").read_text(encoding="utf-8"))
     return {k: round(v, 4) for k, v in doc["confusion"]["cuad-qa"]["confused_rate"].items()}
-
-
-def _value(v: str):
-    try:
-        return int(v)
-    except ValueError:
-        try:
-            return float(v)
-        except ValueError:
-            return v
 
 
 def main() -> None:
@@ -74,7 +67,7 @@ def main() -> None:
     variants = {"with": {}}
     for spec in args.variant:
         name, kvs = spec.split("=", 1)
-        variants[name] = {k: _value(v) for k, v in (kv.split("=", 1) for kv in kvs.split(","))}
+        variants[name] = tomllib.loads("\n".join(kvs.split(",")))     # read like a [finetune] table
     trained = {}
     if "without" not in systems:
         if not SHARED_CUAD.is_dir():

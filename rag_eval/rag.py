@@ -115,13 +115,14 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
     decisions = {q: reference_decision(ds.query_metadata.get(q), f"{where}: query {q}") for q in ds.queries}
     cache = JsonCache(cache_path)
     gen = make_llm(llm, max_tokens=ANSWER_MAX_TOKENS, cache=cache)
-    jd = make_judge(judge, cache) if judged else None
     emb = HuggingFaceEmbeddings(model=str(resolve_model(embed_model)))
-    scorers = Scorers(faith=Faithfulness(llm=jd) if judged else None,
-                      relevancy=AnswerRelevancy(llm=jd, embeddings=emb, strictness=1) if judged else None,
-                      # factuality only: the similarity half is reported on its own as semantic_similarity
-                      correctness=AnswerCorrectness(llm=jd, weights=[1.0, 0.0]) if judged else None,
-                      similarity=SemanticSimilarity(embeddings=emb), rouge=RougeScore(rouge_type="rougeL"),
+    jd, with_judge = None, dict.fromkeys(("faith", "relevancy", "correctness"))
+    if judged:
+        jd = make_judge(judge, cache)
+        with_judge = dict(faith=Faithfulness(llm=jd), relevancy=AnswerRelevancy(llm=jd, embeddings=emb, strictness=1),
+                          # factuality only: the similarity half is reported on its own as semantic_similarity
+                          correctness=AnswerCorrectness(llm=jd, weights=[1.0, 0.0]))
+    scorers = Scorers(**with_judge, similarity=SemanticSimilarity(embeddings=emb), rouge=RougeScore(rouge_type="rougeL"),
                       precision=IDBasedContextPrecision(), recall=IDBasedContextRecall())
 
     doc = {"schema": "honed.rag-report/2", "kind": "rag", "dataset": str(data), "n": len(ds.queries), "top_k": top_k,

@@ -8,6 +8,7 @@ the three dates) are phrased close to each other on purpose: separating them is
 what domain tuning is for.
 """
 
+import hashlib
 import re
 
 N_TRAIN_PHRASINGS = 3
@@ -342,8 +343,6 @@ def party_names(parties: str) -> list[str]:
 def contract_query(category: str, parties: list[str], doc_type: str, key: str, both: bool = False) -> str:
     """A train-phrasing query for `category` that names one contract (variant chosen by hashing `key`;
     `both`: name two parties where there are two, for contracts one party and a type do not tell apart)."""
-    import hashlib
-
     h = int(hashlib.sha256(key.encode()).hexdigest(), 16)
     phrasing = CATEGORY_QUERIES[category][h % N_TRAIN_PHRASINGS]
     first = doc_type.strip().splitlines()[0] if doc_type.strip() else ""
