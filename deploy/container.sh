@@ -75,7 +75,14 @@ build() {
     rm -rf build/container && mkdir -p build/container
     "$PY" -m pip wheel --quiet --no-deps -w build/container . >/dev/null
     cp deploy/serve.lock build/container/
+    local previous; previous=$(podman image inspect "$IMAGE" --format '{{.Id}}' 2>/dev/null || true)
     podman build --quiet -f deploy/Containerfile -t "$IMAGE" "${cert[@]}" . >/dev/null
+    # the image this tag named before is left untagged (734 MB each build): remove it unless something
+    # else still names or runs it (podman refuses then, and it stays)
+    if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect "$IMAGE" --format '{{.Id}}')" ] &&
+       [ "$(podman image inspect "$previous" --format '{{len .RepoTags}}' 2>/dev/null)" = 0 ]; then
+        podman rmi "$previous" >/dev/null 2>&1 && echo "removed the previous untagged build ${previous:0:12}" || true
+    fi
     local size; size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
     echo "image $IMAGE: built in $((SECONDS - t0)) s, $((size / 1000000)) MB"
     json_set build_seconds $((SECONDS - t0))

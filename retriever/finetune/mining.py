@@ -32,7 +32,9 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import tempfile
 from collections import Counter
 
 import numpy as np
@@ -72,14 +74,15 @@ def mine_negatives(pairs: list[Pair], corpus: dict[str, str], encoder, num_negat
 
         encoder = load_encoder(encoder.path, batch_size=encoder.batch_size, max_seq_length=max_seq_length,
                                backend="torch", device=encoder.device)
-    return _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache_folder,
-                 stats if stats is not None else {}, concepts)
+    # the embeddings cache outlives mining only where the caller asked for one
+    scratch = contextlib.nullcontext(cache_folder) if cache_folder else tempfile.TemporaryDirectory(prefix="honed-mine-")
+    with scratch as cache:
+        return _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache,
+                     stats if stats is not None else {}, concepts)
 
 
-def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache_folder, stats,
+def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm25, seed, cache, stats,
           concepts=None):
-    import tempfile
-
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
@@ -103,7 +106,6 @@ def _mine(pairs, corpus, encoder, num_negatives, range_max, relative_margin, bm2
                   sum(map(len, texts)) / max(len(texts), 1))
     ds = Dataset.from_dict({"anchor": queries, "positive": firsts})
     depth = max(1, min(range_max + max_pos, len(set(texts) | set(firsts)) - 2))
-    cache = cache_folder or tempfile.mkdtemp(prefix="honed-mine-")
     mined = mine_hard_negatives(
         ds, encoder.model, corpus=texts, range_max=depth, num_negatives=depth, sampling_strategy="top",
         output_format="n-tuple", batch_size=encoder.batch_size, use_faiss=len(texts) > 20000, verbose=False,
