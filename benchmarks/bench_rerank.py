@@ -55,18 +55,6 @@ def reranker(data: Path, first_stage: str, base: str, out: Path, max_steps: int,
     return {"card": read_json(out / "honed.json"), "onnx": read_json(out / "onnx" / "manifest.json")}
 
 
-def dev_leak(data: Path, drop_eval_overlap: bool = False) -> float:
-    """Share of the dev queries' relevant passages that training pairs hold as positives (same split as training)."""
-    from honed.retriever.finetune.config import FinetuneConfig
-    from honed.retriever.finetune.train import collect_pairs, split_and_guard
-
-    cfg = FinetuneConfig(data=str(data), drop_eval_overlap=drop_eval_overlap)
-    pairs, _, eval_queries, dev_ds = collect_pairs(cfg)
-    train, dev, _ = split_and_guard(cfg, pairs, eval_queries, dev_ds)
-    seen = {p.positive for p in dev} & {p.positive for p in train}
-    return round(len(seen) / max(len({p.positive for p in dev}), 1), 4)
-
-
 def latency(index, enc, texts: list[str], ce=None, top_n: int = 50) -> dict:
     from honed.retriever.fusion import search_modes
     from honed.retriever.reranker import rerank
@@ -84,10 +72,43 @@ def latency(index, enc, texts: list[str], ce=None, top_n: int = 50) -> dict:
     return {"p50_ms": round(float(np.percentile(times, 50)), 1), "p99_ms": round(float(np.percentile(times, 99)), 1)}
 
 
+def mixed_with_tail(scored: list[tuple[int, float]], first: list[tuple[int, float]], weight: float,
+                    top_n: int = 50) -> list[tuple[int, float]]:
+    """The first stage's top `top_n` mixed with the reranker at `weight` (as an artifact serves them), the rest of
+    its top 100 kept below in its own order, so Recall@100 stays the first stage's."""
+    from honed.retriever.fusion import weighted
+
+    head = weighted(scored[:top_n], first[:top_n], weight, top_n)
+    floor = min((s for _, s in head), default=0.0)
+    return head + [(label, floor - 1.0 - i) for i, (label, _) in enumerate(first[top_n:])]
+
+
+def crossfit_weights(scored, first, qids: list[str], qrels: dict, ids: dict, top_n: int = 50) -> dict:
+    """The reranker weight chosen on one half of the test queries and applied to the other (2-fold cross-fitting,
+    as bench_hybrid.py chooses its fusion weight): what choosing on held-out queries of the same kind gives."""
+    from honed.retriever.reranker import best_weight, weight_table
+
+    label_of = {d: p for p, d in ids.items()}
+    relevant = [{label_of.get(d, -1 - i): g for i, (d, g) in enumerate(qrels.get(q, {}).items()) if g > 0}
+                for q in qids]
+    folds = [[i for i in range(len(qids)) if i % 2 == f] for f in (0, 1)]
+    per_query, weights = [0.0] * len(qids), []
+    for f in (0, 1):
+        dev = folds[1 - f]
+        w = best_weight(weight_table([scored[i][:top_n] for i in dev], [first[i][:top_n] for i in dev],
+                                     [relevant[i] for i in dev]))["weight"]
+        weights.append(w)
+        for i in folds[f]:
+            per_query[i] = w
+    rows = weight_table([s[:top_n] for s in scored], [f[:top_n] for f in first], relevant)   # every test query
+    return {"weights": weights, "per_query": per_query, "rows": rows}
+
+
 def evaluate(name: str, path: Path, first_stage: str, label: str, rerankers: dict[str, Path], idx_dir: Path) -> dict:
     from bench_hybrid import hybrid_artifact, runs_by_mode
 
     from honed.rag_eval.beir_eval import reranked
+    from honed.retriever.atomic import read_json
     from honed.rag_eval.metrics import evaluate_run
     from honed.rag_eval.significance import paired_test
     from honed.retriever.data import load_beir
@@ -107,10 +128,20 @@ def evaluate(name: str, path: Path, first_stage: str, label: str, rerankers: dic
     first = search_modes(index, enc.encode_queries(texts), texts, 100, "dense")
     ids = {pos: d["id"] for pos, d in index.store.iter_docs()}
     lat = {"dense": latency(index, enc, texts[:50])}
+    mixes = {}
     for ce_name, folder in rerankers.items():
         t0 = time.perf_counter()
-        hits = reranked(index, str(folder), texts, first)
-        runs[f"dense+rerank-{ce_name}"] = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
+        scored = reranked(index, str(folder), texts, first, weight=1.0)     # top 50 by the reranker alone
+        card = read_json(Path(folder) / "honed.json")
+        dev_w = card["dev"]["mix"]["weight"]
+        crossfit = crossfit_weights(scored, first, qids, ds.qrels, ids)
+        mixes[ce_name] = {"dev_weight": dev_w, "crossfit_weights": crossfit["weights"],
+                          "test_rows": crossfit["rows"]}
+        for system, weights in ((f"dense+rerank-{ce_name}", [1.0] * len(qids)),
+                                (f"dense+rerank-{ce_name}-dev", [dev_w] * len(qids)),
+                                (f"dense+rerank-{ce_name}-crossfit", crossfit["per_query"])):
+            hits = [mixed_with_tail(sc, f, w) for sc, f, w in zip(scored, first, weights)]
+            runs[system] = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
         ce = load_reranker(folder)
         lat[f"dense+rerank-{ce_name}@50"] = {**latency(index, enc, texts[:50], ce, 50), "backend": ce.backend}
         lat[f"dense+rerank-{ce_name}@20"] = latency(index, enc, texts[:50], ce, 20)
@@ -120,7 +151,7 @@ def evaluate(name: str, path: Path, first_stage: str, label: str, rerankers: dic
            "hybrid_weights_per_fold": weights, "backend": enc.backend,
            "systems": {s: {"ndcg@10": round(m.aggregate["NDCG@10"], 4), "recall@100": round(m.aggregate["Recall@100"], 4)}
                        for s, m in metrics.items()},
-           "vs_dense": {}, "latency_ms": lat}
+           "vs_dense": {}, "latency_ms": lat, "mix": mixes}
     for s in runs:
         if s.startswith("dense+rerank"):
             t = paired_test(*({q: v["NDCG@10"] for q, v in metrics[x].per_query.items()} for x in ("dense", s)),
@@ -164,11 +195,10 @@ def main() -> None:
             ces["mpnet"] = runs / f"{name}-mpnet-ce"
             trained["mpnet"] = reranker(path, first_stage, "mpnet", ces["mpnet"], args.mpnet_steps, **recipe)
         entry = evaluate(name, path, first_stage, label, ces, Path(args.index_dir))
-        entry["rerankers"] = {k: {"card": {x: v["card"][x] for x in ("base", "recipe", "triples", "dev", "seconds")},
+        entry["rerankers"] = {k: {"card": {x: v["card"][x] for x in ("base", "recipe", "triples",
+                                                                     "triples_dropped_for_dev", "dev", "seconds")},
                                   "int8": v["onnx"].get("int8"), "parity": v["onnx"].get("parity")}
                               for k, v in trained.items()}
-        # why dev and test disagree: dev passages the rerankers trained on (sibling queries share positives)
-        entry["dev_positives_seen_in_training"] = dev_leak(path, recipe.get("drop_eval_overlap", False))
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         entry["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         doc["datasets"][name] = entry

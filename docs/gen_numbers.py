@@ -232,11 +232,13 @@ def _contract_questions(d):
 
 
 def _rerank(d):
-    """Each (set, reranker) as `dense → reranked (Δ, p)`; met when every Δ ≥ 0.03."""
+    """Each (set, reranker, weight) as `dense → reranked (Δ, p)`: alone, mixed at the weight chosen on its dev split
+    (what an artifact ships with) and at the weight chosen on held-out test queries; met when every shipped Δ ≥ 0.03."""
     cells, ok = [], True
     for name, ds in d["datasets"].items():
         for system, t in ds["vs_dense"].items():
-            ok &= t["meets_target"]
+            if system.endswith("-dev") or not any(s.endswith("-dev") for s in ds["vs_dense"]):
+                ok &= t["meets_target"]
             cells.append(f"{name}/{system.removeprefix('dense+rerank-')} over {ds['first_stage']}: "
                          f"{ds['systems']['dense']['ndcg@10']:.3f} → "
                          f"{ds['systems'][system]['ndcg@10']:.3f} (Δ {t['delta']:+.3f}, p = {_pct_p(t['p_value'])})")

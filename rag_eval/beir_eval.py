@@ -4,7 +4,7 @@ A system is ``bm25``, ``NAME=MODEL`` (a dense model: folder, packaged name or
 hub id) or ``NAME=MODEL+bm25`` (hybrid: the model fused with the artifact's BM25
 index by reciprocal rank; ``+bm25:0.7`` fuses a weighted sum with dense weight
 0.7); ``+rerank:DIR`` (last) reranks either's top 50 with a cross-encoder folder
-or an artifact's reranker. Dense and hybrid systems are indexed with :func:`retriever.index.build_index`
+or an artifact's reranker (``+rerank:DIR@0.3`` mixes its scores with the first stage's, reranker weight 0.3). Dense and hybrid systems are indexed with :func:`retriever.index.build_index`
 and queried through :func:`retriever.fusion.search_modes`, exactly the path users
 ship; indexes are cached per (dataset, system, model fingerprint).
 
@@ -34,6 +34,7 @@ class System:
     model: str | None        # None for bm25
     hybrid: dict | None = None   # MODEL+bm25: {"fusion": "rrf"} or {"fusion": "weighted", "weight": w}
     rerank: str | None = None    # +rerank:DIR: a cross-encoder folder (or artifact) reranking the top RERANK_TOP_N
+    rerank_weight: float | None = None   # +rerank:DIR@W: the reranker's weight against the first stage
 
     @property
     def kind(self) -> str:
@@ -42,17 +43,22 @@ class System:
 
 
 _HYBRID = re.compile(r"\+bm25(?::([0-9.]+))?$", re.IGNORECASE)
-_RERANK = re.compile(r"\+rerank:(.+)$", re.IGNORECASE)
+_RERANK = re.compile(r"\+rerank:(.+?)(?:@(\d*\.?\d+))?$", re.IGNORECASE)
 RERANK_TOP_N = 50    # first-stage candidates a reranked system rescores (the rest keep their order below them)
 
 
 def parse_system(spec: str) -> System:
     """``bm25`` or ``NAME=bm25`` → BM25; ``NAME=MODEL`` → dense; ``NAME=MODEL+bm25[:W]`` → hybrid;
-    any of them ``+rerank:DIR`` → reranked by that cross-encoder; a bare ``MODEL`` is named after itself."""
+    any of them ``+rerank:DIR[@W]`` → reranked by that cross-encoder (mixed with weight W); a bare
+    ``MODEL`` is named after itself."""
     spec = spec.strip()
-    rerank = None
+    rerank = rerank_weight = None
     if m := _RERANK.search(spec):
         rerank, spec = m.group(1).strip(), spec[:m.start()]
+        if m.group(2) is not None:
+            rerank_weight = float(m.group(2))
+            if rerank_weight > 1.0:
+                raise HonedError(f"--system: +rerank:{rerank}@{m.group(2)}: the weight must be in [0, 1]")
         if not Path(rerank).is_dir():
             raise HonedError(f"--system: +rerank:{rerank}: no such folder (a reranker from `honed reranker train`, "
                              "or an artifact that carries one)")
@@ -79,7 +85,7 @@ def parse_system(spec: str) -> System:
                          "(up to 64); write NAME=MODEL")
     if hybrid and model.lower() == "bm25":
         raise HonedError(f"--system {spec!r}: +bm25 fuses BM25 with a dense MODEL; write NAME=MODEL+bm25")
-    return System(name, None if model.lower() == "bm25" else model, hybrid, rerank)
+    return System(name, None if model.lower() == "bm25" else model, hybrid, rerank, rerank_weight)
 
 
 _SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -187,9 +193,9 @@ def _labels_and_ids(index) -> tuple[list[int], list[str]]:
 
 def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100,
               workers: list[str] | None = None, hybrid: dict | None = None,
-              rerank: str | None = None) -> tuple[dict, str]:
+              rerank: str | None = None, rerank_weight: float | None = None) -> tuple[dict, str]:
     """Run every query over a (cached) index of the dataset's corpus, batched; fused with BM25 for `hybrid`;
-    the top :data:`RERANK_TOP_N` reranked by the cross-encoder at `rerank`."""
+    the top :data:`RERANK_TOP_N` reranked by the cross-encoder at `rerank` (mixed with `rerank_weight`)."""
     from honed.retriever.fusion import search_modes
 
     index, enc = cached_index(ds, model, index_path, workers, bm25=bool(hybrid))
@@ -199,25 +205,27 @@ def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100,
     # Batched: the same encoder, index and search_modes() that HonedRetriever._retrieve uses.
     hits = search_modes(index, vecs, texts, k, "hybrid" if hybrid else "dense", fusion=hybrid)
     if rerank:
-        hits = reranked(index, rerank, texts, hits)
+        hits = reranked(index, rerank, texts, hits, weight=rerank_weight)
     ids = dict(zip(*_labels_and_ids(index)))
     run = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
     return run, enc.fingerprint
 
 
 def reranked(index, reranker_dir: str, texts: list[str], hits: list[list[tuple[int, float]]],
-             top_n: int = RERANK_TOP_N, chunk: int = 8) -> list[list[tuple[int, float]]]:
+             top_n: int = RERANK_TOP_N, chunk: int = 8, weight: float | None = None) -> list[list[tuple[int, float]]]:
     """Each query's top `top_n` reordered by the reranker (as the retriever does), the rest kept below in
     first-stage order (scores under every reranked one), so Recall@k past `top_n` is the first stage's."""
     from tqdm.auto import tqdm
 
-    from honed.retriever.reranker import load_reranker, rerank
+    from honed.retriever.reranker import load_reranker, recorded_rerank_weight, rerank
 
     reranker = load_reranker(reranker_dir)
+    if weight is None:      # an artifact's reranker mixes as the artifact serves it
+        weight = recorded_rerank_weight(reranker_dir)
     out = []
     for s in tqdm(range(0, len(texts), chunk), desc=f"reranking top {top_n} ({reranker.backend})",
                   disable=len(texts) <= chunk):
-        heads = rerank(index, reranker, texts[s:s + chunk], [h[:top_n] for h in hits[s:s + chunk]], top_n)
+        heads = rerank(index, reranker, texts[s:s + chunk], [h[:top_n] for h in hits[s:s + chunk]], top_n, weight)
         for head, h in zip(heads, hits[s:s + chunk]):
             floor = min((sc for _, sc in head), default=0.0)
             out.append(head + [(label, floor - 1.0 - i) for i, (label, _) in enumerate(h[top_n:])])
@@ -231,7 +239,7 @@ def system_run(ds: BeirDataset, system: System, k: int, index_path: Path,
         return bm25_search(ds.corpus, ds.queries, k=k), None
     index_path = index_path.with_name(re.sub(r"[^A-Za-z0-9_.-]+", "-", index_path.name))
     return dense_run(ds, system.model, index_path, k=k, workers=workers, hybrid=system.hybrid,
-                     rerank=system.rerank)
+                     rerank=system.rerank, rerank_weight=system.rerank_weight)
 
 
 def evaluate_systems(datasets: list[str], systems: list[System], split: str = "test",

@@ -1,10 +1,15 @@
-"""Choose how an artifact's hybrid mode fuses BM25 with its embedder, on a dev split, and record the choice.
+"""Choose how an artifact's hybrid mode fuses BM25 with its embedder, and how much its reranker weighs, on a dev split.
 
 Every candidate (reciprocal rank fusion, and the weighted sum at dense weights 0, 0.1, …, 1) is scored on
 the dev queries with the same :func:`~honed.retriever.fusion.search_modes` call users make; the best by
 nDCG@10 (then Recall@100; RRF on a tie, since it has no parameter to overfit) is recorded in the artifact
 with the whole table as evidence. When the dev queries' judged passages are all in the artifact it is
 scored there; otherwise an index of the dev split's own corpus is built (cached) with the artifact's model.
+
+The reranker's weight (:func:`choose_rerank_weight`) is chosen the same way: the first stage's top 50
+reordered by ``w · reranker + (1 − w) · first stage`` over min-max normalised scores at w = 0, 0.1, …, 1.
+A cross-encoder trained on a few thousand pairs is noisier than the embedder it reranks, yet knows things
+the embedder does not; the mix keeps both (measured in benchmarks/results/rerank.json).
 
 Choose on queries the model was not trained on: a tuned model ranks its own training queries too well,
 which pulls the weight towards the dense side. :func:`choose_fusion` says so when it can tell (the run's
@@ -23,11 +28,11 @@ from pathlib import Path
 
 from honed.retriever.data.beir import load_beir
 from honed.retriever.errors import HonedError
+from honed.retriever.fusion import WEIGHTS
 
 from .beir_eval import cached_index, dataset_name, resolve_dataset, subsample_queries
 from .metrics import evaluate_run
 
-WEIGHTS = tuple(round(w / 10, 1) for w in range(11))
 
 
 def candidates() -> list[dict]:
@@ -72,27 +77,78 @@ def choose_fusion(index_path: str | os.PathLike, data: str | os.PathLike, split:
     index, encoder = open_index_and_encoder(index_path)
     try:
         check_mode(index, "hybrid")
-        path = resolve_dataset(data)
-        ds = subsample_queries(load_beir(path, split), max_queries)
-        if not ds.queries:
-            raise HonedError(f"{path}: split {split!r} has no judged queries to choose a fusion on")
-        judged = {d for rel in ds.qrels.values() for d, g in rel.items() if g > 0}
-        scored_on = "the artifact's own documents"
-        target = index
-        if not judged <= set(index.doc_ids):
-            dev_index = Path(index_dir) / f"{dataset_name(path)}-{split}-fusion"
-            target, _ = cached_index(ds, str(index.model_dir), dev_index, bm25=True)
-            scored_on = f"an index of the split's corpus ({dev_index})"
+        ds, target, evidence = _dev_target(index, data, split, max_queries, index_dir, "fusion")
         rows = fusion_table(target, encoder, ds.queries, ds.qrels)
         best = best_fusion(rows)
-        seen = _trained_on(index, path, split)
-        evidence = {"chosen_on": f"{path} ({split}, {len(ds.queries)} queries), scored on {scored_on}",
-                    "dev_ndcg@10": best["ndcg@10"], "queries_seen_in_training": seen, "rows": rows}
+        evidence = {**evidence, "dev_ndcg@10": best["ndcg@10"], "rows": rows}
         if record:
             record_fusion(index, best["fusion"], best["weight"], evidence)
         return {"fusion": best["fusion"], "weight": best["weight"], **evidence}
     finally:
         index.store.close()
+
+
+def rerank_table(index, encoder, reranker, queries: dict[str, str], qrels: dict[str, dict[str, int]],
+                 top_n: int = 50) -> list[dict]:
+    """nDCG@10 of the first stage's top `top_n` reordered at every reranker weight (0: the first stage's own
+    order, 1: the reranker's alone): one search and one scoring pass (:func:`~honed.retriever.reranker.weight_table`)."""
+    from tqdm.auto import tqdm
+
+    from honed.retriever.fusion import search_modes
+    from honed.retriever.reranker import rerank, weight_table
+
+    qids = list(queries)
+    texts = [queries[q] for q in qids]
+    first = search_modes(index, encoder.encode_queries(texts, show_progress=len(qids) > 64), texts, top_n, "dense")
+    scored = []       # every candidate, with the reranker's (normalised) score
+    for s in tqdm(range(0, len(texts), 8), desc=f"reranking top {top_n} ({reranker.backend})", disable=len(texts) <= 8):
+        scored += rerank(index, reranker, texts[s:s + 8], first[s:s + 8], top_n, weight=1.0)
+    label_of = {d["id"]: pos for pos, d in index.store.iter_docs()}
+    # a judged passage outside the artifact still counts against the ideal ranking: a negative label
+    relevant = [{label_of.get(d, -1 - i): g for i, (d, g) in enumerate(qrels.get(q, {}).items()) if g > 0}
+                for q in qids]
+    return weight_table(scored, first, relevant)
+
+
+def choose_rerank_weight(index_path: str | os.PathLike, data: str | os.PathLike, split: str = "dev",
+                         max_queries: int | None = None, index_dir: str | os.PathLike = "indexes",
+                         top_n: int = 50, record: bool = True) -> dict:
+    """Score the artifact's reranker mixed with its first stage at weights 0, 0.1, …, 1 on `data`'s `split`
+    and (with `record`) record the best in the artifact (the lower weight among equals: the first stage
+    is the safer side); return it with the table, like :func:`choose_fusion`."""
+    from honed.retriever.index import open_index_and_encoder
+    from honed.retriever.reranker import artifact_reranker, best_weight, record_rerank_weight
+
+    index, encoder = open_index_and_encoder(index_path)
+    try:
+        reranker = artifact_reranker(index)
+        ds, target, evidence = _dev_target(index, data, split, max_queries, index_dir, "fusion")
+        rows = rerank_table(target, encoder, reranker, ds.queries, ds.qrels, top_n)
+        best = best_weight(rows)
+        evidence = {**evidence, "top_n": top_n, "dev_ndcg@10": best["ndcg@10"],
+                    "first_stage_dev_ndcg@10": rows[0]["ndcg@10"], "rows": rows}
+        if record:
+            record_rerank_weight(index, best["weight"], evidence)
+        return {"weight": best["weight"], **evidence}
+    finally:
+        index.store.close()
+
+
+def _dev_target(index, data, split: str, max_queries: int | None, index_dir, suffix: str):
+    """(dev dataset, the index to score it on, evidence): the artifact itself when it holds every judged
+    passage of the split, else a cached index of the split's corpus built with the artifact's model."""
+    path = resolve_dataset(data)
+    ds = subsample_queries(load_beir(path, split), max_queries)
+    if not ds.queries:
+        raise HonedError(f"{path}: split {split!r} has no judged queries to choose on")
+    judged = {d for rel in ds.qrels.values() for d, g in rel.items() if g > 0}
+    scored_on, target = "the artifact's own documents", index
+    if not judged <= set(index.doc_ids):
+        dev_index = Path(index_dir) / f"{dataset_name(path)}-{split}-{suffix}"
+        target, _ = cached_index(ds, str(index.model_dir), dev_index, bm25=True)
+        scored_on = f"an index of the split's corpus ({dev_index})"
+    return ds, target, {"chosen_on": f"{path} ({split}, {len(ds.queries)} queries), scored on {scored_on}",
+                        "queries_seen_in_training": _trained_on(index, path, split)}
 
 
 def _trained_on(index, data: Path, split: str) -> bool | None:

@@ -92,7 +92,8 @@ def package_artifact(index: str | os.PathLike, out: str | os.PathLike, model: st
                           model_src=model_dir, labels=np.asarray(labels), faiss_index=_live_copy(src, labels),
                           force=force, bm25=src.bm25 is not None if bm25 is None else bm25,
                           hybrid=src.hybrid if bm25 is not False else None,
-                          reranker=src.reranker_dir if reranker is None else (reranker or None))
+                          reranker=src.reranker_dir if reranker is None else (reranker or None),
+                          rerank=src.rerank if reranker is None else None)   # a new reranker needs its own weight
 
 
 def _table(value) -> dict:
@@ -196,6 +197,6 @@ def artifact_info(path: str | os.PathLike) -> dict:
     return {**idx.manifest, "documents": len(idx), "generation": idx.generation,
             "deleted_masked": int(len(idx.tombstones)), "faiss_file": meta["faiss_file"],
             "modes": ["dense", "bm25", "hybrid"] if idx.bm25 is not None else ["dense"], "hybrid": idx.hybrid,
-            "rerank": idx.reranker_dir is not None,
+            "rerank": idx.reranker_dir is not None, "rerank_weight": idx.rerank,
             "query_path": f"onnx (int8 for {cpu_int8_target()} if gated, else fp32)" if onnx else "torch",
             "record": bool(read_artifact(path)), "verified": checked["checked"], "bytes": size}

@@ -29,6 +29,7 @@ MODES = ("dense", "bm25", "hybrid")
 FUSIONS = ("rrf", "weighted")
 RRF_K = 60        # the constant of Cormack, Clarke and Büttcher (2009), used unchanged by most systems
 DEPTH = 100       # how deep each list is read before fusing
+WEIGHTS = tuple(round(w / 10, 1) for w in range(11))   # the weights a dev split chooses among (0, 0.1, …, 1)
 
 
 def rrf(rankings: list[list[tuple[int, float]]], k: int, rrf_k: int = RRF_K) -> list[tuple[int, float]]:

@@ -62,6 +62,7 @@ class Index:
     tombstones: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     bm25: object = None      # a retriever.bm25.Bm25Index of the same generation, when the artifact has one
     hybrid: dict | None = None   # the fusion chosen on a dev split (retriever.fusion.record_fusion), if any
+    rerank: dict | None = None   # the reranker's weight chosen on a dev split (retriever.reranker.record_rerank_weight)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)   # one connection, many threads
 
     def __len__(self) -> int:
@@ -93,8 +94,8 @@ class Index:
         fresh = load_index(self.path)
         self.store.close()
         self.faiss_index, self.store, self.generation = fresh.faiss_index, fresh.store, fresh.generation
-        self.tombstones, self.manifest, self.bm25, self.hybrid = (fresh.tombstones, fresh.manifest, fresh.bm25,
-                                                                  fresh.hybrid)
+        self.tombstones, self.manifest, self.bm25 = fresh.tombstones, fresh.manifest, fresh.bm25
+        self.hybrid, self.rerank = fresh.hybrid, fresh.rerank
         return True
 
 
@@ -207,14 +208,15 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
                    build: dict, evaluation: dict | None = None, model_src: str | os.PathLike | None = None,
                    labels: np.ndarray | None = None, faiss_index=None, force: bool = False,
                    bm25: bool = False, hybrid: dict | None = None,
-                   reranker: str | os.PathLike | None = None) -> Path:
+                   reranker: str | os.PathLike | None = None, rerank: dict | None = None) -> Path:
     """Write an artifact folder from documents and their vectors (or a ready FAISS index with `labels`);
     with `bm25`, a BM25 index of the same rows too (and `hybrid`, a fusion chosen for them); with
-    `reranker`, a copy of that cross-encoder folder (and its ONNX export) as the second stage."""
+    `reranker`, a copy of that cross-encoder folder (and its ONNX export) as the second stage, mixed
+    with the first at the weight `rerank` records (default: the one its training chose on dev)."""
     import faiss
 
     from .bm25 import PARAMS, bm25_digest, write_bm25
-    from .reranker import copy_reranker
+    from .reranker import copy_reranker, trained_weight
 
     labels = np.arange(len(rows), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
     index = faiss_index if faiss_index is not None else make_faiss(vectors, factory, labels)
@@ -224,12 +226,14 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
         second_stage = copy_reranker(reranker, tmp) if reranker else None
         faiss_file = "index-1.faiss"
         faiss.write_index(index, str(tmp / faiss_file))
-        lexical = {}
+        chosen = {}     # the store meta beyond the FAISS file: BM25 index, fusion and reranker weights
         if bm25:
             folder = write_bm25([doc_text(r) for r in rows], labels, tmp / "bm25-1", show_progress=len(rows) > 5000)
-            lexical = {"bm25_dir": folder.name, "bm25_sha256": bm25_digest(folder)}
+            chosen.update(bm25_dir=folder.name, bm25_sha256=bm25_digest(folder))
             if hybrid:
-                lexical["hybrid"] = hybrid
+                chosen["hybrid"] = hybrid
+        if second_stage and (rerank or trained_weight(second_stage)):
+            chosen["rerank"] = rerank or trained_weight(second_stage)
         store = DocStore(tmp / STORE_FILE, create=True)
         with store.conn:
             store.conn.execute("BEGIN")
@@ -237,7 +241,7 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
             store.set_meta({"format": FORMAT, "artifact_id": artifact_id, "model_fingerprint": encoder.fingerprint,
                             "generation": 1, "faiss_file": faiss_file,
                             "faiss_size": (tmp / faiss_file).stat().st_size,
-                            "faiss_sha256": sha256_file(tmp / faiss_file), **lexical})
+                            "faiss_sha256": sha256_file(tmp / faiss_file), **chosen})
         store.close()
         manifest = {
             "format": FORMAT,
@@ -355,7 +359,7 @@ def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
 
         faiss.extract_index_ivf(index).nprobe = 16
     return Index(faiss_index=index, store=store, manifest=manifest, path=p, generation=int(meta["generation"]),
-                 tombstones=tombstones, bm25=lexical, hybrid=meta.get("hybrid"))
+                 tombstones=tombstones, bm25=lexical, hybrid=meta.get("hybrid"), rerank=meta.get("rerank"))
 
 
 def _open_bm25(path: Path, meta: dict, count: int):

@@ -21,7 +21,8 @@ from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from .reranker import Reranker, load_reranker
+from .fusion import weighted
+from .reranker import Reranker, load_reranker, recorded_rerank_weight
 
 
 def node_text(node: NodeWithScore) -> str:
@@ -37,15 +38,21 @@ class HonedRerank(BaseNodePostprocessor):
 
     top_n: int = Field(default=10, description="Number of nodes to return, best first.")
     keep_retrieval_score: bool = Field(default=False, description="Keep the first stage's score in metadata.")
+    weight: Optional[float] = Field(default=None, ge=0.0, le=1.0, description=(
+        "Mix w · reranker + (1 − w) · the incoming score (each min-max normalised over the nodes); None: the "
+        "reranker's score alone."))
     _reranker: Any = PrivateAttr()
 
-    def __init__(self, reranker: Reranker, top_n: int = 10, keep_retrieval_score: bool = False, **kwargs: Any):
-        super().__init__(top_n=top_n, keep_retrieval_score=keep_retrieval_score, **kwargs)
+    def __init__(self, reranker: Reranker, top_n: int = 10, keep_retrieval_score: bool = False,
+                 weight: Optional[float] = None, **kwargs: Any):
+        super().__init__(top_n=top_n, keep_retrieval_score=keep_retrieval_score, weight=weight, **kwargs)
         self._reranker = reranker
 
     @classmethod
     def from_dir(cls, path: str | os.PathLike, top_n: int = 10, variant: str = "auto", **kwargs: Any) -> "HonedRerank":
-        """A reranker folder, or an artifact carrying one (``honed package --reranker``)."""
+        """A reranker folder, or an artifact carrying one (``honed package --reranker``): then mixed with the
+        incoming scores at the artifact's weight, as its own retriever reranks, unless `weight` is given."""
+        kwargs.setdefault("weight", recorded_rerank_weight(path))
         return cls(load_reranker(path, variant=variant), top_n=top_n, **kwargs)
 
     @classmethod
@@ -62,6 +69,10 @@ class HonedRerank(BaseNodePostprocessor):
                 EventPayload.NODES: nodes, EventPayload.MODEL_NAME: self._reranker.path,
                 EventPayload.QUERY_STR: query_bundle.query_str, EventPayload.TOP_K: self.top_n}) as event:
             scores = self._reranker.score(query_bundle.query_str, [node_text(n) for n in nodes])
+            if self.weight is not None:
+                mixed = dict(weighted(list(enumerate(scores)), [(i, n.score or 0.0) for i, n in enumerate(nodes)],
+                                      self.weight, len(nodes)))
+                scores = [mixed[i] for i in range(len(nodes))]
             for node, score in zip(nodes, scores):
                 if self.keep_retrieval_score:
                     node.node.metadata["retrieval_score"] = node.score

@@ -161,6 +161,17 @@ def copy_reranker(src: str | os.PathLike, artifact: Path) -> dict:
             "dev": card.get("dev"), "status": card.get("status")}
 
 
+def trained_weight(second_stage: dict) -> dict | None:
+    """The mix a reranker's training chose on its dev split (its card), as an artifact records a weight."""
+    dev = second_stage.get("dev") or {}
+    if not dev.get("mix"):
+        return None        # trained before honed chose weights, or not by honed: its scores alone
+    return {"weight": dev["mix"]["weight"], "dev_ndcg@10": dev["mix"]["ndcg@10"],
+            "first_stage_dev_ndcg@10": dev.get("first_stage_ndcg@10"),
+            "chosen_on": f"the reranker's dev split at training ({dev.get('queries')} queries, the first stage's "
+                         f"top {dev.get('candidates_per_query')})"}
+
+
 def artifact_reranker(index, variant: str = "auto", threads: int | None = None, spin: bool = True) -> Reranker:
     """The reranker an open artifact carries, checked against its manifest; a one-line error when it has none."""
     root = index.reranker_dir
@@ -176,34 +187,102 @@ def artifact_reranker(index, variant: str = "auto", threads: int | None = None, 
 
 
 def rerank_hits(reranker: Reranker, queries: Sequence[str], candidates: list[list[tuple[int, float]]],
-                texts: list[list[str]], k: int) -> list[list[tuple[int, float]]]:
+                texts: list[list[str]], k: int, weight: float | None = None) -> list[list[tuple[int, float]]]:
     """Reorder each query's first-stage (label, score) hits by the reranker's score; keep the top `k`.
 
+    With `weight` w in [0, 1] the order is ``w · reranker + (1 − w) · first stage`` over each query's
+    min-max normalised scores (:func:`retriever.fusion.weighted`): a small domain cross-encoder knows
+    what the embedder misses but is noisier on its own, and the mix is chosen on dev queries
+    (:func:`honed.rag_eval.fusion.choose_rerank_weight`). None: the reranker's own scores.
     All queries' pairs go to the model in one call (one batch stream for a server's micro-batch).
     Candidates whose text is gone (deleted between the searches) must already be dropped by the caller.
     """
+    from .fusion import weighted
+
     pairs = [(q, t) for q, ts in zip(queries, texts) for t in ts]
     scores = reranker.score_pairs(pairs)
     out, at = [], 0
     for hits in candidates:
         s = scores[at:at + len(hits)]
         at += len(hits)
-        order = np.argsort(-s, kind="stable")[:k]
-        out.append([(hits[i][0], float(s[i])) for i in order])
+        if weight is None:
+            order = np.argsort(-s, kind="stable")[:k]
+            out.append([(hits[i][0], float(s[i])) for i in order])
+        else:
+            out.append(weighted([(label, float(x)) for (label, _), x in zip(hits, s)], hits, weight, k))
     return out
 
 
 def rerank(index, reranker: Reranker, queries: Sequence[str], hits: list[list[tuple[int, float]]],
-           k: int) -> list[list[tuple[int, float]]]:
+           k: int, weight: float | None = None) -> list[list[tuple[int, float]]]:
     """Each query's first-stage hits over `index`, reordered by `reranker` on the stored passages; top `k`.
 
     Passages are scored as they were embedded (title and text, :func:`retriever.data.beir.doc_text`);
-    a hit deleted since the first stage's search is dropped.
+    a hit deleted since the first stage's search is dropped. `weight` (see :func:`rerank_hits`)
+    defaults to the one recorded in the artifact (:func:`record_rerank_weight`), if any.
     """
     from .data.beir import doc_text
 
+    if weight is None and index.rerank:
+        weight = index.rerank["weight"]
     flat = [label for h in hits for label, _ in h]
     docs = dict(zip(flat, index.docs_at(flat)))
     kept = [[(label, s) for label, s in h if docs[label] is not None] for h in hits]
     texts = [[doc_text(docs[label]) for label, _ in h] for h in kept]
-    return rerank_hits(reranker, queries, kept, texts, k)
+    return rerank_hits(reranker, queries, kept, texts, k, weight)
+
+
+def weight_table(reranked: list[list[tuple[int, float]]], first: list[list[tuple[int, float]]],
+                 relevant: list[dict[int, int]], weights: Sequence[float] | None = None) -> list[dict]:
+    """nDCG@10 of each query's candidates mixed at every reranker weight (:func:`rerank_hits`).
+
+    `reranked` and `first` hold the same candidates per query, scored by the reranker and by the first
+    stage; `relevant` maps each query's relevant labels to their grade (labels outside the candidates
+    count against the ideal ranking). Scored with pytrec_eval, as every other nDCG in honed.
+    """
+    import pytrec_eval
+
+    from .fusion import WEIGHTS, weighted
+
+    qrels = {str(i): {str(label): int(g) for label, g in rel.items()} for i, rel in enumerate(relevant) if rel}
+    measure = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"})
+    rows = []
+    for w in WEIGHTS if weights is None else weights:
+        run = {str(i): {str(label): s for label, s in weighted(ce, fs, w, 10)}
+               for i, (ce, fs) in enumerate(zip(reranked, first)) if str(i) in qrels}
+        per_query = measure.evaluate(run)     # a query with no candidate at all scores 0, not skipped
+        ndcg = sum(per_query.get(q, {}).get("ndcg_cut_10", 0.0) for q in qrels) / max(len(qrels), 1)
+        rows.append({"weight": w, "ndcg@10": round(ndcg, 5)})
+    return rows
+
+
+def best_weight(rows: list[dict]) -> dict:
+    """The row with the highest nDCG@10; the lowest weight among equals (the first stage is the safer side)."""
+    return max(sorted(rows, key=lambda r: r["weight"]), key=lambda r: r["ndcg@10"])
+
+
+def record_rerank_weight(index, weight: float, evidence: dict | None = None) -> dict:
+    """Record in the artifact (its store's meta, atomically) how its reranker mixes with the first stage."""
+    if not 0.0 <= weight <= 1.0:
+        raise HonedError(f"a reranker weight must be in [0, 1], got {weight!r}")
+    if index.reranker_dir is None:
+        raise HonedError(f"{index.path}: carries no reranker to weigh; package one with "
+                         "`honed package --reranker DIR`")
+    value = {"weight": weight, **(evidence or {})}
+    with index.lock:
+        index.store.set_meta({"rerank": value})
+        index.rerank = value
+    return value
+
+
+def recorded_rerank_weight(path: str | os.PathLike) -> float | None:
+    """The reranker weight recorded in the artifact at `path`; None for a plain reranker folder or none recorded."""
+    from .index import load_index
+
+    if not (Path(path) / "manifest.json").is_file():
+        return None
+    index = load_index(path)
+    try:
+        return index.rerank["weight"] if index.rerank else None
+    finally:
+        index.store.close()

@@ -66,29 +66,43 @@ def index_info(path: Path) -> None:
 
 
 @index_app.command("fuse")
-def index_fuse(path: Path = typer.Argument(..., help="index folder (artifact) built with --bm25"),
+def index_fuse(path: Path = typer.Argument(..., help="index folder (artifact) built with --bm25, or packaged "
+                                                     "with --reranker for --rerank"),
                data: Path = typer.Option(..., help="BEIR folder whose SPLIT queries choose the fusion"),
                split: str = typer.Option("dev", help="queries the model was not trained on (dev; train only for "
                                                      "an untuned model)"),
+               rerank: bool = typer.Option(False, "--rerank", help="choose the reranker's weight against the "
+                                                                   "first stage instead of the hybrid fusion"),
                max_queries: Optional[int] = typer.Option(None, min=1, help="first N judged queries only"),
                index_dir: Path = typer.Option(Path("indexes"), help="cache of dev-corpus indexes"),
                dry_run: bool = typer.Option(False, "--dry-run", help="print the table; record nothing")) -> None:
-    """Choose how `--mode hybrid` fuses BM25 and the embedder (RRF or a weighted sum) on a dev split; record it."""
-    from honed.rag_eval.fusion import choose_fusion
+    """Choose how `--mode hybrid` fuses BM25 and the embedder (RRF or a weighted sum), or with --rerank how much
+    the reranker weighs against the first stage, on a dev split; record it in the artifact."""
+    from honed.rag_eval.fusion import choose_fusion, choose_rerank_weight
 
-    res = choose_fusion(path, data, split=split, max_queries=max_queries, index_dir=index_dir, record=not dry_run)
-    t = DataTable("fusion", "dense weight", "nDCG@10", "Recall@100")
-    for r in res["rows"]:
-        chosen = r["fusion"] == res["fusion"] and r["weight"] == res["weight"]
-        t.add_row(("→ " if chosen else "  ") + r["fusion"], "" if r["weight"] is None else f"{r['weight']:.1f}",
-                  f"{r['ndcg@10']:.4f}", f"{r['recall@100']:.4f}")
+    if rerank:
+        res = choose_rerank_weight(path, data, split=split, max_queries=max_queries, index_dir=index_dir,
+                                   record=not dry_run)
+        t = DataTable("reranker weight", "nDCG@10")
+        for r in res["rows"]:
+            t.add_row(("→ " if r["weight"] == res["weight"] else "  ") + f"{r['weight']:.1f}", f"{r['ndcg@10']:.4f}")
+        how = (f"reranker weight {res['weight']:.1f} (dev nDCG@10 {res['dev_ndcg@10']:.4f}, first stage alone "
+               f"{res['first_stage_dev_ndcg@10']:.4f}, {res['chosen_on']})")
+    else:
+        res = choose_fusion(path, data, split=split, max_queries=max_queries, index_dir=index_dir,
+                            record=not dry_run)
+        t = DataTable("fusion", "dense weight", "nDCG@10", "Recall@100")
+        for r in res["rows"]:
+            chosen = r["fusion"] == res["fusion"] and r["weight"] == res["weight"]
+            t.add_row(("→ " if chosen else "  ") + r["fusion"], "" if r["weight"] is None else f"{r['weight']:.1f}",
+                      f"{r['ndcg@10']:.4f}", f"{r['recall@100']:.4f}")
+        how = ("reciprocal rank fusion" if res["fusion"] == "rrf" else f"weighted sum, dense weight {res['weight']:.1f}")
+        how += f" (dev nDCG@10 {res['dev_ndcg@10']:.4f}, {res['chosen_on']})"
     console.print(t)
     if res["queries_seen_in_training"]:
         console.print("[yellow]the model was fine-tuned on these queries: the choice favours the dense side; "
                       "choose on held-out queries[/]")
-    how = "reciprocal rank fusion" if res["fusion"] == "rrf" else f"weighted sum, dense weight {res['weight']:.1f}"
-    console.print(f"{'would record' if dry_run else '[green]✓[/] recorded'} in {shown(path)}: {how} "
-                  f"(dev nDCG@10 {res['dev_ndcg@10']:.4f}, {res['chosen_on']})")
+    console.print(f"{'would record' if dry_run else '[green]✓[/] recorded'} in {shown(path)}: {how}")
 
 
 @index_app.command("verify")
@@ -214,4 +228,6 @@ def search_cmd(index: Path, query: str, k: int = typer.Option(10, "-k", min=1, h
         t.add_row(str(i), f"{score:.3f}", doc["id"], doc["text"][:160] + ("…" if len(doc["text"]) > 160 else ""))
     console.print(t)
     console.print(f"[dim]{mode}" + (f", model backend: {shown(enc.backend)}" if enc else "")
-                  + (f", reranked top {rerank} ({shown(reranker.backend)})" if reranker else "") + "[/]")
+                  + (f", reranked top {rerank} ({shown(reranker.backend)}"
+                     + (f", weight {idx.rerank['weight']:.1f}" if idx.rerank else "") + ")" if reranker else "")
+                  + "[/]")

@@ -45,8 +45,9 @@ def train_cmd(data: str = typer.Argument(..., help="BEIR folder; its train split
                           seed=seed, precision=precision, drop_eval_overlap=drop_eval_overlap, force=force)
     dev = card["dev"]
     console.print(f"dev nDCG@10 of the first stage's top 30: in its order {dev['first_stage_ndcg@10']:.4f} → reranked "
-                  f"{dev['rerank_ndcg@10']:.4f}  ({card['triples']} triples, {card['seconds']:.0f} s; "
-                  f"{dev['positives_seen_in_training']:.0%} of dev's relevant passages seen in training)")
+                  f"{dev['rerank_ndcg@10']:.4f} → mixed at reranker weight {dev['mix']['weight']:.1f} "
+                  f"{dev['mix']['ndcg@10']:.4f}  ({card['triples']} triples, {card['triples_dropped_for_dev']} left out "
+                  f"for dev; {card['seconds']:.0f} s)")
     if card["status"] != "ok":   # not bad input: the candidate lost, like a failed gate (exit 1)
         Console(stderr=True).print(f"[red]reranker marked failed:[/] {escape(card['reason'])} (kept in {shown(out)} "
                                    "for inspection)", highlight=False, soft_wrap=True)

@@ -553,18 +553,20 @@ def rerank_dev_samples(dev_q, dev_rel, dev_pool, enc, n_candidates: int = 30, ra
     """Rerank samples for a cross-encoder: each dev query's positives + the base model's top non-positives.
 
     `ranked`: instead, the base model's top `n_candidates` as it ranks them, positives only where it
-    found them (``{"query", "positive", "documents"}``): a reranker is then scored on exactly the
-    candidates it would get, against the first stage's own order of them.
+    found them (``{"query", "positive", "documents", "scores"}``, the last the base model's): a reranker
+    is then scored on exactly the candidates it would get, against the first stage's own order of them.
     """
     ids = list(dev_pool)
     dv = enc.encode_documents([dev_pool[d] for d in ids])
     samples = []
     for q, text in dev_q.items():
-        order = np.argsort(-(dv @ enc.encode_queries([text])[0]))
+        sims = dv @ enc.encode_queries([text])[0]
+        order = np.argsort(-sims)
         positives = [dev_pool[d] for d in dev_rel[q]]
         if ranked:
             samples.append({"query": text, "positive": positives,
-                            "documents": [dev_pool[ids[i]] for i in order[:n_candidates]]})
+                            "documents": [dev_pool[ids[i]] for i in order[:n_candidates]],
+                            "scores": [float(sims[i]) for i in order[:n_candidates]]})
         else:
             negs = [dev_pool[ids[i]] for i in order if ids[i] not in dev_rel[q]][:n_candidates]
             samples.append({"query": text, "positive": positives, "negative": negs})
