@@ -36,10 +36,12 @@ def hybrid_artifact(ds, model: str, dense_cache: Path, out: Path):
     from honed.rag_eval.beir_eval import cached_index
     from honed.retriever.artifact import package_artifact
     from honed.retriever.index import load_index
+    from honed.retriever.models import model_fingerprint, resolve_model
 
     if (out / "manifest.json").exists():
         idx = load_index(out)
-        if idx.bm25 is not None and idx.doc_ids == list(ds.corpus):
+        same = idx.manifest["model"]["fingerprint"] == model_fingerprint(resolve_model(model))   # not a retrained run
+        if idx.bm25 is not None and idx.doc_ids == list(ds.corpus) and same:
             return out
     index, _ = cached_index(ds, model, dense_cache)
     index.store.close()

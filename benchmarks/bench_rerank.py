@@ -76,7 +76,7 @@ def mixed_with_tail(scored: list[tuple[int, float]], first: list[tuple[int, floa
                     top_n: int = 50) -> list[tuple[int, float]]:
     """The first stage's top `top_n` mixed with the reranker at `weight` (as an artifact serves them), the rest of
     its top 100 kept below in its own order, so Recall@100 stays the first stage's."""
-    from honed.retriever.fusion import weighted
+    from honed.retriever.mixing import weighted
 
     head = weighted(scored[:top_n], first[:top_n], weight, top_n)
     floor = min((s for _, s in head), default=0.0)

@@ -217,7 +217,8 @@ def reranked(index, reranker_dir: str, texts: list[str], hits: list[list[tuple[i
     first-stage order (scores under every reranked one), so Recall@k past `top_n` is the first stage's."""
     from tqdm.auto import tqdm
 
-    from honed.retriever.reranker import load_reranker, recorded_rerank_weight, rerank
+    from honed.retriever.index import recorded_rerank_weight
+    from honed.retriever.reranker import load_reranker, rerank
 
     reranker = load_reranker(reranker_dir)
     if weight is None:      # an artifact's reranker mixes as the artifact serves it

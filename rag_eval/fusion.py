@@ -28,7 +28,7 @@ from pathlib import Path
 
 from honed.retriever.data.beir import load_beir
 from honed.retriever.errors import HonedError
-from honed.retriever.fusion import WEIGHTS
+from honed.retriever.mixing import WEIGHTS
 
 from .beir_eval import cached_index, dataset_name, resolve_dataset, subsample_queries
 from .metrics import evaluate_run

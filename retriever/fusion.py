@@ -24,12 +24,12 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import HonedError
+from .mixing import weighted
 
 MODES = ("dense", "bm25", "hybrid")
 FUSIONS = ("rrf", "weighted")
 RRF_K = 60        # the constant of Cormack, Clarke and Büttcher (2009), used unchanged by most systems
 DEPTH = 100       # how deep each list is read before fusing
-WEIGHTS = tuple(round(w / 10, 1) for w in range(11))   # the weights a dev split chooses among (0, 0.1, …, 1)
 
 
 def rrf(rankings: list[list[tuple[int, float]]], k: int, rrf_k: int = RRF_K) -> list[tuple[int, float]]:
@@ -38,24 +38,6 @@ def rrf(rankings: list[list[tuple[int, float]]], k: int, rrf_k: int = RRF_K) -> 
     for ranking in rankings:
         for rank, (label, _) in enumerate(ranking, start=1):
             fused[label] = fused.get(label, 0.0) + 1.0 / (rrf_k + rank)
-    return sorted(fused.items(), key=lambda x: (-x[1], x[0]))[:k]
-
-
-def _minmax(ranking: list[tuple[int, float]]) -> dict[int, float]:
-    if not ranking:
-        return {}
-    scores = np.array([s for _, s in ranking], dtype=np.float64)
-    lo, span = scores.min(), scores.max() - scores.min()
-    return {label: (s - lo) / span if span > 0 else 1.0 for (label, _), s in zip(ranking, scores)}
-
-
-def weighted(dense: list[tuple[int, float]], lexical: list[tuple[int, float]], weight: float,
-             k: int) -> list[tuple[int, float]]:
-    """``weight · dense + (1 − weight) · bm25`` over min-max normalised scores; the top `k`."""
-    if not 0.0 <= weight <= 1.0:
-        raise HonedError(f"fusion weight must be in [0, 1], got {weight}")
-    d, b = _minmax(dense), _minmax(lexical)
-    fused = {label: weight * d.get(label, 0.0) + (1 - weight) * b.get(label, 0.0) for label in d.keys() | b.keys()}
     return sorted(fused.items(), key=lambda x: (-x[1], x[0]))[:k]
 
 

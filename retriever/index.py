@@ -502,3 +502,14 @@ def open_index_and_encoder(path: str | os.PathLike, model: str | None = None, sp
     enc = load_encoder(model or index.model_dir, spin=spin)
     check_compatible(index, enc)
     return index, enc
+
+
+def recorded_rerank_weight(path: str | os.PathLike) -> float | None:
+    """The reranker weight recorded in the artifact at `path`; None for a plain reranker folder or none recorded."""
+    if not (Path(path) / "manifest.json").is_file():
+        return None
+    index = load_index(path)
+    try:
+        return index.rerank["weight"] if index.rerank else None
+    finally:
+        index.store.close()

@@ -21,8 +21,9 @@ from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from .fusion import weighted
-from .reranker import Reranker, load_reranker, recorded_rerank_weight
+from .index import recorded_rerank_weight
+from .mixing import weighted
+from .reranker import Reranker, load_reranker
 
 
 def node_text(node: NodeWithScore) -> str:

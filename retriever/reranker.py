@@ -197,7 +197,7 @@ def rerank_hits(reranker: Reranker, queries: Sequence[str], candidates: list[lis
     All queries' pairs go to the model in one call (one batch stream for a server's micro-batch).
     Candidates whose text is gone (deleted between the searches) must already be dropped by the caller.
     """
-    from .fusion import weighted
+    from .mixing import weighted
 
     pairs = [(q, t) for q, ts in zip(queries, texts) for t in ts]
     scores = reranker.score_pairs(pairs)
@@ -242,7 +242,7 @@ def weight_table(reranked: list[list[tuple[int, float]]], first: list[list[tuple
     """
     import pytrec_eval
 
-    from .fusion import WEIGHTS, weighted
+    from .mixing import WEIGHTS, weighted
 
     qrels = {str(i): {str(label): int(g) for label, g in rel.items()} for i, rel in enumerate(relevant) if rel}
     measure = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"})
@@ -274,15 +274,3 @@ def record_rerank_weight(index, weight: float, evidence: dict | None = None) -> 
         index.rerank = value
     return value
 
-
-def recorded_rerank_weight(path: str | os.PathLike) -> float | None:
-    """The reranker weight recorded in the artifact at `path`; None for a plain reranker folder or none recorded."""
-    from .index import load_index
-
-    if not (Path(path) / "manifest.json").is_file():
-        return None
-    index = load_index(path)
-    try:
-        return index.rerank["weight"] if index.rerank else None
-    finally:
-        index.store.close()

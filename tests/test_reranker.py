@@ -187,7 +187,8 @@ def test_reranker_weight_is_chosen_on_dev_recorded_and_served(tmp_path, two_stag
     from honed.rag_eval.fusion import choose_rerank_weight
     from honed.rag_eval.metrics import evaluate_run
     from honed.retriever.data import write_beir
-    from honed.retriever.reranker import record_rerank_weight, recorded_rerank_weight
+    from honed.retriever.index import recorded_rerank_weight
+    from honed.retriever.reranker import record_rerank_weight
 
     art = tmp_path / "art"
     shutil.copytree(two_stage, art)
