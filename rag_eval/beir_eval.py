@@ -4,9 +4,11 @@ A system is ``bm25``, ``NAME=MODEL`` (a dense model: folder, packaged name or
 hub id) or ``NAME=MODEL+bm25`` (hybrid: the model fused with the artifact's BM25
 index by reciprocal rank; ``+bm25:0.7`` fuses a weighted sum with dense weight
 0.7); ``+rerank:DIR`` (last) reranks either's top 50 with a cross-encoder folder
-or an artifact's reranker (``+rerank:DIR@0.3`` mixes its scores with the first stage's, reranker weight 0.3). Dense and hybrid systems are indexed with :func:`retriever.index.build_index`
-and queried through :func:`retriever.fusion.search_modes`, exactly the path users
-ship; indexes are cached per (dataset, system, model fingerprint).
+or an artifact's reranker (``+rerank:DIR@0.3`` mixes its scores with the first
+stage's, reranker weight 0.3; an artifact's own weight otherwise). Dense and hybrid
+systems are indexed with :func:`retriever.index.build_index` and queried through
+:func:`retriever.fusion.search_modes`, exactly the path users ship; indexes are
+cached per (dataset, system, model fingerprint).
 
 Example:
     >>> from honed.rag_eval.beir_eval import evaluate_systems, parse_system

@@ -34,7 +34,6 @@ from .beir_eval import cached_index, dataset_name, resolve_dataset, subsample_qu
 from .metrics import evaluate_run
 
 
-
 def candidates() -> list[dict]:
     """Every fusion :func:`choose_fusion` tries: RRF first (it wins ties), then the weighted sums."""
     return [{"fusion": "rrf", "weight": None}] + [{"fusion": "weighted", "weight": w} for w in WEIGHTS]

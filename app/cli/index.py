@@ -227,7 +227,8 @@ def search_cmd(index: Path, query: str, k: int = typer.Option(10, "-k", min=1, h
     for i, ((pos, score), doc) in enumerate(zip(hits, idx.docs_at([p for p, _ in hits])), 1):
         t.add_row(str(i), f"{score:.3f}", doc["id"], doc["text"][:160] + ("…" if len(doc["text"]) > 160 else ""))
     console.print(t)
-    console.print(f"[dim]{mode}" + (f", model backend: {shown(enc.backend)}" if enc else "")
-                  + (f", reranked top {rerank} ({shown(reranker.backend)}"
-                     + (f", weight {idx.rerank['weight']:.1f}" if idx.rerank else "") + ")" if reranker else "")
-                  + "[/]")
+    second = ""
+    if reranker:
+        weight = f", weight {idx.rerank['weight']:.1f}" if idx.rerank else ""
+        second = f", reranked top {rerank} ({shown(reranker.backend)}{weight})"
+    console.print(f"[dim]{mode}" + (f", model backend: {shown(enc.backend)}" if enc else "") + second + "[/]")
