@@ -76,21 +76,18 @@ def mixed_with_tail(scored: list[tuple[int, float]], first: list[tuple[int, floa
                     top_n: int = 50) -> list[tuple[int, float]]:
     """The first stage's top `top_n` mixed with the reranker at `weight` (as an artifact serves them), the rest of
     its top 100 kept below in its own order, so Recall@100 stays the first stage's."""
+    from honed.rag_eval.beir_eval import with_first_stage_tail
     from honed.retriever.mixing import weighted
 
-    head = weighted(scored[:top_n], first[:top_n], weight, top_n)
-    floor = min((s for _, s in head), default=0.0)
-    return head + [(label, floor - 1.0 - i) for i, (label, _) in enumerate(first[top_n:])]
+    return with_first_stage_tail(weighted(scored[:top_n], first[:top_n], weight, top_n), first, top_n)
 
 
 def crossfit_weights(scored, first, qids: list[str], qrels: dict, ids: dict, top_n: int = 50) -> dict:
     """The reranker weight chosen on one half of the test queries and applied to the other (2-fold cross-fitting,
     as bench_hybrid.py chooses its fusion weight): what choosing on held-out queries of the same kind gives."""
-    from honed.retriever.reranker import best_weight, weight_table
+    from honed.retriever.reranker import best_weight, relevant_labels, weight_table
 
-    label_of = {d: p for p, d in ids.items()}
-    relevant = [{label_of.get(d, -1 - i): g for i, (d, g) in enumerate(qrels.get(q, {}).items()) if g > 0}
-                for q in qids]
+    relevant = relevant_labels({d: p for p, d in ids.items()}, qids, qrels)
     folds = [[i for i in range(len(qids)) if i % 2 == f] for f in (0, 1)]
     per_query, weights = [0.0] * len(qids), []
     for f in (0, 1):

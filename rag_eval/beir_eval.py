@@ -217,22 +217,36 @@ def reranked(index, reranker_dir: str, texts: list[str], hits: list[list[tuple[i
              top_n: int = RERANK_TOP_N, chunk: int = 8, weight: float | None = None) -> list[list[tuple[int, float]]]:
     """Each query's top `top_n` reordered by the reranker (as the retriever does), the rest kept below in
     first-stage order (scores under every reranked one), so Recall@k past `top_n` is the first stage's."""
-    from tqdm.auto import tqdm
-
     from honed.retriever.index import recorded_rerank_weight
-    from honed.retriever.reranker import load_reranker, rerank
+    from honed.retriever.reranker import load_reranker
 
     reranker = load_reranker(reranker_dir)
     if weight is None:      # an artifact's reranker mixes as the artifact serves it
         weight = recorded_rerank_weight(reranker_dir)
+    heads = rerank_in_chunks(index, reranker, texts, hits, top_n, weight, chunk)
+    return [with_first_stage_tail(head, h, top_n) for head, h in zip(heads, hits)]
+
+
+def rerank_in_chunks(index, reranker, texts: list[str], hits: list[list[tuple[int, float]]], top_n: int,
+                     weight: float | None = None, chunk: int = 8) -> list[list[tuple[int, float]]]:
+    """Each query's top `top_n` reordered by `reranker` (mixed at `weight`), a few queries per call, with a
+    progress bar."""
+    from tqdm.auto import tqdm
+
+    from honed.retriever.reranker import rerank
+
     out = []
     for s in tqdm(range(0, len(texts), chunk), desc=f"reranking top {top_n} ({reranker.backend})",
                   disable=len(texts) <= chunk):
-        heads = rerank(index, reranker, texts[s:s + chunk], [h[:top_n] for h in hits[s:s + chunk]], top_n, weight)
-        for head, h in zip(heads, hits[s:s + chunk]):
-            floor = min((sc for _, sc in head), default=0.0)
-            out.append(head + [(label, floor - 1.0 - i) for i, (label, _) in enumerate(h[top_n:])])
+        out += rerank(index, reranker, texts[s:s + chunk], [h[:top_n] for h in hits[s:s + chunk]], top_n, weight)
     return out
+
+
+def with_first_stage_tail(head: list[tuple[int, float]], hits: list[tuple[int, float]],
+                          top_n: int) -> list[tuple[int, float]]:
+    """`head` (the reranked top `top_n`) followed by the rest of `hits` in their own order, scored below it."""
+    floor = min((sc for _, sc in head), default=0.0)
+    return head + [(label, floor - 1.0 - i) for i, (label, _) in enumerate(hits[top_n:])]
 
 
 def system_run(ds: BeirDataset, system: System, k: int, index_path: Path,

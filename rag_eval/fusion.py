@@ -30,7 +30,7 @@ from honed.retriever.data.beir import load_beir
 from honed.retriever.errors import HonedError
 from honed.retriever.mixing import WEIGHTS
 
-from .beir_eval import cached_index, dataset_name, resolve_dataset, subsample_queries
+from .beir_eval import cached_index, dataset_name, rerank_in_chunks, resolve_dataset, subsample_queries
 from .metrics import evaluate_run
 
 
@@ -91,22 +91,15 @@ def rerank_table(index, encoder, reranker, queries: dict[str, str], qrels: dict[
                  top_n: int = 50) -> list[dict]:
     """nDCG@10 of the first stage's top `top_n` reordered at every reranker weight (0: the first stage's own
     order, 1: the reranker's alone): one search and one scoring pass (:func:`~honed.retriever.reranker.weight_table`)."""
-    from tqdm.auto import tqdm
-
     from honed.retriever.fusion import search_modes
-    from honed.retriever.reranker import rerank, weight_table
+    from honed.retriever.reranker import relevant_labels, weight_table
 
     qids = list(queries)
     texts = [queries[q] for q in qids]
     first = search_modes(index, encoder.encode_queries(texts, show_progress=len(qids) > 64), texts, top_n, "dense")
-    scored = []       # every candidate, with the reranker's (normalised) score
-    for s in tqdm(range(0, len(texts), 8), desc=f"reranking top {top_n} ({reranker.backend})", disable=len(texts) <= 8):
-        scored += rerank(index, reranker, texts[s:s + 8], first[s:s + 8], top_n, weight=1.0)
+    scored = rerank_in_chunks(index, reranker, texts, first, top_n, weight=1.0)   # every candidate, normalised
     label_of = {d["id"]: pos for pos, d in index.store.iter_docs()}
-    # a judged passage outside the artifact still counts against the ideal ranking: a negative label
-    relevant = [{label_of.get(d, -1 - i): g for i, (d, g) in enumerate(qrels.get(q, {}).items()) if g > 0}
-                for q in qids]
-    return weight_table(scored, first, relevant)
+    return weight_table(scored, first, relevant_labels(label_of, qids, qrels))
 
 
 def choose_rerank_weight(index_path: str | os.PathLike, data: str | os.PathLike, split: str = "dev",

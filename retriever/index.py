@@ -232,8 +232,9 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
             chosen.update(bm25_dir=folder.name, bm25_sha256=bm25_digest(folder))
             if hybrid:
                 chosen["hybrid"] = hybrid
-        if second_stage and (rerank or trained_weight(second_stage)):
-            chosen["rerank"] = rerank or trained_weight(second_stage)
+        mix = rerank or (trained_weight(second_stage) if second_stage else None)
+        if second_stage and mix:
+            chosen["rerank"] = mix
         store = DocStore(tmp / STORE_FILE, create=True)
         with store.conn:
             store.conn.execute("BEGIN")

@@ -256,6 +256,12 @@ def weight_table(reranked: list[list[tuple[int, float]]], first: list[list[tuple
     return rows
 
 
+def relevant_labels(label_of: dict[str, int], qids: Sequence[str], qrels: dict[str, dict[str, int]]) -> list[dict]:
+    """Each query's relevant passages as :func:`weight_table` takes them: store label → grade; a judged passage
+    the index does not hold gets a negative label, so it still counts against the ideal ranking."""
+    return [{label_of.get(d, -1 - i): g for i, (d, g) in enumerate(qrels.get(q, {}).items()) if g > 0} for q in qids]
+
+
 def best_weight(rows: list[dict]) -> dict:
     """The row with the highest nDCG@10; the lowest weight among equals (the first stage is the safer side)."""
     return max(sorted(rows, key=lambda r: r["weight"]), key=lambda r: r["ndcg@10"])
