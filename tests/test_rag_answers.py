@@ -178,16 +178,16 @@ def test_llm_url_generates_through_an_openai_compatible_server(llama_server, tmp
     qa = _qa_slice(tmp_path / "qa", ["dgt-law"])      # one contract's passages: the answer is the point here
     run = subprocess.run([sys.executable, "-m", "honed.app.cli", "eval", "rag", "--data", str(qa),
                           "--system", "base=minilm", "--n", "1", "--llm", f"{llama_server}#qwen", "--out", str(out),
-                          "--calibration-n", "4"],
+                          "--calibration-n", "2", "--index-dir", str(tmp_path / "idx")],
                          cwd=REPO, capture_output=True, text=True, timeout=600,     # the default calibration path
                          env={**os.environ, "HONED_CACHE_DIR": str(tmp_path / "cache")})
     assert run.returncode == 0, run.stderr[-2000:]
     assert "report:" in run.stdout
     doc = json.loads((out / "report.json").read_text())
-    assert "judge agreement with 4 human labels (datasets/judge-calibration)" in run.stdout, run.stdout
+    assert "judge agreement with 2 human labels (datasets/judge-calibration)" in run.stdout, run.stdout
     cal = doc["judge_calibration"]
-    assert cal["n"] == 4 and sum(cal["confusion"].values()) == 4 and 0.0 <= cal["accuracy"] <= 1.0
-    assert [r["human"] for r in cal["items"]] == [1, 0, 1, 0]
+    assert cal["n"] == 2 and sum(cal["confusion"].values()) == 2 and 0.0 <= cal["accuracy"] <= 1.0
+    assert [r["human"] for r in cal["items"]] == [1, 0]     # the first n of the balanced set: one of each label
     assert all(r["judge"] is None or r["judge"] == int(r["judge_score"] >= 0.5) for r in cal["items"])
     assert "## Judge calibration" in (out / "report.md").read_text()
     assert doc["llm"] == f"{llama_server}#qwen" and doc["judge"] == "qwen"
