@@ -6,9 +6,8 @@ row of Measured numbers), keeping the previous file's stages as ``previous``.
 
     .ci/run 2>&1 | tee /tmp/ci.log; python benchmarks/ci_stages.py /tmp/ci.log --how "fresh clone, warm pip cache"
 
-Several logs (stages rerun after a fix) are read in order; the total is the sum of each log's wall time (its last
-stage's running total), not of the stages, because a stage marked ``beside`` ran at the same time as another
-one. The target is judged only on a complete run (every stage of `.ci/run` present).
+Several logs (stages rerun after a fix) are read in order; the total is the sum of the stages, and the target is
+judged only on a complete run (every stage of `.ci/run` present).
 """
 from __future__ import annotations
 
@@ -24,27 +23,27 @@ sys.path.insert(0, str(REPO))
 
 TARGET_S = 1800
 STAGES = ("install", "test", "test-slow", "ci-gate", "test-demo", "ci-container", "docs")   # .ci/run's order
-STAGE = re.compile(r"^== stage (\S+)\s+(\d+) s \(total (\d+) s\)(?: beside (\S+))?")
+STAGE = re.compile(r"^== stage (\S+)\s+(\d+) s \(total (\d+) s\)")
 SUMMARY = re.compile(r"^=*\s*(\d+) passed(?:, (\d+) failed)?.* in ([\d.]+)s")
 DURATION = re.compile(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)")
 
 
 def parse_log(text: str) -> dict:
-    """Stages (seconds, in order), the wall time, each pytest run's summary and its slowest tests."""
-    stages, beside, runs, slowest, wall = {}, {}, [], [], 0
+    """Stages (seconds, in order), the total, each pytest run's summary and its slowest tests."""
+    stages, runs, slowest, current = {}, [], [], None
     for line in text.splitlines():
         if m := STAGE.match(line):
             stages[m.group(1)] = int(m.group(2))
-            wall = int(m.group(3))
-            if m.group(4):
-                beside[m.group(1)] = m.group(4)
+            current = None
         elif m := DURATION.match(line):
             slowest.append({"s": float(m.group(1)), "when": m.group(2), "test": m.group(3)})
         elif m := SUMMARY.match(line.strip("= ")):
             runs.append({"passed": int(m.group(1)), "failed": int(m.group(2) or 0), "s": float(m.group(3))})
-            runs[-1]["slowest"] = slowest[:10]
+            current = runs[-1]
+            current["slowest"] = slowest[:10]
             slowest = []
-    return {"stages_s": stages, "beside": beside, "total_s": wall, "pytest_runs": runs}
+    return {"stages_s": stages, "total_s": sum(stages.values()), "complete": all(s in stages for s in STAGES),
+            "pytest_runs": runs}
 
 
 def main() -> None:
@@ -56,11 +55,7 @@ def main() -> None:
 
     from honed.retriever.device import cpu_name
 
-    logs = [parse_log(Path(f).read_text(encoding="utf-8", errors="replace")) for f in args.logs]
-    parsed = {"stages_s": {k: v for p in logs for k, v in p["stages_s"].items()},
-              "beside": {k: v for p in logs for k, v in p["beside"].items()},
-              "total_s": sum(p["total_s"] for p in logs), "pytest_runs": [r for p in logs for r in p["pytest_runs"]]}
-    parsed["complete"] = all(s in parsed["stages_s"] for s in STAGES)
+    parsed = parse_log("\n".join(Path(f).read_text(encoding="utf-8", errors="replace") for f in args.logs))
     if not parsed["stages_s"]:
         sys.exit(f"{', '.join(args.logs)}: no '== stage' lines: not the output of .ci/run")
     result = Path(args.result)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from honed.rag_eval.calibration import judge_agreement, read_calibration
+from honed.rag_eval.calibration import check_calibration_path, judge_agreement, read_calibration
 from honed.retriever.errors import HonedError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,6 +43,15 @@ class LabelJudge:
     async def ascore(self, user_input, response, retrieved_contexts):
         await asyncio.sleep(0)
         return self.by_answer[response]
+
+
+def test_eval_rag_calibrates_on_the_shipped_set_unless_told_otherwise(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert check_calibration_path(None).resolve() == SHIPPED.resolve()     # `honed eval rag`'s default
+    monkeypatch.chdir(tmp_path)
+    assert check_calibration_path(None) is None                            # a project without the shipped set
+    assert check_calibration_path("none") is None and check_calibration_path("NONE") is None
+    assert check_calibration_path(tmp_path / "mine") == tmp_path / "mine"
 
 
 def test_agreement_accuracy_kappa_and_intervals():

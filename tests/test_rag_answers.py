@@ -163,8 +163,8 @@ def llama_server(tmp_path_factory):
 
 @pytest.mark.slow
 def test_llm_url_generates_through_an_openai_compatible_server(llama_server, tmp_path):
-    """``--llm URL#model``: answers come from the server (streaming too), and the report names it; the same
-    `honed eval rag` run scores the real local judge on (a slice of) the shipped calibration set."""
+    """``--llm URL#model``: answers come from the server (streaming too), and the report names it. Judge-free
+    (``--judge none``): the real judge is scored, and calibrated, in the paired comparison below."""
     from honed.retriever.llm.generator import make_llm
 
     llm = make_llm(f"{llama_server}#qwen", max_tokens=24)
@@ -178,23 +178,17 @@ def test_llm_url_generates_through_an_openai_compatible_server(llama_server, tmp
     qa = _qa_slice(tmp_path / "qa", ["dgt-law"])      # one contract's passages: the answer is the point here
     run = subprocess.run([sys.executable, "-m", "honed.app.cli", "eval", "rag", "--data", str(qa),
                           "--system", "base=minilm", "--n", "1", "--llm", f"{llama_server}#qwen", "--out", str(out),
-                          "--calibration-n", "2", "--index-dir", str(tmp_path / "idx")],
-                         cwd=REPO, capture_output=True, text=True, timeout=600,     # the default calibration path
+                          "--judge", "none", "--index-dir", str(tmp_path / "idx")],
+                         cwd=REPO, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "HONED_CACHE_DIR": str(tmp_path / "cache")})
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "report:" in run.stdout
+    assert "report:" in run.stdout and "no judge (--judge none)" in run.stdout, run.stdout
     doc = json.loads((out / "report.json").read_text())
-    assert "judge agreement with 2 human labels (datasets/judge-calibration)" in run.stdout, run.stdout
-    cal = doc["judge_calibration"]
-    assert cal["n"] == 2 and sum(cal["confusion"].values()) == 2 and 0.0 <= cal["accuracy"] <= 1.0
-    assert [r["human"] for r in cal["items"]] == [1, 0]     # the first n of the balanced set: one of each label
-    assert all(r["judge"] is None or r["judge"] == int(r["judge_score"] >= 0.5) for r in cal["items"])
-    assert "## Judge calibration" in (out / "report.md").read_text()
-    assert doc["llm"] == f"{llama_server}#qwen" and doc["judge"] == "qwen"
+    assert doc["llm"] == f"{llama_server}#qwen" and doc["judge"] == "none" and "judge_calibration" not in doc
     s = doc["systems"]["base"]["samples"][0]
     assert s["answer"] and s["answer"] != "(no answer)" and s["seconds"]["answer"] > 0
+    assert 0.0 < s["semantic_similarity"] <= 1.0 and "faithfulness" not in s
     assert f"generator `{llama_server}#qwen`" in (out / "report.md").read_text()
-    assert doc["machine"] and "AVX2 = 1" in doc["llama_cpp"]["system_info"]   # the local judge's build, recorded
 
 
 @pytest.mark.slow
@@ -227,14 +221,21 @@ def _qa_slice(root: Path, keep_q: list[str]) -> Path:
 @pytest.mark.slow
 def test_paired_comparison_of_two_real_retrievers_on_the_shipped_qa_set(tmp_path):
     """Two retrievers (MiniLM, mpnet) through the same questions: every ragas metric from the real local judge,
-    per-metric paired tests, plots, decisions, and a rerun answered from the LLM cache alone."""
+    per-metric paired tests, plots, decisions, the judge's agreement with (two of) the shipped human labels, and a
+    rerun answered from the LLM cache alone."""
     pytest.importorskip("llama_cpp")
     from honed.rag_eval.rag import METRICS, evaluate_rag
 
     # two contracts' passages and one question of each kind (open, yes/no) keep the LLM's work short
     root = _qa_slice(tmp_path / "qa", ["dgt-law", "tripath-compete"])
-    kw = dict(n=2, index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1)
+    kw = dict(n=2, index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1,
+              calibration=REPO / "datasets" / "judge-calibration", calibration_n=2)   # the CLI's default set
     doc = evaluate_rag(root, {"minilm": "minilm", "mpnet": "mpnet"}, out=tmp_path / "report", **kw)
+    cal = doc["judge_calibration"]
+    assert cal["n"] == 2 and sum(cal["confusion"].values()) == 2 and 0.0 <= cal["accuracy"] <= 1.0
+    assert [r["human"] for r in cal["items"]] == [1, 0]     # the first n of the balanced set: one of each label
+    assert all(r["judge"] is None or r["judge"] == int(r["judge_score"] >= 0.5) for r in cal["items"])
+    assert doc["machine"] and "AVX2 = 1" in doc["llama_cpp"]["system_info"]   # the local judge's build, recorded
     assert doc["baseline"] == "minilm" and doc["with_reference"] == 2 and doc["with_decision"] == 1
     for name in ("minilm", "mpnet"):
         s = doc["systems"][name]
@@ -260,7 +261,7 @@ def test_paired_comparison_of_two_real_retrievers_on_the_shipped_qa_set(tmp_path
         per_q = doc["comparison"]["mpnet"]["per_query_delta"][key]
         assert math.isclose(sum(per_q.values()) / len(per_q), t["delta"], abs_tol=1e-3)
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "## Paired comparison against `minilm`" in md and "| mpnet vs minilm |" in md
+    assert "## Paired comparison against `minilm`" in md and "| mpnet vs minilm |" in md and "## Judge calibration" in md
     assert (tmp_path / "report" / "rag-paired.png").stat().st_size > 0
     rep = json.loads((tmp_path / "report" / "report.json").read_text())
     assert rep["kind"] == "rag" and (tmp_path / "report" / "rag-metrics.png").exists()

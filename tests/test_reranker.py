@@ -194,9 +194,11 @@ def test_reranker_weight_is_chosen_on_dev_recorded_and_served(tmp_path, two_stag
 
     art = tmp_path / "art"
     shutil.copytree(two_stage, art)
-    dev = tmp_path / "dev"
+    dev, few = tmp_path / "dev", sorted(scifact_slice.queries)[:5]
     write_beir(dev, scifact_slice.corpus, scifact_slice.queries, {"dev": scifact_slice.qrels})
-    p = run("index", "fuse", str(art), "--data", str(dev), "--rerank", "--dry-run")
+    write_beir(tmp_path / "dev5", scifact_slice.corpus, {q: scifact_slice.queries[q] for q in few},
+               {"dev": {q: scifact_slice.qrels[q] for q in few}})          # the CLI's dry run: 5 queries are enough
+    p = run("index", "fuse", str(art), "--data", str(tmp_path / "dev5"), "--rerank", "--dry-run")
     assert p.returncode == 0 and "would record" in p.stdout and "reranker weight" in p.stdout, p.stderr
     trained = load_index(art).rerank            # until chosen: the weight the reranker's training chose on dev
     assert trained["weight"] == reranker_dir[1]["dev"]["mix"]["weight"] and "at training" in trained["chosen_on"]

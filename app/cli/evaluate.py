@@ -89,6 +89,7 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
                                                                    "checked against (default: the shipped "
                                                                    "datasets/judge-calibration when present; none: skip)"),
              calibration_n: Optional[int] = typer.Option(None, min=1, help="use only the first N calibration triples"),
+             index_dir: Path = typer.Option(Path("indexes"), help="where per-system indexes are cached"),
              force: bool = FORCE) -> None:
     """End-to-end RAG scored with ragas; paired comparison of the retrievers, judge sanity and calibration, NaN rates."""
     require_extra("eval", "honed eval rag")
@@ -108,7 +109,7 @@ def eval_rag(data: Path = typer.Option(..., help="BEIR dataset folder (test spli
 
     cal_path = check_calibration_path(calibration) if judge.lower() != "none" or calibration else None
     doc = evaluate_rag(data, systems, n=n, out=out, llm=llm, judge=judge, top_k=top_k, force=force,
-                       calibration=cal_path, calibration_n=calibration_n)
+                       index_dir=index_dir, calibration=cal_path, calibration_n=calibration_n)
     order = metric_order(doc)
     t = DataTable("metric (* judged)", *doc["systems"], title=f"generator {doc['llm']}, judge {doc['judge']}")
     for m in order:
