@@ -85,22 +85,23 @@ def test_ids_in_the_apps_markdown_lines_render_as_written(value):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["index", "build", "--corpus", "/nonexistent/corpus", "--out", "/tmp/x"], "/nonexistent/corpus: dataset folder does not exist"),
+    (["index", "build", "--corpus", "/nonexistent/corpus", "--out", "{tmp}/x"], "/nonexistent/corpus: dataset folder does not exist"),
     (["search", "/nonexistent/index", "query"], "not an index folder"),
-    (["eval", "beir", "--data", "/nonexistent", "--system", "a=b=c", "--out", "/tmp/r"], "does not exist"),
+    (["eval", "beir", "--data", "/nonexistent", "--system", "a=b=c", "--out", "{tmp}/r"], "does not exist"),
     (["models", "fetch", "no-such-model"], "unknown packaged model 'no-such-model'"),
     (["app", "--baseline", "/nonexistent/a", "--candidate", "/nonexistent/b"], "--baseline: /nonexistent/a is not an index folder"),
     (["app", "--baseline", "x", "--candidate", "x"], "the same system"),
     (["app", "--baseline", "alias:champion", "--candidate", "alias:challenger"], "needs --corpus"),
-    (["retrain", "--out", "/tmp/r", "--db", "/tmp/honed-empty-test.db", "--config", "/nonexistent/gate.toml"],
+    (["retrain", "--out", "{tmp}/r", "--db", "{tmp}/feedback.db", "--config", "/nonexistent/gate.toml"],
      "/nonexistent/gate.toml: gate config not found"),
 ])
-def test_bad_input_is_one_clear_line(args, expected):
-    p = run(*args)
+def test_bad_input_is_one_clear_line(args, expected, tmp_path):
+    p = run(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert p.returncode == 2
     err = p.stderr.strip()
     assert err.startswith("error:") and expected in err
     assert len(err.splitlines()) == 1, err
+    assert not list(tmp_path.iterdir()), "a refused command wrote something"    # retrain created its store first
 
 
 def test_import_of_library_does_not_pull_torch():

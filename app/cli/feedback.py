@@ -124,10 +124,12 @@ def retrain_cmd(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="B
     require_extra("train", "honed retrain")
     from honed.app.retrain import retrain_from_feedback
     from honed.app.store import FeedbackStore
+    from honed.rag_eval.gate import load_gate_config
     from honed.retriever.finetune.config import read_finetune_table
 
     if not from_feedback:
         raise HonedError("retrain without feedback is `honed finetune`; --from-feedback is what this command adds")
+    load_gate_config(config)     # a bad gate file is refused before the store is opened (which creates it)
     overrides = read_finetune_table(finetune_config) if finetune_config else {}
     if max_steps > 0:
         overrides["max_steps"] = max_steps
