@@ -51,15 +51,18 @@ $(STAMP): pyproject.toml Makefile $(LLAMA_WHEEL_STAMP)
 	touch $(STAMP)
 
 # VENV_CACHE=DIR (CI sets it): the environment lives outside the clone, at DIR/main-<key>, keyed by what decides
-# its contents (this Makefile and pyproject.toml), the way CI systems cache a venv by its lockfile's hash; a fresh
-# clone links .venv to it and points its editable honed at itself (~10 s instead of 115-250 s of pip installing
-# ~300 packages from wheels). A changed key builds a new one from scratch and removes the others (~3 GB each: one
-# slot, so the disk does not fill up); a half-built one (no stamp) is rebuilt.
+# its contents, the way CI systems cache a venv by its lockfile's hash: this Makefile down to the line that ends
+# the environment's part, and pyproject.toml down to its [tool.*] tables (a test target or a pytest setting
+# changes no package). A fresh clone links .venv to it and points its editable honed at itself (~5 s instead of
+# 115-250 s of pip installing ~300 packages from wheels). A changed key builds a new one from scratch and removes
+# the others (~3 GB each: one slot, so the disk does not fill up); a half-built one (no stamp) is rebuilt.
 VENV_CACHE ?=
 ifeq ($(VENV_CACHE),)
 install: $(STAMP)
 else
-CACHED_VENV := $(VENV_CACHE)/main-$(PYTAG)-$(shell cat Makefile pyproject.toml | sha256sum | cut -c1-16)
+ENV_KEY := $(shell { sed '/^\# ---- end of the environment/q' Makefile; sed '/^\[tool\./,$$d' pyproject.toml; } \
+                    | sha256sum | cut -c1-16)
+CACHED_VENV := $(VENV_CACHE)/main-$(PYTAG)-$(ENV_KEY)
 install:
 	test -e $(CACHED_VENV)/.honed-installed || { rm -rf $(VENV_CACHE)/main-$(PYTAG)-*; \
 	    $(MAKE) --no-print-directory install VENV=$(CACHED_VENV) VENV_CACHE=; }
@@ -91,6 +94,8 @@ $(TRITON_STAMP): $(STAMP)
 
 triton-env: $(TRITON_STAMP)
 
+# ---- end of the environment: what follows runs in it and changes no package (VENV_CACHE's key stops here)
+
 models: install
 	$(BIN)/honed models fetch
 
@@ -115,11 +120,16 @@ test: models
 	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 \
 	    -n $(TEST_WORKERS) -m "not slow and not demo"
 
-# The slow tier: fine-tuning runs, the local LLM, the browser, ONNX export, Ray, the slim install. One process
-# on both cores: two pytest-xdist workers with one thread each took 947 s, barely less than one process
-# (ci-stages.json), because llama.cpp reads prompts ~2.5x slower on one thread (2026-12-05).
+# The slow tier: fine-tuning runs, the local LLM, the browser, ONNX export, Ray, the slim install, in two runs.
+# Without the local LLM, on two workers with one native thread each, a file per worker (a module's fixture is
+# built once; built_once in conftest.py shares the session's tuned model and ONNX export between the workers):
+# in one process these tests kept about half a core busy (imports, servers, browsers and subprocesses wait).
+# The tests marked llm in one process on every core: llama.cpp reads prompts ~2.5x slower on one thread, so
+# the whole tier on two workers took 947 s against 982 in one process (EPYC, 2026-12-05).
 test-slow: models browser triton-env
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -m slow
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 \
+	    -n $(TEST_WORKERS) --dist loadfile -m "slow and not llm"
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -m "slow and llm"
 
 # The release gate CI runs: the main job (fine-tune on cuad-clauses, evaluate vs base and BM25),
 # then gate.toml on its report (a non-zero exit blocks the submission), then the diagnosis of the

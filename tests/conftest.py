@@ -84,21 +84,48 @@ def slice_beir(tmp_path_factory, scifact_slice):
     return data
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder `build(folder)` fills, built once per test run even across pytest-xdist workers.
+
+    A session fixture is per process, so two workers would each train or export the same thing (the slow tier
+    runs on two); the first worker builds it under a file lock in the workers' common temporary folder, the
+    other waits for it and reuses it (pytest-xdist's documented recipe for session-scoped data). Without
+    workers it is an ordinary session folder.
+    """
+    import shutil
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent                          # pytest-N/, shared by this run's popen-gw* folders
+    out = root / f"once-{name}"
+    with FileLock(f"{out}.lock"):
+        if not (out / ".built").exists():
+            shutil.rmtree(out, ignore_errors=True)   # a build that failed halfway is started over
+            out.mkdir()
+            build(out)
+            (out / ".built").touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, slice_beir):
     """The packaged MiniLM exported to ONNX (fp32 + int8, gated on the slice): (model folder, data, manifest).
 
     Shared by the export tests and the slim-install test (which indexes with it: a torch-free artifact)."""
+    import json
     import shutil
 
     from honed.retriever.export.onnx import export_onnx
     from honed.retriever.models import resolve_model
 
-    root = tmp_path_factory.mktemp("onnx")
-    model = root / "minilm"
-    shutil.copytree(resolve_model("minilm"), model)
-    man = export_onnx(model, data=str(slice_beir), max_docs=200)
-    return model, slice_beir, man
+    def build(root: Path) -> None:
+        shutil.copytree(resolve_model("minilm"), root / "minilm")
+        export_onnx(root / "minilm", data=str(slice_beir), max_docs=200)
+
+    model = built_once(tmp_path_factory, "onnx", build) / "minilm"
+    return model, slice_beir, json.loads((model / "onnx" / "manifest.json").read_text())
 
 
 # a real fine-tune small enough for a test (about a second per step on 2 cores): 128 tokens, not the
@@ -135,9 +162,10 @@ def tuned_run(tmp_path_factory, tiny_data):
     *a* tuned model (export, merge, diagnose) use it. Tests of other recipes make their own."""
     from honed.retriever.finetune import FinetuneConfig, finetune
 
-    out = tmp_path_factory.mktemp("tuned") / "runs" / "tiny"
-    finetune(FinetuneConfig(data=str(tiny_data), out=str(out), **TUNED_RUN))
-    return out
+    def build(root: Path) -> None:
+        finetune(FinetuneConfig(data=str(tiny_data), out=str(root / "runs" / "tiny"), **TUNED_RUN))
+
+    return built_once(tmp_path_factory, "tuned", build) / "runs" / "tiny"
 
 
 # -- the retrieval service as a real process --------------------------------------------------------

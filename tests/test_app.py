@@ -103,6 +103,7 @@ def test_llm_crash_ends_the_answer_with_a_message_not_the_app(two_indexes, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.llm
 def test_real_browser_query_vote_lands_in_database(two_indexes, tmp_path):
     from playwright.sync_api import sync_playwright
 

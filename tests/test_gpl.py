@@ -24,6 +24,7 @@ def test_adapt_refuses_an_unknown_loss_before_the_llm(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.llm
 def test_adapt_trains_on_synthetic_queries_only_and_reuses_them(tiny_data, tmp_path):
     """Real Qwen queries for 6 SciFact abstracts, negatives from the whole corpus, MarginMSE from a teacher."""
     from honed.retriever.finetune.gpl import adapt_to_corpus, synthetic_pairs_file

@@ -99,6 +99,7 @@ def _passage(r: dict) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.llm
 def test_real_model_answers_each_request_in_its_own_frame():
     """The 0.5B generator framed every question as a claim ("The passage does not support the claim that …").
 
@@ -162,6 +163,7 @@ def llama_server(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.llm
 def test_llm_url_generates_through_an_openai_compatible_server(llama_server, tmp_path):
     """``--llm URL#model``: answers come from the server (streaming too), and the report names it. Judge-free
     (``--judge none``): the real judge is scored, and calibrated, in the paired comparison below."""
@@ -192,6 +194,7 @@ def test_llm_url_generates_through_an_openai_compatible_server(llama_server, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.llm
 def test_synthetic_queries_from_an_openai_compatible_server(llama_server, minilm):
     """``honed data synth|adapt --llm URL#model``: the query writer is the server, its JSON parses."""
     from honed.retriever.data import load_beir
@@ -219,6 +222,7 @@ def _qa_slice(root: Path, keep_q: list[str]) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.llm
 def test_paired_comparison_of_two_real_retrievers_on_the_shipped_qa_set(tmp_path):
     """Two retrievers (MiniLM, mpnet) through the same questions: every ragas metric from the real local judge,
     per-metric paired tests, plots, decisions, the judge's agreement with (two of) the shipped human labels, and a
@@ -226,9 +230,10 @@ def test_paired_comparison_of_two_real_retrievers_on_the_shipped_qa_set(tmp_path
     pytest.importorskip("llama_cpp")
     from honed.rag_eval.rag import METRICS, evaluate_rag
 
-    # two contracts' passages and one question of each kind (open, yes/no) keep the LLM's work short
+    # two contracts' passages, one question of each kind (open, yes/no) and one passage of context per answer
+    # (top_k=1: the judge reads every context in each of its calls) keep the LLM's work short
     root = _qa_slice(tmp_path / "qa", ["dgt-law", "tripath-compete"])
-    kw = dict(n=2, index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1,
+    kw = dict(n=2, top_k=1, index_dir=tmp_path / "idx", cache_path=tmp_path / "cache.sqlite", sanity_pairs=1,
               calibration=REPO / "datasets" / "judge-calibration", calibration_n=2)   # the CLI's default set
     doc = evaluate_rag(root, {"minilm": "minilm", "mpnet": "mpnet"}, out=tmp_path / "report", **kw)
     cal = doc["judge_calibration"]

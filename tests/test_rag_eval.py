@@ -11,7 +11,7 @@ from ragas.llms.base import InstructorBaseRagasLLM  # noqa: E402
 from honed.rag_eval.rag import evaluate_rag  # noqa: E402
 from honed.retriever.data import write_beir  # noqa: E402
 
-pytestmark = pytest.mark.slow   # the local LLM generates and judges: make test-full
+pytestmark = [pytest.mark.slow, pytest.mark.llm]   # the local LLM generates and judges: make test-full
 
 
 @pytest.fixture(scope="module")
