@@ -125,7 +125,7 @@ def test_queries_with_many_positives_still_get_hard_negatives(minilm, tmp_path):
     many = sorted((q for q, rel in train.qrels.items() if sum(g > 0 for g in rel.values()) >= 20))[:4]
     pairs = [p for p in pairs_from_qrels(train) if p.query_id in many]
     pos_ids = {p.positive_id for p in pairs}
-    others = sorted(d for d in train.corpus if d not in pos_ids)[::8][:100]
+    others = sorted(d for d in train.corpus if d not in pos_ids)[::8][:50]
     corpus = {d: doc_text(train.corpus[d]) for d in sorted(pos_ids) + others}
     assert len(pairs) >= 80
 
