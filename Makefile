@@ -123,7 +123,9 @@ test: models
 # The slow tier: fine-tuning runs, the local LLM, the browser, ONNX export, Ray, the slim install, in two runs.
 # Without the local LLM, on two workers with one native thread each, a file per worker (a module's fixture is
 # built once; built_once in conftest.py shares the session's tuned model and ONNX export between the workers):
-# in one process these tests kept about half a core busy (imports, servers, browsers and subprocesses wait).
+# in one process these tests kept about half a core busy (imports, servers, browsers and subprocesses wait):
+# ~750 s → 500 s at 171% CPU (Intel Xeon, 2 cores). Three workers were no faster (506 s), and the search test's
+# measured throughput then fell short of its time budget.
 # The tests marked llm in one process on every core: llama.cpp reads prompts ~2.5x slower on one thread, so
 # the whole tier on two workers took 947 s against 982 in one process (EPYC, 2026-12-05).
 test-slow: models browser triton-env
