@@ -89,20 +89,24 @@ def feedback_url(url: str | os.PathLike | None = None) -> str:
 class FeedbackStore:
     """Append-only vote log plus a retrain log, safe for many concurrent writers."""
 
-    def __init__(self, url: str | os.PathLike | None = None):
+    def __init__(self, url: str | os.PathLike | None = None, create: bool = True):
+        """`create=False` (commands that only read the store) refuses an SQLite file that does not exist, instead
+        of creating an empty store at a mistyped path and reporting that it holds nothing."""
         import sqlalchemy as sa
 
         self.url = feedback_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self._sa = sa
         with self._errors():
-            self._open(sa)
+            self._open(sa, create)
 
-    def _open(self, sa) -> None:
+    def _open(self, sa, create: bool = True) -> None:
         if self.is_sqlite:
             db_file = Path(self.url.split(":///", 1)[1])
             if db_file.is_dir():
                 raise HonedError(f"{db_file}: is a folder, not an SQLite database file")
+            if not create and not db_file.exists():
+                raise HonedError(f"{db_file}: no feedback store there (nothing recorded yet, or a wrong --db)")
             db_file.parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(self.url, connect_args={"timeout": 30})
 

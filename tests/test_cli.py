@@ -94,6 +94,8 @@ def test_ids_in_the_apps_markdown_lines_render_as_written(value):
     (["app", "--baseline", "alias:champion", "--candidate", "alias:challenger"], "needs --corpus"),
     (["retrain", "--out", "{tmp}/r", "--db", "{tmp}/feedback.db", "--config", "/nonexistent/gate.toml"],
      "/nonexistent/gate.toml: gate config not found"),
+    (["feedback", "export", "--db", "{tmp}/typo.db", "--out", "{tmp}/pairs.jsonl"], "typo.db: no feedback store there"),
+    (["annotate", "agreement", "--set", "sf", "--db", "{tmp}/typo.db"], "typo.db: no feedback store there"),
 ])
 def test_bad_input_is_one_clear_line(args, expected, tmp_path):
     p = run(*[a.replace("{tmp}", str(tmp_path)) for a in args])
@@ -120,10 +122,12 @@ def test_feedback_status_exit_code_signals_the_trigger(tmp_path):
     from honed.app.store import FeedbackStore, Vote
 
     db = tmp_path / "fb.db"
-    p = run("feedback", "status", "--db", str(db), "--json")
-    assert p.returncode == 0 and '"trigger_fired": false' in p.stdout, p.stderr
+    p = run("feedback", "status", "--db", str(db), "--json")    # a mistyped --db is refused, not created empty
+    assert p.returncode == 2 and f"{db}: no feedback store there" in p.stderr and not db.exists(), p.stderr
     FeedbackStore(db).record(Vote(session_id="s", query="q", system="t", baseline="b", candidate="t",
                                   target="passage", vote=1, doc_id="d", doc_text="some passage"))
+    p = run("feedback", "status", "--db", str(db), "--json")
+    assert p.returncode == 0 and '"trigger_fired": false' in p.stdout, p.stderr
     p = run("feedback", "status", "--db", str(db), "--min-new-pairs", "1")
     assert p.returncode == 3 and "FIRED" in p.stdout, p.stdout + p.stderr
 

@@ -77,7 +77,7 @@ def annotate_agreement(set_name: str = SET, db: Optional[str] = FEEDBACK_DB) -> 
     from honed.app import annotate as an
     from honed.app.store import FeedbackStore
 
-    store = FeedbackStore(db)
+    store = FeedbackStore(db, create=False)
     ag = an.agreement(store, set_name)
     t = DataTable("annotators", "items", "raw agreement", "Cohen's kappa (0-3)", "kappa (grade ≥ 2)",
               title=f"{set_name}: {ag['labels']} labels on {ag['items']} passages, {len(an.disagreements(store, set_name))} disagreements")
@@ -100,7 +100,7 @@ def annotate_export(set_name: str = SET,
     from honed.app import annotate as an
     from honed.app.store import FeedbackStore
 
-    path = an.export_eval_set(FeedbackStore(db), set_name, data, out or Path("evalsets") / set_name,
+    path = an.export_eval_set(FeedbackStore(db, create=False), set_name, data, out or Path("evalsets") / set_name,
                               pool_depth=depth, min_annotators=min_annotators)
     card = json.loads((path / "card.json").read_text())
     console.print(f"[green]✓[/] {path}: {card['queries']} queries, {card['judged_passages']} judged passages, "
@@ -121,7 +121,7 @@ def annotate_export_pairs(set_name: str = SET,
     from honed.retriever.finetune.pairs import write_pairs
 
     check_new_file(out, False)
-    pairs, stats = an.reviewed_pairs(FeedbackStore(db), set_name, eval_data)
+    pairs, stats = an.reviewed_pairs(FeedbackStore(db, create=False), set_name, eval_data)
     if not pairs:
         raise HonedError(f"set {set_name!r}: no accepted synthetic query left to export ({stats})")
     write_pairs(out, pairs)
@@ -137,5 +137,5 @@ def annotate_export_calibration(set_name: str = SET,
     from honed.app import annotate as an
     from honed.app.store import FeedbackStore
 
-    path = an.export_calibration(FeedbackStore(db), set_name, out)
+    path = an.export_calibration(FeedbackStore(db, create=False), set_name, out)
     console.print(f"[green]✓[/] {path}: {sum(1 for _ in open(path, encoding='utf-8'))} labelled answers")

@@ -35,7 +35,7 @@ def diagnose_cmd(data: Path = typer.Option(..., help="BEIR dataset folder the mo
     if db:
         from honed.app.store import FeedbackStore
 
-        logged = FeedbackStore(db).logged_queries()
+        logged = FeedbackStore(db, create=False).logged_queries()
     doc = diagnose(data, model, baseline=baseline, out=out, concepts=concepts, also=also, ood=ood,
                    logged_queries=logged, index_dir=index_dir, force=force)
     t = DataTable("#", "area", "severity", "finding", "act", title=f"honed diagnose: {model} vs {baseline}")

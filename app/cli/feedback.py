@@ -38,7 +38,7 @@ def feedback_export(out: Path = typer.Option(..., help="pairs JSONL to write (fe
 
     if long_dwell_s <= 0 or not 0 <= relative_margin < 1:
         raise HonedError("--long-dwell-s must be > 0 and --relative-margin within [0, 1)")
-    store = FeedbackStore(db)
+    store = FeedbackStore(db, create=False)
     pairs, stats = feedback_pairs(store, eval_data=eval_data)
     console.print("votes: " + " · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in stats.items()))
     if store.has_impressions():
@@ -72,7 +72,7 @@ def feedback_status_cmd(db: Optional[str] = FEEDBACK_DB,
         raise HonedError(f"--ctr-drop must be within (0, 1), got {ctr_drop}")
     trig = TriggerConfig(min_new_pairs, min_production_win_rate, min_comparisons, ctr_drop,
                          parse_duration(ctr_window, "--ctr-window"), ctr_min_impressions)
-    st = feedback_status(FeedbackStore(db), trig, eval_data=eval_data)
+    st = feedback_status(FeedbackStore(db, create=False), trig, eval_data=eval_data)
     if as_json:
         print(json.dumps(asdict(st), indent=2))
     else:
@@ -133,7 +133,7 @@ def retrain_cmd(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="B
     overrides = read_finetune_table(finetune_config) if finetune_config else {}
     if max_steps > 0:
         overrides["max_steps"] = max_steps
-    res = retrain_from_feedback(data, out, FeedbackStore(db), gate_config=config, finetune_overrides=overrides)
+    res = retrain_from_feedback(data, out, FeedbackStore(db, create=False), gate_config=config, finetune_overrides=overrides)
     for c in res.gate:
         console.print(f"  {'[green]pass[/]' if c.passed else '[red]FAIL[/]'} {c.rule} {c.metric}: {shown(c.detail)}")
     console.print(f"{'[green]promoted[/]' if res.promoted else '[yellow]not promoted[/]'}: "
