@@ -133,7 +133,8 @@ def retrain_cmd(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="B
     overrides = read_finetune_table(finetune_config) if finetune_config else {}
     if max_steps > 0:
         overrides["max_steps"] = max_steps
-    res = retrain_from_feedback(data, out, FeedbackStore(db, create=False), gate_config=config, finetune_overrides=overrides)
+    res = retrain_from_feedback(data, out, FeedbackStore(db, create=False), gate_config=config,
+                                finetune_overrides=overrides)
     for c in res.gate:
         console.print(f"  {'[green]pass[/]' if c.passed else '[red]FAIL[/]'} {c.rule} {c.metric}: {shown(c.detail)}")
     console.print(f"{'[green]promoted[/]' if res.promoted else '[yellow]not promoted[/]'}: "
