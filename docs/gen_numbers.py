@@ -92,6 +92,8 @@ TARGETS = [
     ("fine-tuning", "SciFact ≥ 0.75 nDCG@10 within `--time-budget 20m`", "finetune-budget-scifact.json",
      lambda d: (f"{d['base_ndcg@10']:.3f} → {d['tuned_ndcg@10']:.3f} in {d['timing']['total_s'] / 60:.1f} min",
                 d["tuned_ndcg@10"] >= 0.75 and d["timing"]["total_s"] <= 1200)),
+    ("fine-tuning", "a model trained at 128 tokens reads whole passages: saved at the base's 256, not 128",
+     "saved-length.json", lambda d: _saved_length(d)),
     ("fine-tuning", "SciFact, 3 epochs (no budget)", "finetune-bench-scifact-3ep.json",
      lambda d: (f"{d['base_ndcg@10']:.3f} → {d['tuned_ndcg@10']:.3f} (p = {_pct_p(d['p_value'])})", None)),
     ("fine-tuning", "CPU fine-tune at batch 32 under 4 GB (gradient cache)", "memory-cache.json",
@@ -229,6 +231,13 @@ def _contract_questions(d):
         cells.append(f"{name}: cuad-clauses {r['cuad-clauses'][name]['ndcg@10']:.3f}, cuad-qa "
                      f"{r['cuad-qa'][name]['ndcg@10']:.3f}, scifact-ood Δ {r['scifact-ood'][name]['delta_vs_base']:+.3f}")
     return "; ".join(cells), c["with"]["tuned"] <= c["with"]["base"]
+
+
+def _saved_length(d):
+    """The same weights saved at the training length and at the base model's: nDCG@10 per set."""
+    lo, hi = f"len-{min(d['lengths'])}", f"len-{max(d['lengths'])}"
+    cells = [f"{ds} {r[lo]['ndcg@10']:.3f} → {r[hi]['ndcg@10']:.3f}" for ds, r in d["ndcg@10"].items()]
+    return "same weights, " + ", ".join(cells), all(v >= 0 for v in d["change_when_saved_longer"].values())
 
 
 def _rerank(d):

@@ -110,7 +110,9 @@ def test_finetuned_model_reads_like_sentence_transformers_reads_it(tuned_run):
     st = SentenceTransformer(str(tuned), device="cpu")
     cfg = read_st_config(tuned)
     assert cfg["pooling"] == st[1].pooling_mode
-    assert cfg["max_seq_length"] == st.max_seq_length == 128
+    # trained at 128 tokens (TINY), saved at the base model's 256: an index built with the run reads whole passages
+    assert cfg["max_seq_length"] == st.max_seq_length == 256
+    assert json.loads((tuned / "honed.json").read_text())["max_seq_length"] == {"training": 128, "saved": 256}
     assert cfg["normalize"] == any(type(m).__name__ == "Normalize" for m in st)
     assert {k: v for k, v in cfg["prompts"].items() if v} == {k: v for k, v in st.prompts.items() if v}
 

@@ -54,7 +54,8 @@ def finetune_cmd(
     mini_batch_size: int = typer.Option(FT.mini_batch_size, min=1, help="sequences per chunk of the cached loss "
                                                        "(cached-mnrl, --gradient-cache): memory, not results"),
     lr: float = typer.Option(FT.lr),
-    max_seq_length: int = typer.Option(FT.max_seq_length),
+    max_seq_length: int = typer.Option(FT.max_seq_length, help="training length (tokens); the saved model reads "
+                                      "the longer of this and the base model's own"),
     num_negatives: int = typer.Option(FT.num_negatives, help="mined hard negatives per pair (0 = in-batch only)"),
     relative_margin: float = typer.Option(FT.relative_margin, help="false-negative guard"),
     bm25_negatives: bool = typer.Option(FT.bm25_negatives, help="add BM25 candidates to the mined negatives"),

@@ -53,7 +53,7 @@ class FinetuneConfig:
     #                                    5e-5; the cuad search's best (docs/measurements.md). It forgets more out of
     #                                    domain, so the demo keeps 5e-5 (results/demo-lr-1e-4.json)
     warmup_ratio: float = 0.1
-    max_seq_length: int = 256
+    max_seq_length: int = 256          # training length; the saved model reads max(this, the base model's)
     num_negatives: int = 1             # 0 = in-batch negatives only
     relative_margin: float = 0.05
     bm25_negatives: bool = True
