@@ -188,7 +188,7 @@ def cached_index(ds: BeirDataset, model: str, index_path: Path, workers: list[st
     return index, enc
 
 
-def _labels_and_ids(index) -> tuple[list[int], list[str]]:
+def labels_and_ids(index) -> tuple[list[int], list[str]]:
     pairs = [(pos, d["id"]) for pos, d in index.store.iter_docs()]
     return [p for p, _ in pairs], [i for _, i in pairs]
 
@@ -208,7 +208,7 @@ def dense_run(ds: BeirDataset, model: str, index_path: Path, k: int = 100,
     hits = search_modes(index, vecs, texts, k, "hybrid" if hybrid else "dense", fusion=hybrid)
     if rerank:
         hits = reranked(index, rerank, texts, hits, weight=rerank_weight)
-    ids = dict(zip(*_labels_and_ids(index)))
+    ids = dict(zip(*labels_and_ids(index)))
     run = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
     return run, enc.fingerprint
 

@@ -98,6 +98,44 @@ def label_noise_hints(ds, run: dict, depth: int = 100) -> dict:
                 round(len(first_unjudged) / max(len(ds.qrels), 1), 4), "unjudged_first_examples": first_unjudged[:5]}
 
 
+def forgetting_side(ds, name: str, index_dir: str | os.PathLike, k: int = 10, base: str = "base",
+                    tuned: str = "tuned") -> dict | None:
+    """Where an out-of-domain loss lives: nDCG@10 with the queries read by one model and the passages by the other.
+
+    A dense score is a query vector against passage vectors, so forgetting can sit in either; scoring the tuned
+    model's queries against the base model's passage vectors (and the reverse) tells which. Reuses the indexes
+    that :func:`~.beir_eval.evaluate_systems` built for the systems `base` and `tuned` under `index_dir`;
+    None when they are missing or their vectors differ in size. Written here because no retrieval library
+    scores one model's queries against another's passages.
+    """
+    from honed.retriever.encoder import load_encoder
+    from honed.retriever.fusion import search_modes
+    from honed.retriever.index import load_index
+
+    from .beir_eval import labels_and_ids
+    from .metrics import evaluate_run
+
+    qids = list(ds.queries)
+    texts = [ds.queries[q] for q in qids]
+    sides = {}
+    for side, system in (("base", base), ("tuned", tuned)):
+        path = Path(index_dir) / f"{name}-test-{system}"
+        if not (path / "manifest.json").exists():
+            return None
+        index = load_index(path)
+        sides[side] = (index, load_encoder(index.manifest["model"]["ref"]))
+    if sides["base"][0].manifest["dim"] != sides["tuned"][0].manifest["dim"]:
+        return None
+    out = {}
+    for q_side, p_side in (("tuned", "base"), ("base", "tuned")):
+        index, enc = sides[p_side][0], sides[q_side][1]
+        hits = search_modes(index, enc.encode_queries(texts), texts, k, "dense")
+        ids = dict(zip(*labels_and_ids(index)))
+        run = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
+        out[f"queries {q_side}, passages {p_side}"] = round(evaluate_run(ds.qrels, run, (k,)).aggregate[f"NDCG@{k}"], 4)
+    return out
+
+
 def training_curve(run_dir: Path) -> dict | None:
     """The run's dev nDCG@10 by step (its training log), and what its shape says; None without a log."""
     from honed.retriever.finetune.tracking import training_log
@@ -194,14 +232,18 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
         lost = sig["delta"] < 0 and (sig["p_value"] < 0.05 or sig["ci_high"] < 0)
         if res.role == "out-of-domain":
             if sig["delta"] < -0.01:
+                sides = forgetting_side(ds, res.name, index_dir)
+                entry["forgetting_side"] = sides
                 findings.append(finding(
                     "model", (0.85 if lost else 0.45) + min(0.15, -sig["delta"]),
                     f"The tuned model forgets out of domain: {res.name} nDCG@10 {sig['delta']:+.3f}",
-                    {"dataset": res.name, **{k: sig[k] for k in ("delta", "ci_low", "ci_high", "p_value", "n")}},
+                    {"dataset": res.name, **{k: sig[k] for k in ("delta", "ci_low", "ci_high", "p_value", "n")},
+                     **({"ndcg@10_by_side": sides} if sides else {})},
                     f"honed merge {model} --out {model}-merged --data {data} --ood {res.path}",
-                    "Merging the tuned weights back toward the base model trades a little in-domain gain for "
-                    "what it forgot; a larger slice makes the check firmer." if not lost else
-                    "Significant: the gain in domain is paid for here."))
+                    ("Merging the tuned weights back toward the base model trades a little in-domain gain for "
+                     "what it forgot; a larger slice makes the check firmer." if not lost else
+                     "Significant: the gain in domain is paid for here.")
+                    + (" " + _side_detail(sides, entry["ndcg@10"]) if sides else "")))
         else:
             noise = label_noise_hints(ds, res.systems["tuned"].run)
             entry["label_noise"] = noise
@@ -297,6 +339,19 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
         (tmp / "diagnosis.json").write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
         (tmp / "diagnosis.md").write_text(diagnosis_markdown(result, confusion), encoding="utf-8")
     return result
+
+
+def _side_detail(sides: dict, ndcg: dict) -> str:
+    """One sentence: which side of the dense score the out-of-domain loss sits in."""
+    lost = ndcg["base"] - ndcg["tuned"]
+    q_only = ndcg["base"] - sides["queries tuned, passages base"]      # loss with only the queries tuned
+    p_only = ndcg["base"] - sides["queries base, passages tuned"]      # loss with only the passages tuned
+    where = ("how it reads this domain's passages" if p_only > 2 * max(q_only, 0.0) else
+             "how it reads this domain's queries" if q_only > 2 * max(p_only, 0.0) else "both sides")
+    return (f"The tuned model's queries against the base model's passage vectors score "
+            f"{sides['queries tuned, passages base']:.3f}, the base model's queries against its passage vectors "
+            f"{sides['queries base, passages tuned']:.3f} (base {ndcg['base']:.3f}, tuned {ndcg['tuned']:.3f}, "
+            f"lost {lost:.3f}): the loss is in {where}.")
 
 
 def _labels_for(ds) -> str:

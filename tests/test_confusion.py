@@ -173,3 +173,15 @@ def test_hard_slice_keeps_every_gold_passage_and_the_strongest_bm25_distractors(
     refused = subprocess.run([HONED, "data", "slice", "--source", str(scifact_dir), "--out", str(other)],
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "--force" in refused.stderr and (other / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("q_tuned, p_tuned, where", [(0.745, 0.714, "how it reads this domain's passages."),
+                                                      (0.700, 0.744, "how it reads this domain's queries."),
+                                                      (0.730, 0.730, "both sides.")])
+def test_the_side_an_out_of_domain_loss_lives_in_is_named(q_tuned, p_tuned, where):
+    """Base 0.746, tuned 0.715: swapping only the passages (or only the queries) back to the base tells which."""
+    from honed.rag_eval.diagnose import _side_detail
+
+    text = _side_detail({"queries tuned, passages base": q_tuned, "queries base, passages tuned": p_tuned},
+                        {"base": 0.746, "tuned": 0.715})
+    assert text.endswith(f"the loss is in {where}")

@@ -53,6 +53,20 @@ def test_diagnose_writes_ranked_findings_with_evidence_and_commands(tiny_data, t
     assert sets["cuad-qa"]["role"] == "out-of-domain" and sets["tiny"]["role"] == "in-domain"
     assert {"delta", "p_value", "ci_low", "ci_high"} <= set(sets["tiny"]["paired"])
     assert 0 <= sets["tiny"]["label_noise"]["unjudged_first_rate"] <= 1
+    # where an out-of-domain loss lives: the tuned model's queries against the base model's passages and the
+    # reverse, from the indexes the evaluation built (on the finding too, when the set was lost)
+    from honed.rag_eval.audit import load_splits
+    from honed.rag_eval.diagnose import forgetting_side
+
+    qa = load_splits(str(REPO / "datasets" / "cuad-qa"), ("test",))["test"]
+    sides = forgetting_side(qa, "cuad-qa", tmp_path / "idx")
+    assert set(sides) == {"queries tuned, passages base", "queries base, passages tuned"}
+    assert all(0 <= v <= 1 for v in sides.values())
+    assert sides != {k: sets["cuad-qa"]["ndcg@10"]["base"] for k in sides}   # a real swap, not the base again
+    assert forgetting_side(qa, "cuad-qa", tmp_path / "no-indexes") is None
+    for f in doc["findings"]:
+        if f["title"].startswith("The tuned model forgets out of domain"):
+            assert f["evidence"]["ndcg@10_by_side"] == sides and "the loss is in" in f["detail"]
     conf = doc["confusion"]["tiny"]
     assert conf["source"].startswith("k-means clusters (k=3)") and set(conf["confused_rate"]) == {"base", "tuned"}
     # model: the run's own dev curve
