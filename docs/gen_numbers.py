@@ -123,6 +123,8 @@ TARGETS = [
      "base (reference metrics, paired, no judge)", "rag-cuad-qa-contract-questions.json", lambda d: _answers(d)),
     ("evaluation", "cuad-qa answers, the demo's weights saved at 128 → 256 tokens: no significant loss vs base "
      "(reference metrics, paired, no judge)", "rag-cuad-qa-saved-length.json", lambda d: _answers(d)),
+    ("evaluation", "cuad-qa answers from the top passage only (top 1, the demo's weights saved at 256): no "
+     "significant loss vs base", "rag-cuad-qa-top1.json", lambda d: _answers(d)),
     ("evaluation", "the local judge agrees with human labels (Cohen's kappa > 0.4)", "judge-calibration.json",
      lambda d: (f"accuracy {d['accuracy']:.2f}, kappa {d['kappa']:.2f} on {d['n']} labels: advisory only in the gate",
                 d["kappa"] > 0.4)),
