@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -61,8 +62,8 @@ def main() -> None:
 
                 shutil.copytree(build_artifact(tmp / "work"), art)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(REPO)],
-                       check=True)
+        subprocess.run(["bash", str(REPO / "deploy" / "build_wheel.sh"), str(tmp / "dist")], check=True,
+                       env={**os.environ, "PY": sys.executable})
         wheel = next((tmp / "dist").glob("honed-*.whl"))
         build_s = time.perf_counter() - t0
         subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)

@@ -73,7 +73,7 @@ build() {
         cert=(-v "$PIP_CERT:/tmp/host-ca.crt:ro" --build-arg PIP_CERT=/tmp/host-ca.crt)
     fi
     rm -rf build/container && mkdir -p build/container
-    "$PY" -m pip wheel --quiet --no-deps -w build/container . >/dev/null
+    PY="$PY" deploy/build_wheel.sh build/container >/dev/null
     cp deploy/serve.lock build/container/
     local previous; previous=$(podman image inspect "$IMAGE" --format '{{.Id}}' 2>/dev/null || true)
     podman build --quiet -f deploy/Containerfile -t "$IMAGE" "${cert[@]}" . >/dev/null
