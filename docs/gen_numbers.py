@@ -137,6 +137,8 @@ TARGETS = [
                 f"weights {d['weights_meeting_issue_30_targets']}", bool(d["weights_meeting_issue_30_targets"]))),
     ("evaluation", "one training change that stops the forgetting: cuad-clauses ≥ 0.45, ≤ 0.01 lost on scifact-ood",
      "forgetting-families.json", lambda d: _forgetting(d)),
+    ("evaluation", "domain routing (the router `honed finetune` keeps): cuad-clauses ≥ 0.45 with ≤ 0.01 lost on "
+     "scifact-ood, alone and in one index with cuad-clauses", "domain-routing.json", lambda d: _routing(d)),
     ("evaluation", "contract questions in training: the demo confuses contracts on cuad-qa no more than the base",
      "contract-questions.json", lambda d: _contract_questions(d)),
     ("evaluation", "`honed diagnose` on the demo run", "diagnose-demo.json",
@@ -260,6 +262,20 @@ def _forgetting(d):
                      f"{side['queries tuned, passages base']:.3f}, base queries over its passages "
                      f"{side['queries base, passages tuned']:.3f}")
     return "; ".join(cells), bool(d["meeting_issue_30_targets"])
+
+
+def _routing(d, quantile: str = "q0.002"):
+    """Per run at the shipped threshold: in domain and out-of-domain Δ, tuned → routed."""
+    cells, ok = [], False
+    for name, r in d["results"].items():
+        q = r[quantile]
+        c, o, m = q["cuad-clauses"], q["scifact-ood"], q["mixed: scifact-ood queries"]
+        cells.append(f"{name}: cuad-clauses {c['tuned']:.3f} → {c['routed']:.3f}, cuad-qa {q['cuad-qa']['tuned']:.3f} → "
+                     f"{q['cuad-qa']['routed']:.3f}, scifact-ood Δ {o['tuned_vs_base']['delta']:+.3f} → "
+                     f"{o['routed_vs_base']['delta']:+.3f} (mixed index {m['routed_vs_base']['delta']:+.3f})")
+        ok |= (c["routed"] >= 0.45 and o["routed_vs_base"]["delta"] >= -0.01
+               and m["routed_vs_base"]["delta"] >= -0.01)
+    return "; ".join(cells), ok
 
 
 def _demo_headline(d):

@@ -170,6 +170,7 @@ def cached_index(ds: BeirDataset, model: str, index_path: Path, workers: list[st
     """
     from honed.retriever.encoder import load_encoder
     from honed.retriever.index import build_index, check_compatible, load_index
+    from honed.retriever.routing import routing_of
 
     enc = load_encoder(model)
     index = None
@@ -179,6 +180,7 @@ def cached_index(ds: BeirDataset, model: str, index_path: Path, workers: list[st
         except HonedError:   # an index of an older format, or damaged: this cache rebuilds it
             index = None
         if index is not None and (index.manifest["model"]["fingerprint"] != enc.fingerprint
+                                  or index.manifest.get("routing") != routing_of(enc)
                                   or index.doc_ids != list(ds.corpus) or (bm25 and index.bm25 is None)):
             index = None
     if index is None:

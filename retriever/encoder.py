@@ -93,6 +93,13 @@ def encode_with_workers(enc: Encoder, texts: Sequence[str], workers: list[str],
     """
     if len(texts) == 0:
         return np.zeros((0, enc.dim), dtype=np.float32)
+    if hasattr(enc, "router"):      # a RoutedEncoder: the base model reads all, the tuned one those in domain
+        vectors = encode_with_workers(enc.base, texts, workers, show_progress)
+        keep = enc.router.in_domain(vectors)
+        if keep.any():
+            vectors[keep] = encode_with_workers(enc.tuned, [t for t, k in zip(texts, keep) if k], workers,
+                                                show_progress)
+        return vectors
     n_cpu = sum(1 for w in workers if w == "cpu")
     saved = os.environ.get("OMP_NUM_THREADS")
     if n_cpu:
@@ -139,7 +146,7 @@ def _with_batch_size(enc, batch_size: int):
 
 def load_encoder(ref: str | os.PathLike = "minilm", batch_size: int = 32,
                  max_seq_length: int | None = None, backend: str | None = None, spin: bool = True,
-                 device: str | None = None):
+                 device: str | None = None, routing: bool = True):
     """Load (once per process) the embedding model behind `ref`.
 
     `ref` is resolved local folder → packaged model → hub id; a ``@backend``
@@ -152,8 +159,20 @@ def load_encoder(ref: str | os.PathLike = "minilm", batch_size: int = 32,
     between ops: fastest alone, but a service that shares the CPU with its event
     loop turns it off (measured: 4.6 ms instead of 6.5 ms per HTTP search).
     `device` (torch only): see :func:`~retriever.device.resolve_device` (default ``$HONED_DEVICE``, else
-    cuda > mps > cpu).
+    cuda > mps > cpu). `routing`: a run folder with a domain router (``router/``, :mod:`~retriever.routing`)
+    gives a :class:`~retriever.routing.RoutedEncoder` (passages unlike its training corpus read by the base
+    model); False gives the tuned model alone.
     """
+    enc = _load_encoder(ref, batch_size, max_seq_length, backend, spin, device)
+    if routing and enc.path and Path(enc.path).is_dir():
+        from .routing import RoutedEncoder, has_router, load_router
+
+        if has_router(enc.path):
+            return RoutedEncoder(enc, *load_router(enc.path), load=load_encoder)
+    return enc
+
+
+def _load_encoder(ref, batch_size, max_seq_length, backend, spin, device):
     ref, suffix = split_backend(ref)
     backend = backend or suffix
     if backend not in BACKENDS:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_dir, check_writable, read_json, recover_swap, sha256_file, verify_artifact
+from .atomic import ARTIFACT_FILE, atomic_dir, check_writable, read_json, recover_swap, sha256_file, verify_artifact
 from .data.beir import check_id, dataset_root, doc_text, read_corpus
 from .errors import HonedError, IndexMismatchError
 from .store import DocStore
@@ -218,11 +218,14 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
     from .bm25 import PARAMS, bm25_digest, write_bm25
     from .reranker import copy_reranker, trained_weight
 
+    from .routing import routing_of
+
     labels = np.arange(len(rows), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
     index = faiss_index if faiss_index is not None else make_faiss(vectors, factory, labels)
+    routing = routing_of(encoder)
     artifact_id = uuid.uuid4().hex
     with atomic_dir(out, kind="index", force=force) as tmp:
-        copy_model(encoder, tmp / MODEL_DIR, model_src)
+        copy_model(encoder, tmp / MODEL_DIR, model_src, router=routing is not None)
         second_stage = copy_reranker(reranker, tmp) if reranker else None
         faiss_file = "index-1.faiss"
         faiss.write_index(index, str(tmp / faiss_file))
@@ -253,6 +256,8 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
             "dim": int(vectors.shape[1]) if vectors is not None else int(index.d),
             "metric": "inner_product",
             "normalized": True,
+            # the passages unlike the model's training corpus hold the base model's vectors (routing.py)
+            "routing": routing,
             "faiss": {"factory": factory, "version": faiss.__version__, "removes": "HNSW" not in factory},
             "bm25": {"library": "bm25s", **PARAMS, "stemmer": "english", "stopwords": "en"} if bm25 else None,
             "reranker": second_stage,
@@ -264,11 +269,21 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
     return Path(out)
 
 
-def copy_model(encoder, dest: Path, src: str | os.PathLike | None = None) -> None:
-    """Put the encoder's model folder (with its ONNX export, if any) at `dest`."""
+def copy_model(encoder, dest: Path, src: str | os.PathLike | None = None, router: bool = False) -> None:
+    """Put the encoder's model folder (with its ONNX export, if any, and its domain router if `router`) at `dest`."""
+    from .routing import ROUTER_DIR
+
     src = Path(src) if src else Path(encoder.path)
     if src.is_dir():
-        shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".*", "checkpoint-*", "__pycache__"))
+        plain = shutil.ignore_patterns(".*", "checkpoint-*", "__pycache__")
+        # an index built without routing must not carry the router: its inserts would be routed
+        shutil.copytree(src, dest, ignore=lambda d, names: {*plain(d, names), *(
+            [ROUTER_DIR] if not router and Path(d) == src and ROUTER_DIR in names else [])})
+        record = dest / ARTIFACT_FILE        # the run's own file record: without the router it left behind
+        if not router and (src / ROUTER_DIR).is_dir() and record.is_file():
+            doc = read_json(record)
+            doc["files"] = {k: v for k, v in doc["files"].items() if not k.startswith(ROUTER_DIR + "/")}
+            record.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     elif getattr(encoder, "model", None) is not None and hasattr(encoder.model, "save"):
         encoder.model.save(str(dest))   # a hub model: save the loaded weights
     else:

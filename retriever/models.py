@@ -222,7 +222,7 @@ def model_fingerprint(path: str | os.PathLike) -> str:
     """A short, stable id of a model folder's weights and config.
 
     Hashes weights and the files that change what the model computes (config,
-    tokenizer, pooling); ignores ``onnx/``, README and honed's own manifest and
+    tokenizer, pooling); ignores ``onnx/``, ``router/``, README and honed's own manifest and
     file record, so exporting or documenting a model does not change its identity.
     """
     root = Path(path)
@@ -232,6 +232,7 @@ def model_fingerprint(path: str | os.PathLike) -> str:
         f for f in root.rglob("*")
         if f.is_file()
         and "onnx" not in f.relative_to(root).parts
+        and "router" not in f.relative_to(root).parts    # the domain router: recorded by the index on its own
         and not f.name.startswith(".")
         and f.name not in ("README.md", "honed.json", "desktop.ini", "honed-artifact.json")
         and f.suffix in (".safetensors", ".bin", ".json", ".txt", ".model")

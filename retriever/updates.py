@@ -36,6 +36,7 @@ from .bm25 import bm25_digest
 from .data.beir import doc_text
 from .errors import HonedError
 from .index import Index, _read_faiss, check_compatible, corpus_docs
+from .routing import check_routing
 
 
 def add_documents(index: Index, docs: dict[str, dict] | list[dict], encoder=None, upsert: bool = False,
@@ -64,6 +65,7 @@ def add_documents(index: Index, docs: dict[str, dict] | list[dict], encoder=None
 
         encoder = encoder or load_encoder(index.model_dir)
         check_compatible(index, encoder)
+        check_routing(index, encoder)
         vectors = encoder.encode_documents([doc_text(r) for r in rows], show_progress=show_progress)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.shape != (len(rows), index.manifest["dim"]):

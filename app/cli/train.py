@@ -88,6 +88,9 @@ def finetune_cmd(
     gradient_cache: str = typer.Option(FT.gradient_cache, help="auto (on for the CPU) | on | off: compute the mnrl loss "
                                                     "--mini-batch-size sequences at a time (GradCache: same "
                                                     "results, less memory, more compute)"),
+    router: bool = typer.Option(FT.router, help="keep a domain router in the run: indexes built with it store the "
+                                                "base model's vectors for passages unlike the training corpus, so the "
+                                                "tuned model does not forget other domains (docs/diagnose.md)"),
     search: bool = typer.Option(FT.search, "--search", help="try a small space of recipes (loss and batch, lr, "
                                                          "negatives; distillation with --teacher) by successive "
                                                          "halving on the dev split within --time-budget; keep the best"),

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write_text
 from ..errors import HonedError
 from ..models import model_fingerprint, resolve_model, sha256_file
+from ..routing import BASE_DIR, ROUTER_DIR
 
 OPSET = 17
 SAMPLE_TEXTS = [
@@ -256,7 +257,7 @@ def export_onnx(model: str | os.PathLike, quantize: bool = True, data: str | Non
     if not (root / "modules.json").exists():
         raise HonedError(f"{root}: not a sentence-transformers folder (no modules.json)")
     st_cfg = read_st_config(root)
-    torch_enc = load_encoder(root, backend="torch")
+    torch_enc = load_encoder(root, backend="torch", routing=False)   # parity of this model's own vectors
     man = write_variants(root, lambda dest: _export_fp32(root, dest), targets,
                          {"format": "honed.onnx/2", "dim": torch_enc.dim, "st_config": st_cfg})
 
@@ -271,4 +272,9 @@ def export_onnx(model: str | os.PathLike, quantize: bool = True, data: str | Non
         parity["torch"] = {"ndcg@10": round(ndcg_at_10(torch_enc, data, max_docs, seed), 5)}
         for name, enc in tqdm(encoders.items(), desc="parity (nDCG@10)"):
             parity[name]["ndcg@10"] = round(ndcg_at_10(enc, data, max_docs, seed), 5)
+    base = root / ROUTER_DIR / BASE_DIR
+    if base.is_dir() and not (base / "onnx" / "manifest.json").exists():
+        # the domain router's base model encodes inserted passages: torch-free too, in fp32 (its vectors sit
+        # beside the tuned model's in one index; an int8 model's own error would add to the routing's)
+        export_onnx(base, quantize=False)
     return gate_int8(root, man, parity, data, max_ndcg_drop, "retrieval")

@@ -84,6 +84,8 @@ class FinetuneConfig:
     #                                    recompute activations in the backward pass (same results, less memory)
     gradient_cache: str = "auto"       # auto (on for the CPU) | on | off: compute the mnrl loss in chunks of
     #                                    mini_batch_size sequences (GradCache: same loss and gradients, less memory)
+    router: bool = True                # keep a domain router in the run: indexes built with it store the base
+    #                                    model's vectors for passages unlike the training corpus (routing.py)
     search: bool = False               # successive halving over a small recipe space (search.py); needs time_budget
     search_trials: int = 6             # recipes tried at the first rung of the search
     force: bool = False                # replace `out` even if it is not a honed run folder

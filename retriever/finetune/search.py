@@ -57,7 +57,7 @@ from .budget import SAVE_S, STEP_COST, parse_duration
 from .config import FinetuneResult, check_config
 from .progress import phase, say
 from .tracking import log_run
-from .train import prepare_training, train_prepared
+from .train import prepare_training, train_prepared, write_router
 
 LRS = (2e-5, 5e-5, 1e-4, 2e-4)
 LOSS_BATCH = (("mnrl", 32), ("cached-mnrl", 128))
@@ -181,7 +181,8 @@ def search_recipe(cfg):
                 name = f"t{i:02d}-r{rung}"
                 tcfg = dataclasses.replace(cfg, **rec, max_steps=steps, eval_steps=steps,
                                            gradient_cache=cfg.gradient_cache if rec["loss"] == "mnrl" else "auto",
-                                           time_budget=None, out=str(work / name), force=True, search=False)
+                                           time_budget=None, out=str(work / name), force=True, search=False,
+                                           router=False)     # fitted once, for the winner
                 with phase(f"trial {name}: {_describe(rec)}, {steps} steps ({examples} examples)"):
                     t0 = time.perf_counter()
                     res = train_prepared(tcfg, prep, work / name, work / f".{name}.work", log_model=False,
@@ -211,7 +212,7 @@ def search_recipe(cfg):
             raise HonedError(f"--time-budget {cfg.time_budget}: not even one trial fit after preparation")
         summary = _summary(trials, winner, prep.base_dev, budget_s, time.perf_counter() - t_start, r0, distill)
         summary["recipes"] = {"asked": cfg.search_trials, "tried": len(recipes)}
-        res = _keep_winner(cfg, work / winner["name"], out, summary, trials)
+        res = _keep_winner(cfg, work / winner["name"], out, summary, trials, prep)
         if cfg.track:
             log_run(res.manifest, out)
     finally:
@@ -255,9 +256,12 @@ def _summary(trials, winner, base_dev, budget_s, spent_s, r0, distill) -> dict:
             "trials": trials}
 
 
-def _keep_winner(cfg, folder: Path, out: Path, summary: dict, trials: list[dict]):
-    """Move the winner's model to `out` (atomic), with the search in its honed.json and a plot."""
+def _keep_winner(cfg, folder: Path, out: Path, summary: dict, trials: list[dict], prep=None):
+    """Move the winner's model to `out` (atomic), with the search in its honed.json, a plot and (with
+    ``cfg.router``) its domain router."""
     manifest = json.loads((folder / "honed.json").read_text())
+    if cfg.router and prep is not None:
+        manifest["router"] = write_router(prep, folder)
     manifest.pop("search_trial", None)
     manifest["search"] = summary
     manifest["params"] = {**manifest["params"], "search": True, "time_budget": cfg.time_budget, "out": str(out)}

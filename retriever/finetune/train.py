@@ -316,6 +316,7 @@ class Prepared:
     margins: list[float] | None        # teacher margins per triple (distillation)
     mining_stats: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    corpus: dict = field(default_factory=dict)    # id → text: the training corpus (the domain, for the router)
     teacher_metrics: dict | None = None
 
     def examples(self, cfg: FinetuneConfig) -> tuple[list[Pair], list[float] | None]:
@@ -414,7 +415,8 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
     return Prepared(device=device, base_path=base_path, base_enc=base_enc, pairs=pairs, train_pairs=train_pairs,
                     frozen_stats=frozen_stats, evaluator=evaluator, dev_q=dev_q,
                     dev_rel=dev_rel, dev_pool=dev_pool, base_dev=float(base_dev), eval_s=eval_s, triples=triples,
-                    margins=scored, mining_stats=mining_stats, timings=timings, teacher_metrics=teacher_metrics)
+                    margins=scored, mining_stats=mining_stats, timings=timings, teacher_metrics=teacher_metrics,
+                    corpus=corpus)
 
 
 def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t_start: float | None = None,
@@ -531,6 +533,8 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
             _plot(trainer.state.log_history, base_dev, tmp / "training.png")
             (tmp / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
             _write_dev_split(prep, tmp / DEV_SPLIT_DIR)
+            if cfg.router:
+                manifest["router"] = write_router(prep, tmp)
             manifest["fingerprint"] = model_fingerprint(tmp)
             (tmp / "honed.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if cfg.track:
@@ -545,6 +549,26 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
 
 
 DEV_SPLIT_DIR = "dev-split"
+
+
+def write_router(prep: Prepared, folder: Path) -> dict:
+    """Fit the run's domain router (:mod:`~retriever.routing`) on its training corpus, its threshold on the dev
+    passages (held out of both), into ``folder/router``; returns its record, or why there is none."""
+    from ..encoder import load_encoder
+    from ..routing import fit_run_router
+
+    heldout = [prep.dev_pool[d] for d in prep.dev_pool]
+    reference = [t for d, t in prep.corpus.items() if d not in prep.dev_pool]
+    with phase(f"domain router: k-means of {min(len(reference), 3000)} training passages, "
+               f"threshold on {len(heldout)} dev passages"):
+        try:
+            # at the base model's own length (prep.base_enc reads at the training length)
+            base = load_encoder(prep.base_path, batch_size=prep.base_enc.batch_size, backend="torch",
+                                device=prep.device, routing=False)
+            return fit_run_router(folder, base, reference, heldout)
+        except HonedError as e:
+            say(f"no domain router: {e}")
+            return {"skipped": str(e)}
 
 
 def _write_dev_split(prep, out: Path) -> None:
