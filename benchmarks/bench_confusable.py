@@ -1,6 +1,6 @@
 """Confusable-concept negatives vs the default mining, same recipe, same run: does aiming the negatives help?
 
-Trains the demo recipe (rag_eval/demo.py: 60 steps, batch 32, 128 tokens, one mined negative, lr 5e-5)
+Trains the demo recipe (rag_eval/demo.py as of its run: 60 steps, batch 32, 128 tokens, one mined negative, lr 5e-5)
 twice on cuad-clauses, once with ``negatives="hard"`` (the default) and once with
 ``negatives="confusable"``, evaluates base, both runs and BM25 on the test split, and writes
 ``benchmarks/results/confusable-negatives.json``: nDCG@10 and Recall@100 with paired tests against the

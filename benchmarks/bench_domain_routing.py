@@ -51,10 +51,11 @@ def ndcg(qrels, qids, qvecs, pids, pvecs, k: int = 10) -> tuple[float, dict]:
     return round(m.aggregate[f"NDCG@{k}"], 4), {q: m.per_query[q][f"NDCG@{k}"] for q in qids}
 
 
-def route_and_score(vec: dict, sets: dict, ref: np.ndarray, dev_vecs: np.ndarray, args) -> dict:
-    """Per threshold quantile: nDCG@10 of base, tuned and routed on each set and on the mixed index."""
+def route_and_score(vec: dict, sets: dict, ref: np.ndarray, dev_vecs: np.ndarray, run: str, args) -> dict:
+    """Per router (one per threshold quantile, and the run's own): nDCG@10 of base, tuned and routed on each set and
+    on the mixed index."""
     from honed.rag_eval.significance import paired_test
-    from honed.retriever.routing import fit_router
+    from honed.retriever.routing import fit_router, has_router, load_router
 
     def routed(v, router):
         keep = router.in_domain(v["p_base"])
@@ -66,8 +67,12 @@ def route_and_score(vec: dict, sets: dict, ref: np.ndarray, dev_vecs: np.ndarray
              "p_base": np.vstack([a["p_base"], b["p_base"]]), "p_tuned": np.vstack([a["p_tuned"], b["p_tuned"]]),
              "in_domain": np.r_[np.ones(len(a["pids"]), bool), np.zeros(len(b["pids"]), bool)]}
     results = {}
-    for qtl in [float(x) for x in args.quantiles.split(",")]:
-        router = fit_router(ref, dev_vecs, centroids=args.centroids, quantile=qtl)      # what `honed finetune` fits
+    routers = [(f"q{qtl:g}", lambda qtl=qtl: fit_router(ref, dev_vecs, centroids=args.centroids, quantile=qtl))
+               for qtl in [float(x) for x in args.quantiles.split(",")]]
+    if has_router(run):       # the router `honed finetune` fitted and saved in the run: what ships
+        routers.append(("run's router", lambda: load_router(run)[0]))
+    for label, make in routers:
+        router = make()
         row = {"threshold": round(router.threshold, 4), "routed_in_domain": {}}
         for name in sets:
             row["routed_in_domain"][name] = round(float(router.in_domain(vec[name]["p_base"]).mean()), 4)
@@ -86,10 +91,11 @@ def route_and_score(vec: dict, sets: dict, ref: np.ndarray, dev_vecs: np.ndarray
             for s in systems:
                 if s != "base":
                     t = paired_test(per["base"], per[s])
-                    out[f"{s}_vs_base"] = {"delta": round(t.delta, 4), "p_value": round(t.p_value, 5)}
+                    out[f"{s}_vs_base"] = {"delta": round(t.delta, 4), "p_value": float(f"{t.p_value:.3g}"),
+                                           "ci": [round(t.ci_low, 4), round(t.ci_high, 4)]}
             row[name] = out
-        results[f"q{qtl:g}"] = row
-        print(json.dumps({f"q{qtl:g}": row}, indent=1))
+        results[label] = row
+        print(json.dumps({label: row}, indent=1))
     return results
 
 
@@ -135,7 +141,7 @@ def main() -> None:
                          "p_tuned": encode_cached(tuned, f"{name}-p-tuned", texts, tuned_cache),
                          "q_base": encode_cached(base, f"{name}-q-base", qtexts, cache, queries=True),
                          "q_tuned": encode_cached(tuned, f"{name}-q-tuned", qtexts, tuned_cache, queries=True)}
-        results[run_name] = {"run": run, **route_and_score(vec, sets, ref, dev_vecs, args)}
+        results[run_name] = {"run": run, **route_and_score(vec, sets, ref, dev_vecs, run, args)}
     encode_s = round(time.perf_counter() - t0, 1)
 
     res = {"benchmark": "domain-routing", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

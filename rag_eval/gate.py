@@ -17,6 +17,7 @@ A gate config is TOML::
     [ood_non_regression."NDCG@10"]  # the same rule on every out-of-domain dataset (`eval beir --ood`)
     max_drop = 0.02
     significant_only = true      # a drop beyond max_drop fails only if significant (small sets are noisy)
+    max_ci_drop = 0.03           # the paired bootstrap 95% CI of Δ must rule out a drop of 0.03 (non-inferiority)
 
     [judge]                      # RAG reports only: LLM-judged metrics gate only when the judge's
     min_kappa = 0.4              # measured agreement with human labels reaches this; else advisory
@@ -55,7 +56,7 @@ from .significance import paired_test
 @dataclass
 class GateCheck:
     dataset: str
-    rule: str          # "threshold" | "max_drop" | "significant" | "ood_max_drop" | "ood_significant" | "ood_present"
+    rule: str          # "threshold" | "max_drop" | "significant" | "ci_drop", each also "ood_"-prefixed | "ood_present"
     metric: str
     value: float
     limit: float
@@ -67,7 +68,8 @@ class GateCheck:
 _TOP_KEYS = {"candidate": str, "baseline": str, "datasets": list, "thresholds": dict, "non_regression": dict,
              "ood_non_regression": dict, "judge": dict}
 _JUDGE_KEYS = {"min_kappa"}
-_RULE_KEYS = {"max_drop": (int, float), "require_significant": bool, "significant_only": bool, "alpha": (int, float)}
+_RULE_KEYS = {"max_drop": (int, float), "require_significant": bool, "significant_only": bool, "alpha": (int, float),
+              "max_ci_drop": (int, float)}
 _BOOL_KEYS = {"require_significant", "significant_only"}
 
 
@@ -108,8 +110,9 @@ def check_gate_config(cfg: dict, where: str = "gate config") -> dict:
                     or (key not in _BOOL_KEYS and not _number(val)):
                 raise HonedError(f"{where}: {at}.{key} must be "
                                  f"{'true or false' if key in _BOOL_KEYS else 'a number'}, got {val!r}")
-        if rule.get("max_drop", 0) < 0:
-            raise HonedError(f"{where}: {at}.max_drop must be ≥ 0, got {rule['max_drop']}")
+        for key in ("max_drop", "max_ci_drop"):
+            if rule.get(key, 0) < 0:
+                raise HonedError(f"{where}: {at}.{key} must be ≥ 0, got {rule[key]}")
         if not 0 < rule.get("alpha", 0.05) < 1:
             raise HonedError(f"{where}: {at}.alpha must be between 0 and 1, got {rule['alpha']}")
     for key, val in cfg.get("judge", {}).items():
@@ -252,6 +255,14 @@ def _non_regression(d: dict, name: str, cand: str, base: str, rules: dict, prefi
         checks.append(GateCheck(name, prefix + "max_drop", metric, t.delta, -max_drop, ok,
                                 f"Δ {t.delta:+.4f} vs {base} (CI [{t.ci_low:+.4f}, {t.ci_high:+.4f}], "
                                 f"{t.wins}/{t.ties}/{t.losses} w/t/l, p={t.p_value:.2g}){note}"))
+        if "max_ci_drop" in rule:
+            # non-inferiority: the paired bootstrap's 95% interval must rule the drop out. Valid at any size (a
+            # small set's wide interval fails it), where "a drop fails only if significant" passes small sets
+            bound = float(rule["max_ci_drop"])
+            ok = t.ci_low >= -bound
+            checks.append(GateCheck(name, prefix + "ci_drop", metric, t.ci_low, -bound, ok,
+                                    f"95% CI of Δ [{t.ci_low:+.4f}, {t.ci_high:+.4f}] over {t.n} queries "
+                                    f"{'rules out' if ok else 'does not rule out'} a drop of {bound:.4g}"))
         if rule.get("require_significant"):
             ok = t.delta > 0 and t.p_value < alpha
             checks.append(GateCheck(name, prefix + "significant", metric, t.p_value, alpha, ok,

@@ -227,8 +227,10 @@ GOOD_GATE = 'candidate = "bm25"\n[thresholds]\n"NDCG@10" = 0.0\n'
 
 @pytest.mark.parametrize("config, expected", [
     ('candidate = "bm25"\nbaseline = "bm25"\n[non_regression."NDCG@10"]\nrequire_significance = true\n',
-     "unknown key non_regression.'NDCG@10'.require_significance (allowed: max_drop, require_significant, significant_only, alpha)"),
+     "unknown key non_regression.'NDCG@10'.require_significance (allowed: max_drop, require_significant, significant_only, alpha, max_ci_drop)"),
     ('candidate = "bm25"\n', "no checks"),
+    ('candidate = "bm25"\nbaseline = "base"\n[ood_non_regression."NDCG@10"]\nmax_ci_drop = -0.03\n',
+     "ood_non_regression.'NDCG@10'.max_ci_drop must be ≥ 0, got -0.03"),
     ('candidate = "bm25"\n[thresholds]\n"NDCG@10" = "0.4"\n', "thresholds.'NDCG@10' must be a number"),
     ('candidate = "bm25"\nbaseline = "bm25"\n[non_regression]\n"NDCG@10" = 0.0\n', "must be a table"),
     ('candidate = "bm25"\ncandidat = 1\n[thresholds]\n"NDCG@10" = 0.1\n', "unknown key 'candidat'"),

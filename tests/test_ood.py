@@ -78,3 +78,16 @@ def test_significant_only_lets_a_noisy_drop_pass_but_not_a_significant_one(tmp_p
                                     f'max_drop = {drop - 0.001}\nsignificant_only = {significant_only}\n')
         fails = significant_only == "false" or row["p_value"] < 0.05
         assert p.returncode == (1 if fails else 0), p.stdout
+
+
+def test_max_ci_drop_passes_only_when_the_interval_rules_the_drop_out(tmp_path, report):
+    doc = json.loads((report / "report.json").read_text())
+    sig = doc["datasets"]["scifact-slice"]["significance"]["base"]["NDCG@10"]
+    # orient the pair so the candidate loses; the paired bootstrap of the negated differences mirrors the interval
+    cand, base, low = ("base", "bm25", sig["ci_low"]) if sig["delta"] < 0 else ("bm25", "base", -sig["ci_high"])
+    assert low < -0.002
+    for bound, code in ((-low + 0.002, 0), (-low - 0.002, 1)):
+        p = _gate(tmp_path, report, f'candidate = "{cand}"\nbaseline = "{base}"\n[ood_non_regression."NDCG@10"]\n'
+                                    f'max_drop = 1.0\nmax_ci_drop = {bound}\n')
+        assert p.returncode == code, p.stdout
+        assert ("rules out" if code == 0 else "does not rule out") in p.stdout

@@ -124,7 +124,7 @@ def test_finetune_writes_a_router_and_indexes_route_with_it(tuned_run, scifact_s
     from honed.retriever.index import build_index, load_index
 
     man = json.loads((tuned_run / "honed.json").read_text())
-    assert man["router"]["threshold"] > 0 and man["router"]["base"]["ref"] == "minilm"
+    assert man["router"]["threshold"] > 0 and man["router"]["base"]["fingerprint"] == man["base_model"]["fingerprint"]
     contracts = load_beir(CUAD_CLAUSES, "test")
     docs = {**{d: scifact_slice.corpus[d] for d in sorted(scifact_slice.corpus)[:20]},
             **{d: contracts.corpus[d] for d in sorted(contracts.corpus)[:20]}}

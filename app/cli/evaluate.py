@@ -148,7 +148,7 @@ def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped 
          run_dir: Path = typer.Option(Path("runs/demo"), help="where the tuned model goes"),
          max_steps: int = typer.Option(60, min=1, help="fine-tuning step budget"),
          artifact: Path = typer.Option(Path("artifacts/cuad-clauses-tuned"), help="where the packaged retriever goes"),
-         ood: List[Path] = typer.Option([Path("tests/fixtures/scifact-slice")],
+         ood: List[Path] = typer.Option([Path("datasets/scifact-ood")],
                                         help="out-of-domain set(s) the report checks for a drop (repeatable)")) -> None:
     """The main job on the shipped dataset: fine-tune, evaluate vs BM25 and the base model, report, package."""
     require_extra("eval", "honed demo")
