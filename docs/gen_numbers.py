@@ -44,8 +44,8 @@ def _pct_p(p: float) -> str:
 HEADLINES = [
     ("the demo's model (60 steps, with its domain router): nDCG@10 base → tuned in domain (cuad-clauses), and "
      "out of domain", "domain-routing.json", lambda d: _demo_headline(d)),
-    ("cuad-qa answers vs references, base → the demo recipe's retriever (paired, 29 questions)",
-     "rag-cuad-qa-saved-length.json", lambda d: _answers_headline(d)),
+    ("cuad-qa answers vs references, base → the demo's retriever (paired, 29 questions, top 3)",
+     "rag-cuad-qa-routed.json", lambda d: _answers_headline(d)),
     ("the HTTP service, 32 clients, batching on", "serve.json",
      lambda d: (lambda r: f"**{r['throughput_qps']:.0f} qps**, p50 {r['p50_ms']:.0f} ms")(
          at(d, "service.batching on.32"))),
@@ -125,6 +125,8 @@ TARGETS = [
      "(reference metrics, paired, no judge)", "rag-cuad-qa-saved-length.json", lambda d: _answers(d)),
     ("evaluation", "cuad-qa answers from the top passage only (top 1, the demo's weights saved at 256): no "
      "significant loss vs base", "rag-cuad-qa-top1.json", lambda d: _answers(d)),
+    ("evaluation", "cuad-qa answers, the demo's model with its domain router (lr 1e-4, top 3): no significant loss "
+     "vs base (reference metrics, paired, no judge)", "rag-cuad-qa-routed.json", lambda d: _answers(d)),
     ("evaluation", "the local judge agrees with human labels (Cohen's kappa > 0.4)", "judge-calibration.json",
      lambda d: (f"accuracy {d['accuracy']:.2f}, kappa {d['kappa']:.2f} on {d['n']} labels: advisory only in the gate",
                 d["kappa"] > 0.4)),
