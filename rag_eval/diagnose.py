@@ -33,6 +33,7 @@ from honed.retriever.atomic import atomic_dir, check_writable
 from honed.retriever.data.beir import doc_text
 from honed.retriever.data.concepts import concept_labels, parse_concepts, queries_carry
 from honed.retriever.errors import HonedError
+from honed.retriever.routing import has_router
 
 from .audit import find_leaks, load_splits
 from .beir_eval import evaluate_systems, parse_system
@@ -161,7 +162,7 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
     """Diagnose `model` (a run folder or any model) against `baseline` on `data` (train + test splits);
     `also` are more in-domain test sets (such as a QA set of the same domain), `ood` out-of-domain ones,
     `logged_queries` the queries users sent (from the feedback store). Writes diagnosis.md/.json + PNGs."""
-    from honed.retriever.encoder import load_encoder
+    from honed.retriever.encoder import load_encoder, split_backend
 
     t0 = time.perf_counter()
     parse_concepts(concepts)                # a malformed rule fails now, not after the evaluation
@@ -232,6 +233,7 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
         lost = sig["delta"] < 0 and (sig["p_value"] < 0.05 or sig["ci_high"] < 0)
         if res.role == "out-of-domain":
             if sig["delta"] < -0.01:
+                routed = has_router(split_backend(model)[0])
                 sides = forgetting_side(ds, res.name, index_dir)
                 entry["forgetting_side"] = sides
                 findings.append(finding(
@@ -239,11 +241,15 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
                     f"The tuned model forgets out of domain: {res.name} nDCG@10 {sig['delta']:+.3f}",
                     {"dataset": res.name, **{k: sig[k] for k in ("delta", "ci_low", "ci_high", "p_value", "n")},
                      **({"ndcg@10_by_side": sides} if sides else {})},
+                    f"honed finetune --data {data} --out {model}-routed" if not routed else
                     f"honed merge {model} --out {model}-merged --data {data} --ood {res.path}",
                     ("Merging the tuned weights back toward the base model trades a little in-domain gain for "
                      "what it forgot; a larger slice makes the check firmer." if not lost else
                      "Significant: the gain in domain is paid for here.")
-                    + (" " + _side_detail(sides, entry["ndcg@10"]) if sides else "")))
+                    + (" " + _side_detail(sides, entry["ndcg@10"]) if sides else "")
+                    + ("" if routed else " This run has no domain router (made before honed kept one, or with "
+                       "--no-router): a run of `honed finetune` keeps one, and its indexes keep the base model's "
+                       "vectors for passages unlike the training corpus (docs/diagnose.md, domain routing).")))
         else:
             noise = label_noise_hints(ds, res.systems["tuned"].run)
             entry["label_noise"] = noise

@@ -108,6 +108,7 @@ class _Recorded:
         m = index.manifest["model"]
         self.ref, self.fingerprint, self.path = m["ref"], m["fingerprint"], str(index.model_dir)
         self.max_seq_length = m.get("max_seq_length")
+        self.routing = index.manifest.get("routing")       # its passages' vectors were routed: keep the router
 
 
 def _live_copy(index, labels: list[int]):
@@ -153,7 +154,7 @@ def upgrade_index(path: str | os.PathLike, model: str | os.PathLike | None = Non
         raise HonedError(f"{mf}: not an index of format 1 (manifest_version {old.get('manifest_version')!r})")
     ref = model or (old["model"]["path"] if Path(old["model"]["path"]).is_dir() else old["model"]["ref"])
     try:
-        enc = load_encoder(resolve_model(ref), backend="torch")
+        enc = load_encoder(resolve_model(ref), backend="torch", routing=False)   # format 1 predates routing
     except HonedError as e:
         raise HonedError(f"{p}: its model {old['model']['ref']!r} does not resolve from here ({e}); "
                          "pass --model with the model folder that built it") from None

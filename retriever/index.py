@@ -217,7 +217,6 @@ def write_artifact(out: str | os.PathLike, encoder, rows: list[dict], vectors: n
 
     from .bm25 import PARAMS, bm25_digest, write_bm25
     from .reranker import copy_reranker, trained_weight
-
     from .routing import routing_of
 
     labels = np.arange(len(rows), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
@@ -274,6 +273,9 @@ def copy_model(encoder, dest: Path, src: str | os.PathLike | None = None, router
     from .routing import ROUTER_DIR
 
     src = Path(src) if src else Path(encoder.path)
+    if router and not (src / ROUTER_DIR).is_dir():
+        raise HonedError(f"{src}: the index's passages were routed by a domain router, but this model folder has "
+                         f"no {ROUTER_DIR}/; package the index with its own model")
     if src.is_dir():
         plain = shutil.ignore_patterns(".*", "checkpoint-*", "__pycache__")
         # an index built without routing must not carry the router: its inserts would be routed

@@ -181,8 +181,9 @@ class RoutedEncoder:
 
 
 def routing_of(encoder) -> dict | None:
-    """What an index records of its encoder's routing (None: every passage read by the model itself)."""
-    return encoder.routing_record() if isinstance(encoder, RoutedEncoder) else None
+    """What an index records of its encoder's routing (None: every passage read by the model itself); an object
+    standing for an artifact's model without loading it carries the record as ``routing``."""
+    return encoder.routing_record() if isinstance(encoder, RoutedEncoder) else getattr(encoder, "routing", None)
 
 
 def check_routing(index, encoder) -> None:

@@ -91,6 +91,13 @@ def test_index_records_routing_and_inserts_route_after_a_copy(routed_run, contra
     add_documents(index, {"a1": {"text": abstract}})
     stored = index.faiss_index.reconstruct(int(index.store.positions_of(["a1"])["a1"]))
     assert np.allclose(stored, minilm.encode_documents([abstract])[0], atol=1e-4), "the base model read it"
+    # packaging (which copies the vectors without loading the model) keeps the router with the routed vectors
+    from honed.retriever.artifact import package_artifact
+
+    package_artifact(tmp_path / "elsewhere" / "idx", tmp_path / "packaged")
+    packaged = load_index(tmp_path / "packaged")
+    assert packaged.manifest["routing"] == routing_of(enc) and (packaged.model_dir / "router" / "router.json").is_file()
+    assert isinstance(load_encoder(packaged.model_dir), type(enc))
 
     # an index built without routing carries no router, and refuses an encoder that routes
     plain = load_encoder(routed_run, max_seq_length=16, routing=False)
