@@ -32,6 +32,10 @@ from .errors import HonedError
 ROUTER_DIR = "router"
 BASE_DIR = "base-model"
 FORMAT = 1
+# Below these a run keeps no router: its threshold is the lowest held-out score or near it, and one odd passage
+# among a few dozen set it below zero in a test run (150 SciFact passages: every passage of any domain "in domain")
+MIN_REFERENCE = 500
+MIN_HELDOUT = 50
 
 
 @dataclass
@@ -81,6 +85,9 @@ def fit_run_router(run_dir: Path, base, train_texts: list[str], heldout_texts: l
     """Fit a router for a run folder being written and save it, with a copy of the `base` encoder's model, in
     ``run_dir/router``; returns its record (for honed.json). `base` must read at the base model's own length,
     as an index built with the run will."""
+    if len(train_texts) < MIN_REFERENCE or len(heldout_texts) < MIN_HELDOUT:
+        raise HonedError(f"too little data to tell the domain apart ({len(train_texts)} training passages, "
+                         f"{len(heldout_texts)} held-out; a router needs {MIN_REFERENCE} and {MIN_HELDOUT})")
     rng = random.Random(seed)
     if len(train_texts) > max_reference:
         train_texts = rng.sample(train_texts, max_reference)

@@ -82,3 +82,40 @@ def test_the_demo_run_becomes_a_triton_repository(demo, tmp_path):
     dest = export_triton(run, tmp_path / "repo", name="tuned")
     assert validate_config((dest / "config.pbtxt").read_text()).backend == "onnxruntime"
     assert json.loads((dest / "honed.json").read_text())["st_config"]["pooling"] == "mean"
+
+
+def test_the_demo_run_routes_and_its_artifact_routes_inserts_without_torch(demo, tmp_path):
+    """The demo's run kept a domain router (its training corpus is large enough), its indexes record it, and a
+    copy of its artifact routes an inserted abstract to the base model and a contract clause to the tuned one,
+    on onnxruntime alone."""
+    import shutil
+
+    run, art = demo
+    man = json.loads((run / "honed.json").read_text())
+    assert man["router"]["reference_passages"] >= 500 and (run / "router" / "base-model" / "onnx").is_dir()
+    assert json.loads((art / "manifest.json").read_text())["routing"]["threshold"] == man["router"]["threshold"]
+    shutil.copytree(art, tmp_path / "art")
+    abstract = ("Zebrafish regenerate amputated fins through the formation of a blastema, a mass of dedifferentiated "
+                "cells that proliferate and restore the lost tissue within two weeks.")
+    clause = ("Neither party shall be liable to the other for any indirect, incidental or consequential damages, and "
+              "each party's aggregate liability under this Agreement shall not exceed the fees paid.")
+    code = f"""import sys, json, numpy as np
+from honed.retriever.encoder import load_encoder
+from honed.retriever.index import load_index
+from honed.retriever.updates import add_documents
+index = load_index({str(tmp_path / "art")!r})
+add_documents(index, {{"abstract": {{"text": {abstract!r}}}, "clause": {{"text": {clause!r}}}}})
+pos = index.store.positions_of(["abstract", "clause"])
+stored = {{k: index.faiss_index.reconstruct(int(p)) for k, p in pos.items()}}
+base = load_encoder(index.model_dir / "router" / "base-model")
+tuned = load_encoder(index.model_dir, routing=False)
+print(json.dumps({{k: [float(stored[k] @ base.encode_documents([t])[0]), float(stored[k] @ tuned.encode_documents([t])[0])]
+                  for k, t in (("abstract", {abstract!r}), ("clause", {clause!r}))}}))
+print("TORCH", "torch" in sys.modules, base.backend, tuned.backend)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    cos = json.loads(out.stdout.splitlines()[0])
+    assert cos["abstract"][0] > 0.9999 and cos["abstract"][1] < 0.999, cos      # the base model read the abstract
+    assert cos["clause"][1] > 0.9999 and cos["clause"][0] < 0.999, cos          # the tuned model read the clause
+    assert out.stdout.splitlines()[1].startswith("TORCH False onnx-")
