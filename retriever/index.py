@@ -173,7 +173,8 @@ def checked_build_rows(corpus, split: str, out: str | os.PathLike, faiss_kind: s
 
 def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
                 split: str = "test", batch_size: int = 32, show_progress: bool = True,
-                force: bool = False, workers: list[str] | None = None, bm25: bool = False) -> Path:
+                force: bool = False, workers: list[str] | None = None, bm25: bool = False, routing: bool = True
+                ) -> Path:
     """Embed a corpus and write a retriever artifact atomically; return its path.
 
     `model` is a model reference (``"minilm"``, a folder, a hub id) or a loaded
@@ -181,14 +182,15 @@ def build_index(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat",
     ``corpus.jsonl`` file or a BEIR folder (its `split` corpus when split by document).
     `workers` (e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu"] * 4``, see
     :func:`~retriever.encoder.parse_workers`) encodes with one process per entry. `bm25` also writes a
-    BM25 index of the same documents, for ``mode="bm25"`` and ``mode="hybrid"`` queries.
+    BM25 index of the same documents, for ``mode="bm25"`` and ``mode="hybrid"`` queries. `routing` (a run with a
+    domain router, :mod:`~retriever.routing`): False stores the tuned model's vectors for every passage.
     """
     from .encoder import encode_with_workers, load_encoder
 
     rows = checked_build_rows(corpus, split, out, faiss_kind, batch_size, force)
     parallel = bool(workers) and len(workers) > 1
     enc = model if hasattr(model, "encode_documents") else \
-        load_encoder(model, batch_size=batch_size, backend="torch" if parallel else None)
+        load_encoder(model, batch_size=batch_size, backend="torch" if parallel else None, routing=routing)
     factory = faiss_factory(faiss_kind, len(rows), enc.dim)
     t0 = time.perf_counter()
     texts = [doc_text(d) for d in rows]

@@ -41,6 +41,7 @@ import numpy as np
 from .data.beir import dataset_root, doc_text
 from .errors import HonedError
 from .index import checked_build_rows, faiss_factory, make_faiss, write_artifact
+from .routing import ROUTER_DIR, routing_of
 
 SHARD_ROWS = 8192          # vectors per shard file: 12 MB at dim 384
 TRAIN_PER_LIST = 64        # IVF k-means sample: 64 points per list (faiss warns under 39)
@@ -67,6 +68,8 @@ class PassageEncoder:
             if model_fingerprint(folder) != fingerprint:
                 raise HonedError("the model a Ray worker received differs from the driver's (fingerprint)")
             self.encoder = load_encoder(folder, batch_size=batch_size, backend="torch", device=device)
+            if hasattr(self.encoder, "router"):
+                self.encoder.base          # a routed encoder loads its base model lazily: now, while the files exist
         finally:
             shutil.rmtree(folder, ignore_errors=True)   # the weights are in memory now; leave no copy per build
 
@@ -76,13 +79,15 @@ class PassageEncoder:
         return {"id": np.array([str(d["_id"]) for d in docs]), "embedding": vectors}
 
 
-def model_files(folder: str | os.PathLike) -> dict[str, bytes]:
-    """A model folder's files as ``{relative path: bytes}``, without its ONNX export and checkpoints."""
+def model_files(folder: str | os.PathLike, router: bool = True) -> dict[str, bytes]:
+    """A model folder's files as ``{relative path: bytes}``, without its ONNX export and checkpoints (and without
+    its domain router unless `router`: the workers load what they receive, router included)."""
     folder = Path(folder)
+    skip = ("onnx",) if router else ("onnx", ROUTER_DIR)
     out = {}
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder)
-        if p.is_file() and rel.parts[0] != "onnx" and not rel.parts[0].startswith(("checkpoint-", ".")):
+        if p.is_file() and rel.parts[0] not in skip and not rel.parts[0].startswith(("checkpoint-", ".")):
             out[rel.as_posix()] = p.read_bytes()
     return out
 
@@ -113,7 +118,7 @@ def embed_on_ray(encoder, path: Path, positions: dict[str, int], shard_dir: Path
     logging.getLogger("ray.data").setLevel(logging.ERROR)              # its plan and "bars disabled" notes
     cpus = actor_cpus(workers) if not gpus_per_worker else 0
     device = "cuda" if gpus_per_worker else "cpu"
-    files_ref = ray.put(model_files(encoder.path))
+    files_ref = ray.put(model_files(encoder.path, router=routing_of(encoder) is not None))
     # several blocks per actor, so the pool shares the tail of the corpus evenly
     ds = ray.data.read_text(str(path.resolve()), override_num_blocks=max(4 * workers, len(positions) // 2048))
     ds = ds.map_batches(
@@ -202,7 +207,7 @@ def assemble_index(shards: list[Path], n: int, dim: int, factory: str, seed: int
 def build_index_on_ray(model, corpus, out: str | os.PathLike, faiss_kind: str = "flat", split: str = "test",
                        batch_size: int = 32, workers: int = 2, address: str | None = None,
                        gpus_per_worker: float = 0.0, show_progress: bool = True, force: bool = False,
-                       bm25: bool = False) -> Path:
+                       bm25: bool = False, routing: bool = True) -> Path:
     """Embed a corpus on Ray and write a retriever artifact atomically; return its path.
 
     `address` is a running cluster's (``auto``, ``ray://head:10001``); None starts a
@@ -218,7 +223,8 @@ def build_index_on_ray(model, corpus, out: str | os.PathLike, faiss_kind: str = 
     except ImportError:
         raise HonedError("--ray needs Ray: pip install 'honed[scale]' (or 'ray[data]')") from None
     rows = checked_build_rows(corpus, split, out, faiss_kind, batch_size, force)   # before a worker starts
-    enc = model if hasattr(model, "encode_documents") else load_encoder(model, batch_size=batch_size, backend="torch")
+    enc = model if hasattr(model, "encode_documents") else load_encoder(model, batch_size=batch_size, backend="torch",
+                                                                        routing=routing)
     if getattr(enc, "backend", "torch") != "torch" or not Path(enc.path).is_dir():
         raise HonedError("--ray needs a torch model with a local folder (the workers receive a copy of it)")
     factory = faiss_factory(faiss_kind, len(rows), enc.dim)

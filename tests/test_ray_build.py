@@ -63,7 +63,11 @@ def test_model_files_leave_out_onnx_and_checkpoints(tmp_path):
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "1_Pooling" / "config.json").write_text("{}")
     (tmp_path / "config.json").write_text("{}")
-    assert sorted(model_files(tmp_path)) == ["1_Pooling/config.json", "config.json"]
+    (tmp_path / "router").mkdir()
+    (tmp_path / "router" / "router.json").write_text("{}")
+    assert sorted(model_files(tmp_path)) == ["1_Pooling/config.json", "config.json", "router/router.json"]
+    # an index built without routing sends its workers no router (they would route what they read)
+    assert sorted(model_files(tmp_path, router=False)) == ["1_Pooling/config.json", "config.json"]
 
 
 def test_ray_and_workers_together_are_refused(tmp_path):

@@ -100,8 +100,7 @@ def test_index_records_routing_and_inserts_route_after_a_copy(routed_run, contra
     assert isinstance(load_encoder(packaged.model_dir), type(enc))
 
     # an index built without routing carries no router, and refuses an encoder that routes
-    plain = load_encoder(routed_run, max_seq_length=16, routing=False)
-    build_index(plain, docs, tmp_path / "plain", show_progress=False)
+    build_index(str(routed_run), docs, tmp_path / "plain", show_progress=False, routing=False)
     index = load_index(tmp_path / "plain")
     assert index.manifest["routing"] is None and not (index.model_dir / "router").exists()
     with pytest.raises(Exception, match="routed passages"):

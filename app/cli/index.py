@@ -32,6 +32,9 @@ def index_build(model: str = typer.Option("minilm", help="model folder, packaged
                 ray_gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per encoder actor (0: CPU)"),
                 bm25: bool = typer.Option(False, "--bm25", help="also write a BM25 index of the same documents "
                                                                 "(for `--mode bm25` and `--mode hybrid`)"),
+                routing: bool = typer.Option(True, help="a run with a domain router stores the base model's vectors "
+                                                        "for passages unlike its training corpus; --no-routing: the "
+                                                        "tuned model's for all"),
                 force: bool = FORCE) -> None:
     """Embed a corpus and write a FAISS index + doc store + manifest (and a BM25 index with --bm25)."""
     from honed.retriever.encoder import parse_workers
@@ -46,10 +49,10 @@ def index_build(model: str = typer.Option("minilm", help="model folder, packaged
 
         build_index_on_ray(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size,
                            workers=ray_workers, address=ray_address, gpus_per_worker=ray_gpus_per_worker, force=force,
-                           bm25=bm25)
+                           bm25=bm25, routing=routing)
     else:
         build_index(model, corpus, out, faiss_kind=faiss, split=split, batch_size=batch_size, force=force,
-                    workers=parse_workers(workers), bm25=bm25)
+                    workers=parse_workers(workers), bm25=bm25, routing=routing)
     idx = load_index(out)
     m = idx.manifest
     console.print(f"[green]✓[/] {len(idx)} docs → {out} ({m['faiss']['factory']}{' + BM25' if idx.bm25 else ''}, "
