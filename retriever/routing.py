@@ -76,7 +76,7 @@ def fit_router(base_vectors: np.ndarray, heldout_vectors: np.ndarray, centroids:
     held = router.scores(heldout_vectors)
     router.threshold = float(np.quantile(held, quantile))
     router.record = {"centroids": k, "reference_passages": len(base_vectors), "heldout_passages": len(held),
-                     "quantile": quantile, "threshold": round(router.threshold, 4)}
+                     "quantile": quantile, "threshold": router.threshold}
     return router
 
 
