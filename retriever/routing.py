@@ -61,8 +61,8 @@ def fit_router(base_vectors: np.ndarray, heldout_vectors: np.ndarray, centroids:
     """Spherical k-means on the training corpus's base vectors; the threshold is the `quantile` of held-out
     in-domain passages' scores (so about that share of new in-domain passages is read by the base model).
 
-    The held-out passages must not be among `base_vectors`: scored against centroids fitted on themselves,
-    they would set the threshold too high (measured: 41% of the test contracts' passages routed out, not 9%).
+    The held-out passages must not be among `base_vectors`: scored against centroids fitted on themselves, they
+    would set the threshold too high (on the demo, several times as many new contracts' passages routed out).
     """
     import faiss
 
@@ -129,7 +129,9 @@ def load_router(model_dir: str | os.PathLike) -> tuple[DomainRouter, Path]:
         raise HonedError(f"{path}: not a readable domain router ({e})") from None
     if doc.get("format") != FORMAT:
         raise HonedError(f"{path}: router format {doc.get('format')!r}, this honed reads {FORMAT}")
-    base = folder / doc.get("base_dir", BASE_DIR)
+    if doc.get("base_dir", BASE_DIR) != BASE_DIR:     # a router from elsewhere names no folder outside its own
+        raise HonedError(f"{path}: base_dir must be {BASE_DIR!r}, got {doc.get('base_dir')!r}")
+    base = folder / BASE_DIR
     if not base.is_dir():
         raise HonedError(f"{path}: its base model folder {base} is missing")
     return DomainRouter(cents.astype(np.float32), threshold, doc.get("record", {})), base

@@ -117,6 +117,9 @@ def test_bad_router_files_are_refused(routed_run, tmp_path):
     (bad / "router" / "router.json").write_text(json.dumps({**doc, "format": 99}))
     with pytest.raises(HonedError, match="router format 99"):
         load_router(bad)
+    (bad / "router" / "router.json").write_text(json.dumps({**doc, "base_dir": "../../elsewhere"}))
+    with pytest.raises(HonedError, match="base_dir must be 'base-model'"):
+        load_router(bad)
     (bad / "router" / "router.json").write_text("{not json")
     with pytest.raises(HonedError, match="router.json: not a readable domain router"):
         load_router(bad)
