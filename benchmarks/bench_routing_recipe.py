@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from honed.retriever.device import cpu_name
+    from honed.retriever.index import copy_model
 
     run = Path(args.run)
     man = json.loads((run / "honed.json").read_text(encoding="utf-8"))
@@ -42,11 +42,7 @@ def main() -> None:
         sys.exit(f"{run}: has no domain router (honed.json: {man.get('router')})")
     with tempfile.TemporaryDirectory() as tmp:
         plain = Path(tmp) / "unrouted"
-        shutil.copytree(run, plain, ignore=shutil.ignore_patterns("router"))   # the same weights, no router
-        record = plain / "honed-artifact.json"            # the run's file record, less the router it no longer holds
-        doc = json.loads(record.read_text(encoding="utf-8"))
-        doc["files"] = {k: v for k, v in doc["files"].items() if not k.startswith("router/")}
-        record.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        copy_model(None, plain, src=run, router=False)    # the same weights, no router (its file record too)
         t0 = time.perf_counter()
         subprocess.run([HONED, "eval", "beir", "--data", args.data, "--ood", args.ood, "--system", "base=minilm",
                         "--system", f"routed={run}@torch", "--system", f"unrouted={plain}@torch",

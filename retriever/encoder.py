@@ -93,13 +93,11 @@ def encode_with_workers(enc: Encoder, texts: Sequence[str], workers: list[str],
     """
     if len(texts) == 0:
         return np.zeros((0, enc.dim), dtype=np.float32)
-    if hasattr(enc, "router"):      # a RoutedEncoder: the base model reads all, the tuned one those in domain
-        vectors = encode_with_workers(enc.base, texts, workers, show_progress)
-        keep = enc.router.in_domain(vectors)
-        if keep.any():
-            vectors[keep] = encode_with_workers(enc.tuned, [t for t, k in zip(texts, keep) if k], workers,
-                                                show_progress)
-        return vectors
+    if hasattr(enc, "router"):      # a RoutedEncoder: both of its models on the workers
+        from .routing import route_passages
+
+        return route_passages(texts, enc.router, lambda t: encode_with_workers(enc.base, t, workers, show_progress),
+                              lambda t: encode_with_workers(enc.tuned, t, workers, show_progress))[0]
     n_cpu = sum(1 for w in workers if w == "cpu")
     saved = os.environ.get("OMP_NUM_THREADS")
     if n_cpu:

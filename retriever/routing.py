@@ -137,6 +137,17 @@ def load_router(model_dir: str | os.PathLike) -> tuple[DomainRouter, Path]:
     return DomainRouter(cents.astype(np.float32), threshold, doc.get("record", {})), base
 
 
+def route_passages(texts, router: DomainRouter, encode_base: Callable, encode_tuned: Callable
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The base model reads every passage, the tuned one re-reads those the router keeps in domain; returns the
+    vectors and that mask. The encode functions map a list of texts to unit vectors (in process or on workers)."""
+    vectors = encode_base(texts)
+    keep = router.in_domain(vectors)
+    if keep.any():
+        vectors[keep] = encode_tuned([t for t, k in zip(texts, keep) if k])
+    return vectors, keep
+
+
 @dataclass
 class RoutedEncoder:
     """An encoder whose queries are the tuned model's and whose passages are routed by a :class:`DomainRouter`.
@@ -174,13 +185,8 @@ class RoutedEncoder:
 
     def encode_routed(self, texts, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Passage vectors and, per passage, whether the tuned model read it."""
-        base = self.base.encode_documents(texts, show_progress)
-        keep = self.router.in_domain(base)
-        if not keep.any():
-            return base, keep
-        tuned = self.tuned.encode_documents([t for t, k in zip(texts, keep) if k], show_progress)
-        base[keep] = tuned
-        return base, keep
+        return route_passages(texts, self.router, lambda t: self.base.encode_documents(t, show_progress),
+                              lambda t: self.tuned.encode_documents(t, show_progress))
 
     def routing_record(self) -> dict:
         import hashlib
