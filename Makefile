@@ -133,12 +133,14 @@ test-slow: models browser triton-env
 	    -n $(TEST_WORKERS) --dist loadfile -m "slow and not llm"
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -m "slow and llm"
 
-# The release gate CI runs: the main job (fine-tune on cuad-clauses, evaluate vs base and BM25),
-# then gate.toml on its report (a non-zero exit blocks the submission), then the diagnosis of the
-# demo's run (its indexes are cached: ~1 min), which the dashboard check opens.
+# The release gate CI runs: the main job (fine-tune on cuad-clauses, evaluate vs base and BM25, answer
+# cuad-qa's questions through both), then gate.toml on its retrieval report and gate-rag.toml on its answers
+# (a non-zero exit blocks the submission), then the diagnosis of the demo's run (its indexes are cached:
+# ~1 min), which the dashboard check opens.
 ci-gate: models
 	$(BIN)/honed demo --out reports/ci --run-dir runs/ci
 	$(BIN)/honed gate --report reports/ci/report.json --config gate.toml
+	$(BIN)/honed gate --report reports/ci/answers/report.json --config gate-rag.toml
 	$(BIN)/honed diagnose --data datasets/cuad-clauses --model runs/ci --also datasets/cuad-qa \
 	    --ood tests/fixtures/scifact-slice --out reports/ci-diagnose
 

@@ -109,6 +109,15 @@ def metric_rows(doc: dict, metrics=HEADLINE) -> list[dict]:
     return rows
 
 
+def answer_rows(answers: dict) -> list[dict]:
+    """One row per (system, metric) of a retrieval report's answers (``report.json["answers"]``, the demo's)."""
+    base = answers["baseline"]
+    return [{"system": system, "metric": m, base: _r(t["mean_a"]), "value": _r(t["mean_b"]),
+             f"Δ vs {base}": _r(t["delta"]), "95% CI": f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]",
+             "p": _r(t["p_value"], 4), "w/t/l": f"{t['wins']}/{t['ties']}/{t['losses']}"}
+            for system, tests in answers["tests"].items() for m, t in tests.items()]
+
+
 def rag_rows(doc: dict) -> list[dict]:
     """One row per (system, metric) of a RAG report, with the paired test against its baseline."""
     from honed.rag_eval.rag import JUDGED

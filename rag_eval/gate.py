@@ -57,6 +57,7 @@ from .significance import paired_test
 class GateCheck:
     dataset: str
     rule: str          # "threshold" | "max_drop" | "significant" | "ci_drop", each also "ood_"-prefixed | "ood_present"
+    #                    | "not_measured" (a judged metric in a report made without a judge: advisory, no value)
     metric: str
     value: float
     limit: float
@@ -173,16 +174,27 @@ def evaluate_rag_gate(report: dict, cfg: dict) -> list[GateCheck]:
         if sysname not in d["systems"]:
             raise HonedError(f"gate: system {sysname!r} is not in the RAG report (has: {', '.join(d['systems'])})")
     gating, why = judge_gates(report, cfg)
-    checks = []
+    checks, rules = [], dict(cfg.get("non_regression") or {})
+    if report.get("judge") == "none":
+        # a report made without a judge (`--judge none`, the demo's answers) has no judged metric to check: the
+        # rule is shown as not measured, never as a pass or a failure
+        for metric in [m for m in dict.fromkeys([*(cfg.get("thresholds") or {}), *rules]) if m in JUDGED]:
+            rules.pop(metric, None)
+            checks.append(GateCheck(name, "not_measured", metric, math.nan, math.nan, True,
+                                    "the report was made without a judge (--judge none)", advisory=True))
     metrics = d["systems"][cand]["metrics"]
     for metric, floor in (cfg.get("thresholds") or {}).items():
+        if metric in JUDGED and report.get("judge") == "none":
+            continue
         if metric not in metrics:
             raise HonedError(f"gate: metric {metric!r} not in the RAG report (has: {', '.join(metrics)})")
         v = float(metrics[metric])
         checks.append(GateCheck(name, "threshold", metric, v, float(floor), v >= float(floor),
                                 f"{cand} {metric} {v:.4f} ≥ {float(floor):.4f}"))
-    checks += _non_regression(d, name, cand, base, cfg.get("non_regression") or {})
+    checks += _non_regression(d, name, cand, base, rules)
     for c in checks:
+        if c.rule == "not_measured":
+            continue
         if c.metric in JUDGED and not gating:
             c.advisory, c.detail = True, f"{c.detail}; {why}"
         elif c.metric in JUDGED:

@@ -69,12 +69,13 @@ def make_judge(judge, cache: JsonCache):
     return LocalJudge(judge, cache=cache)
 
 
-def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, out: str | os.PathLike | None = None,
+def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int | None = 20, out: str | os.PathLike | None = None,
                  llm="qwen", judge="qwen", top_k: int = 3, index_dir: str | os.PathLike = "indexes",
                  cache_path: str | os.PathLike | None = None, sanity_pairs: int = 5,
                  embed_model: str = "minilm", calibration: str | os.PathLike | None = None,
                  calibration_n: int | None = None, force: bool = False) -> dict:
-    """Run and score the RAG pipeline for each system; write report.json/report.md/plots when `out` is set.
+    """Run and score the RAG pipeline for each system on `n` test queries (None: all); write
+    report.json/report.md/plots when `out` is set.
 
     `llm` and `judge` each take a GGUF reference, ``URL#model`` of an OpenAI-compatible
     server, or an object (a LlamaIndex LLM; a ragas judge); ``judge="none"`` scores only what needs no
@@ -98,7 +99,7 @@ def evaluate_rag(data: str | os.PathLike, systems: dict[str, str], n: int = 20, 
     from .beir_eval import subsample_queries
     from .reference import reference_answer, reference_decision
 
-    if n < 1:
+    if n is not None and n < 1:
         raise HonedError(f"--n must be ≥ 1, got {n}")
     if not systems:
         raise HonedError("no --system to evaluate")

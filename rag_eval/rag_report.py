@@ -73,16 +73,17 @@ def _metrics_plot(doc: dict, metrics: list[str], path: Path) -> None:
     plt.close(fig)
 
 
+def test_row(metric: str, t: dict) -> list[str]:
+    """One metric's paired test as a table row: metric (* when judged), means, Δ, CI, w/t/l, p, n."""
+    return [metric + (" *" if metric in JUDGED else ""), _fmt(t["mean_a"]), _fmt(t["mean_b"]), f"{t['delta']:+.3f}",
+            f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]", f"{t['wins']}/{t['ties']}/{t['losses']}",
+            f"{t['p_value']:.3g}", str(t["n"])]
+
+
 def paired_rows(doc: dict, system: str) -> list[list[str]]:
-    """One system's comparison rows (also printed by the CLI): metric, means, Δ, CI, w/t/l, p, n."""
-    rows = []
-    for m in metric_order(doc):
-        t = doc["comparison"][system]["tests"].get(m)
-        if t:
-            rows.append([m + (" *" if m in JUDGED else ""), _fmt(t["mean_a"]), _fmt(t["mean_b"]),
-                         f"{t['delta']:+.3f}", f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]",
-                         f"{t['wins']}/{t['ties']}/{t['losses']}", f"{t['p_value']:.3g}", str(t["n"])])
-    return rows
+    """One system's comparison rows (also printed by the CLI), in the report's metric order."""
+    tests = doc["comparison"][system]["tests"]
+    return [test_row(m, tests[m]) for m in metric_order(doc) if m in tests]
 
 
 def write_rag_report(doc: dict, out: str | os.PathLike, force: bool = False) -> Path:

@@ -26,6 +26,7 @@ from .significance import bootstrap_ci, paired_test
 SCHEMA = "honed.report/1"
 HEADLINE = ("NDCG@10", "Recall@100", "MRR@10", "MAP@10", "P@10")
 TESTED = ("NDCG@10", "Recall@100")
+ANSWERS_DIR = "answers"     # a retrieval report's RAG leg, in its own folder (a RAG report of its own)
 
 
 @dataclass
@@ -157,6 +158,8 @@ def report_markdown(doc: dict, plots: list[str]) -> str:
                          f"| {r['delta']:+.4f} | [{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}] | {r['p_value']:.2g} | "
                          + _ood_verdict(r) + " |")
         lines.append("")
+    if doc.get("answers"):
+        lines += answers_markdown(doc["answers"])
     for ds_name, d in doc["datasets"].items():
         role = " · out-of-domain" if d.get("role") == "out-of-domain" else ""
         lines += [f"## {ds_name} ({d['split']}: {d['n_queries']} queries, {d['n_docs']:,} docs{role})", "",
@@ -175,6 +178,26 @@ def report_markdown(doc: dict, plots: list[str]) -> str:
                                  f"| {t['wins']} / {t['ties']} / {t['losses']} | {t['p_value']:.2g} |")
         lines += [""] + [f"![{p}]({p})" for p in plots if p.startswith(ds_name + "-")] + [""]
     return "\n".join(lines)
+
+
+def answers_markdown(a: dict) -> list[str]:
+    """The answers section: each system's paired comparison with the baseline on the judge-free metrics."""
+    from .rag_report import test_row
+
+    lines = [f"## Answers: {a['dataset']} ({a['n']} questions)", "",
+             f"Each retriever's top {a['top_k']} passages go to the same generator (`{a['llm']}`, greedy); its answer "
+             f"is scored against the reference answer and the judged passages"
+             + (" without a judge" if a["judge"] == "none" else f", judge `{a['judge']}`")
+             + f". Paired per question against **{a['baseline']}** (95% bootstrap CI, Wilcoxon p). "
+             f"Every answer: [{a['report']}]({a['report']}).", ""]
+    for name, tests in a["tests"].items():
+        lines += [f"| {name} vs {a['baseline']} | {a['baseline']} | {name} | Δ | 95% CI | w/t/l | p | n |",
+                  "|---|---:|---:|---:|---|---|---:|---:|"]
+        lines += ["| " + " | ".join(test_row(m, t)) + " |" for m, t in tests.items()]
+        lost = [m for m, t in tests.items() if t["delta"] < 0 and t["p_value"] < 0.05]
+        lines += ["", f"**{name} answers significantly worse on {', '.join(lost)}.**" if lost else
+                  f"No significant loss of {name}'s answers on any metric (p < 0.05)."]
+    return lines + ["", f"![answers]({ANSWERS_DIR}/rag-paired.png)", ""]
 
 
 def _ood_verdict(r: dict) -> str:
@@ -199,12 +222,27 @@ def _summary_table(doc: dict):
     return t
 
 
+def answers_summary(rag_doc: dict, folder: str = ANSWERS_DIR) -> dict:
+    """What a retrieval report keeps of a RAG report (:func:`rag_eval.rag.evaluate_rag`): the set, the
+    generator, and each system's paired tests against the baseline; the samples stay in ``folder``."""
+    return {"report": f"{folder}/report.md", "dataset": rag_doc["dataset"], "n": rag_doc["n"],
+            "top_k": rag_doc["top_k"], "llm": rag_doc["llm"], "judge": rag_doc["judge"],
+            "baseline": rag_doc["baseline"],
+            "tests": {name: c["tests"] for name, c in rag_doc["comparison"].items()}}
+
+
 def write_beir_report(results, out: str | os.PathLike, baseline: str | None = None,
-                      force: bool = False) -> ReportPaths:
-    """Write report.json, report.md and plots for `results` into the folder `out`."""
+                      force: bool = False, answers: dict | None = None) -> ReportPaths:
+    """Write report.json, report.md and plots for `results` into the folder `out`; with `answers` (a RAG
+    report's dict), its full report goes to ``out/answers`` and its paired comparison into this one."""
     doc = report_dict(results, baseline)
     out = Path(out)
     with atomic_dir(out, kind="report", force=force) as tmp:
+        if answers is not None:
+            from .rag_report import write_rag_report
+
+            write_rag_report(answers, tmp / ANSWERS_DIR)
+            doc["answers"] = answers_summary(answers)
         plots = _plots(doc, tmp)
         doc["plots"] = plots
         (tmp / "report.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

@@ -140,6 +140,28 @@ def test_gate_on_rag_report_judged_metrics_advisory_unless_the_judge_is_calibrat
     assert bad.returncode == 2 and "unknown key judge.min_kapa" in bad.stderr
 
 
+def test_gate_on_a_report_without_a_judge_shows_judged_rules_as_not_measured(tmp_path):
+    from honed.rag_eval.gate import gate_passed, run_gate
+
+    doc = json.loads(_rag_report(tmp_path).read_text())
+    doc["judge"] = "none"          # `honed eval rag --judge none` (the demo's answers): no judged metric at all
+    for s in doc["systems"].values():
+        s["metrics"].pop("faithfulness")
+        for x in s["samples"]:
+            x.pop("faithfulness")
+    (tmp_path / "none.json").write_text(json.dumps(doc))
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(GATE)
+    checks = run_gate(tmp_path / "none.json", cfg)
+    assert [(c.rule, c.metric) for c in checks if c.metric == "faithfulness"] == [("not_measured", "faithfulness")]
+    assert all(c.advisory for c in checks if c.rule == "not_measured")
+    assert [c.passed for c in checks if c.metric == "rouge_l"] == [True] and gate_passed(checks)
+    doc["systems"]["tuned"]["samples"][0]["rouge_l"] = 0.0          # the judge-free rule still fails a drop
+    (tmp_path / "none.json").write_text(json.dumps(doc))
+    run = _gate(tmp_path / "none.json", GATE, tmp_path)
+    assert run.returncode == 1 and "gate failed: 1 of 2 checks" in run.stdout, run.stdout
+
+
 def test_shipped_rag_gate_config_is_valid():
     from honed.rag_eval.gate import load_gate_config
 

@@ -140,6 +140,7 @@ def test_dashboard_on_the_demo_in_a_real_browser(tmp_path):
             page.get_by_text("Per-query drill-down").wait_for(timeout=120_000)
             page.get_by_text("dev nDCG@10 by step").wait_for(timeout=60_000)     # the demo run's training curve
             page.get_by_text("out-of-domain scifact-ood").first.wait_for(timeout=60_000)
+            page.get_by_text("Answers: datasets/cuad-qa (29 questions").wait_for(timeout=60_000)   # the RAG leg
             page.get_by_text("✓ relevant", exact=False).first.wait_for(timeout=60_000)
             # `make ci-gate` ran `honed diagnose` on the demo into the report folder: its section and heatmap
             page.get_by_text("Diagnosis and concept confusions").wait_for(timeout=60_000)

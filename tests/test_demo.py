@@ -75,6 +75,28 @@ def test_the_demo_artifact_records_its_evaluation_and_modes(demo):
     assert info["hybrid"]["dev_ndcg@10"] == max(r["ndcg@10"] for r in info["hybrid"]["rows"])
 
 
+def test_the_demo_report_carries_both_retrievers_answers_paired(demo):
+    """The demo answers cuad-qa's questions from base and tuned retrieval; its report holds the paired comparison."""
+    from honed.retriever.data import load_beir
+
+    report = Path(os.environ.get("HONED_DEMO_REPORT", "reports/ci"))
+    doc = json.loads((report / "report.json").read_text())
+    rag = json.loads((report / "answers" / "report.json").read_text())
+    questions = load_beir(REPO / "datasets" / "cuad-qa", "test").queries
+    assert rag["judge"] == "none" and rag["systems"]["tuned"]["model"] == str(demo[0])
+    by_id = {name: {s["query_id"]: s for s in sd["samples"]} for name, sd in rag["systems"].items()}
+    for name in ("base", "tuned"):
+        assert set(by_id[name]) == set(questions) and all(s["answer"] and not s["errors"] for s in by_id[name].values())
+    # each side read its own retriever's passages: the two top 3s differ on some questions
+    assert any(by_id["base"][q]["context_ids"] != by_id["tuned"][q]["context_ids"] for q in questions)
+    tests = doc["answers"]["tests"]["tuned"]
+    assert tests == rag["comparison"]["tuned"]["tests"]
+    assert {"semantic_similarity", "rouge_l", "decision_accuracy", "context_recall_ids"} <= set(tests)
+    md = (report / "report.md").read_text()
+    assert f"## Answers: {rag['dataset']} ({len(questions)} questions)" in md and "(answers/report.md)" in md
+    assert (report / "answers" / "rag-paired.png").stat().st_size > 10_000
+
+
 def test_the_demo_run_becomes_a_triton_repository(demo, tmp_path):
     from honed.retriever.export.triton import export_triton, validate_config
 

@@ -63,6 +63,9 @@ def gate_cmd(report: Path = typer.Option(..., help="report.json from `honed eval
     checks = run_gate(report, config)
     t = DataTable("dataset", "rule", "metric", "value", "limit", "result", "detail")
     for c in checks:
+        if c.rule == "not_measured":
+            t.add_row(c.dataset, c.rule, c.metric, "—", "—", "not measured", c.detail)
+            continue
         result = "[green]pass[/]" if c.passed else "[red]FAIL[/]"
         t.add_row(c.dataset, c.rule, c.metric, f"{c.value:.4g}", f"{c.limit:.4g}",
                   styled(f"{result} (advisory)" if c.advisory else result), c.detail)
@@ -149,24 +152,30 @@ def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped 
          max_steps: int = typer.Option(60, min=1, help="fine-tuning step budget"),
          artifact: Path = typer.Option(Path("artifacts/cuad-clauses-tuned"), help="where the packaged retriever goes"),
          ood: List[Path] = typer.Option([Path("datasets/scifact-ood")],
-                                        help="out-of-domain set(s) the report checks for a drop (repeatable)")) -> None:
-    """The main job on the shipped dataset: fine-tune, evaluate vs BM25 and the base model, report, package."""
+                                        help="out-of-domain set(s) the report checks for a drop (repeatable)"),
+         answers: Path = typer.Option(Path("datasets/cuad-qa"), help="questions with reference answers: base and "
+                                      "tuned retrieval answer them with the local LLM, compared in the report"),
+         no_answers: bool = typer.Option(False, "--no-answers", help="skip the answers (~4 min)")) -> None:
+    """The main job on the shipped dataset: fine-tune, evaluate vs BM25 and the base model, answer, report, package."""
     require_extra("eval", "honed demo")
     from honed.rag_eval.demo import run_demo
 
-    missing = [str(o) for o in ood if not o.is_dir()]
-    if missing:
-        raise HonedError(f"--ood: {', '.join(missing)} is not a folder (run the demo from the repository root, "
-                         "or pass --ood DIR)")
+    for flag, paths in (("--ood", ood), ("--answers", [] if no_answers else [answers])):
+        missing = [str(o) for o in paths if not o.is_dir()]
+        if missing:
+            raise HonedError(f"{flag}: {', '.join(missing)} is not a folder (run the demo from the repository root, "
+                             f"or pass {flag} DIR)")
     report = run_demo(data, out, run_dir=run_dir, artifact=artifact, finetune_overrides={"max_steps": max_steps},
-                      ood=[str(o) for o in ood])
+                      ood=[str(o) for o in ood], answers=None if no_answers else str(answers))
     console.print(f"\n[bold]Report:[/] {report}  (Markdown with PNG plots; JSON beside it)")
     console.print(f"[bold]Tuned model:[/] {run_dir}  (training curve: {run_dir / 'training.png'})")
     console.print(f"[bold]Ship it:[/] {artifact}  (model + ONNX + FAISS + documents + this evaluation; "
                   f"`honed index info {artifact}`)")
     console.print(f"[bold]Try it:[/] honed search {artifact} \"limitation of liability\"")
-    console.print(f"[bold]RAG leg (optional, ~25 min):[/] honed eval rag --data datasets/cuad-qa --system base=minilm "
-                  f"--system tuned={run_dir} --n 29 --out reports/rag")
+    if not no_answers:
+        console.print(f"[bold]Answers:[/] {out / 'answers' / 'report.md'}  (every question, both retrievers' answers)")
+    console.print(f"[bold]Judged answers (optional, ~25 min):[/] honed eval rag --data {answers} --system base=minilm "
+                  f"--system tuned={run_dir} --n 29 --judge qwen --out reports/rag")
     console.print(f"[bold]Why it wins or loses (~1 min):[/] honed diagnose --data {data} --model {run_dir} "
                   "--also datasets/cuad-qa --ood datasets/scifact-ood")
     console.print("[bold]Compare in the app:[/] honed app --baseline indexes/cuad-clauses-test-base "

@@ -82,6 +82,10 @@ def _reports(reports) -> None:
         for row in rep.doc.get("ood_check", []):
             flag = "significant drop" if row.get("significant_drop") else "no significant drop"
             st.text(f"out-of-domain {row['dataset']}: {row['system']} vs {row['baseline']} — {flag}")
+        a = rep.doc.get("answers")
+        if a:     # the demo's RAG leg: the same questions answered from each retriever's passages
+            st.subheader(f"Answers: {a['dataset']} ({a['n']} questions, judge {a['judge']})")
+            st.dataframe(db.answer_rows(a), hide_index=True)
     else:
         cal = rep.doc.get("judge_calibration")
         if cal:
