@@ -127,6 +127,12 @@ TARGETS = [
      "significant loss vs base", "rag-cuad-qa-top1.json", lambda d: _answers(d)),
     ("evaluation", "cuad-qa answers, the demo's model with its domain router (lr 1e-4, top 3): no significant loss "
      "vs base (reference metrics, paired, no judge)", "rag-cuad-qa-routed.json", lambda d: _answers(d)),
+    ("evaluation", "the demo's own answers step (`honed demo`, cuad-qa, no judge), on an empty answer cache: no "
+     "significant loss vs base, and its time", "demo-answers.json",
+     lambda d: (f"{d['wall_s'] / 60:.1f} min for {d['answers_generated']} answers ({d['answered_once_for_both']} "
+                "questions answered once for both: same top 3); " + ", ".join(
+                    f"{m} {t['delta']:+.3f} (p = {t['p_value']:.2f})" for m, t in d["tests"].items()
+                    if m in ("semantic_similarity", "rouge_l", "context_recall_ids")), d["no_significant_loss"])),
     ("evaluation", "the local judge agrees with human labels (Cohen's kappa > 0.4)", "judge-calibration.json",
      lambda d: (f"accuracy {d['accuracy']:.2f}, kappa {d['kappa']:.2f} on {d['n']} labels: advisory only in the gate",
                 d["kappa"] > 0.4)),
@@ -196,6 +202,12 @@ TARGETS = [
                 None)),
     ("retrieval modes", "tuned + rerank ≥ tuned + 0.03 nDCG@10 (top 50 reranked by a domain cross-encoder)",
      "rerank.json", lambda d: _rerank(d)),
+    ("retrieval modes", "the reranker's loss, chosen on dev (SciFact, MiniLM cross-encoder, first stage's top 30)",
+     "reranker-loss.json",
+     lambda d: ("; ".join(f"{n}: alone {v['alone_untrained_ndcg@10']:.3f} untrained → {v['alone_ndcg@10']:.3f}, mixed "
+                          f"{v['mix_ndcg@10']:.3f} at weight {v['mix_weight']:.1f} ({v['seconds']} s)"
+                          for n, v in d["variants"].items())
+                + f"; the first stage's order {next(iter(d['variants'].values()))['first_stage_ndcg@10']:.3f}", None)),
     ("retrieval modes", "two-stage p50 ≤ 60 ms for top 50 on this CPU (batch 1, encoding included)", "rerank.json",
      lambda d: ("; ".join(f"{n}/{s.removeprefix('dense+rerank-')}: {v['p50_ms']:.0f} ms at top 50 "
                           f"({v['backend']}), {ds['latency_ms'][s[:-3] + '@20']['p50_ms']:.0f} ms at top 20; "
@@ -346,7 +358,10 @@ def _rerank(d):
         for system, t in ds["vs_dense"].items():
             if system.endswith("-dev") or not any(s.endswith("-dev") for s in ds["vs_dense"]):
                 ok &= t["meets_target"]
-            cells.append(f"{name}/{system.removeprefix('dense+rerank-')} over {ds['first_stage']}: "
+            ce = system.removeprefix("dense+rerank-").split("-")[0]
+            r = ds["rerankers"][ce]["card"]["recipe"]      # sets measured at different times may differ in recipe
+            cells.append(f"{name}/{system.removeprefix('dense+rerank-')} ({r['loss']}, {r['num_negatives']} "
+                         f"negatives, {ds['date'][:10]}) over {ds['first_stage']}: "
                          f"{ds['systems']['dense']['ndcg@10']:.3f} → "
                          f"{ds['systems'][system]['ndcg@10']:.3f} (Δ {t['delta']:+.3f}, p = {_pct_p(t['p_value'])})")
     return "; ".join(cells), ok

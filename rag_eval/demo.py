@@ -89,8 +89,8 @@ def demo_answers(data: str | os.PathLike, run_dir: str | os.PathLike, index_dir:
     from .rag import evaluate_rag
 
     # no judge: the packaged 0.5B judge agrees with people no better than chance (datasets/judge-calibration),
-    # and judging takes ~25 min here; the answers take ~4 s each, and one retrieved as the base model's is
-    # answered once (the generator's cache is keyed by the prompt)
+    # and judging takes ~25 min here; the answers take ~5 s each (demo-answers.json), and a question whose two
+    # top 3s are the same is answered once (the generator's cache is keyed by the prompt)
     console.print(f"{step} answering {data}'s questions from each retriever's top {DEMO_ANSWERS_TOP_K} passages "
                   "(local LLM, reference metrics, paired)")
     doc = evaluate_rag(data, {"base": "minilm", "tuned": str(run_dir)}, n=None, judge="none",

@@ -155,7 +155,8 @@ def demo(data: Path = typer.Option(Path("datasets/cuad-clauses"), help="shipped 
                                         help="out-of-domain set(s) the report checks for a drop (repeatable)"),
          answers: Path = typer.Option(Path("datasets/cuad-qa"), help="questions with reference answers: base and "
                                       "tuned retrieval answer them with the local LLM, compared in the report"),
-         no_answers: bool = typer.Option(False, "--no-answers", help="skip the answers (~4 min)")) -> None:
+         no_answers: bool = typer.Option(False, "--no-answers",
+                                         help="skip the answers (~5 min on 2 cores)")) -> None:
     """The main job on the shipped dataset: fine-tune, evaluate vs BM25 and the base model, answer, report, package."""
     require_extra("eval", "honed demo")
     from honed.rag_eval.demo import run_demo

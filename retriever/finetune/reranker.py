@@ -3,8 +3,9 @@
 The same preparation as fine-tuning the embedder (:func:`.train.prepare_training`:
 pairs, leak-guarded dev split, negatives mined with the *first-stage* model, so
 the reranker learns to separate exactly the passages that model confuses), then
-sentence-transformers' ``CrossEncoderTrainer`` with binary cross-entropy
-(:func:`.teacher.train_teacher`). The folder written is a plain ``CrossEncoder``
+sentence-transformers' ``CrossEncoderTrainer`` with its multiple-negatives ranking loss (each query ranks its
+positive above its mined negative and other queries' passages; ``loss="bce"``: binary cross-entropy on labelled
+pairs) (:func:`.teacher.train_teacher`). The folder written is a plain ``CrossEncoder``
 plus ``honed.json``: recipe, and the dev nDCG@10 of the first stage's top 30 in its own
 order, reranked (untrained and trained) and mixed with the first stage's scores at weights 0, 0.1, …, 1
 (:func:`dev_weight_table`; the best is the weight an artifact packaged with it starts with), so a
@@ -30,12 +31,14 @@ from ..errors import HonedError
 from .config import FinetuneConfig, check_config
 from .progress import phase, say
 
+LOSSES = {"mnrl": "multiple-negatives-ranking", "bce": "binary-cross-entropy"}   # --loss: the card's name of each
+
 
 def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", first_stage: str = "minilm",
                    epochs: float = 2.0, max_steps: int = -1, batch_size: int = 16, lr: float = 5e-5,
-                   max_length: int = 128, num_negatives: int = 1, max_mine_docs: int = 4000, seed: int = 42,
+                   max_length: int = 128, num_negatives: int = 4, max_mine_docs: int = 4000, seed: int = 42,
                    device: str | None = None, precision: str = "auto", drop_eval_overlap: bool = False,
-                   force: bool = False) -> dict:
+                   force: bool = False, loss: str = "mnrl") -> dict:
     """Train a cross-encoder from `base` on `data`'s train split; write it to `out`; return its card.
 
     `first_stage`: the bi-encoder whose top candidates the reranker will reorder (mines the
@@ -47,6 +50,8 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
     from .teacher import train_teacher
     from .train import prepare_training, rerank_dev_samples
 
+    if loss not in LOSSES:
+        raise HonedError(f"--loss: {loss!r} is not one of {', '.join(LOSSES)}")
     t0 = time.perf_counter()
     out = Path(out)
     cfg = FinetuneConfig(data=data, out=str(out), base=first_stage, num_negatives=num_negatives,
@@ -64,13 +69,16 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
         with phase(f"training the reranker from {base} ({len(triples)} triples)"):
             model, metrics = train_teacher(triples, samples, base, work / "reranker", epochs=epochs,
                                            batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
-                                           max_steps=max_steps, device=prep.device, precision=precision)
+                                           max_steps=max_steps, device=prep.device, precision=precision,
+                                           loss=loss)
         with phase("choosing the reranker's weight against the first stage on dev"):
             rows = dev_weight_table(model, samples)
         mix = best_weight(rows)
         card = {"kind": "reranker", "base": base, "first_stage": first_stage, "data": data, "max_length": max_length,
                 "recipe": {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
-                           "num_negatives": num_negatives, "loss": "binary-cross-entropy", "seed": seed},
+                           "num_negatives": num_negatives,
+                           "loss": LOSSES[loss],
+                           "seed": seed},
                 "pairs": len(prep.train_pairs), "triples": len(triples), "triples_dropped_for_dev": dropped,
                 # the first stage's top 30 of each dev query, in its order and reranked: the same candidates
                 "dev": {"queries": len(prep.dev_q), "candidates_per_query": 30,
