@@ -174,18 +174,14 @@ def evaluate_rag_gate(report: dict, cfg: dict) -> list[GateCheck]:
         if sysname not in d["systems"]:
             raise HonedError(f"gate: system {sysname!r} is not in the RAG report (has: {', '.join(d['systems'])})")
     gating, why = judge_gates(report, cfg)
-    checks, rules = [], dict(cfg.get("non_regression") or {})
-    if report.get("judge") == "none":
-        # a report made without a judge (`--judge none`, the demo's answers) has no judged metric to check: the
-        # rule is shown as not measured, never as a pass or a failure
-        for metric in [m for m in dict.fromkeys([*(cfg.get("thresholds") or {}), *rules]) if m in JUDGED]:
-            rules.pop(metric, None)
-            checks.append(GateCheck(name, "not_measured", metric, math.nan, math.nan, True,
-                                    "the report was made without a judge (--judge none)", advisory=True))
+    # a report made without a judge (`--judge none`, the demo's answers) has no judged metric: its rules are
+    # shown as not measured, never as a pass or a failure
+    unmeasured = set(JUDGED) if report.get("judge") == "none" else set()
+    thresholds = {m: v for m, v in (cfg.get("thresholds") or {}).items() if m not in unmeasured}
+    rules = {m: r for m, r in (cfg.get("non_regression") or {}).items() if m not in unmeasured}
+    checks = []
     metrics = d["systems"][cand]["metrics"]
-    for metric, floor in (cfg.get("thresholds") or {}).items():
-        if metric in JUDGED and report.get("judge") == "none":
-            continue
+    for metric, floor in thresholds.items():
         if metric not in metrics:
             raise HonedError(f"gate: metric {metric!r} not in the RAG report (has: {', '.join(metrics)})")
         v = float(metrics[metric])
@@ -193,13 +189,14 @@ def evaluate_rag_gate(report: dict, cfg: dict) -> list[GateCheck]:
                                 f"{cand} {metric} {v:.4f} ≥ {float(floor):.4f}"))
     checks += _non_regression(d, name, cand, base, rules)
     for c in checks:
-        if c.rule == "not_measured":
-            continue
         if c.metric in JUDGED and not gating:
             c.advisory, c.detail = True, f"{c.detail}; {why}"
         elif c.metric in JUDGED:
             c.detail = f"{c.detail}; {why}"
-    return checks
+    configured = [*(cfg.get("thresholds") or {}), *(cfg.get("non_regression") or {})]
+    return checks + [GateCheck(name, "not_measured", m, math.nan, math.nan, True,
+                               "the report was made without a judge (--judge none)", advisory=True)
+                     for m in dict.fromkeys(configured) if m in unmeasured]
 
 
 def _per_query(sysd: dict, metric: str, dataset: str, system: str) -> dict[str, float]:

@@ -59,6 +59,7 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
     ``"documents"`` list instead are scored on those candidates only, and the metrics gain
     ``first_stage_ndcg@10``: that list's own order.
     """
+    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
@@ -76,8 +77,6 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
                                                always_rerank_positives=not ranked, write_csv=False)
     first = evaluator(model)
     before = first["dev_ndcg@10"]
-    from sentence_transformers.base.sampler import BatchSamplers
-
     args = CrossEncoderTrainingArguments(
         output_dir=str(Path(out) / "checkpoints"), num_train_epochs=epochs, max_steps=max_steps,
         per_device_train_batch_size=batch_size, learning_rate=lr, warmup_ratio=0.1, seed=seed,
