@@ -15,6 +15,7 @@ Writes ``benchmarks/results/rerank.json``. Trained rerankers are kept under ``ru
 
     python benchmarks/bench_rerank.py                                  # cuad-clauses, ~25 min on 2 cores
     python benchmarks/bench_rerank.py --scifact ../shared/datasets/scifact --mpnet-steps 100
+    python benchmarks/bench_rerank.py --scifact ../shared/datasets/scifact --only scifact --shallow-layers 2
 """
 from __future__ import annotations
 
@@ -136,10 +137,10 @@ def evaluate(name: str, path: Path, first_stage: str, label: str, rerankers: dic
         crossfit = crossfit_weights(scored, first, qids, ds.qrels, ids)
         mixes[ce_name] = {"dev_weight": dev_w, "crossfit_weights": crossfit["weights"],
                           "test_rows": crossfit["rows"]}
-        for system, weights in ((f"dense+rerank-{ce_name}", [1.0] * len(qids)),
-                                (f"dense+rerank-{ce_name}-dev", [dev_w] * len(qids)),
-                                (f"dense+rerank-{ce_name}-crossfit", crossfit["per_query"])):
-            hits = [mixed_with_tail(sc, f, w) for sc, f, w in zip(scored, first, weights)]
+        for system, per_query in ((f"dense+rerank-{ce_name}", [1.0] * len(qids)),
+                                  (f"dense+rerank-{ce_name}-dev", [dev_w] * len(qids)),
+                                  (f"dense+rerank-{ce_name}-crossfit", crossfit["per_query"])):
+            hits = [mixed_with_tail(sc, f, w) for sc, f, w in zip(scored, first, per_query)]
             runs[system] = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
         ce = load_reranker(folder)
         lat[f"dense+rerank-{ce_name}@50"] = {**latency(index, enc, texts[:50], ce, 50), "backend": ce.backend}
@@ -167,6 +168,8 @@ def main() -> None:
     ap.add_argument("--tuned", default="runs/ci", help="the demo's run (trained on cuad-clauses): cuad's first stage")
     ap.add_argument("--minilm-steps", type=int, default=-1, help="MiniLM cross-encoder steps (batch 16; -1: RECIPE's epochs)")
     ap.add_argument("--mpnet-steps", type=int, default=0, help="mpnet cross-encoder steps (0: not trained)")
+    ap.add_argument("--shallow-layers", type=int, default=0, help="also a MiniLM cross-encoder of its first N "
+                    "layers (`minilmN`: the latency side of the trade; 0: not trained)")
     ap.add_argument("--scifact", default=None, help="the full SciFact BEIR folder (first stage: base MiniLM)")
     ap.add_argument("--scifact-max-length", type=int, default=256, help="the SciFact reranker's tokens per pair "
                     "(abstracts run to ~300; 128 trains and reranks ~2x faster)")
@@ -193,6 +196,11 @@ def main() -> None:
         t0 = time.perf_counter()
         ces = {"minilm": runs / f"{name}-minilm-ce"}
         trained = {"minilm": reranker(path, first_stage, "minilm", ces["minilm"], args.minilm_steps, **recipe)}
+        if args.shallow_layers:
+            shallow = f"minilm{args.shallow_layers}"
+            ces[shallow] = runs / f"{name}-{shallow}-ce"
+            trained[shallow] = reranker(path, first_stage, "minilm", ces[shallow], args.minilm_steps,
+                                        **{**recipe, "layers": args.shallow_layers})
         if args.mpnet_steps:
             ces["mpnet"] = runs / f"{name}-mpnet-ce"
             trained["mpnet"] = reranker(path, first_stage, "mpnet", ces["mpnet"], args.mpnet_steps, **recipe)

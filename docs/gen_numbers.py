@@ -202,6 +202,8 @@ TARGETS = [
                 None)),
     ("retrieval modes", "tuned + rerank ≥ tuned + 0.03 nDCG@10 (top 50 reranked by a domain cross-encoder)",
      "rerank.json", lambda d: _rerank(d)),
+    ("retrieval modes", "the distilled student keeps ≥ 70% of the reranker's gain over the tuned bi-encoder, at the "
+                        "bi-encoder's latency (SciFact)", "distill.json", lambda d: _distill(d)),
     ("retrieval modes", "the reranker's loss, chosen on dev (SciFact, MiniLM cross-encoder, first stage's top 30)",
      "reranker-loss.json",
      lambda d: ("; ".join(f"{n}: alone {v['alone_untrained_ndcg@10']:.3f} untrained → {v['alone_ndcg@10']:.3f}, mixed "
@@ -360,11 +362,23 @@ def _rerank(d):
                 ok &= t["meets_target"]
             ce = system.removeprefix("dense+rerank-").split("-")[0]
             r = ds["rerankers"][ce]["card"]["recipe"]      # sets measured at different times may differ in recipe
+            layers = f", {r['layers']} layers" if r.get("layers") else ""
             cells.append(f"{name}/{system.removeprefix('dense+rerank-')} ({r['loss']}, {r['num_negatives']} "
-                         f"negatives, {ds['date'][:10]}) over {ds['first_stage']}: "
+                         f"negatives{layers}, {ds['date'][:10]}) over {ds['first_stage']}: "
                          f"{ds['systems']['dense']['ndcg@10']:.3f} → "
                          f"{ds['systems'][system]['ndcg@10']:.3f} (Δ {t['delta']:+.3f}, p = {_pct_p(t['p_value'])})")
     return "; ".join(cells), ok
+
+
+def _distill(d):
+    """Tuned, tuned + rerank and the student distilled from them: nDCG@10, the share of the gain kept, latency."""
+    s, t, lat = d["systems"], d["tests"]["distilled vs tuned"], d["latency_ms"]
+    share = "no gain to keep" if d["share_of_gain_kept"] is None else f"keeps {d['share_of_gain_kept']:.0%} of it"
+    return (f"tuned {s['tuned']['ndcg@10']:.3f}, tuned + rerank {s['tuned+rerank']['ndcg@10']:.3f} (mixed at "
+            f"{d['teacher']['mix_weight_in_distillation']:.1f}; gain {d['reranker_gain_over_tuned']:+.3f}), distilled "
+            f"{s['distilled']['ndcg@10']:.3f} (Δ {t['delta']:+.3f} vs tuned, p = {_pct_p(t['p_value'])}): {share}; "
+            f"p50 {lat['distilled']['p50_ms']:.0f} ms vs two-stage {lat['tuned+rerank']['p50_ms']:.0f} ms "
+            f"({d['date'][:10]})"), d["meets_target"]
 
 
 def measurements_page() -> str:

@@ -89,9 +89,14 @@ def test_training_writes_a_cross_encoder_with_its_card_and_an_onnx_export_equal_
 
     from honed.retriever.finetune.teacher import trained_teacher      # distillation's teacher, used as trained
 
-    teacher, metrics = trained_teacher(out, [{"query": q, "positive": ps[:1], "negative": ps[1:]}], 128)
-    assert metrics["trained_here"] is False and 0.0 <= metrics["dev_ndcg@10"] <= 1.0
+    # one dev query whose first stage ranked the relevant passage second: the teacher is the two stages mixed
+    sample = {"query": q, "positive": ps[:1], "documents": ps[::-1], "scores": [0.6, 0.4]}
+    teacher, metrics = trained_teacher(out, [sample], 128)
+    assert metrics["trained_here"] is False and metrics["first_stage_dev_ndcg@10"] < 1.0
     np.testing.assert_allclose(teacher.predict([(q, p) for p in ps]), ce.score(q, ps), atol=1e-5)
+    # the mix it distils is the best weight on dev, and weaker only when no weight beats the first stage's order
+    assert metrics["dev_ndcg@10"] == max(r["ndcg@10"] for r in metrics["mix_rows"])
+    assert metrics["weaker_than_base"] == (metrics["mix_weight"] == 0.0)
 
 
 def test_retriever_reranks_the_first_stage_from_a_copied_artifact(two_stage, scifact_slice, reranker_dir):
@@ -274,9 +279,67 @@ def test_the_reranker_is_distilled_into_the_embedder_as_trained(tmp_path, tiny_d
     from conftest import TINY
     from honed.retriever.finetune import FinetuneConfig, finetune
 
+    # a reranker of 6 steps may not beat the base model on dev: allowed here, this test checks the plumbing
     res = finetune(FinetuneConfig(data=str(tiny_data), out=str(tmp_path / "student"), loss="distill",
-                                  teacher=str(reranker_dir[0]), track=False, **{**TINY, "max_steps": 2}))
+                                  teacher=str(reranker_dir[0]), allow_weaker_teacher=True, track=False,
+                                  **{**TINY, "max_steps": 2}))
     t = res.manifest["eval"]["teacher"]
-    assert t["trained_here"] is False and t["from"] == str(reranker_dir[0])
+    assert t["trained_here"] is False and t["from"] == str(reranker_dir[0]) and 0.0 <= t["mix_weight"] <= 1.0
     assert not (tmp_path / ".student.work" / "teacher").exists() and res.manifest["params"]["loss"] == "distill"
     assert any("loss" in h for h in json.loads((tmp_path / "student" / "log_history.json").read_text()))
+
+
+def test_served_margins_are_the_two_stages_mixed(scifact_slice, reranker_dir, minilm):
+    """The student learns the margins of the system it replaces: at reranker weight 0 the base model's own cosine
+    margins, at 1 the reranker's margins rescaled to cosine units, in between the weighted sum of the two."""
+    from honed.retriever.finetune.pairs import Pair
+    from honed.retriever.finetune.teacher import score_margins, served_margins, trained_teacher
+
+    qid = sorted(scifact_slice.qrels)[0]
+    q, docs = scifact_slice.queries[qid], [scifact_slice.doc_text(d) for d in sorted(scifact_slice.corpus)[:3]]
+    triples = [Pair(query=q, positive=docs[0], negatives=[n]) for n in docs[1:]]
+    enc = minilm
+    teacher, _ = trained_teacher(reranker_dir[0], [{"query": q, "positive": docs[:1], "documents": docs,
+                                                    "scores": [0.5, 0.4, 0.3]}], 128)
+    qv, dv = enc.encode_queries([q])[0], enc.encode_documents(docs)
+    cos = [float(qv @ dv[0] - qv @ dv[i]) for i in (1, 2)]
+    np.testing.assert_allclose(served_margins(teacher, enc, triples, 0.0, 3.0), cos, atol=1e-5)
+    ce = score_margins(teacher, triples)
+    np.testing.assert_allclose(served_margins(teacher, enc, triples, 1.0, 3.0), [3.0 * m for m in ce], atol=1e-5)
+    half = served_margins(teacher, enc, triples, 0.5, 3.0)
+    np.testing.assert_allclose(half, [0.5 * c + 1.5 * m for c, m in zip(cos, ce)], atol=1e-5)
+
+
+def test_a_teacher_no_better_than_the_base_model_is_refused_by_name():
+    """The run stops before scoring margins, naming the way out; --allow-weaker-teacher distils it anyway."""
+    from honed.retriever.finetune.train import check_teacher
+
+    weak = {"weaker_than_base": True, "mix_weight": 0.0, "rerank_alone_dev_ndcg@10": 0.41, "dev_ndcg@10": 0.66}
+    with pytest.raises(HonedError, match=r"--teacher: .*alone 0.4100.*--loss mnrl.*--allow-weaker-teacher"):
+        check_teacher(weak, 0.66, allow_weaker=False)
+    check_teacher(weak, 0.66, allow_weaker=True)
+    check_teacher({**weak, "weaker_than_base": False, "mix_weight": 0.3}, 0.66, allow_weaker=False)
+
+
+def test_a_shallower_reranker_keeps_its_first_layers_through_save_and_load(tmp_path):
+    """`--layers 2`: the cross-encoder computes with the base's first 2 transformer layers, and the saved folder
+    reopens as that model (its config says 2), so ONNX export and serving see the shallow one."""
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from honed.retriever.finetune.teacher import keep_layers
+    from honed.retriever.models import resolve_model
+
+    model = CrossEncoder(str(resolve_model("minilm")), num_labels=1, max_length=64, trust_remote_code=False)
+    first_two = [p.detach().clone() for p in model.model.base_model.encoder.layer[:2].parameters()]
+    keep_layers(model, 2)
+    assert len(model.model.base_model.encoder.layer) == 2
+    pairs = [("vitamin D and fractures", "Vitamin D did not reduce fractures."), ("x", "Zebrafish hearts.")]
+    before = model.predict(pairs)
+    model.save(str(tmp_path / "ce"))
+    again = CrossEncoder(str(tmp_path / "ce"), trust_remote_code=False)
+    assert again.model.config.num_hidden_layers == 2 and len(again.model.base_model.encoder.layer) == 2
+    assert all(torch.equal(a, b) for a, b in zip(first_two, again.model.base_model.encoder.layer.parameters()))
+    np.testing.assert_allclose(again.predict(pairs), before, atol=1e-5)
+    with pytest.raises(HonedError, match="--layers 7: the base model has 2"):
+        keep_layers(again, 7)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Optional
 from pathlib import Path
 
 import typer
@@ -32,6 +33,8 @@ def train_cmd(data: str = typer.Argument(..., help="BEIR folder; its train split
               batch_size: int = typer.Option(RR["batch_size"], min=1),
               lr: float = typer.Option(RR["lr"]),
               max_length: int = typer.Option(RR["max_length"], min=16, help="tokens per (query, passage) pair"),
+              layers: Optional[int] = typer.Option(RR["layers"], min=1, help="keep only the base's first N transformer "
+                                                   "layers: a shallower reranker, about N/L of the latency"),
               num_negatives: int = typer.Option(RR["num_negatives"], min=1, help="mined hard negatives per pair"),
               loss: str = typer.Option(RR["loss"], help="mnrl (each query ranks its positive among its negatives and "
                                        "other queries' passages) | bce (each pair labelled alone)"),
@@ -43,8 +46,8 @@ def train_cmd(data: str = typer.Argument(..., help="BEIR folder; its train split
     """Train a cross-encoder on the domain's pairs and the first stage's hard negatives; report dev reranking."""
     require_extra("train", "honed reranker train")
     card = train_reranker(data, out, base=base, first_stage=first_stage, epochs=epochs, max_steps=max_steps,
-                          batch_size=batch_size, lr=lr, max_length=max_length, num_negatives=num_negatives,
-                          loss=loss, seed=seed, precision=precision, drop_eval_overlap=drop_eval_overlap, force=force)
+                          batch_size=batch_size, lr=lr, max_length=max_length, layers=layers,
+                          num_negatives=num_negatives, loss=loss, seed=seed, precision=precision, drop_eval_overlap=drop_eval_overlap, force=force)
     dev = card["dev"]
     console.print(f"dev nDCG@10 of the first stage's top 30: in its order {dev['first_stage_ndcg@10']:.4f} → reranked "
                   f"{dev['rerank_ndcg@10']:.4f} → mixed at reranker weight {dev['mix']['weight']:.1f} "

@@ -67,6 +67,8 @@ def finetune_cmd(
     mine_max_seq_length: int = typer.Option(FT.mine_max_seq_length, help="passage length (tokens) when mining; 0 = as trained"),
     teacher: Optional[str] = typer.Option(FT.teacher, help="train a cross-encoder teacher from this base (minilm | mpnet), "
                                                               "or distil a reranker folder (`honed reranker train`) as it is"),
+    allow_weaker_teacher: bool = typer.Option(FT.allow_weaker_teacher, help="distil a teacher that ranks the dev "
+                                                                          "split no better than the base model"),
     dev_max_docs: int = typer.Option(FT.dev_max_docs, help="dev corpus size (dev positives + random)"),
     eval_steps: int = typer.Option(FT.eval_steps),
     patience: int = typer.Option(FT.patience, help="early-stopping patience, in evaluations"),
@@ -134,6 +136,8 @@ def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEI
               teacher: str = typer.Option("minilm", help="cross-encoder teacher base (minilm | mpnet)"),
               loss: str = typer.Option("distill", help="distill (teacher margins, GPL) | mnrl (the synthetic "
                                                        "pairs and mined negatives, no teacher)"),
+              allow_weaker_teacher: bool = typer.Option(False, help="distil a teacher that ranks the "
+                                                                    "synthetic dev split no better than the base"),
               max_steps: int = typer.Option(-1, help="stop after N steps (overrides epochs)"),
               epochs: float = typer.Option(1.0, min=0.0),
               batch_size: int = typer.Option(32, min=1),
@@ -151,7 +155,7 @@ def adapt_cmd(corpus: Path = typer.Option(..., help="the corpus to adapt to: BEI
 
     res = adapt_to_corpus(corpus, out, split=split, max_docs=max_docs, per_doc=per_doc, llm=llm,
                           filter_model=filter_model, filter_pool=filter_pool, base=base, loss=loss,
-                          teacher=teacher, max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr,
+                          teacher=teacher, allow_weaker_teacher=allow_weaker_teacher, max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr,
                           max_seq_length=max_seq_length, time_budget=time_budget, device=device, track=track,
                           force=force)
     console.print(f"dev nDCG@10 (synthetic dev queries): base {res.base_dev_ndcg:.4f} → tuned {res.dev_ndcg:.4f}")

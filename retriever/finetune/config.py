@@ -66,6 +66,7 @@ class FinetuneConfig:
     teacher: str | None = None         # "minilm" | "mpnet" | a model folder: train a cross-encoder teacher from it;
     #                                    a reranker folder (`honed reranker train`): distil that one, as trained
     teacher_epochs: float = 1.0
+    allow_weaker_teacher: bool = False  # distil a teacher no better than the base model on dev (refused by default)
     dev_fraction: float = 0.15
     dev_max_docs: int = 2000
     eval_steps: int = 50

@@ -36,7 +36,8 @@ LOSSES = {"mnrl": "multiple-negatives-ranking", "bce": "binary-cross-entropy"}  
 
 def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", first_stage: str = "minilm",
                    epochs: float = 2.0, max_steps: int = -1, batch_size: int = 16, lr: float = 5e-5,
-                   max_length: int = 128, num_negatives: int = 4, max_mine_docs: int = 4000, seed: int = 42,
+                   max_length: int = 128, layers: int | None = None, num_negatives: int = 4,
+                   max_mine_docs: int = 4000, seed: int = 42,
                    device: str | None = None, precision: str = "auto", drop_eval_overlap: bool = False,
                    force: bool = False, loss: str = "mnrl") -> dict:
     """Train a cross-encoder from `base` on `data`'s train split; write it to `out`; return its card.
@@ -44,7 +45,8 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
     `first_stage`: the bi-encoder whose top candidates the reranker will reorder (mines the
     negatives and the dev candidates). The defaults are the recipe measured in
     benchmarks/bench_rerank.py (the head starts random: 2e-5 for a fraction of an epoch left it
-    undertrained); raise `max_length` for passages longer than ~100 words.
+    undertrained); raise `max_length` for passages longer than ~100 words. `layers`: keep only the base's
+    first N transformer layers (latency falls about in proportion; :func:`.teacher.keep_layers`).
     """
     from ..reranker import best_weight
     from .teacher import train_teacher
@@ -70,13 +72,13 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
             model, metrics = train_teacher(triples, samples, base, work / "reranker", epochs=epochs,
                                            batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
                                            max_steps=max_steps, device=prep.device, precision=precision,
-                                           loss=loss)
+                                           loss=loss, layers=layers)
         with phase("choosing the reranker's weight against the first stage on dev"):
             rows = dev_weight_table(model, samples)
         mix = best_weight(rows)
         card = {"kind": "reranker", "base": base, "first_stage": first_stage, "data": data, "max_length": max_length,
                 "recipe": {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
-                           "num_negatives": num_negatives,
+                           "num_negatives": num_negatives, "layers": model.model.config.num_hidden_layers,
                            "loss": LOSSES[loss],
                            "seed": seed},
                 "pairs": len(prep.train_pairs), "triples": len(triples), "triples_dropped_for_dev": dropped,
@@ -134,16 +136,6 @@ def dev_weight_table(model, samples: list[dict]) -> list[dict]:
     """nDCG@10 on the dev candidates (``rerank_dev_samples(..., ranked=True)``) with the reranker mixed
     into the first stage at every weight (:func:`honed.retriever.reranker.weight_table`)."""
     from ..reranker import weight_table
+    from .teacher import candidate_scores
 
-    pairs = [(s["query"], d) for s in samples for d in s["documents"]]
-    scores = model.predict(pairs, batch_size=32, show_progress_bar=len(pairs) > 500)
-    reranked, first, relevant, at = [], [], [], 0
-    for s in samples:
-        n = len(s["documents"])
-        reranked.append([(i, float(x)) for i, x in enumerate(scores[at:at + n])])
-        first.append(list(enumerate(s["scores"])))
-        at += n
-        found = {i: 1 for i, d in enumerate(s["documents"]) if d in s["positive"]}
-        missed = max(len(s["positive"]) - len(found), 0)   # not among the candidates: still in the ideal ranking
-        relevant.append({**found, **{-1 - j: 1 for j in range(missed)}})
-    return weight_table(reranked, first, relevant)
+    return weight_table(*candidate_scores(model, samples))

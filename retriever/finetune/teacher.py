@@ -51,7 +51,7 @@ def _triplets_dataset(triples: list[Pair]):
 def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.PathLike, out: str | os.PathLike,
                   epochs: int = 1, batch_size: int = 16, lr: float = 2e-5, max_length: int = 256,
                   seed: int = 42, max_steps: int = -1, device: str | None = None, precision: str = "auto",
-                  loss: str = "bce"):
+                  loss: str = "bce", layers: int | None = None):
     """Train the cross-encoder; return (model, {"dev_ndcg@10_before", "dev_ndcg@10"}).
 
     `dev_samples` are ``{"query", "positive": [...], "negative": [...]}`` dicts for
@@ -72,6 +72,8 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
     # The packaged bi-encoders have no classification head: it starts random (scores ≈ 0.5).
     model = CrossEncoder(str(resolve_model(base)), num_labels=1, max_length=max_length, device=device,
                          trust_remote_code=False)
+    if layers:
+        keep_layers(model, layers)
     ranked = "documents" in dev_samples[0]
     evaluator = CrossEncoderRerankingEvaluator(dev_samples, at_k=10, name="dev", batch_size=32,
                                                always_rerank_positives=not ranked, write_csv=False)
@@ -106,23 +108,98 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
     return model, metrics
 
 
+def keep_layers(model, n: int) -> None:
+    """Keep the first `n` transformer layers of a cross-encoder (its config says so, so the saved folder loads so).
+
+    A reranker's latency is its layers' compute over every (query, passage) pair: the first `n` of MiniLM's
+    6, fine-tuned together with the head, cost about n/6 of it. The first ones, not every other one: each
+    layer adds to the residual stream the one below it wrote, so a contiguous stack keeps what it learned
+    to read.
+    """
+    import torch
+
+    encoder = model.model.base_model.encoder
+    if not 1 <= n <= len(encoder.layer):
+        from ..errors import HonedError
+
+        raise HonedError(f"--layers {n}: the base model has {len(encoder.layer)} transformer layers")
+    encoder.layer = torch.nn.ModuleList(list(encoder.layer)[:n])
+    model.model.config.num_hidden_layers = n
+
+
 def trained_teacher(path: str | os.PathLike, dev_samples: list[dict], max_length: int = 256,
                     device: str | None = None):
-    """A reranker already trained (``honed reranker train``) as the teacher, as it is: (model, its dev metrics).
+    """A reranker already trained (``honed reranker train``) as the two-stage system serves it: (model, dev metrics).
 
-    Distilling the product reranker, not a fresh teacher, is what makes the student comparable with the
-    two-stage system it replaces.
+    The student replaces the first stage + reranker, and that system ranks by the two scores mixed
+    (:func:`honed.retriever.reranker.rerank_hits`), so the teacher is the reranker mixed with the student's base at
+    the weight best on this run's dev split (`dev_samples`: ``rerank_dev_samples(..., ranked=True)``, the base
+    model's top candidates with its scores). The reranker alone can be the weaker ranker and still improve the mix:
+    on SciFact's dev candidates it scored 0.682 nDCG@10 alone, the first stage 0.724, the two mixed 0.745
+    (rerank.json). ``weaker_than_base`` is true when no weight beats the base model's own order.
     """
     from sentence_transformers.cross_encoder import CrossEncoder
-    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
     from ..device import resolve_device
+    from ..reranker import best_weight, weight_table
 
     model = CrossEncoder(str(path), max_length=max_length, device=resolve_device(device), trust_remote_code=False)
-    evaluator = CrossEncoderRerankingEvaluator(dev_samples, at_k=10, name="dev", batch_size=32,
-                                               always_rerank_positives=True, write_csv=False)
-    ndcg = round(float(evaluator(model)["dev_ndcg@10"]), 4)
-    return model, {"dev_ndcg@10_before": ndcg, "dev_ndcg@10": ndcg, "trained_here": False, "from": str(path)}
+    reranked, first, relevant = candidate_scores(model, dev_samples)
+    rows = weight_table(reranked, first, relevant)
+    mix = best_weight(rows)
+    return model, {"dev_ndcg@10": mix["ndcg@10"], "first_stage_dev_ndcg@10": rows[0]["ndcg@10"],
+                   "rerank_alone_dev_ndcg@10": rows[-1]["ndcg@10"], "mix_weight": mix["weight"],
+                   "scale": round(score_span(first) / max(score_span(reranked), 1e-9), 4), "mix_rows": rows,
+                   "weaker_than_base": mix["weight"] == 0.0, "trained_here": False, "from": str(path)}
+
+
+def candidate_scores(model, samples: list[dict]) -> tuple[list, list, list]:
+    """The reranker's and the first stage's scores of each dev query's candidates, and which are relevant.
+
+    `samples`: ``rerank_dev_samples(..., ranked=True)``; returns (reranked, first, relevant) as
+    :func:`honed.retriever.reranker.weight_table` takes them (candidates labelled by their rank).
+    """
+    pairs = [(s["query"], d) for s in samples for d in s["documents"]]
+    scores = model.predict(pairs, batch_size=32, show_progress_bar=len(pairs) > 500)
+    reranked, first, relevant, at = [], [], [], 0
+    for s in samples:
+        n = len(s["documents"])
+        reranked.append([(i, float(x)) for i, x in enumerate(scores[at:at + n])])
+        first.append(list(enumerate(s["scores"])))
+        at += n
+        found = {i: 1 for i, d in enumerate(s["documents"]) if d in s["positive"]}
+        missed = max(len(s["positive"]) - len(found), 0)   # not among the candidates: still in the ideal ranking
+        relevant.append({**found, **{-1 - j: 1 for j in range(missed)}})
+    return reranked, first, relevant
+
+
+def score_span(ranked: list[list[tuple[int, float]]]) -> float:
+    """The median over queries of (highest − lowest) score among its candidates: what serving's min-max divides by."""
+    import numpy as np
+
+    spans = [max(s for _, s in r) - min(s for _, s in r) for r in ranked if r]
+    return float(np.median(spans)) if spans else 1.0
+
+
+def served_margins(teacher, base_enc, triples: list[Pair], weight: float, scale: float,
+                   batch_size: int = 64) -> list[float]:
+    """Each triple's margin under the two-stage system: ``(1 − w)·Δcos(base) + w·scale·Δreranker``.
+
+    Serving mixes per-query min-max normalised scores (:mod:`honed.retriever.mixing`). Over a triple only
+    the difference of two scores counts, so dividing each scorer by its typical span among a query's
+    candidates (`scale` = the first stage's span / the reranker's, :func:`trained_teacher`) mixes them as
+    serving does without a candidate list, and leaves the margin in the base model's cosine units, the
+    units the student's MarginMSE compares its own margins with.
+    """
+    import numpy as np
+
+    ce = score_margins(teacher, triples, batch_size) if weight > 0 else [0.0] * len(triples)
+    queries = sorted({t.query for t in triples})
+    passages = sorted({t.positive for t in triples} | {t.negatives[0] for t in triples})
+    qv = dict(zip(queries, base_enc.encode_queries(queries, show_progress=len(queries) > 256)))
+    pv = dict(zip(passages, base_enc.encode_documents(passages, show_progress=len(passages) > 256)))
+    cos = [float(np.dot(qv[t.query], pv[t.positive]) - np.dot(qv[t.query], pv[t.negatives[0]])) for t in triples]
+    return [(1 - weight) * c + weight * scale * m for c, m in zip(cos, ce)]
 
 
 def score_margins(teacher, triples: list[Pair], batch_size: int = 64) -> list[float]:
