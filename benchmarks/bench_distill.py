@@ -3,15 +3,19 @@
 On SciFact's labelled train split, in one run on this CPU:
 
 - **teacher**: the reranker of bench_rerank.py (``runs/bench-rerank/scifact-minilm-ce``, mnrl, 4 negatives, 128
-  tokens; trained here when missing, ~25 min);
-- **tuned**: ``finetune`` with its defaults (mnrl, one mined negative per pair) from base MiniLM;
-- **distilled**: ``finetune --loss distill --teacher RERANKER`` from the *tuned* model: MarginMSE on the margins of
-  the tuned model and the reranker mixed at the weight best on the run's dev split, as a two-stage artifact
-  serves them (``teacher.served_margins``), 4 mined negatives per pair, lr 5e-5;
+  tokens; trained here when missing, ~20 min);
+- **tuned**: ``finetune`` with its defaults (mnrl, one mined negative per pair, lr 1e-4) from base MiniLM;
+- **distilled from tuned**: ``finetune --loss distill --teacher RERANKER`` from the tuned model, the student the
+  issue asks for. ``finetune`` checks the teacher first: the reranker mixed with the tuned model, at the weight
+  best on the run's dev split (``teacher.trained_teacher``); when no weight beats the tuned model's own order it
+  refuses, and the refusal is what this file records;
+- **distilled**: the same from base MiniLM (the teacher is then the reranker mixed with the base model), 4 mined
+  negatives per pair: MarginMSE on the two-stage system's margins (``teacher.served_margins``);
 
-then on the 300 test queries: nDCG@10 and Recall@100 of base, tuned, distilled, base + rerank and tuned + rerank
-(top 50 reranked, mixed at the teacher's weight), paired tests, the share of the reranker's gain over the tuned
-bi-encoder that the student keeps (issue #31's target: ≥ 70% at the bi-encoder's latency), and latency at batch 1.
+then on the 300 test queries: nDCG@10 and Recall@100 of base, base + rerank, tuned, tuned + rerank (top 50
+reranked, mixed at the weight the reranker's training chose on dev, as a packaged artifact ships it), distilled;
+paired tests; the share of the reranker's gain the student keeps (issue #31's target: >= 70% at the bi-encoder's
+latency); latency at batch 1.
 
 Writes ``benchmarks/results/distill.json``; runs are kept under ``runs/bench-distill/`` and reused.
 
@@ -47,8 +51,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scifact", required=True, help="the full SciFact BEIR folder")
     ap.add_argument("--num-negatives", type=int, default=4, help="mined negatives per pair the teacher scores")
-    ap.add_argument("--distill-lr", type=float, default=5e-5, help="the student's learning rate (from the tuned "
-                    "model: a refinement, GPL's 5e-5, not the 1e-4 of a first tuning)")
+    ap.add_argument("--distill-lr", type=float, default=5e-5, help="the learning rate distilling from the tuned "
+                    "model (a refinement: GPL's 5e-5; from base MiniLM: finetune's default 1e-4)")
     ap.add_argument("--index-dir", default="indexes")
     ap.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "distill.json"))
     args = ap.parse_args()
@@ -60,6 +64,7 @@ def main() -> None:
     from honed.rag_eval.significance import paired_test
     from honed.retriever.data import load_beir
     from honed.retriever.device import cpu_name
+    from honed.retriever.errors import HonedError
     from honed.retriever.reranker import load_reranker
 
     t_start = time.perf_counter()
@@ -68,9 +73,16 @@ def main() -> None:
     teacher_dir = REPO / "runs" / "bench-rerank" / "scifact-minilm-ce"
     teacher = reranker(data, "minilm", "minilm", teacher_dir, -1, max_length=128, drop_eval_overlap=True)["card"]
     tuned = run_folder(runs / "tuned", data=str(data))
-    distilled = run_folder(runs / "distilled", data=str(data), base=str(runs / "tuned"), loss="distill",
-                           teacher=str(teacher_dir), num_negatives=args.num_negatives, lr=args.distill_lr)
-    weight = distilled["eval"]["teacher"]["mix_weight"]
+    try:
+        from_tuned = {"manifest": run_folder(runs / "distilled-from-tuned", data=str(data), base=str(runs / "tuned"),
+                                             loss="distill", teacher=str(teacher_dir),
+                                             num_negatives=args.num_negatives, lr=args.distill_lr)}
+    except HonedError as e:      # the teacher is no better than the tuned model on dev: what the run says
+        from_tuned = {"refused": str(e)}
+        print(f"distillation from the tuned model refused: {e}", flush=True)
+    distilled = run_folder(runs / "distilled", data=str(data), loss="distill", teacher=str(teacher_dir),
+                           num_negatives=args.num_negatives)
+    weight = teacher["dev"]["mix"]["weight"]      # what a packaged artifact mixes at
 
     ds = load_beir(data, "test")
     qids = sorted(ds.queries)
@@ -98,14 +110,21 @@ def main() -> None:
                         "NDCG@10").to_dict()
         return {k: t[k] for k in ("delta", "ci_low", "ci_high", "p_value", "wins", "ties", "losses")}
 
-    gain = ndcg["tuned+rerank"] - ndcg["tuned"]
-    kept = (ndcg["distilled"] - ndcg["tuned"]) / gain if gain > 0 else None
+    def share(student: str, first: str) -> dict:
+        """How much of the reranker's gain over `first` the student keeps."""
+        gain = ndcg[f"{first}+rerank"] - ndcg[first]
+        kept = (ndcg[student] - ndcg[first]) / gain if gain > 0 else None
+        return {"gain": round(gain, 4), "kept": None if kept is None else round(kept, 3),
+                "meets_target": kept is not None and kept >= TARGET_SHARE}
+
     doc = {"benchmark": "distill", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "cpu": cpu_name(), "dataset": f"{data} (test: {len(qids)} queries, {len(ds.corpus)} passages)",
            "teacher": {"folder": str(teacher_dir.relative_to(REPO)), "recipe": teacher["recipe"],
-                       "dev": {k: teacher["dev"][k] for k in ("first_stage_ndcg@10", "rerank_ndcg@10")},
-                       "mix_weight_in_distillation": weight,
+                       "dev_with_base": {k: teacher["dev"][k] for k in ("first_stage_ndcg@10", "rerank_ndcg@10")},
+                       "mix_weight": weight,
                        "in_distillation": {k: v for k, v in distilled["eval"]["teacher"].items() if k != "mix_rows"}},
+           "from_tuned": from_tuned.get("refused") or {k: v for k, v in from_tuned["manifest"]["eval"]["teacher"].items()
+                                                        if k != "mix_rows"},
            "runs": {name: {"params": {k: m["params"][k] for k in ("base", "loss", "epochs", "lr", "batch_size",
                                                                   "num_negatives", "max_seq_length", "teacher")},
                            "dev": {"base": m["eval"]["base_dev_ndcg@10"], "tuned": m["eval"]["dev_ndcg@10"]},
@@ -113,15 +132,17 @@ def main() -> None:
                     for name, m in (("tuned", tuned), ("distilled", distilled))},
            "systems": {s: {"ndcg@10": ndcg[s], "recall@100": round(m.aggregate["Recall@100"], 4)}
                        for s, m in metrics.items()},
-           "tests": {"tuned vs base": versus("base", "tuned"), "distilled vs tuned": versus("tuned", "distilled"),
+           "tests": {"tuned vs base": versus("base", "tuned"), "distilled vs base": versus("base", "distilled"),
+                     "distilled vs tuned": versus("tuned", "distilled"),
+                     "base+rerank vs base": versus("base", "base+rerank"),
                      "tuned+rerank vs tuned": versus("tuned", "tuned+rerank"),
-                     "distilled vs tuned+rerank": versus("tuned+rerank", "distilled")},
-           "reranker_gain_over_tuned": round(gain, 4),
-           "share_of_gain_kept": None if kept is None else round(kept, 3),
-           "meets_target": kept is not None and kept >= TARGET_SHARE,
+                     "distilled vs base+rerank": versus("base+rerank", "distilled")},
+           # the issue's target is over the tuned bi-encoder; the student here comes from base MiniLM, whose
+           # two-stage system is the teacher it learned
+           "share_of_gain_kept": {"over tuned": share("distilled", "tuned"), "over base": share("distilled", "base")},
            "latency_ms": lat, "seconds": round(time.perf_counter() - t_start, 1)}
     Path(args.result).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(doc["systems"]), f"kept {doc['share_of_gain_kept']}", f"wrote {args.result}")
+    print(json.dumps(doc["systems"]), json.dumps(doc["share_of_gain_kept"]), f"wrote {args.result}")
 
 
 if __name__ == "__main__":

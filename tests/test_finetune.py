@@ -187,7 +187,7 @@ def test_eval_queries_in_training_data_are_refused(tiny_data, tmp_path):
     write_pairs(leaked, [Pair(q.upper() + "?", "some passage", source="feedback")])
     with pytest.raises(HonedError, match="1 eval \\(dev/test\\) queries also appear in the training pairs"):
         finetune(FinetuneConfig(data=str(tiny_data), pairs=[str(leaked)], out=str(tmp_path / "r"), **TINY))
-    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "r").exists() and not (tmp_path / ".r.work").exists()    # a refusal leaves nothing
 
 
 def test_worse_model_is_marked_failed(tiny_data, tmp_path):

@@ -91,7 +91,8 @@ def test_training_writes_a_cross_encoder_with_its_card_and_an_onnx_export_equal_
 
     # one dev query whose first stage ranked the relevant passage second: the teacher is the two stages mixed
     sample = {"query": q, "positive": ps[:1], "documents": ps[::-1], "scores": [0.6, 0.4]}
-    teacher, metrics = trained_teacher(out, [sample], 128)
+    teacher, metrics = trained_teacher(out, [sample])
+    assert teacher.max_length == card["max_length"] == 128        # pairs cut where training cut them
     assert metrics["trained_here"] is False and metrics["first_stage_dev_ndcg@10"] < 1.0
     np.testing.assert_allclose(teacher.predict([(q, p) for p in ps]), ce.score(q, ps), atol=1e-5)
     # the mix it distils is the best weight on dev, and weaker only when no weight beats the first stage's order
@@ -300,7 +301,7 @@ def test_served_margins_are_the_two_stages_mixed(scifact_slice, reranker_dir, mi
     triples = [Pair(query=q, positive=docs[0], negatives=[n]) for n in docs[1:]]
     enc = minilm
     teacher, _ = trained_teacher(reranker_dir[0], [{"query": q, "positive": docs[:1], "documents": docs,
-                                                    "scores": [0.5, 0.4, 0.3]}], 128)
+                                                    "scores": [0.5, 0.4, 0.3]}])
     qv, dv = enc.encode_queries([q])[0], enc.encode_documents(docs)
     cos = [float(qv @ dv[0] - qv @ dv[i]) for i in (1, 2)]
     np.testing.assert_allclose(served_margins(teacher, enc, triples, 0.0, 3.0), cos, atol=1e-5)

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from ..atomic import check_writable
+from ..errors import HonedError
 from .config import FinetuneConfig, FinetuneResult, check_config
 from .search import search_recipe
 from .train import prepare_training, train_prepared
@@ -42,7 +43,14 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     if work.exists() and not cfg.resume:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    prep = prepare_training(cfg, work, t_start=t_start)
+    try:
+        prep = prepare_training(cfg, work, t_start=t_start)
+    except HonedError:
+        # a refusal (bad input, a weaker teacher) leaves no work folder behind; a crash (any other error) keeps
+        # it for --resume, and with --resume it holds an earlier run's checkpoints
+        if not cfg.resume:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     res = train_prepared(cfg, prep, out, work, t_start=t_start, budget_s=budget_s)
     shutil.rmtree(work, ignore_errors=True)
     return res

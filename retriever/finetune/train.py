@@ -418,8 +418,7 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
         if is_reranker(cfg.teacher):
             say(f"teacher: the reranker {cfg.teacher} as trained, mixed with {cfg.base} as a two-stage system serves it")
             teacher, teacher_metrics = trained_teacher(
-                cfg.teacher, rerank_dev_samples(dev_q, dev_rel, dev_pool, base_enc, ranked=True),
-                cfg.max_seq_length, device)
+                cfg.teacher, rerank_dev_samples(dev_q, dev_rel, dev_pool, base_enc, ranked=True), device)
             say(f"teacher on dev: nDCG@10 {teacher_metrics['dev_ndcg@10']:.4f} at reranker weight "
                 f"{teacher_metrics['mix_weight']} (the reranker alone {teacher_metrics['rerank_alone_dev_ndcg@10']:.4f}, "
                 f"{cfg.base} alone {teacher_metrics['first_stage_dev_ndcg@10']:.4f})")
