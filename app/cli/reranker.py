@@ -34,7 +34,7 @@ def train_cmd(data: str = typer.Argument(..., help="BEIR folder; its train split
               lr: float = typer.Option(RR["lr"]),
               max_length: int = typer.Option(RR["max_length"], min=16, help="tokens per (query, passage) pair"),
               layers: Optional[int] = typer.Option(RR["layers"], min=1, help="keep only the base's first N transformer "
-                                                   "layers: a shallower reranker, about N/L of the latency"),
+                                                   "layers: a shallower reranker, N/L of the layers' compute"),
               num_negatives: int = typer.Option(RR["num_negatives"], min=1, help="mined hard negatives per pair"),
               loss: str = typer.Option(RR["loss"], help="mnrl (each query ranks its positive among its negatives and "
                                        "other queries' passages) | bce (each pair labelled alone)"),
