@@ -10,8 +10,9 @@ Example:
     >>> from honed.retriever.finetune.teacher import train_teacher, score_margins
     >>> teacher, metrics = train_teacher(train_triples, dev_samples, "minilm", "runs/x/teacher")  # doctest: +SKIP
 
-A folder written by ``honed reranker train`` is used as it is (:func:`trained_teacher`): the student
-then learns from the very reranker it is meant to replace.
+A folder written by ``honed reranker train`` is used as trained, mixed with the student's base model as a
+two-stage artifact serves it (:func:`trained_teacher`, :func:`served_margins`): the student then learns the
+very two-stage ranking it is meant to replace.
 """
 from __future__ import annotations
 
@@ -111,8 +112,8 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
 def keep_layers(model, n: int) -> None:
     """Keep the first `n` transformer layers of a cross-encoder (its config says so, so the saved folder loads so).
 
-    A reranker's latency is its layers' compute over every (query, passage) pair: the first `n` of MiniLM's
-    6, fine-tuned together with the head, cost about n/6 of it. The first ones, not every other one: each
+    A reranker's latency is mostly its layers' compute over every (query, passage) pair: the first `n` of
+    MiniLM's 6, fine-tuned together with the head, do n/6 of that work. The first ones, not every other one: each
     layer adds to the residual stream the one below it wrote, so a contiguous stack keeps what it learned
     to read.
     """
