@@ -46,7 +46,7 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
     negatives and the dev candidates). The defaults are the recipe measured in
     benchmarks/bench_rerank.py (the head starts random: 2e-5 for a fraction of an epoch left it
     undertrained); raise `max_length` for passages longer than ~100 words. `layers`: keep only the base's
-    first N transformer layers (latency falls about in proportion; :func:`.teacher.keep_layers`).
+    first N transformer layers (their compute falls in proportion; :func:`.teacher.keep_layers`).
     """
     from ..reranker import best_weight
     from .teacher import train_teacher
@@ -79,8 +79,7 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
         card = {"kind": "reranker", "base": base, "first_stage": first_stage, "data": data, "max_length": max_length,
                 "recipe": {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
                            "num_negatives": num_negatives, "layers": model.model.config.num_hidden_layers,
-                           "loss": LOSSES[loss],
-                           "seed": seed},
+                           "loss": LOSSES[loss], "seed": seed},
                 "pairs": len(prep.train_pairs), "triples": len(triples), "triples_dropped_for_dev": dropped,
                 # the first stage's top 30 of each dev query, in its order and reranked: the same candidates
                 "dev": {"queries": len(prep.dev_q), "candidates_per_query": 30,

@@ -414,7 +414,6 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
         from .teacher import score_margins, served_margins, train_teacher, trained_teacher
 
         t0 = time.perf_counter()
-        distil = (cfg.loss == "distill") if margins is None else margins
         if is_reranker(cfg.teacher):
             say(f"teacher: the reranker {cfg.teacher} as trained, mixed with {cfg.base} as a two-stage system serves it")
             teacher, teacher_metrics = trained_teacher(
@@ -422,10 +421,6 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
             say(f"teacher on dev: nDCG@10 {teacher_metrics['dev_ndcg@10']:.4f} at reranker weight "
                 f"{teacher_metrics['mix_weight']} (the reranker alone {teacher_metrics['rerank_alone_dev_ndcg@10']:.4f}, "
                 f"{cfg.base} alone {teacher_metrics['first_stage_dev_ndcg@10']:.4f})")
-            if distil:
-                check_teacher(teacher_metrics, base_dev, cfg.allow_weaker_teacher)
-                scored = served_margins(teacher, base_enc, triples, teacher_metrics["mix_weight"],
-                                        teacher_metrics["scale"])
         else:
             say(f"training the cross-encoder teacher from {cfg.teacher} …")
             teacher, teacher_metrics = train_teacher(triples, rerank_dev_samples(dev_q, dev_rel, dev_pool, base_enc),
@@ -434,9 +429,11 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
                                                      max_length=cfg.max_seq_length, device=device,
                                                      precision=cfg.precision)
             teacher_metrics["weaker_than_base"] = teacher_is_weaker(teacher_metrics, base_dev)
-            if distil:
-                check_teacher(teacher_metrics, base_dev, cfg.allow_weaker_teacher)
-                scored = score_margins(teacher, triples)
+        if (cfg.loss == "distill") if margins is None else margins:
+            check_teacher(teacher_metrics, base_dev, cfg.allow_weaker_teacher)
+            # a reranker folder teaches as the two-stage system serves it (its mix weight), a fresh teacher alone
+            scored = (served_margins(teacher, base_enc, triples, teacher_metrics["mix_weight"], teacher_metrics["scale"])
+                      if "mix_weight" in teacher_metrics else score_margins(teacher, triples))
         timings["teacher_s"] = round(time.perf_counter() - t0, 1)
     return Prepared(device=device, base_path=base_path, base_enc=base_enc, pairs=pairs, train_pairs=train_pairs,
                     frozen_stats=frozen_stats, evaluator=evaluator, dev_q=dev_q,
