@@ -3,7 +3,8 @@
 Checks a BEIR dataset's train/test splits for
 
 - **leakage**: exact (after normalisation) and near-duplicate (embedding cosine)
-  queries shared by train and test;
+  queries shared by train and test, and test queries whose relevant passage is a
+  training positive (queries are split, passages often are not);
 - **qrels coverage**: judged queries, positives per query, unjudged queries;
 - **lengths**: query and passage lengths in words and model tokens, and how many
   passages the model truncates;
@@ -63,6 +64,28 @@ def find_leaks(train: dict[str, str], test: dict[str, str], train_vecs: np.ndarr
     near.sort(key=lambda r: -r["cosine"])
     return {"threshold": threshold, "exact": exact, "near": near,
             "n_test_queries_leaked": len({r["test"] for r in exact} | {r["test"] for r in near})}
+
+
+def passages_trained_on(train: BeirDataset, test: BeirDataset) -> dict[str, bool]:
+    """For each judged test query, whether one of its relevant passages is also a training positive.
+
+    Splitting a dataset by query leaves passages shared: SciFact's test claims cite abstracts that its train
+    claims cite too (65% of the test queries). Fine-tuning on those pairs teaches the model those very
+    passages, so part of its test gain is memory of them, which a search over passages no training pair
+    covered does not get (`honed diagnose` splits the gain by this). Passages are matched by normalised text,
+    so a train and a test folder with their own corpus files compare too.
+
+        >>> from honed.rag_eval.audit import load_splits, passages_trained_on
+        >>> s = load_splits("datasets/cuad-clauses")       # split by contract: no passage is in both
+        >>> sum(passages_trained_on(s["train"], s["test"]).values())
+        0
+    """
+    def key(ds: BeirDataset, d: str) -> str:
+        return normalise_text(doc_text(ds.corpus[d]))
+
+    trained = {key(train, d) for rel in train.qrels.values() for d, g in rel.items() if g > 0 and d in train.corpus}
+    return {q: any(g > 0 and d in test.corpus and key(test, d) in trained for d, g in rel.items())
+            for q, rel in test.qrels.items()}
 
 
 def topic_map(train_texts: list[str], train_vecs: np.ndarray, test_vecs: np.ndarray, k: int | None = None,
@@ -179,6 +202,8 @@ def audit_dataset(path: str | os.PathLike, out: str | os.PathLike, model: str = 
     if train is not None and test is not None:
         summary["leakage"] = find_leaks(train.queries, test.queries, vecs["train"],
                                         vecs["test" if "test" in splits else "dev"], near_threshold)
+        seen = passages_trained_on(train, test)
+        summary["leakage"]["passages"] = {"test_queries": len(seen), "with_trained_passage": sum(seen.values())}
         summary["topics"] = topic_map(list(train.queries.values()), vecs["train"],
                                       vecs["test" if "test" in splits else "dev"], k=k)
     noise_split = test if test is not None else train
@@ -265,10 +290,13 @@ def _audit_markdown(s: dict) -> str:
     L += ["", "![lengths](lengths.png)", ""]
     if "leakage" in s:
         lk = s["leakage"]
-        L += ["## Leakage (train ↔ test queries)", "",
+        L += ["## Leakage (train ↔ test)", "",
               f"- exact duplicates after normalisation: **{len(lk['exact'])}**",
               f"- near duplicates (cosine ≥ {lk['threshold']}): **{len(lk['near'])}**",
-              f"- test queries affected: **{lk['n_test_queries_leaked']}**", ""]
+              f"- test queries affected: **{lk['n_test_queries_leaked']}**",
+              f"- test queries whose relevant passage is a training positive: **{lk['passages']['with_trained_passage']}**"
+              f" of {lk['passages']['test_queries']} (a tuned model's gain on them is partly memory of those passages)",
+              ""]
         for e in lk["exact"][:10]:
             L.append(f"  - exact: test `{e['test']}` = train `{e['train']}`: “{e['text'][:100]}”")
         for e in lk["near"][:10]:

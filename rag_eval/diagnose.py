@@ -3,7 +3,8 @@
 The order an expert follows when tuning does not pay off:
 
 1. **data**: do the test queries look like the training queries, and like the queries users
-   really send (logged in the feedback store)? Do train and test share queries? Are labels
+   really send (logged in the feedback store)? Do train and test share queries, or the passages
+   they look for (then part of the test gain is memory of trained passages)? Are labels
    noisy (judged passages the model ranks far down, unjudged passages it puts first)?
 2. **evaluation**: which queries the tuned model wins and loses against the baseline, which
    concepts it confuses (:mod:`rag_eval.confusion`), what it does out of domain;
@@ -35,12 +36,15 @@ from honed.retriever.data.concepts import concept_labels, parse_concepts, querie
 from honed.retriever.errors import HonedError
 from honed.retriever.routing import has_router
 
-from .audit import find_leaks, load_splits
+from .audit import find_leaks, load_splits, passages_trained_on
 from .beir_eval import evaluate_systems, parse_system
 from .confusion import compare_confusions, concept_confusions, confusion_markdown, plot_confusions
 from .report import report_dict
+from .significance import paired_test
 
 AREAS = ("data", "evaluation", "model")
+# each side of the trained-passage split needs this many queries for its paired test to say anything
+MIN_SPLIT_QUERIES = 10
 
 
 def finding(area: str, severity: float, title: str, evidence: dict, action: str, detail: str = "") -> dict:
@@ -75,6 +79,46 @@ def _shift_severity(s: dict) -> float:
     # A test set paraphrasing the training queries sits at nearest ≈ 0.8+, vocabulary ≈ 0.9+;
     # real user queries far from both are what a tuned model was not taught.
     return float(np.clip((0.75 - s["nearest_cosine_p50"]) * 2 + (0.8 - s["vocabulary_covered"]), 0, 1))
+
+
+def gain_by_trained_passage(seen: dict[str, bool], per_base: dict, per_tuned: dict) -> dict:
+    """The tuned model's paired nDCG@10 change on the test queries whose relevant passage training saw
+    (`seen`, from ``passages_trained_on``) and on the others, each with its size and confidence interval.
+
+        >>> gain_by_trained_passage({"a": True, "b": False}, {"a": {"NDCG@10": 0.2}, "b": {"NDCG@10": 0.5}},
+        ...                         {"a": {"NDCG@10": 0.9}, "b": {"NDCG@10": 0.5}})["trained_passage"]["n"]
+        1
+    """
+    out = {}
+    for side, want in (("trained_passage", True), ("other", False)):
+        qs = [q for q, s in seen.items() if s is want and q in per_base and q in per_tuned]
+        out[side] = {"n": len(qs)}
+        if len(qs) >= 2:
+            t = paired_test({q: per_base[q]["NDCG@10"] for q in qs}, {q: per_tuned[q]["NDCG@10"] for q in qs},
+                            "NDCG@10").to_dict()
+            out[side].update({k: round(float(t[k]), 4) for k in ("delta", "ci_low", "ci_high")},
+                             p_value=float(f"{t['p_value']:.3g}"))
+    return out
+
+
+def trained_passage_finding(split: dict, data: str) -> dict | None:
+    """A finding when the gain lives on passages training saw (at least 0.03 more nDCG@10 there than elsewhere)."""
+    tp, ot = split["trained_passage"], split["other"]
+    if min(tp["n"], ot["n"]) < MIN_SPLIT_QUERIES or tp["delta"] - ot["delta"] < 0.03:
+        return None
+    gap = tp["delta"] - ot["delta"]
+    share = tp["n"] / (tp["n"] + ot["n"])
+    return finding(
+        "evaluation", 0.3 + min(0.5, 3 * gap),
+        f"The gain is on passages training saw: nDCG@10 {tp['delta']:+.3f} on the {tp['n']} test queries whose "
+        f"relevant passage was a training positive, {ot['delta']:+.3f} on the other {ot['n']}",
+        {"by_trained_passage": split, "share_of_test_queries": round(share, 4)},
+        f"honed data synth --corpus {data} --out pairs/corpus-queries.jsonl (then `honed finetune --pairs` it: "
+        "every passage of the corpus gets training queries)",
+        f"Queries were split, passages were not: {share:.0%} of the test queries look for a passage the model "
+        "was trained on, so the headline gain is partly memory of those passages. A search over passages no "
+        f"training pair covered should expect the second number (CI [{ot.get('ci_low', 0):+.3f}, "
+        f"{ot.get('ci_high', 0):+.3f}]). Synthetic queries over the whole corpus you serve train on all of it.")
 
 
 def label_noise_hints(ds, run: dict, depth: int = 100) -> dict:
@@ -253,6 +297,12 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
         else:
             noise = label_noise_hints(ds, res.systems["tuned"].run)
             entry["label_noise"] = noise
+            if train is not None and res.path == str(data):
+                entry["by_trained_passage"] = gain_by_trained_passage(passages_trained_on(train, ds), per_base,
+                                                                      per_tuned)
+                f = trained_passage_finding(entry["by_trained_passage"], str(data))
+                if f:
+                    findings.append(f)
             if lost:
                 findings.append(finding(
                     "evaluation", 0.9 + min(0.1, -sig["delta"]),

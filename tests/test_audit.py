@@ -1,11 +1,12 @@
 """The data audit sees a planted leak and a planted topic skew in real SciFact queries."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from honed.rag_eval.audit import audit_dataset
+from honed.rag_eval.audit import audit_dataset, passages_trained_on
 from honed.retriever.finetune.pairs import normalise_text
 from honed.retriever.data import load_beir, write_beir
 
@@ -60,6 +61,46 @@ def test_lengths_and_noise_sections(planted):
     assert s["queries"] == 25 and s["passage_lengths"]["tokens_max"] > s["passage_lengths"]["tokens_p50"] > 50
     n = summary["label_noise"]
     assert n["positives"] >= 25 and 1 <= n["median_rank"] <= n["pool_size"]
+
+
+def test_test_queries_whose_passage_training_saw(planted):
+    summary, out, leak_src = planted
+    train, test = load_beir(out.parent, "train"), load_beir(out.parent, "test")
+    # independently of the text match: both folders hold SciFact's own ids, so ids say which abstracts trained
+    trained = {d for rel in train.qrels.values() for d in rel}
+    expected = {q for q, rel in test.qrels.items() if set(rel) & trained}
+    assert leak_src in expected and 0 < len(expected) < len(test.qrels)
+    assert passages_trained_on(train, test) == {q: q in expected for q in test.qrels}
+    assert summary["leakage"]["passages"] == {"test_queries": 25, "with_trained_passage": len(expected)}
+    assert f"training positive: **{len(expected)}** of 25" in (out / "report.md").read_text()
+    # a test folder with its own corpus ids (another build of the same passages) matches by text
+    renamed = dataclasses.replace(test, corpus={f"t-{d}": v for d, v in test.corpus.items()},
+                                  qrels={q: {f"t-{d}": g for d, g in rel.items()} for q, rel in test.qrels.items()})
+    assert passages_trained_on(train, renamed) == passages_trained_on(train, test)
+
+
+def test_the_diagnosis_says_when_the_gain_is_on_trained_passages(planted):
+    from honed.rag_eval.diagnose import MIN_SPLIT_QUERIES, gain_by_trained_passage, trained_passage_finding
+
+    summary, out, _ = planted
+    seen = passages_trained_on(load_beir(out.parent, "train"), load_beir(out.parent, "test"))
+    n_seen = sum(seen.values())
+    # a model that gains 0.4 only where training saw the passage, against one that gains 0.1 everywhere
+    base = {q: {"NDCG@10": 0.3} for q in seen}
+    memo = {q: {"NDCG@10": 0.7 if s else 0.3} for q, s in seen.items()}
+    even = {q: {"NDCG@10": 0.4} for q in seen}
+    split = gain_by_trained_passage(seen, base, memo)
+    assert (split["trained_passage"]["n"], split["other"]["n"]) == (n_seen, len(seen) - n_seen)
+    assert split["trained_passage"]["delta"] == pytest.approx(0.4) and split["other"]["delta"] == 0.0
+    assert trained_passage_finding(gain_by_trained_passage(seen, base, even), "d") is None
+    if min(n_seen, len(seen) - n_seen) < MIN_SPLIT_QUERIES:     # too few on a side to say anything
+        assert trained_passage_finding(split, "d") is None
+    many = {f"q{i}": i % 2 == 0 for i in range(40)}
+    f = trained_passage_finding(gain_by_trained_passage(many, {q: {"NDCG@10": 0.3} for q in many},
+                                                        {q: {"NDCG@10": 0.7 if s else 0.3} for q, s in many.items()}),
+                                "datasets/x")
+    assert f["area"] == "evaluation" and f["severity"] == 0.8 and "+0.400 on the 20" in f["title"]
+    assert f["action"].startswith("honed data synth --corpus datasets/x")
 
 
 def test_normalise_text():

@@ -30,6 +30,33 @@ def test_split_by_contract(small_build):
     assert stats["test"]["passages"] == len(test.corpus)
 
 
+def test_a_contract_shipped_twice_stays_on_one_side(tmp_path, cuad_dir):
+    """CUAD ships one contract under two file names; a copy split from its twin leaked its passages into test."""
+    import csv
+    import shutil
+
+    src = tmp_path / "cuad"
+    shutil.copytree(cuad_dir, src)
+    with open(src / "master_clauses.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    twin = rows[1][:]
+    stem, ext = twin[0].rsplit(".", 1)
+    twin[0] = f"{stem}(1).{ext}"
+    shutil.copy(src / "full_contract_txt" / f"{stem}.txt", src / "full_contract_txt" / f"{stem}(1).txt")
+    with open(src / "master_clauses.csv", "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows + [twin])
+
+    stats = build_cuad(src, tmp_path / "out", n_train=5, n_test=3)      # every distinct contract, not the copy
+    assert [sorted(d) for d in stats["duplicate_contracts"]] == [["left_out", "same_text_as"]]
+    assert {stats["duplicate_contracts"][0]["left_out"], stats["duplicate_contracts"][0]["same_text_as"]} == \
+        {f"{stem}.txt", f"{stem}(1).txt"}
+    train, test = load_beir(tmp_path / "out", "train"), load_beir(tmp_path / "out", "test")
+    assert not {d["text"] for d in train.corpus.values()} & {d["text"] for d in test.corpus.values()}
+    used = {d["metadata"]["contract"] for ds in (train, test) for d in ds.corpus.values()}
+    assert len(used) == 8 and not {stem, f"{stem}(1)"} <= used
+    assert stats["duplicate_contracts"][0]["left_out"] in (tmp_path / "out" / "README.md").read_text()
+
+
 def test_labels_match_the_quotes(small_build, cuad_dir):
     out, _ = small_build
     rows = {r["filename"].rsplit(".", 1)[0]: r for r in read_master_clauses(cuad_dir)}

@@ -53,6 +53,14 @@ def test_diagnose_writes_ranked_findings_with_evidence_and_commands(tiny_data, t
     assert sets["cuad-qa"]["role"] == "out-of-domain" and sets["tiny"]["role"] == "in-domain"
     assert {"delta", "p_value", "ci_low", "ci_high"} <= set(sets["tiny"]["paired"])
     assert 0 <= sets["tiny"]["label_noise"]["unjudged_first_rate"] <= 1
+    # the gain split by whether training saw the test query's passage (SciFact keeps its ids in both folders)
+    from honed.retriever.data import load_beir
+
+    trained = {d for rel in load_beir(tiny_data, "train").qrels.values() for d in rel}
+    test_qrels = load_beir(tiny_data, "test").qrels
+    split = sets["tiny"]["by_trained_passage"]
+    assert split["trained_passage"]["n"] == sum(1 for rel in test_qrels.values() if set(rel) & trained)
+    assert split["trained_passage"]["n"] + split["other"]["n"] == len(test_qrels)
     # where an out-of-domain loss lives: the tuned model's queries against the base model's passages and the
     # reverse, from the indexes the evaluation built (on the finding too, when the set was lost)
     from honed.rag_eval.audit import load_splits

@@ -66,6 +66,8 @@ def data_audit(data: Path = typer.Argument(..., help="BEIR dataset folder"),
     if "leakage" in s:
         lk = s["leakage"]
         console.print(f"leakage: {len(lk['exact'])} exact, {len(lk['near'])} near-duplicate train/test query pairs")
+        console.print(f"         {lk['passages']['with_trained_passage']} of {lk['passages']['test_queries']} test queries "
+                      "look for a passage that is a training positive")
         console.print(f"topics: JS divergence {s['topics']['js_divergence']}, skewed clusters {s['topics']['skewed_clusters']}")
     console.print(f"label-noise suspects: {len(s['label_noise']['suspects'])}/{s['label_noise']['positives']}")
     console.print(f"report: {out / 'report.md'}")

@@ -188,8 +188,10 @@ def build_cuad(source: str | Path, out: str | Path, n_train: int = 120, n_test: 
     """Build the dataset into `out` (atomically) and return its build statistics.
 
     Contracts with `min_words`..`max_words` words are ordered by a hash of
-    `seed` + file name (a deterministic shuffle); the first `n_test` go to
-    test, the next `n_train` to train. Rebuilding with the same arguments
+    `seed` + file name (a deterministic shuffle); a contract whose text repeats an earlier one's is left
+    out (CUAD ships one contract twice, under two file names: split apart, 14 of the 68 test queries found
+    their passage's copy in training, and the tuned model gained +0.37 nDCG@10 on them vs +0.16 on the
+    others); the first `n_test` go to test, the next `n_train` to train. Rebuilding with the same arguments
     writes byte-identical files. With `contract_questions`, the train split also gets one query per
     (contract, category) that names the contract by its parties, whose positives are that contract's
     clause only (``cuad_queries.contract_query``).
@@ -202,7 +204,7 @@ def build_cuad(source: str | Path, out: str | Path, n_train: int = 120, n_test: 
     rows = read_master_clauses(source)
 
     stats = {"contracts_in_csv": len(rows), "unmapped_files": 0, "quotes_total": 0,
-             "quotes_unlocated": 0, "quotes_unlocated_by_category": {}}
+             "quotes_unlocated": 0, "quotes_unlocated_by_category": {}, "duplicate_contracts": []}
     eligible = []
     for row in rows:
         p = _text_file(txt_dir, row["filename"], by_key)
@@ -213,6 +215,16 @@ def build_cuad(source: str | Path, out: str | Path, n_train: int = 120, n_test: 
         if min_words <= len(text.split()) <= max_words:
             eligible.append((hashlib.sha256(f"{seed}:{p.name}".encode()).hexdigest(), p, text, row))
     eligible.sort(key=lambda t: t[0])
+    seen: dict[str, str] = {}
+    unique = []
+    for e in eligible:      # the first in shuffle order stays, so a copy never lands in the other split
+        digest = hashlib.sha256(e[2].encode()).hexdigest()
+        if digest in seen:
+            stats["duplicate_contracts"].append({"left_out": e[1].name, "same_text_as": seen[digest]})
+        else:
+            seen[digest] = e[1].name
+            unique.append(e)
+    eligible = unique
     if len(eligible) < n_train + n_test:
         raise DataError(f"{source}: only {len(eligible)} contracts have {min_words}-{max_words} words; "
                         f"asked for {n_train} train + {n_test} test")
@@ -289,6 +301,11 @@ def _measured_section(card: str) -> str:
     return ""
 
 
+def _duplicates(stats: dict) -> str:
+    dup = stats.get("duplicate_contracts", [])
+    return "; ".join(f"`{d['left_out']}` = `{d['same_text_as']}`" for d in dup) or "none in this build"
+
+
 def dataset_card(stats: dict, measured: str = "") -> str:
     """The dataset card (README.md) for a build."""
     tr, te, p = stats["train"], stats["test"], stats["params"]
@@ -326,7 +343,10 @@ Each has `corpus.jsonl` (`_id`, `title` = the contract's name, `text`,
 1. Contracts whose text has {p['min_words']:,}–{p['max_words']:,} words are shuffled
    deterministically (sha256 of `{p['seed']}:<file name>`); the first {p['n_test']} are
    test, the next {p['n_train']} train. This keeps the shipped data small and the demo
-   fast on a CPU, at the price of leaving out the longest contracts.
+   fast on a CPU, at the price of leaving out the longest contracts. A contract whose
+   text repeats one earlier in that order is left out ({_duplicates(stats)}), so no
+   passage is in both splits (`honed data audit` counts test queries whose relevant
+   passage is a training positive: 0).
 2. Whitespace is normalised; text is split into sentences and packed into
    passages of at most {p['chunk_words']} words.
 3. Every labelled quote in `master_clauses.csv` is located in its contract
