@@ -6,10 +6,16 @@ here), the paired nDCG@10 change against the base index on the two groups of tes
 ``rag_eval.audit.passages_trained_on`` and ``rag_eval.diagnose.gain_by_trained_passage`` (what
 `honed diagnose` reports). Writes one entry per ``--name`` into ``benchmarks/results/trained-passages.json``.
 
+The split alone does not say *why* one group gains more (those queries may just be easier to improve).
+``--control RUN`` answers that: it fine-tunes RUN's recipe again on a copy of ``--data`` whose train split
+leaves out every pair whose positive is a test query's relevant passage, and reports that model too
+(``control``): if the gain on the first group was memory of those passages, it falls there.
+
     # SciFact: base MiniLM vs bench_distill.py's tuned and distilled students (their indexes)
     python benchmarks/bench_trained_passages.py --name scifact --data ../shared/datasets/scifact \\
         --base indexes/scifact-test-base --system tuned=indexes/scifact-test-distill-tuned \\
-        --system distilled-from-tuned=indexes/scifact-test-distill-distilled-from-tuned
+        --system distilled-from-tuned=indexes/scifact-test-distill-distilled-from-tuned \
+        --control runs/bench-distill/tuned                     # + ~5 min training, ~6 min indexing
     # cuad-clauses as it was built before 2026-12-06 (one test contract's copy in train), the demo's indexes
     git archive 3b5b1b9 datasets/cuad-clauses | tar -x -C /tmp/old
     python benchmarks/bench_trained_passages.py --name cuad-clauses-before-dedup \\
@@ -44,12 +50,44 @@ def per_query_ndcg(index_dir: str, ds) -> tuple[dict, str]:
     return evaluate_run(ds.qrels, run, (10,)).per_query, str(index.manifest["model"]["ref"])
 
 
+def control_run(run: Path, data: str, out: Path) -> Path:
+    """`run`'s recipe fine-tuned again without the training pairs whose positive is a test query's passage."""
+    from honed.rag_eval.audit import load_splits
+    from honed.retriever.atomic import read_json
+    from honed.retriever.data import write_beir
+    from honed.retriever.data.beir import doc_text
+    from honed.retriever.finetune import FinetuneConfig, finetune
+    from honed.retriever.finetune.pairs import normalise_text
+
+    if (out / "honed.json").is_file():
+        return out
+    splits = load_splits(data, ("train", "test"))
+    train, test = splits["train"], splits["test"]
+    held = {normalise_text(doc_text(test.corpus[d])) for rel in test.qrels.values() for d, g in rel.items()
+            if g > 0 and d in test.corpus}
+    qrels = {q: {d: g for d, g in rel.items() if normalise_text(doc_text(train.corpus[d])) not in held}
+             for q, rel in train.qrels.items()}
+    qrels = {q: rel for q, rel in qrels.items() if any(g > 0 for g in rel.values())}
+    print(f"control: {len(qrels)} of {len(train.qrels)} train queries keep a positive no test query has", flush=True)
+    copy = out.parent / f"{out.name}-data"
+    write_beir(copy / "train", train.corpus, {q: train.queries[q] for q in qrels}, {"train": qrels})
+    write_beir(copy / "test", test.corpus, test.queries, {"test": test.qrels})
+    params = read_json(run / "honed.json")["params"]
+    keep = {k: v for k, v in params.items() if k not in ("out", "data", "force", "resume", "track")}
+    finetune(FinetuneConfig(**{**keep, "data": str(copy), "out": str(out), "force": True, "track": False}))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", required=True, help="the entry's name in the results file")
     ap.add_argument("--data", required=True, help="BEIR folder with train and test splits")
     ap.add_argument("--base", required=True, help="index of the base model over the test corpus")
-    ap.add_argument("--system", action="append", required=True, help="NAME=INDEX, repeatable")
+    ap.add_argument("--system", action="append", required=True, help="NAME=INDEX or NAME=MODEL (its index of the "
+                    "test corpus is built under --index-dir, or reused), repeatable")
+    ap.add_argument("--control", default=None, help="a run folder whose recipe is fine-tuned again without the "
+                    "test queries' passages in training (see above)")
+    ap.add_argument("--index-dir", default="indexes")
     ap.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "trained-passages.json"))
     args = ap.parse_args()
 
@@ -64,8 +102,22 @@ def main() -> None:
     base, base_model = per_query_ndcg(args.base, test)
     entry = {"data": args.data, "test_queries": len(seen), "with_trained_passage": sum(seen.values()),
              "base": {"index": args.base, "model": base_model}, "systems": {}}
-    for spec in args.system:
-        name, index = spec.split("=", 1)
+    from honed.rag_eval.beir_eval import cached_index
+
+    specs = []
+    for name, path in (s.split("=", 1) for s in args.system):
+        if not (Path(path) / "manifest.json").is_file():      # a model: index the test corpus with it
+            index_path = Path(args.index_dir) / f"{args.name}-test-{name}"
+            cached_index(test, path, index_path)[0].store.close()
+            path = str(index_path)
+        specs.append((name, path))
+    if args.control:
+        run = control_run(Path(args.control), args.data, REPO / "runs" / "bench-trained-passages" / args.name)
+        index_path = Path(args.index_dir) / f"{args.name}-test-control"
+        cached_index(test, str(run), index_path)[0].store.close()
+        specs.append(("control", str(index_path)))
+        entry["control_of"] = args.control
+    for name, index in specs:
         tuned, model = per_query_ndcg(index, test)
         overall = paired_test({q: v["NDCG@10"] for q, v in base.items()}, {q: v["NDCG@10"] for q, v in tuned.items()})
         entry["systems"][name] = {"index": index, "model": model,

@@ -116,9 +116,11 @@ def trained_passage_finding(split: dict, data: str) -> dict | None:
         f"honed data synth --corpus {data} --out pairs/corpus-queries.jsonl (then `honed finetune --pairs` it: "
         "every passage of the corpus gets training queries)",
         f"Queries were split, passages were not: {share:.0%} of the test queries look for a passage the model "
-        "was trained on, so the headline gain is partly memory of those passages. A search over passages no "
-        f"training pair covered should expect the second number (CI [{ot.get('ci_low', 0):+.3f}, "
-        f"{ot.get('ci_high', 0):+.3f}]). Synthetic queries over the whole corpus you serve train on all of it.")
+        "was trained on. The gap is memory of those passages if it vanishes in a model trained without them "
+        "(on SciFact it did: +0.097 became +0.018; on cuad-clauses a copied contract's queries gained as much "
+        "without it). Then a search over passages no training pair covered should expect the second number "
+        f"(CI [{ot.get('ci_low', 0):+.3f}, {ot.get('ci_high', 0):+.3f}]); synthetic queries over the whole "
+        "corpus you serve train on all of it.")
 
 
 def label_noise_hints(ds, run: dict, depth: int = 100) -> dict:
