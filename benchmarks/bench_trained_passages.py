@@ -34,20 +34,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def per_query_ndcg(index_dir: str, ds) -> tuple[dict, str]:
-    """Per-query metrics of the index's own model on `ds`'s test queries, and the model it holds."""
+def per_query_ndcg(ds, spec: str, index_path: Path) -> tuple[dict, str, str]:
+    """Per-query metrics on `ds` of an index (its own model) or of a model (indexed at `index_path`, or reused);
+    with the model and the index used."""
+    from honed.rag_eval.beir_eval import dense_run
     from honed.rag_eval.metrics import evaluate_run
-    from honed.retriever.fusion import search_modes
-    from honed.retriever.index import open_index_and_encoder
+    from honed.retriever.index import load_index
 
-    index, enc = open_index_and_encoder(index_dir)
-    qids = sorted(ds.queries)
-    texts = [ds.queries[q] for q in qids]
-    hits = search_modes(index, enc.encode_queries(texts), texts, 100, "dense")
-    ids = {p: d["id"] for p, d in index.store.iter_docs()}
-    run = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
-    index.store.close()
-    return evaluate_run(ds.qrels, run, (10,)).per_query, str(index.manifest["model"]["ref"])
+    model = ref = spec
+    if (Path(spec) / "manifest.json").is_file():      # an index: its own copy of the model reads the queries
+        index = load_index(spec)
+        model, ref, index_path = str(index.model_dir), str(index.manifest["model"]["ref"]), Path(spec)
+        index.store.close()
+    run, _ = dense_run(ds, model, index_path)
+    return evaluate_run(ds.qrels, run, (10,)).per_query, ref, str(index_path)
 
 
 def control_run(run: Path, data: str, out: Path) -> Path:
@@ -55,18 +55,15 @@ def control_run(run: Path, data: str, out: Path) -> Path:
     from honed.rag_eval.audit import load_splits
     from honed.retriever.atomic import read_json
     from honed.retriever.data import write_beir
-    from honed.retriever.data.beir import doc_text
+    from honed.rag_eval.audit import passage_key
     from honed.retriever.finetune import FinetuneConfig, finetune
-    from honed.retriever.finetune.pairs import normalise_text
 
     if (out / "honed.json").is_file():
         return out
     splits = load_splits(data, ("train", "test"))
     train, test = splits["train"], splits["test"]
-    held = {normalise_text(doc_text(test.corpus[d])) for rel in test.qrels.values() for d, g in rel.items()
-            if g > 0 and d in test.corpus}
-    qrels = {q: {d: g for d, g in rel.items() if normalise_text(doc_text(train.corpus[d])) not in held}
-             for q, rel in train.qrels.items()}
+    held = {passage_key(test, d) for rel in test.qrels.values() for d, g in rel.items() if g > 0 and d in test.corpus}
+    qrels = {q: {d: g for d, g in rel.items() if passage_key(train, d) not in held} for q, rel in train.qrels.items()}
     qrels = {q: rel for q, rel in qrels.items() if any(g > 0 for g in rel.values())}
     print(f"control: {len(qrels)} of {len(train.qrels)} train queries keep a positive no test query has", flush=True)
     copy = out.parent / f"{out.name}-data"
@@ -82,7 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", required=True, help="the entry's name in the results file")
     ap.add_argument("--data", required=True, help="BEIR folder with train and test splits")
-    ap.add_argument("--base", required=True, help="index of the base model over the test corpus")
+    ap.add_argument("--base", required=True, help="the base model, or its index of the test corpus")
     ap.add_argument("--system", action="append", required=True, help="NAME=INDEX or NAME=MODEL (its index of the "
                     "test corpus is built under --index-dir, or reused), repeatable")
     ap.add_argument("--control", default=None, help="a run folder whose recipe is fine-tuned again without the "
@@ -99,26 +96,16 @@ def main() -> None:
     splits = load_splits(args.data, ("train", "test"))
     test = splits["test"]
     seen = passages_trained_on(splits["train"], test)
-    base, base_model = per_query_ndcg(args.base, test)
+    base, base_model, base_index = per_query_ndcg(test, args.base, Path(args.index_dir) / f"{args.name}-test-base")
     entry = {"data": args.data, "test_queries": len(seen), "with_trained_passage": sum(seen.values()),
-             "base": {"index": args.base, "model": base_model}, "systems": {}}
-    from honed.rag_eval.beir_eval import cached_index
-
-    specs = []
-    for name, path in (s.split("=", 1) for s in args.system):
-        if not (Path(path) / "manifest.json").is_file():      # a model: index the test corpus with it
-            index_path = Path(args.index_dir) / f"{args.name}-test-{name}"
-            cached_index(test, path, index_path)[0].store.close()
-            path = str(index_path)
-        specs.append((name, path))
+             "base": {"index": base_index, "model": base_model}, "systems": {}}
+    specs = [s.split("=", 1) for s in args.system]
     if args.control:
-        run = control_run(Path(args.control), args.data, REPO / "runs" / "bench-trained-passages" / args.name)
-        index_path = Path(args.index_dir) / f"{args.name}-test-control"
-        cached_index(test, str(run), index_path)[0].store.close()
-        specs.append(("control", str(index_path)))
+        specs.append(("control", str(control_run(Path(args.control), args.data,
+                                                  REPO / "runs" / "bench-trained-passages" / args.name))))
         entry["control_of"] = args.control
-    for name, index in specs:
-        tuned, model = per_query_ndcg(index, test)
+    for name, spec in specs:
+        tuned, model, index = per_query_ndcg(test, spec, Path(args.index_dir) / f"{args.name}-test-{name}")
         overall = paired_test({q: v["NDCG@10"] for q, v in base.items()}, {q: v["NDCG@10"] for q, v in tuned.items()})
         entry["systems"][name] = {"index": index, "model": model,
                                   "overall": {**{k: round(float(getattr(overall, k)), 4)

@@ -82,12 +82,15 @@ def passages_trained_on(train: BeirDataset, test: BeirDataset) -> dict[str, bool
         >>> sum(passages_trained_on(s["train"], s["test"]).values())
         0
     """
-    def key(ds: BeirDataset, d: str) -> str:
-        return normalise_text(doc_text(ds.corpus[d]))
-
-    trained = {key(train, d) for rel in train.qrels.values() for d, g in rel.items() if g > 0 and d in train.corpus}
-    return {q: any(g > 0 and d in test.corpus and key(test, d) in trained for d, g in rel.items())
+    trained = {passage_key(train, d) for rel in train.qrels.values() for d, g in rel.items()
+               if g > 0 and d in train.corpus}
+    return {q: any(g > 0 and d in test.corpus and passage_key(test, d) in trained for d, g in rel.items())
             for q, rel in test.qrels.items()}
+
+
+def passage_key(ds: BeirDataset, doc_id: str) -> str:
+    """What makes two passages the same one across corpus files: their normalised text (title included)."""
+    return normalise_text(doc_text(ds.corpus[doc_id]))
 
 
 def topic_map(train_texts: list[str], train_vecs: np.ndarray, test_vecs: np.ndarray, k: int | None = None,
