@@ -170,7 +170,7 @@ def forgetting_side(ds, name: str, index_dir: str | os.PathLike, k: int = 10, ba
         if not (path / "manifest.json").exists():
             return None
         index = load_index(path)
-        sides[side] = (index, load_encoder(index.manifest["model"]["ref"]))
+        sides[side] = (index, load_encoder(index.model_dir))    # its own copy: the run may have moved since
     if sides["base"][0].manifest["dim"] != sides["tuned"][0].manifest["dim"]:
         return None
     out = {}

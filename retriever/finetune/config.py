@@ -27,6 +27,7 @@ from ..errors import HonedError
 
 LOSSES = ("mnrl", "cached-mnrl", "matryoshka", "distill")
 NEGATIVES = ("hard", "confusable")
+BATCHING = ("labels", "texts")
 # passages a synthetic query is ranked among by the round-trip filter (its sources + random ones): the pool's
 # encoding is the filter's cost, its size how strict the filter is (finetune/synthetic.py)
 FILTER_POOL = 500
@@ -57,6 +58,9 @@ class FinetuneConfig:
     num_negatives: int = 1             # 0 = in-batch negatives only
     relative_margin: float = 0.05
     bm25_negatives: bool = True
+    batching: str = "labels"           # labels: no row of a batch holds a passage labelled relevant to another
+    #                                    row's query (finetune/batching.py) | texts: only identical texts are kept
+    #                                    apart (sentence-transformers' NO_DUPLICATES)
     negatives: str = "hard"            # hard | confusable: put first the mined negatives of the concepts the base
     #                                    model confuses with the query's (labels: `concepts`; finetune/mining.py)
     concepts: str = "auto"             # concept labels of the train split for confusable negatives: auto,
@@ -155,6 +159,8 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise HonedError("--loss distill needs --teacher (minilm | mpnet | a cross-encoder folder)")
     if cfg.loss == "distill" and cfg.num_negatives < 1:
         raise HonedError("--loss distill needs --num-negatives ≥ 1 (triples to score)")
+    if cfg.batching not in BATCHING:
+        raise HonedError(f"--batching must be one of {', '.join(BATCHING)}, got {cfg.batching!r}")
     if cfg.negatives not in NEGATIVES:
         raise HonedError(f"--negatives must be one of {', '.join(NEGATIVES)}, got {cfg.negatives!r}")
     if cfg.negatives == "confusable":

@@ -457,6 +457,7 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
 
     from ..device import precision, trainer_precision_args
     from ..models import model_fingerprint
+    from .batching import NoLabelledNegativesBatchSampler
 
     t_start = time.perf_counter() if t_start is None else t_start
     device, base_dev, evaluator = prep.device, prep.base_dev, prep.evaluator
@@ -491,8 +492,9 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
         seed=cfg.seed, data_seed=cfg.seed, **trainer_precision_args(device, cfg.precision),
         gradient_checkpointing=checkpointing,
-        # in-batch negatives: a query's other positives must not share its batch
-        batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.loss != "distill" else BatchSamplers.BATCH_SAMPLER,
+        # in-batch negatives: a query's other labelled positives must not share its batch (batching.py)
+        batch_sampler=(BatchSamplers.BATCH_SAMPLER if cfg.loss == "distill" else
+                       NoLabelledNegativesBatchSampler if cfg.batching == "labels" else BatchSamplers.NO_DUPLICATES),
         eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps,
         save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_dev_cosine_ndcg@10",
         greater_is_better=True, logging_steps=max(1, min(10, eval_steps // 2)),
