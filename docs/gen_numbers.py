@@ -387,10 +387,15 @@ def _rerank(d):
             ce = system.removeprefix("dense+rerank-").split("-")[0]
             r = ds["rerankers"][ce]["card"]["recipe"]      # sets measured at different times may differ in recipe
             layers = f", {r['layers']} layers" if r.get("layers") else ""
+            # cards written before --batching trained with NO_DUPLICATES batches (texts)
             cells.append(f"{name}/{system.removeprefix('dense+rerank-')} ({r['loss']}, {r['num_negatives']} "
-                         f"negatives{layers}, {ds['date'][:10]}) over {ds['first_stage']}: "
-                         f"{ds['systems']['dense']['ndcg@10']:.3f} → "
+                         f"negatives{layers}, {r.get('batching', 'texts')} batches, {ds['date'][:10]}) over "
+                         f"{ds['first_stage']}: {ds['systems']['dense']['ndcg@10']:.3f} → "
                          f"{ds['systems'][system]['ndcg@10']:.3f} (Δ {t['delta']:+.3f}, p = {_pct_p(t['p_value'])})")
+        if "batching_texts" in ds:
+            a = ds["batching_texts"]
+            cells.append(f"{name}, the same reranker trained with texts batches: " + ", ".join(
+                f"{s.removeprefix('dense+rerank-')} Δ {v['delta']:+.3f}" for s, v in a["vs_dense"].items()))
     return "; ".join(cells), ok
 
 

@@ -36,9 +36,9 @@ def test_batches_hold_no_labelled_positive_of_another_query_while_any_row_is_fre
     ds = Dataset.from_dict({"anchor": [a for a, _ in cuad_rows], "positive": [p for _, p in cuad_rows]})
     sampler = NoLabelledNegativesBatchSampler(ds, batch_size=32, drop_last=False, seed=42)
     batches = list(sampler)
-    # every row once an epoch, in about as many batches as the trainer plans for (len(sampler)); a query's
-    # rows (one per positive) never share a batch, so a few more at the end (NO_DUPLICATES: 180 of 178; these:
-    # 196), which a one-epoch run, stopping at the planned step, leaves out
+    # every row once an epoch, in about as many batches as the trainer plans for (len(sampler)): the rows that
+    # conflict with one another pile up at the end of an epoch, where even NO_DUPLICATES batches cannot be full,
+    # so a few more (~200 of 178 here, batching.json); a one-epoch run, stopping at its planned step, leaves them
     assert sorted(i for b in batches for i in b) == list(range(len(cuad_rows)))
     assert len(sampler) <= len(batches) <= 1.15 * len(sampler)
     found = [labelled_negatives(b, cuad_rows) for b in batches]

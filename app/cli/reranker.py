@@ -38,6 +38,8 @@ def train_cmd(data: str = typer.Argument(..., help="BEIR folder; its train split
               num_negatives: int = typer.Option(RR["num_negatives"], min=1, help="mined hard negatives per pair"),
               loss: str = typer.Option(RR["loss"], help="mnrl (each query ranks its positive among its negatives and "
                                        "other queries' passages) | bce (each pair labelled alone)"),
+              batching: str = typer.Option(RR["batching"], help="labels: no passage labelled relevant to a query "
+                                           "among its in-batch negatives | texts: only identical texts kept apart"),
               seed: int = typer.Option(RR["seed"]),
               precision: str = typer.Option(RR["precision"], help="auto | fp32 | bf16 | fp16: training autocast"),
               drop_eval_overlap: bool = typer.Option(RR["drop_eval_overlap"], help="drop training queries equal to "
@@ -47,7 +49,7 @@ def train_cmd(data: str = typer.Argument(..., help="BEIR folder; its train split
     require_extra("train", "honed reranker train")
     card = train_reranker(data, out, base=base, first_stage=first_stage, epochs=epochs, max_steps=max_steps,
                           batch_size=batch_size, lr=lr, max_length=max_length, layers=layers,
-                          num_negatives=num_negatives, loss=loss, seed=seed, precision=precision, drop_eval_overlap=drop_eval_overlap, force=force)
+                          num_negatives=num_negatives, loss=loss, batching=batching, seed=seed, precision=precision, drop_eval_overlap=drop_eval_overlap, force=force)
     dev = card["dev"]
     console.print(f"dev nDCG@10 of the first stage's top 30: in its order {dev['first_stage_ndcg@10']:.4f} → reranked "
                   f"{dev['rerank_ndcg@10']:.4f} → mixed at reranker weight {dev['mix']['weight']:.1f} "

@@ -39,14 +39,15 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
                    max_length: int = 128, layers: int | None = None, num_negatives: int = 4,
                    max_mine_docs: int = 4000, seed: int = 42,
                    device: str | None = None, precision: str = "auto", drop_eval_overlap: bool = False,
-                   force: bool = False, loss: str = "mnrl") -> dict:
+                   force: bool = False, loss: str = "mnrl", batching: str = "labels") -> dict:
     """Train a cross-encoder from `base` on `data`'s train split; write it to `out`; return its card.
 
     `first_stage`: the bi-encoder whose top candidates the reranker will reorder (mines the
     negatives and the dev candidates). The defaults are the recipe measured in
     benchmarks/bench_rerank.py (the head starts random: 2e-5 for a fraction of an epoch left it
     undertrained); raise `max_length` for passages longer than ~100 words. `layers`: keep only the base's
-    first N transformer layers (their compute falls in proportion; :func:`.teacher.keep_layers`).
+    first N transformer layers (their compute falls in proportion; :func:`.teacher.keep_layers`). `batching`: as
+    `honed finetune --batching` (labels: no passage labelled relevant to a query among its in-batch negatives).
     """
     from ..reranker import best_weight
     from .teacher import train_teacher
@@ -58,7 +59,8 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
     out = Path(out)
     cfg = FinetuneConfig(data=data, out=str(out), base=first_stage, num_negatives=num_negatives,
                          max_seq_length=max_length, max_mine_docs=max_mine_docs, seed=seed, device=device,
-                         precision=precision, track=False, drop_eval_overlap=drop_eval_overlap, force=force)
+                         precision=precision, track=False, drop_eval_overlap=drop_eval_overlap, force=force,
+                         batching=batching)
     check_config(cfg)
     check_writable(out, "run", force)    # before minutes of training, not after
     work = out.parent / f".{out.name}.work"
@@ -72,14 +74,14 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
             model, metrics = train_teacher(triples, samples, base, work / "reranker", epochs=epochs,
                                            batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
                                            max_steps=max_steps, device=prep.device, precision=precision,
-                                           loss=loss, layers=layers)
+                                           loss=loss, layers=layers, batching=batching)
         with phase("choosing the reranker's weight against the first stage on dev"):
             rows = dev_weight_table(model, samples)
         mix = best_weight(rows)
         card = {"kind": "reranker", "base": base, "first_stage": first_stage, "data": data, "max_length": max_length,
                 "recipe": {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
                            "num_negatives": num_negatives, "layers": model.model.config.num_hidden_layers,
-                           "loss": LOSSES[loss], "seed": seed},
+                           "loss": LOSSES[loss], "batching": batching, "seed": seed},
                 "pairs": len(prep.train_pairs), "triples": len(triples), "triples_dropped_for_dev": dropped,
                 # the first stage's top 30 of each dev query, in its order and reranked: the same candidates
                 "dev": {"queries": len(prep.dev_q), "candidates_per_query": 30,

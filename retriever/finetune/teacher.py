@@ -52,7 +52,7 @@ def _triplets_dataset(triples: list[Pair]):
 def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.PathLike, out: str | os.PathLike,
                   epochs: int = 1, batch_size: int = 16, lr: float = 2e-5, max_length: int = 256,
                   seed: int = 42, max_steps: int = -1, device: str | None = None, precision: str = "auto",
-                  loss: str = "bce", layers: int | None = None):
+                  loss: str = "bce", layers: int | None = None, batching: str = "labels"):
     """Train the cross-encoder; return (model, {"dev_ndcg@10_before", "dev_ndcg@10"}).
 
     `dev_samples` are ``{"query", "positive": [...], "negative": [...]}`` dicts for
@@ -68,6 +68,7 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
 
     from ..device import resolve_device, trainer_precision_args
     from ..models import resolve_model
+    from .batching import NoLabelledNegativesBatchSampler
 
     device = resolve_device(device)
     # The packaged bi-encoders have no classification head: it starts random (scores ≈ 0.5).
@@ -85,8 +86,9 @@ def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.P
         per_device_train_batch_size=batch_size, learning_rate=lr, warmup_ratio=0.1, seed=seed,
         save_strategy="no", logging_steps=10, report_to="none", dataloader_drop_last=False,
         **trainer_precision_args(device, precision),
-        # in-batch negatives (mnrl): another row of the same query would lend it its own positive as a negative
-        batch_sampler=BatchSamplers.NO_DUPLICATES if loss == "mnrl" else BatchSamplers.BATCH_SAMPLER,
+        # in-batch negatives (mnrl): no row may lend a query one of its labelled positives as a negative
+        batch_sampler=(BatchSamplers.BATCH_SAMPLER if loss != "mnrl" else
+                       NoLabelledNegativesBatchSampler if batching == "labels" else BatchSamplers.NO_DUPLICATES),
         disable_tqdm=False,
     )
     if loss == "mnrl":
