@@ -67,6 +67,6 @@ def test_a_negative_labelled_relevant_to_another_rows_query_keeps_the_rows_apart
     sampler = NoLabelledNegativesBatchSampler(ds, 4, False)
     # row 1's hard negative is labelled relevant to row 0's query (through row 2): no text repeats between
     # rows 0 and 1, so only the labels keep them apart; row 2 repeats row 0's query
-    assert sampler.fill([1, 2, 3], strict=True, batch=[0]) == [0, 3]
-    assert sampler.fill([0, 2, 3], strict=True, batch=[1]) == [1, 3]
-    assert sampler.fill([1, 2, 3], strict=False, batch=[0]) == [0, 1, 3]     # texts only: as NO_DUPLICATES
+    assert sampler.fill([1, 2, 3], strict=True, batch=[0])[0] == [0, 3]
+    assert sampler.fill([0, 2, 3], strict=True, batch=[1])[0] == [1, 3]
+    assert sampler.fill([1, 2, 3], strict=False, batch=[0])[0] == [0, 1, 3]     # texts only: as NO_DUPLICATES
