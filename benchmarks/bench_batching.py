@@ -10,7 +10,7 @@ seed, and with each query's score averaged over the seeds. It also counts, on th
 in-batch negatives that are labelled positives of the query under each sampler. Writes
 ``benchmarks/results/batching.json``.
 
-    python benchmarks/bench_batching.py --seeds 42,7,13          # ~35 min (Intel Xeon, 2 cores)
+    python benchmarks/bench_batching.py --seeds 42,7,13 --scifact ../shared/datasets/scifact   # ~35 min (Xeon)
     python benchmarks/bench_batching.py --reuse texts-s42=runs/ci   # a run already trained (its honed.json)
 """
 from __future__ import annotations
@@ -90,6 +90,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="42,7,13")
     ap.add_argument("--reuse", action="append", default=[], help="ARM-sSEED=RUN: a run already trained")
+    ap.add_argument("--scifact", default=None, help="the full SciFact BEIR folder: its sampler counts too (a claim "
+                    "rarely shares its abstracts with another, so the sampler should change little there)")
     ap.add_argument("--runs", default=str(REPO / "runs" / "bench-batching"))
     ap.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "batching.json"))
     args = ap.parse_args()
@@ -115,6 +117,8 @@ def main() -> None:
            "cpu": cpu_name(), "recipe": {**DEMO_FINETUNE, "data": "datasets/cuad-clauses"}, "sets": SETS,
            "sampler": sampler_counts(REPO / "datasets" / "cuad-clauses", DEMO_FINETUNE["batch_size"],
                                      DEMO_FINETUNE["max_steps"], 42),
+           "sampler_scifact": sampler_counts(Path(args.scifact), DEMO_FINETUNE["batch_size"],
+                                             DEMO_FINETUNE["max_steps"], 42) if args.scifact else None,
            "runs": runs, "ndcg@10": rows, "labels_vs_texts": paired_arms(work / "report" / "report.json", seeds),
            "how": "each run trained on datasets/cuad-clauses' train split with the demo's recipe; test sets: honed "
                   "eval beir, paired vs base; labels_vs_texts: Wilcoxon and bootstrap CI of labels - texts per query"}

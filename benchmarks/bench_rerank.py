@@ -174,7 +174,8 @@ def main() -> None:
     ap.add_argument("--scifact-max-length", type=int, default=256, help="the SciFact reranker's tokens per pair "
                     "(abstracts run to ~300; 128 trains and reranks ~2x faster)")
     ap.add_argument("--batching", default="labels", help="the MiniLM rerankers' batches (labels | texts: "
-                    "sentence-transformers' NO_DUPLICATES; a texts reranker is kept as <set>-minilm-texts-ce)")
+                    "sentence-transformers' NO_DUPLICATES, train_reranker's default; a texts reranker is kept as "
+                    "<set>-minilm-texts-ce)")
     ap.add_argument("--index-dir", default="indexes")
     ap.add_argument("--only", default=None, help="run this set only, keeping the others' entries in --result")
     ap.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "rerank.json"))
@@ -196,8 +197,7 @@ def main() -> None:
         sets = [s for s in sets if s[0] == args.only]
     for name, path, first_stage, label, recipe in sets:
         t0 = time.perf_counter()
-        if args.batching != "labels":
-            recipe = {**recipe, "batching": args.batching}
+        recipe = {**recipe, "batching": args.batching}
         ces = {"minilm": runs / f"{name}-minilm{'' if args.batching == 'labels' else '-' + args.batching}-ce"}
         trained = {"minilm": reranker(path, first_stage, "minilm", ces["minilm"], args.minilm_steps, **recipe)}
         if args.shallow_layers:

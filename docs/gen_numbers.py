@@ -338,7 +338,9 @@ def _batching(d):
             f"{', '.join(f'{v:.4f}' for v in arms['texts'])}; seed-averaged, labels − texts: {diff}; in-batch negatives "
             f"labelled relevant {s['texts (NO_DUPLICATES)'][first]:.1%} → {s['labels (honed)'][first]:.1%} in the "
             f"demo's {d['recipe']['max_steps']} steps ({s['labels (honed)']['labelled_negatives_epoch']:.1%} over an "
-            "epoch)", min(arms["labels"]) >= 0.45)
+            "epoch)" + (f"; SciFact's train split: {d['sampler_scifact']['samplers']['texts (NO_DUPLICATES)'][first]:.2%}"
+                        " with NO_DUPLICATES batches, so it changes little there" if d.get("sampler_scifact") else ""),
+            min(arms["labels"]) >= 0.45)
 
 
 def _routing_other(d):

@@ -39,7 +39,7 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
                    max_length: int = 128, layers: int | None = None, num_negatives: int = 4,
                    max_mine_docs: int = 4000, seed: int = 42,
                    device: str | None = None, precision: str = "auto", drop_eval_overlap: bool = False,
-                   force: bool = False, loss: str = "mnrl", batching: str = "labels") -> dict:
+                   force: bool = False, loss: str = "mnrl", batching: str = "texts") -> dict:
     """Train a cross-encoder from `base` on `data`'s train split; write it to `out`; return its card.
 
     `first_stage`: the bi-encoder whose top candidates the reranker will reorder (mines the

@@ -52,7 +52,7 @@ def _triplets_dataset(triples: list[Pair]):
 def train_teacher(triples: list[Pair], dev_samples: list[dict], base: str | os.PathLike, out: str | os.PathLike,
                   epochs: int = 1, batch_size: int = 16, lr: float = 2e-5, max_length: int = 256,
                   seed: int = 42, max_steps: int = -1, device: str | None = None, precision: str = "auto",
-                  loss: str = "bce", layers: int | None = None, batching: str = "labels"):
+                  loss: str = "bce", layers: int | None = None, batching: str = "texts"):
     """Train the cross-encoder; return (model, {"dev_ndcg@10_before", "dev_ndcg@10"}).
 
     `dev_samples` are ``{"query", "positive": [...], "negative": [...]}`` dicts for

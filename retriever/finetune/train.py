@@ -492,7 +492,8 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
         seed=cfg.seed, data_seed=cfg.seed, **trainer_precision_args(device, cfg.precision),
         gradient_checkpointing=checkpointing,
-        # in-batch negatives: a query's other labelled positives must not share its batch (batching.py)
+        # in-batch negatives: a query's other positives must not share its batch (NO_DUPLICATES), nor, with
+        # --batching labels, any passage labelled relevant to it (batching.py)
         batch_sampler=(BatchSamplers.BATCH_SAMPLER if cfg.loss == "distill" else
                        NoLabelledNegativesBatchSampler if cfg.batching == "labels" else BatchSamplers.NO_DUPLICATES),
         eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps,
