@@ -1,8 +1,8 @@
 """Does keeping a query's labelled positives out of its in-batch negatives help? (retriever/finetune/batching.py)
 
 cuad-clauses asks each clause type several ways, and every way has the clause of every contract as a positive:
-random MNRL batches put ~5% of a query's in-batch negatives among its own labelled positives, and
-sentence-transformers' NO_DUPLICATES batches (identical texts apart) just as many. This trains the demo's recipe
+random MNRL batches put 6% of a query's in-batch negatives among its own labelled positives, and
+sentence-transformers' NO_DUPLICATES batches (identical texts apart) 5%. This trains the demo's recipe
 (rag_eval/demo.py DEMO_FINETUNE, router on) with ``batching = "labels"`` (honed's sampler) and ``"texts"``
 (NO_DUPLICATES) on the same seeds, evaluates every run against the base model with `honed eval beir` on
 cuad-clauses and cuad-qa (in domain) and scifact-ood (out of domain), and compares the arms paired per query: per
