@@ -145,7 +145,7 @@ def train_variant(out: Path, callback=None, loss_wrapper=None) -> float:
 
     sentence_transformers.SentenceTransformerTrainer = with_callback     # train.py imports it at call time
     if loss_wrapper:
-        train._loss = lambda cfg, model, cached=False: loss_wrapper(model, plain_loss(cfg, model, cached))
+        train._loss = lambda cfg, model, cached=False, *rest: loss_wrapper(model, plain_loss(cfg, model, cached, *rest))
     try:
         t0 = time.perf_counter()
         finetune(FinetuneConfig(data=str(REPO / "datasets" / "cuad-clauses"), out=str(out), track=False, force=True,

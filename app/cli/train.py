@@ -60,7 +60,8 @@ def finetune_cmd(
     relative_margin: float = typer.Option(FT.relative_margin, help="false-negative guard"),
     bm25_negatives: bool = typer.Option(FT.bm25_negatives, help="add BM25 candidates to the mined negatives"),
     batching: str = typer.Option(FT.batching, help="labels: no passage labelled relevant to a query is among its "
-                                                    "in-batch negatives | texts: only identical texts kept apart"),
+                                                    "in-batch negatives | mask: batches as texts, the loss leaves "
+                                                    "those out | texts: only identical texts kept apart"),
     negatives: str = typer.Option(FT.negatives, help="hard | confusable: put first the mined negatives of the "
                                                       "concepts the base model confuses with the query's"),
     concepts: str = typer.Option(FT.concepts, help="concept labels for --negatives confusable: auto, query:FIELD, "

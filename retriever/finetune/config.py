@@ -27,7 +27,7 @@ from ..errors import HonedError
 
 LOSSES = ("mnrl", "cached-mnrl", "matryoshka", "distill")
 NEGATIVES = ("hard", "confusable")
-BATCHING = ("labels", "texts")
+BATCHING = ("labels", "mask", "texts")
 # passages a synthetic query is ranked among by the round-trip filter (its sources + random ones): the pool's
 # encoding is the filter's cost, its size how strict the filter is (finetune/synthetic.py)
 FILTER_POOL = 500
@@ -58,11 +58,15 @@ class FinetuneConfig:
     num_negatives: int = 1             # 0 = in-batch negatives only
     relative_margin: float = 0.05
     bm25_negatives: bool = True
-    batching: str = "texts"            # texts: only identical texts are kept apart (sentence-transformers'
-    #                                    NO_DUPLICATES) | labels: no row of a batch holds a passage labelled relevant
-    #                                    to another row's query (finetune/batching.py): +0.025 on cuad-clauses
-    #                                    (batching.json), but in a CI run the demo's cuad-qa answers then failed the
-    #                                    release gate (semantic similarity -0.025 vs its 0.02)
+    batching: str = "mask"             # how a query's labelled positives are kept from its in-batch negatives:
+    #                                    mask: the loss leaves them out, batches as texts (finetune/losses.py):
+    #                                    the demo's recipe +0.026 on cuad-clauses, +0.009 on cuad-qa, +0.003 out
+    #                                    of domain vs texts (batching-mask.json) | texts: not at all, only identical
+    #                                    texts are kept apart (sentence-transformers' NO_DUPLICATES) | labels: no
+    #                                    row of a batch holds a passage labelled relevant to another row's query
+    #                                    (finetune/batching.py): +0.025 on cuad-clauses, but contract questions
+    #                                    lose the other contracts' clauses as negatives (cuad-qa -0.014,
+    #                                    batching.json; the demo's answers failed the release gate with it)
     negatives: str = "hard"            # hard | confusable: put first the mined negatives of the concepts the base
     #                                    model confuses with the query's (labels: `concepts`; finetune/mining.py)
     concepts: str = "auto"             # concept labels of the train split for confusable negatives: auto,

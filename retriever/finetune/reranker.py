@@ -55,6 +55,8 @@ def train_reranker(data: str, out: str | os.PathLike, base: str = "minilm", firs
 
     if loss not in LOSSES:
         raise HonedError(f"--loss: {loss!r} is not one of {', '.join(LOSSES)}")
+    if batching not in ("labels", "texts"):     # the cross-encoder's loss has no masked form (finetune/losses.py)
+        raise HonedError(f"--batching: {batching!r} is not one of labels, texts")
     t0 = time.perf_counter()
     out = Path(out)
     cfg = FinetuneConfig(data=data, out=str(out), base=first_stage, num_negatives=num_negatives,

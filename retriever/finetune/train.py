@@ -125,21 +125,28 @@ def _mining_corpus(corpus: dict[str, str], pairs: list[Pair], max_docs: int, see
     return keep
 
 
-def _loss(cfg: FinetuneConfig, model, cached: bool = False):
+def _loss(cfg: FinetuneConfig, model, cached: bool = False, train_ds=None):
+    """The training loss: MarginMSE for distill, else MNRL (chunked as GradCache when `cached` or cached-mnrl,
+    masked per query with --batching mask, inside Matryoshka for matryoshka); `train_ds` feeds the mask."""
     from sentence_transformers.sentence_transformer import losses
 
-    if cfg.loss == "mnrl" and cached:
-        return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size)
-    if cfg.loss == "mnrl":
-        return losses.MultipleNegativesRankingLoss(model)
-    if cfg.loss == "cached-mnrl":
-        return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size)
-    if cfg.loss == "matryoshka":
-        return losses.MatryoshkaLoss(model, losses.MultipleNegativesRankingLoss(model),
-                                     matryoshka_dims=cfg.matryoshka_dims)
     if cfg.loss == "distill":
         return losses.MarginMSELoss(model)
-    raise HonedError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+    if cfg.loss not in ("mnrl", "cached-mnrl", "matryoshka"):
+        raise HonedError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+    chunked = cfg.loss == "cached-mnrl" or (cfg.loss == "mnrl" and cached)
+    if cfg.batching == "mask":
+        from .losses import CachedLabelMaskedRankingLoss, LabelledPositives, LabelMaskedRankingLoss
+
+        positives = LabelledPositives(train_ds)
+        ranking = (CachedLabelMaskedRankingLoss(model, positives, mini_batch_size=cfg.mini_batch_size) if chunked
+                   else LabelMaskedRankingLoss(model, positives))
+    else:
+        ranking = (losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size) if chunked
+                   else losses.MultipleNegativesRankingLoss(model))
+    if cfg.loss == "matryoshka":
+        return losses.MatryoshkaLoss(model, ranking, matryoshka_dims=cfg.matryoshka_dims)
+    return ranking
 
 
 def _train_dataset(cfg: FinetuneConfig, triples: list[Pair], margins: list[float] | None):
@@ -150,6 +157,10 @@ def _train_dataset(cfg: FinetuneConfig, triples: list[Pair], margins: list[float
         cols["negative"] = [t.negatives[0] for t in triples]
     if margins is not None:
         cols["label"] = margins
+    elif cfg.batching == "mask":     # distill (margins) has no in-batch negatives to mask
+        from .losses import ROW_COLUMN
+
+        cols[ROW_COLUMN] = list(range(len(triples)))     # the loss finds each row's labelled positives by index
     return Dataset.from_dict(cols)
 
 
@@ -493,7 +504,8 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
         seed=cfg.seed, data_seed=cfg.seed, **trainer_precision_args(device, cfg.precision),
         gradient_checkpointing=checkpointing,
         # in-batch negatives: a query's other positives must not share its batch (NO_DUPLICATES), nor, with
-        # --batching labels, any passage labelled relevant to it (batching.py)
+        # --batching labels, any passage labelled relevant to it (batching.py); --batching mask: the loss drops
+        # those (losses.py)
         batch_sampler=(BatchSamplers.BATCH_SAMPLER if cfg.loss == "distill" else
                        NoLabelledNegativesBatchSampler if cfg.batching == "labels" else BatchSamplers.NO_DUPLICATES),
         eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps,
@@ -501,8 +513,9 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
         greater_is_better=True, logging_steps=max(1, min(10, eval_steps // 2)),
         report_to=["mlflow"] if cfg.track else "none", run_name=out.name, dataloader_drop_last=False,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=_loss(cfg, model, cached),
-                                         evaluator=evaluator, callbacks=callbacks)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds,
+                                         loss=_loss(cfg, model, cached, train_ds), evaluator=evaluator,
+                                         callbacks=callbacks)
     resume_from = _latest_checkpoint(ckpt) if cfg.resume else None
 
     run_ctx = None
