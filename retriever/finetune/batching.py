@@ -29,6 +29,18 @@ TEXT_COLUMNS_SKIPPED = {"label", "dataset_name"}
 LOOKAHEAD_BATCHES = 200
 
 
+def labelled_rows(dataset) -> tuple[list[tuple[str, ...]], list[frozenset[str]]]:
+    """Each training row's texts (anchor, positive, negatives…) and its query's labelled positives: the positives
+    of every row with that anchor (one set per query, shared by its rows)."""
+    columns = [c for c in dataset.column_names if c not in TEXT_COLUMNS_SKIPPED]
+    rows = list(zip(*(dataset[c] for c in columns)))
+    relevant: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        relevant[row[0]].add(row[1])
+    shared = {q: frozenset(p) for q, p in relevant.items()}
+    return rows, [shared[row[0]] for row in rows]
+
+
 class NoLabelledNegativesBatchSampler(DefaultBatchSampler):
     """Shuffled batches where no row's texts are a labelled positive of another row's query, and no text repeats.
 
@@ -43,14 +55,8 @@ class NoLabelledNegativesBatchSampler(DefaultBatchSampler):
         super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
                          valid_label_columns=valid_label_columns, seed=seed,
                          generator=generator if generator is not None else torch.Generator())
-        columns = [c for c in dataset.column_names if c not in TEXT_COLUMNS_SKIPPED]
-        rows = list(zip(*(dataset[c] for c in columns)))
-        relevant: dict[str, set[str]] = defaultdict(set)
-        for row in rows:
-            relevant[row[0]].add(row[1])
-        shared = {q: frozenset(p) for q, p in relevant.items()}     # one set per query, not one per row
+        rows, self.relevant = labelled_rows(dataset)
         self.texts = [frozenset(row) for row in rows]
-        self.relevant = [shared[row[0]] for row in rows]
         # how far past a batch's first free row a strict fill looks before it gives up on the labels: bounds an
         # epoch's cost where conflicts are dense (155k pairs, 35 positives a query) to ~n × this / batch size
         self.lookahead = LOOKAHEAD_BATCHES * batch_size

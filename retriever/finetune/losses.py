@@ -23,8 +23,6 @@ Example:
 """
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
 import torch.nn.functional as F
 from sentence_transformers.sentence_transformer.losses import (
@@ -32,8 +30,9 @@ from sentence_transformers.sentence_transformer.losses import (
     MultipleNegativesRankingLoss,
 )
 
-ROW_COLUMN = "label"    # the collator passes this column to the loss as `labels`
-SKIPPED_COLUMNS = {ROW_COLUMN, "dataset_name"}
+from .batching import labelled_rows
+
+ROW_COLUMN = "label"    # the collator passes it to the loss as `labels`; labelled_rows skips it
 
 
 class LabelledPositives:
@@ -45,15 +44,8 @@ class LabelledPositives:
     """
 
     def __init__(self, dataset) -> None:
-        columns = [c for c in dataset.column_names if c not in SKIPPED_COLUMNS]
-        ids: dict[str, int] = {}
-        rows = [[ids.setdefault(t, len(ids)) for t in row] for row in zip(*(dataset[c] for c in columns))]
-        relevant: dict[int, set[int]] = defaultdict(set)
-        for row in rows:
-            relevant[row[0]].add(row[1])
-        shared = {q: frozenset(p) for q, p in relevant.items()}     # one set per query, not one per row
+        rows, self.relevant = labelled_rows(dataset)
         self.passages = [row[1:] for row in rows]
-        self.relevant = [shared[row[0]] for row in rows]
 
     def mask(self, rows) -> torch.Tensor:
         """(batch, batch × passage columns) bool: True where the column's passage is labelled relevant to the row's
