@@ -17,9 +17,15 @@ reranked, mixed at the weight the reranker's training chose on dev, as a package
 paired tests; the share of the reranker's gain the student keeps (issue #31's target: >= 70% at the bi-encoder's
 latency); latency at batch 1.
 
-Writes ``benchmarks/results/distill.json``; runs are kept under ``runs/bench-distill/`` and reused.
+With ``--cuad``, the same on cuad-clauses, from what the other benchmarks there start from: the tuned model is the
+demo's run (``runs/ci``), the teacher the reranker bench_rerank.py trained over its candidates, and the student
+trains as the demo's run did (batch 32, 128 tokens, its dev split); no student from base MiniLM.
+
+Writes ``benchmarks/results/distill.json`` (``distill-cuad.json``); runs are kept under ``runs/bench-distill/``
+(``runs/bench-distill-cuad/``) and reused.
 
     python benchmarks/bench_distill.py --scifact ../shared/datasets/scifact      # ~45 min on 2 cores
+    python benchmarks/bench_distill.py --cuad --max-steps 60                      # after bench_rerank.py
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -49,61 +56,84 @@ def run_folder(out: Path, **cfg) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scifact", required=True, help="the full SciFact BEIR folder")
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--scifact", help="the full SciFact BEIR folder")
+    which.add_argument("--cuad", action="store_true", help="datasets/cuad-clauses, the tuned model the demo's run "
+                       "(--tuned), the teacher bench_rerank.py's reranker over it; no student from base MiniLM")
+    ap.add_argument("--tuned", default="runs/ci", help="--cuad: the demo's run (its first stage and the student's start)")
+    ap.add_argument("--max-steps", type=int, default=-1, help="cap the distillation's steps (-1: one epoch)")
     ap.add_argument("--num-negatives", type=int, default=4, help="mined negatives per pair the teacher scores")
     ap.add_argument("--distill-lr", type=float, default=5e-5, help="the learning rate distilling from the tuned "
                     "model (a refinement: GPL's 5e-5; from base MiniLM: finetune's default 1e-4)")
     ap.add_argument("--index-dir", default="indexes")
-    ap.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "distill.json"))
+    ap.add_argument("--result", default=None, help="default: benchmarks/results/distill.json (SciFact), "
+                    "distill-cuad.json (--cuad)")
     args = ap.parse_args()
 
     from bench_rerank import latency, reranker
 
     from honed.rag_eval.beir_eval import RERANK_TOP_N, cached_index, dense_run
+    from honed.rag_eval.demo import DEMO_FINETUNE
     from honed.rag_eval.metrics import evaluate_run
     from honed.rag_eval.significance import paired_test
+    from honed.retriever.atomic import read_json
     from honed.retriever.data import load_beir
     from honed.retriever.device import cpu_name
     from honed.retriever.errors import HonedError
     from honed.retriever.reranker import load_reranker
 
     t_start = time.perf_counter()
-    data = Path(args.scifact)
-    runs = REPO / "runs" / "bench-distill"
-    teacher_dir = REPO / "runs" / "bench-rerank" / "scifact-minilm-ce"
-    teacher = reranker(data, "minilm", "minilm", teacher_dir, -1, max_length=128, drop_eval_overlap=True)["card"]
-    tuned = run_folder(runs / "tuned", data=str(data))
+    if args.cuad:
+        # the demo's run and the reranker bench_rerank.py trained over its candidates (the cuad-clauses table there)
+        name, data, tuned_dir = "cuad-clauses", REPO / "datasets" / "cuad-clauses", Path(args.tuned)
+        teacher_dir = REPO / "runs" / "bench-rerank" / f"{name}-minilm-ce"
+        if not (teacher_dir / "honed.json").is_file() or not (tuned_dir / "honed.json").is_file():
+            sys.exit(f"--cuad needs the demo's run ({tuned_dir}: `make ci-gate`) and its reranker ({teacher_dir}: "
+                     f"`python benchmarks/bench_rerank.py --tuned {tuned_dir} --only cuad-clauses`)")
+        teacher, tuned = read_json(teacher_dir / "honed.json"), read_json(tuned_dir / "honed.json")
+        # the student trains as the demo's run did (its batch, tokens and dev split), from it, on the teacher
+        recipe = {k: DEMO_FINETUNE[k] for k in ("batch_size", "max_seq_length", "eval_steps", "dev_max_docs", "patience")}
+        runs, result = REPO / "runs" / "bench-distill-cuad", args.result or RESULTS / "distill-cuad.json"
+    else:
+        name, data = "scifact", Path(args.scifact)
+        runs, result, recipe = REPO / "runs" / "bench-distill", args.result or RESULTS / "distill.json", {}
+        teacher_dir = REPO / "runs" / "bench-rerank" / "scifact-minilm-ce"
+        teacher = reranker(data, "minilm", "minilm", teacher_dir, -1, max_length=128, drop_eval_overlap=True)["card"]
+        tuned_dir = runs / "tuned"
+        tuned = run_folder(tuned_dir, data=str(data))
     try:
-        from_tuned = {"manifest": run_folder(runs / "distilled-from-tuned", data=str(data), base=str(runs / "tuned"),
-                                             loss="distill", teacher=str(teacher_dir),
-                                             num_negatives=args.num_negatives, lr=args.distill_lr)}
+        from_tuned = {"manifest": run_folder(runs / "distilled-from-tuned", data=str(data), base=str(tuned_dir),
+                                             loss="distill", teacher=str(teacher_dir), max_steps=args.max_steps,
+                                             num_negatives=args.num_negatives, lr=args.distill_lr, **recipe)}
     except HonedError as e:      # the teacher is no better than the tuned model on dev: what the run says
         from_tuned = {"refused": str(e)}
         print(f"distillation from the tuned model refused: {e}", flush=True)
-    distilled = run_folder(runs / "distilled", data=str(data), loss="distill", teacher=str(teacher_dir),
-                           num_negatives=args.num_negatives)
+    distilled = None if args.cuad else run_folder(runs / "distilled", data=str(data), loss="distill",
+                                                  teacher=str(teacher_dir), num_negatives=args.num_negatives)
     weight = teacher["dev"]["mix"]["weight"]      # what a packaged artifact mixes at
 
     ds = load_beir(data, "test")
     qids = sorted(ds.queries)
     texts = [ds.queries[q] for q in qids]
-    models = {"base": "minilm", "tuned": str(runs / "tuned"), "distilled": str(runs / "distilled")}
+    models = {"base": "minilm", "tuned": str(tuned_dir)}
+    if distilled:
+        models["distilled"] = str(runs / "distilled")
     if "manifest" in from_tuned:
         models["distilled-from-tuned"] = str(runs / "distilled-from-tuned")
     runs_by_system, lat = {}, {}
     ce = load_reranker(teacher_dir)
-    for name, model in models.items():
-        index_path = Path(args.index_dir) / f"scifact-test-{name}" if name == "base" else \
-            Path(args.index_dir) / f"scifact-test-distill-{name}"
-        runs_by_system[name], _ = dense_run(ds, model, index_path)
+    for system, model in models.items():
+        index_path = Path(args.index_dir) / (f"{name}-test-{system}" if system == "base" else
+                                             f"{name}-test-distill-{system}")
+        runs_by_system[system], _ = dense_run(ds, model, index_path)
         index, enc = cached_index(ds, model, index_path)
-        lat[name] = {**latency(index, enc, texts[:50]), "backend": enc.backend}
-        if not name.startswith("distilled"):
-            runs_by_system[f"{name}+rerank"], _ = dense_run(ds, model, index_path, rerank=str(teacher_dir),
-                                                            rerank_weight=weight)
-            lat[f"{name}+rerank"] = {**latency(index, enc, texts[:50], ce, RERANK_TOP_N), "backend": ce.backend}
+        lat[system] = {**latency(index, enc, texts[:50]), "backend": enc.backend}
+        if not system.startswith("distilled"):
+            runs_by_system[f"{system}+rerank"], _ = dense_run(ds, model, index_path, rerank=str(teacher_dir),
+                                                              rerank_weight=weight)
+            lat[f"{system}+rerank"] = {**latency(index, enc, texts[:50], ce, RERANK_TOP_N), "backend": ce.backend}
         index.store.close()
-        print(name, json.dumps(lat), flush=True)
+        print(system, json.dumps(lat), flush=True)
     metrics = {s: evaluate_run(ds.qrels, r, (10, 100)) for s, r in runs_by_system.items()}
     ndcg = {s: round(m.aggregate["NDCG@10"], 4) for s, m in metrics.items()}
 
@@ -122,24 +152,28 @@ def main() -> None:
     doc = {"benchmark": "distill", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "cpu": cpu_name(), "dataset": f"{data} (test: {len(qids)} queries, {len(ds.corpus)} passages)",
            "teacher": {"folder": str(teacher_dir.relative_to(REPO)), "recipe": teacher["recipe"],
-                       "dev_with_base": {k: teacher["dev"][k] for k in ("first_stage_ndcg@10", "rerank_ndcg@10")},
+                       "first_stage": teacher.get("first_stage"),   # the candidates it trained and chose its mix on
+                       "dev": {k: teacher["dev"][k] for k in ("first_stage_ndcg@10", "rerank_ndcg@10")},
                        "mix_weight": weight,
-                       "in_distillation": {k: v for k, v in distilled["eval"]["teacher"].items() if k != "mix_rows"}},
+                       **({"in_distillation": {k: v for k, v in distilled["eval"]["teacher"].items()
+                                               if k != "mix_rows"}} if distilled else {})},
            "from_tuned": from_tuned.get("refused") or {k: v for k, v in from_tuned["manifest"]["eval"]["teacher"].items()
                                                         if k != "mix_rows"},
-           "runs": {name: {"params": {k: m["params"][k] for k in ("base", "loss", "epochs", "lr", "batch_size",
-                                                                  "num_negatives", "max_seq_length", "teacher")},
-                           "dev": {"base": m["eval"]["base_dev_ndcg@10"], "tuned": m["eval"]["dev_ndcg@10"]},
-                           "status": m["status"], "timing": m["timing"]}
-                    for name, m in (("tuned", tuned), ("distilled", distilled),
-                                    ("distilled-from-tuned", from_tuned.get("manifest"))) if m},
+           "runs": {run: {"params": {k: m["params"].get(k) for k in ("base", "loss", "epochs", "max_steps", "lr",
+                                                                 "batch_size", "num_negatives", "max_seq_length",
+                                                                 "teacher")},
+                          "dev": {"base": m["eval"]["base_dev_ndcg@10"], "tuned": m["eval"]["dev_ndcg@10"]},
+                          "status": m["status"], "timing": m["timing"]}
+                    for run, m in (("tuned", tuned), ("distilled", distilled),
+                                   ("distilled-from-tuned", from_tuned.get("manifest"))) if m},
            "systems": {s: {"ndcg@10": ndcg[s], "recall@100": round(m.aggregate["Recall@100"], 4)}
                        for s, m in metrics.items()},
-           "tests": {"tuned vs base": versus("base", "tuned"), "distilled vs base": versus("base", "distilled"),
-                     "distilled vs tuned": versus("tuned", "distilled"),
+           "tests": {"tuned vs base": versus("base", "tuned"),
                      "base+rerank vs base": versus("base", "base+rerank"),
                      "tuned+rerank vs tuned": versus("tuned", "tuned+rerank"),
-                     "distilled vs base+rerank": versus("base+rerank", "distilled"),
+                     **({"distilled vs base": versus("base", "distilled"),
+                         "distilled vs tuned": versus("tuned", "distilled"),
+                         "distilled vs base+rerank": versus("base+rerank", "distilled")} if distilled else {}),
                      **({"distilled-from-tuned vs tuned": versus("tuned", "distilled-from-tuned"),
                          "distilled-from-tuned vs tuned+rerank": versus("tuned+rerank", "distilled-from-tuned")}
                         if "distilled-from-tuned" in ndcg else {})},
@@ -147,10 +181,10 @@ def main() -> None:
            # the tuned bi-encoder gains; the student from base MiniLM against base + rerank, the system it learned
            "share_of_gain_kept": {"from tuned": share("distilled-from-tuned", "tuned") if "distilled-from-tuned" in ndcg
                                   else None,
-                                  "from base": share("distilled", "base")},
+                                  "from base": share("distilled", "base") if distilled else None},
            "latency_ms": lat, "seconds": round(time.perf_counter() - t_start, 1)}
-    Path(args.result).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(doc["systems"]), json.dumps(doc["share_of_gain_kept"]), f"wrote {args.result}")
+    Path(result).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(doc["systems"]), json.dumps(doc["share_of_gain_kept"]), f"wrote {result}")
 
 
 if __name__ == "__main__":

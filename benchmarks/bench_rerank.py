@@ -9,7 +9,8 @@ split (negatives mined with the first-stage model; MiniLM and, with ``--mpnet-st
   rest of the top 100 kept below it, so Recall@100 is the first stage's);
 - nDCG@10, Recall@100, a paired test of each reranked system against the first stage;
 - latency at batch 1 (p50/p99 over 50 queries, query encoding included, ONNX where exported) of the
-  first stage and of each two-stage system at top 50 and top 20.
+  first stage, BM25, hybrid and each two-stage system at top 50, 20 and 10, and the nDCG@10 of reranking only
+  the top 20 or 10 (mixed at the dev weight): what a tighter latency budget keeps.
 
 Writes ``benchmarks/results/rerank.json``. Trained rerankers are kept under ``runs/bench-rerank/`` and reused.
 
@@ -106,6 +107,7 @@ def crossfit_weights(scored, first, qids: list[str], qrels: dict, ids: dict, top
 
 def evaluate(name: str, path: Path, first_stage: str, label: str, rerankers: dict[str, Path], idx_dir: Path) -> dict:
     from bench_hybrid import hybrid_artifact, runs_by_mode
+    from bench_hybrid import latency as mode_latency
 
     from honed.rag_eval.beir_eval import reranked
     from honed.retriever.atomic import read_json
@@ -127,7 +129,7 @@ def evaluate(name: str, path: Path, first_stage: str, label: str, rerankers: dic
 
     first = search_modes(index, enc.encode_queries(texts), texts, 100, "dense")
     ids = {pos: d["id"] for pos, d in index.store.iter_docs()}
-    lat = {"dense": latency(index, enc, texts[:50])}
+    lat = {"dense": latency(index, enc, texts[:50]), **mode_latency(index, enc, ds, modes=("bm25", "hybrid"), n=50)}
     mixes = {}
     for ce_name, folder in rerankers.items():
         t0 = time.perf_counter()
@@ -142,9 +144,17 @@ def evaluate(name: str, path: Path, first_stage: str, label: str, rerankers: dic
                                   (f"dense+rerank-{ce_name}-crossfit", crossfit["per_query"])):
             hits = [mixed_with_tail(sc, f, w) for sc, f, w in zip(scored, first, per_query)]
             runs[system] = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
+        # fewer candidates reranked: what a tighter latency budget keeps of the gain (mixed at the dev weight)
+        mixes[ce_name]["depth_ndcg@10"] = {}
+        for n in (10, 20):
+            hits = [mixed_with_tail([x for x in sc if x[0] in {p for p, _ in f[:n]}], f, dev_w, n)
+                    for sc, f in zip(scored, first)]
+            run = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
+            mixes[ce_name]["depth_ndcg@10"][str(n)] = round(evaluate_run(ds.qrels, run, (10,)).aggregate["NDCG@10"], 4)
         ce = load_reranker(folder)
         lat[f"dense+rerank-{ce_name}@50"] = {**latency(index, enc, texts[:50], ce, 50), "backend": ce.backend}
         lat[f"dense+rerank-{ce_name}@20"] = latency(index, enc, texts[:50], ce, 20)
+        lat[f"dense+rerank-{ce_name}@10"] = latency(index, enc, texts[:50], ce, 10)
         print(name, ce_name, f"reranked {len(qids)} queries in {time.perf_counter() - t0:.0f} s", flush=True)
     metrics = {s: evaluate_run(ds.qrels, r, (10, 100)) for s, r in runs.items()}
     out = {"queries": len(qids), "passages": len(ds.corpus), "first_stage": first_stage,
@@ -192,8 +202,11 @@ def main() -> None:
                      {"max_length": args.scifact_max_length, "drop_eval_overlap": True}))
     doc = {"benchmark": "rerank", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "cpu": cpu_name(), "top_n": 50, "datasets": {}}
-    if args.only:   # the other sets keep the entries an earlier run of this script measured
-        doc["datasets"] = json.loads(Path(args.result).read_text(encoding="utf-8"))["datasets"]
+    earlier = {}
+    if args.only:   # the other sets keep the entries an earlier run of this script measured, each with its CPU
+        prev = json.loads(Path(args.result).read_text(encoding="utf-8"))
+        earlier = {n: {"cpu": prev["cpu"], **e} for n, e in prev["datasets"].items()}
+        doc["datasets"] = dict(earlier)
         sets = [s for s in sets if s[0] == args.only]
     for name, path, first_stage, label, recipe in sets:
         t0 = time.perf_counter()
@@ -215,6 +228,9 @@ def main() -> None:
                               for k, v in trained.items()}
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         entry["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        entry["cpu"] = cpu_name()
+        if "batching_texts" in earlier.get(name, {}):   # measured apart (its own run, date and CPU): kept with the set
+            entry["batching_texts"] = {"cpu": earlier[name]["cpu"], **earlier[name]["batching_texts"]}
         doc["datasets"][name] = entry
         Path(args.result).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")   # each set as it ends
     print(f"wrote {args.result}")
