@@ -147,8 +147,9 @@ def evaluate(name: str, path: Path, first_stage: str, label: str, rerankers: dic
         # fewer candidates reranked: what a tighter latency budget keeps of the gain (mixed at the dev weight)
         mixes[ce_name]["depth_ndcg@10"] = {}
         for n in (10, 20):
-            hits = [mixed_with_tail([x for x in sc if x[0] in {p for p, _ in f[:n]}], f, dev_w, n)
-                    for sc, f in zip(scored, first)]
+            tops = [{p for p, _ in f[:n]} for f in first]      # each query's first-stage top n, built once
+            hits = [mixed_with_tail([x for x in sc if x[0] in top], f, dev_w, n)
+                    for sc, f, top in zip(scored, first, tops)]
             run = {q: {ids[p]: s for p, s in h} for q, h in zip(qids, hits)}
             mixes[ce_name]["depth_ndcg@10"][str(n)] = round(evaluate_run(ds.qrels, run, (10,)).aggregate["NDCG@10"], 4)
         ce = load_reranker(folder)
