@@ -61,6 +61,10 @@ def main() -> None:
     which.add_argument("--cuad", action="store_true", help="datasets/cuad-clauses, the tuned model the demo's run "
                        "(--tuned), the teacher bench_rerank.py's reranker over it; no student from base MiniLM")
     ap.add_argument("--tuned", default="runs/ci", help="--cuad: the demo's run (its first stage and the student's start)")
+    ap.add_argument("--losses", default="distill", help="the students trained from the tuned model, by loss: "
+                    "distill (MarginMSE; folder distilled-from-tuned), distill-mnrl (MarginMSE + in-batch ranking; "
+                    "distilled-from-tuned-mnrl), mnrl (the control: the same steps, negatives and lr without a "
+                    "teacher; continued-from-tuned), comma-separated")
     ap.add_argument("--max-steps", type=int, default=-1, help="cap the distillation's steps (-1: one epoch)")
     ap.add_argument("--num-negatives", type=int, default=4, help="mined negatives per pair the teacher scores")
     ap.add_argument("--distill-lr", type=float, default=5e-5, help="the learning rate distilling from the tuned "
@@ -101,13 +105,23 @@ def main() -> None:
         teacher = reranker(data, "minilm", "minilm", teacher_dir, -1, max_length=128, drop_eval_overlap=True)["card"]
         tuned_dir = runs / "tuned"
         tuned = run_folder(tuned_dir, data=str(data))
-    try:
-        from_tuned = {"manifest": run_folder(runs / "distilled-from-tuned", data=str(data), base=str(tuned_dir),
-                                             loss="distill", teacher=str(teacher_dir), max_steps=args.max_steps,
-                                             num_negatives=args.num_negatives, lr=args.distill_lr, **recipe)}
-    except HonedError as e:      # the teacher is no better than the tuned model on dev: what the run says
-        from_tuned = {"refused": str(e)}
-        print(f"distillation from the tuned model refused: {e}", flush=True)
+    students = {"distill": "distilled-from-tuned", "distill-mnrl": "distilled-from-tuned-mnrl",
+                "mnrl": "continued-from-tuned"}
+    from_tuned = {}         # student → {"manifest"} or {"refused"}
+    for loss in args.losses.split(","):
+        if loss not in students:
+            sys.exit(f"--losses: {loss!r} is not one of {', '.join(students)}")
+        try:
+            from_tuned[students[loss]] = {"manifest": run_folder(
+                runs / students[loss], data=str(data), base=str(tuned_dir), loss=loss,
+                teacher=None if loss == "mnrl" else str(teacher_dir),
+                max_steps=args.max_steps, num_negatives=args.num_negatives, lr=args.distill_lr, **recipe)}
+        except HonedError as e:      # the teacher is no better than the tuned model on dev: what the run says
+            from_tuned[students[loss]] = {"refused": str(e)}
+            print(f"distillation from the tuned model refused: {e}", flush=True)
+    for folder in students.values():     # a student an earlier run trained stays in the table
+        if folder not in from_tuned and (runs / folder / "honed.json").is_file():
+            from_tuned[folder] = {"manifest": read_json(runs / folder / "honed.json")}
     distilled = None if args.cuad else run_folder(runs / "distilled", data=str(data), loss="distill",
                                                   teacher=str(teacher_dir), num_negatives=args.num_negatives)
     weight = teacher["dev"]["mix"]["weight"]      # what a packaged artifact mixes at
@@ -118,8 +132,9 @@ def main() -> None:
     models = {"base": "minilm", "tuned": str(tuned_dir)}
     if distilled:
         models["distilled"] = str(runs / "distilled")
-    if "manifest" in from_tuned:
-        models["distilled-from-tuned"] = str(runs / "distilled-from-tuned")
+    for student, got in from_tuned.items():
+        if "manifest" in got:
+            models[student] = str(runs / student)
     runs_by_system, lat = {}, {}
     ce = load_reranker(teacher_dir)
     for system, model in models.items():
@@ -128,7 +143,7 @@ def main() -> None:
         runs_by_system[system], _ = dense_run(ds, model, index_path)
         index, enc = cached_index(ds, model, index_path)
         lat[system] = {**latency(index, enc, texts[:50]), "backend": enc.backend}
-        if not system.startswith("distilled"):
+        if system in ("base", "tuned"):
             runs_by_system[f"{system}+rerank"], _ = dense_run(ds, model, index_path, rerank=str(teacher_dir),
                                                               rerank_weight=weight)
             lat[f"{system}+rerank"] = {**latency(index, enc, texts[:50], ce, RERANK_TOP_N), "backend": ce.backend}
@@ -157,15 +172,16 @@ def main() -> None:
                        "mix_weight": weight,
                        **({"in_distillation": {k: v for k, v in distilled["eval"]["teacher"].items()
                                                if k != "mix_rows"}} if distilled else {})},
-           "from_tuned": from_tuned.get("refused") or {k: v for k, v in from_tuned["manifest"]["eval"]["teacher"].items()
-                                                        if k != "mix_rows"},
+           "from_tuned": next((got.get("refused") or {k: v for k, v in got["manifest"]["eval"]["teacher"].items()
+                                                      if k != "mix_rows"} for got in from_tuned.values()
+                               if "refused" in got or got["manifest"]["eval"]["teacher"]), None),
            "runs": {run: {"params": {k: m["params"].get(k) for k in ("base", "loss", "epochs", "max_steps", "lr",
                                                                  "batch_size", "num_negatives", "max_seq_length",
                                                                  "teacher")},
                           "dev": {"base": m["eval"]["base_dev_ndcg@10"], "tuned": m["eval"]["dev_ndcg@10"]},
                           "status": m["status"], "timing": m["timing"]}
                     for run, m in (("tuned", tuned), ("distilled", distilled),
-                                   ("distilled-from-tuned", from_tuned.get("manifest"))) if m},
+                                   *((s, got.get("manifest")) for s, got in from_tuned.items())) if m},
            "systems": {s: {"ndcg@10": ndcg[s], "recall@100": round(m.aggregate["Recall@100"], 4)}
                        for s, m in metrics.items()},
            "tests": {"tuned vs base": versus("base", "tuned"),
@@ -174,13 +190,14 @@ def main() -> None:
                      **({"distilled vs base": versus("base", "distilled"),
                          "distilled vs tuned": versus("tuned", "distilled"),
                          "distilled vs base+rerank": versus("base+rerank", "distilled")} if distilled else {}),
-                     **({"distilled-from-tuned vs tuned": versus("tuned", "distilled-from-tuned"),
-                         "distilled-from-tuned vs tuned+rerank": versus("tuned+rerank", "distilled-from-tuned")}
-                        if "distilled-from-tuned" in ndcg else {})},
+                     **{f"{s} vs {first}": versus(first, s) for s in from_tuned if s in ndcg
+                        for first in ("tuned", "tuned+rerank")}},
            # the target: the student distilled from the tuned bi-encoder keeps >= 70% of what reranking
            # the tuned bi-encoder gains; the student from base MiniLM against base + rerank, the system it learned
            "share_of_gain_kept": {"from tuned": share("distilled-from-tuned", "tuned") if "distilled-from-tuned" in ndcg
                                   else None,
+                                  **({"from tuned (distill-mnrl)": share("distilled-from-tuned-mnrl", "tuned")}
+                                     if "distilled-from-tuned-mnrl" in ndcg else {}),
                                   "from base": share("distilled", "base") if distilled else None},
            "latency_ms": lat, "seconds": round(time.perf_counter() - t_start, 1)}
     Path(result).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

@@ -57,6 +57,23 @@ def test_subsample_is_balanced_per_query_in_given_order():
     assert balanced_subsample(ex, 500, key=lambda e: e[0]) == ex
 
 
+def test_a_capped_distillation_scores_only_the_examples_it_trains_on():
+    """--max-steps N: the teacher scores N × batch mined examples, drawn at random per query and balanced over
+    queries; uncapped or under a time budget (the plan trims later), all of them."""
+    from honed.retriever.finetune.config import FinetuneConfig
+    from honed.retriever.finetune.pairs import Pair
+    from honed.retriever.finetune.train import triples_to_score
+
+    triples = [Pair(query=q, positive=f"{q} {i}", negatives=[f"n{i}"]) for q, n in (("big", 40), ("small", 2))
+               for i in range(n)]
+    kept = triples_to_score(FinetuneConfig(loss="distill", max_steps=2, batch_size=3), triples)
+    assert len(kept) == 6 and sum(t.query == "small" for t in kept) == 2 and len(set(map(id, kept))) == 6
+    assert [t.positive for t in kept if t.query == "big"] != ["big 0", "big 1", "big 2", "big 3"]    # not the head
+    assert triples_to_score(FinetuneConfig(loss="distill", max_steps=2, batch_size=3), triples) == kept   # seeded
+    assert triples_to_score(FinetuneConfig(loss="distill"), triples) == triples
+    assert triples_to_score(FinetuneConfig(loss="distill", max_steps=2, time_budget="20m"), triples) == triples
+
+
 def test_deadline_callback_stops_with_a_final_evaluation_and_save():
     from transformers import TrainerControl, TrainerState
 

@@ -1,4 +1,5 @@
-"""MNRL without a query's labelled positives among its in-batch negatives (finetune/losses.py, --batching mask)."""
+"""MNRL without a query's labelled positives among its in-batch negatives (finetune/losses.py, --batching mask), and
+MarginMSE beside it (--loss distill-mnrl)."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,12 @@ import torch
 from datasets import Dataset
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-from honed.retriever.finetune.losses import CachedLabelMaskedRankingLoss, LabelledPositives, LabelMaskedRankingLoss
+from honed.retriever.finetune.losses import (
+    CachedLabelMaskedRankingLoss,
+    DistilledRankingLoss,
+    LabelledPositives,
+    LabelMaskedRankingLoss,
+)
 
 # two ways of asking for a notice period share both notice clauses; the contract question has one of them only
 ROWS = {"anchor": ["notice period", "notice period", "notice period in the ZTO agreement", "governing law"],
@@ -151,3 +157,46 @@ def test_every_in_batch_negatives_loss_is_masked(minilm_model, loss, cached, mas
     features = [minilm_model.preprocess(ds[c]) for c in ("anchor", "positive", "negative")]
     with torch.no_grad():
         assert torch.isfinite(fn(features, labels))
+
+
+def test_distilled_ranking_is_the_masked_ranking_plus_margin_mse_in_its_logits():
+    """--loss distill-mnrl: with the teacher's margins equal to the student's it is the masked ranking loss alone
+    (the rows reach the mask); a margin off by d adds (scale · d)² averaged over the batch."""
+    emb = embeddings()
+    positives = LabelledPositives(Dataset.from_dict(ROWS))
+    loss = DistilledRankingLoss(None, LabelMaskedRankingLoss(None, positives))
+    rows = torch.tensor([0, 1, 2, 3])
+    cos = torch.nn.functional.cosine_similarity
+    student = (cos(emb[0], emb[1]) - cos(emb[0], emb[2])).detach()
+    ranking = LabelMaskedRankingLoss(None, positives).compute_loss_from_embeddings(emb, rows)
+    matched = loss.compute_loss_from_embeddings(emb, torch.stack([student, rows.float()], 1))
+    assert torch.allclose(matched, ranking)
+    assert not torch.allclose(ranking, MultipleNegativesRankingLoss(None).compute_loss_from_embeddings(emb, rows))
+    off = loss.compute_loss_from_embeddings(emb, torch.stack([student + torch.tensor([0.1, 0, 0, 0]), rows.float()], 1))
+    assert torch.allclose(off - ranking, torch.tensor((20.0 * 0.1) ** 2 / 4))
+
+
+def test_the_trainer_hands_distill_mnrl_each_rows_margin_and_index(minilm_model, tmp_path):
+    """One real training step of --loss distill-mnrl: the (margin, row) label column arrives as the batch's rows."""
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    from honed.retriever.finetune.config import FinetuneConfig
+    from honed.retriever.finetune.pairs import Pair
+    from honed.retriever.finetune.train import _loss, _train_dataset
+
+    cfg = FinetuneConfig(loss="distill-mnrl", teacher="minilm", batching="mask", track=False)
+    triples = [Pair(query=a, positive=p, negatives=[n]) for a, p, n in zip(ROWS["anchor"], ROWS["positive"],
+                                                                             ROWS["negative"])]
+    margins = [0.5, 0.25, -0.25, 0.125]
+    ds = _train_dataset(cfg, triples, margins)
+    loss = _loss(cfg, minilm_model, False, ds)
+    assert type(loss) is DistilledRankingLoss and type(loss.ranking) is LabelMaskedRankingLoss
+    seen, forward = [], loss.compute_loss_from_embeddings
+    loss.compute_loss_from_embeddings = lambda emb, labels: (seen.append(labels.tolist()), forward(emb, labels))[1]
+    args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4,
+                                                batch_sampler=BatchSamplers.NO_DUPLICATES, report_to="none",
+                                                save_strategy="no", use_cpu=True)
+    SentenceTransformerTrainer(model=minilm_model, args=args, train_dataset=ds, loss=loss).train()
+    assert seen and all(margins[int(row)] == margin for batch in seen for margin, row in batch)

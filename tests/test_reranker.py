@@ -275,18 +275,20 @@ def test_eval_beir_reranked_system(tmp_path, slice_index, reranker_dir, scifact_
 
 
 def test_the_reranker_is_distilled_into_the_embedder_as_trained(tmp_path, tiny_data, reranker_dir):
-    """`honed finetune --loss distill --teacher RERANKER_DIR`: MarginMSE on the product reranker's margins,
-    no second teacher trained."""
+    """`honed finetune --loss distill-mnrl --teacher RERANKER_DIR`: MarginMSE on the product reranker's margins
+    beside in-batch ranking, no second teacher trained, only the examples 2 steps train on scored. (Plain
+    `--loss distill` runs in test_gpl.py.)"""
     from conftest import TINY
     from honed.retriever.finetune import FinetuneConfig, finetune
 
     # a reranker of 6 steps may not beat the base model on dev: allowed here, this test checks the plumbing
-    res = finetune(FinetuneConfig(data=str(tiny_data), out=str(tmp_path / "student"), loss="distill",
+    res = finetune(FinetuneConfig(data=str(tiny_data), out=str(tmp_path / "student"), loss="distill-mnrl",
                                   teacher=str(reranker_dir[0]), allow_weaker_teacher=True, track=False,
                                   **{**TINY, "max_steps": 2}))
     t = res.manifest["eval"]["teacher"]
     assert t["trained_here"] is False and t["from"] == str(reranker_dir[0]) and 0.0 <= t["mix_weight"] <= 1.0
-    assert not (tmp_path / ".student.work" / "teacher").exists() and res.manifest["params"]["loss"] == "distill"
+    assert not (tmp_path / ".student.work" / "teacher").exists() and res.manifest["params"]["loss"] == "distill-mnrl"
+    assert res.manifest["data"]["train_examples"] == 2 * TINY["batch_size"] < res.manifest["data"]["train_pairs"]
     assert any("loss" in h for h in json.loads((tmp_path / "student" / "log_history.json").read_text()))
 
 

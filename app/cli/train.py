@@ -47,7 +47,8 @@ def finetune_cmd(
     corpus_split: str = typer.Option(FT.corpus_split, help="which corpus of a per-split --corpus"),
     base: str = typer.Option(FT.base, help="base model"),
     out: str = typer.Option(FT.out, help="run folder (a sentence-transformers model folder)"),
-    loss: str = typer.Option(FT.loss, help="mnrl | cached-mnrl | matryoshka | distill"),
+    loss: str = typer.Option(FT.loss, help="mnrl | cached-mnrl | matryoshka | distill | distill-mnrl "
+                                                 "(MarginMSE on --teacher's margins, plus in-batch ranking)"),
     epochs: float = typer.Option(FT.epochs, min=0.0),
     max_steps: int = typer.Option(FT.max_steps, help="stop after N steps (overrides epochs)"),
     batch_size: int = typer.Option(FT.batch_size, min=1),

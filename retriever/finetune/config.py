@@ -25,7 +25,8 @@ from pathlib import Path
 
 from ..errors import HonedError
 
-LOSSES = ("mnrl", "cached-mnrl", "matryoshka", "distill")
+LOSSES = ("mnrl", "cached-mnrl", "matryoshka", "distill", "distill-mnrl")
+DISTILL_LOSSES = ("distill", "distill-mnrl")   # trained on a teacher's margins (distill-mnrl: plus in-batch ranking)
 NEGATIVES = ("hard", "confusable")
 BATCHING = ("labels", "mask", "texts")
 # passages a synthetic query is ranked among by the round-trip filter (its sources + random ones): the pool's
@@ -161,10 +162,10 @@ def check_config(cfg: FinetuneConfig) -> None:
     """Refuse a bad combination now (exit 2), not after minutes of mining."""
     if cfg.loss not in LOSSES:
         raise HonedError(f"--loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
-    if cfg.loss == "distill" and not cfg.teacher:
-        raise HonedError("--loss distill needs --teacher (minilm | mpnet | a cross-encoder folder)")
-    if cfg.loss == "distill" and cfg.num_negatives < 1:
-        raise HonedError("--loss distill needs --num-negatives ≥ 1 (triples to score)")
+    if cfg.loss in DISTILL_LOSSES and not cfg.teacher:
+        raise HonedError(f"--loss {cfg.loss} needs --teacher (minilm | mpnet | a cross-encoder folder)")
+    if cfg.loss in DISTILL_LOSSES and cfg.num_negatives < 1:
+        raise HonedError(f"--loss {cfg.loss} needs --num-negatives ≥ 1 (triples to score)")
     if cfg.batching not in BATCHING:
         raise HonedError(f"--batching must be one of {', '.join(BATCHING)}, got {cfg.batching!r}")
     if cfg.negatives not in NEGATIVES:

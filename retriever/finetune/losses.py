@@ -101,3 +101,35 @@ class CachedLabelMaskedRankingLoss(CachedMultipleNegativesRankingLoss):
                 loss = loss.detach()
             total.append(loss)
         return sum(total)
+
+
+class DistilledRankingLoss(torch.nn.Module):
+    """MarginMSE on a teacher's margins plus the in-batch ranking loss, on one forward pass (``--loss distill-mnrl``).
+
+    MarginMSE alone fits each row's (positive − mined negative) margin and says nothing of the rest of the
+    corpus: distilled that way from the demo's model (trained with in-batch ranking), the student lost 0.039
+    nDCG@10 on cuad-clauses test (benchmarks/results/distill-cuad.json). Summing the two losses, as TAS-B
+    sums margin-MSE and in-batch negatives, keeps the ranking the first stage learned while the margins teach the
+    teacher's finer order. Both are taken on the ranking loss's logits (cosine × its scale), so neither
+    drowns the other by units: raw cosine margins would make the MSE ~scale² (400×) smaller than the
+    ranking loss. sentence-transformers has no combined loss, and two losses on separate batches (its
+    multi-dataset training) would encode every text twice.
+
+    The ``label`` column carries ``(margin, row)`` per row: the teacher's margin, and the row index the
+    label mask (:class:`LabelMaskedRankingLoss`) looks a query's labelled positives up by.
+    """
+
+    def __init__(self, model, ranking: MultipleNegativesRankingLoss) -> None:
+        super().__init__()
+        self.model, self.ranking = model, ranking
+
+    def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
+        embeddings = [self.model(f)["sentence_embedding"] for f in sentence_features]
+        return self.compute_loss_from_embeddings(embeddings, labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        query, positive, negative = embeddings[:3]
+        student = F.cosine_similarity(query, positive) - F.cosine_similarity(query, negative)
+        scale = self.ranking.scale
+        margin = F.mse_loss(scale * student, scale * labels[:, 0].to(student.dtype))
+        return margin + self.ranking.compute_loss_from_embeddings(embeddings, labels[:, 1].long())
