@@ -317,8 +317,6 @@ def triples_to_score(cfg: FinetuneConfig, triples: list[Pair]) -> list[Pair]:
     of a capped run: distilling cuad-clauses for 60 steps scored 20,664 examples to train on 1,920 (1,109 s of the
     run's 1,550). The ones kept are drawn at random within each query, as the trainer's shuffle would.
     """
-    import random
-
     if cfg.max_steps <= 0 or cfg.time_budget or len(triples) <= cfg.max_steps * cfg.batch_size:
         return triples
     from .budget import balanced_subsample
