@@ -58,18 +58,19 @@ def test_subsample_is_balanced_per_query_in_given_order():
 
 
 def test_a_capped_distillation_scores_only_the_examples_it_trains_on():
-    """--max-steps N: the teacher scores N × batch mined examples, drawn at random per query and balanced over
-    queries; uncapped or under a time budget (the plan trims later), all of them."""
+    """--max-steps N: the teacher scores N × batch mined examples drawn uniformly at random (what the trainer's
+    shuffle would draw, not balanced over queries); uncapped or under a time budget (the plan trims later), all."""
     from honed.retriever.finetune.config import FinetuneConfig
     from honed.retriever.finetune.pairs import Pair
     from honed.retriever.finetune.train import triples_to_score
 
-    triples = [Pair(query=q, positive=f"{q} {i}", negatives=[f"n{i}"]) for q, n in (("big", 40), ("small", 2))
+    triples = [Pair(query=q, positive=f"{q} {i}", negatives=[f"n{i}"]) for q, n in (("big", 400), ("small", 4))
                for i in range(n)]
-    kept = triples_to_score(FinetuneConfig(loss="distill", max_steps=2, batch_size=3), triples)
-    assert len(kept) == 6 and sum(t.query == "small" for t in kept) == 2 and len(set(map(id, kept))) == 6
-    assert [t.positive for t in kept if t.query == "big"] != ["big 0", "big 1", "big 2", "big 3"]    # not the head
-    assert triples_to_score(FinetuneConfig(loss="distill", max_steps=2, batch_size=3), triples) == kept   # seeded
+    cfg = FinetuneConfig(loss="distill", max_steps=5, batch_size=8)
+    kept = triples_to_score(cfg, triples)
+    assert len(kept) == 40 and len(set(map(id, kept))) == 40 and all(t in triples for t in kept)
+    assert kept != triples[:40] and triples_to_score(cfg, triples) == kept       # not the head; seeded
+    assert sum(t.query == "small" for t in kept) < 4       # balanced over queries would take all 4 of "small"
     assert triples_to_score(FinetuneConfig(loss="distill"), triples) == triples
     assert triples_to_score(FinetuneConfig(loss="distill", max_steps=2, time_budget="20m"), triples) == triples
 
