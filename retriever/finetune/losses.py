@@ -109,7 +109,7 @@ class DistilledRankingLoss(torch.nn.Module):
     MarginMSE alone fits each row's (positive − mined negative) margin and says nothing of the rest of the
     corpus. Summing the two losses, as TAS-B sums margin-MSE and in-batch negatives, keeps the ranking the first
     stage learned while the margins teach the teacher's finer order. Measured on cuad-clauses from the demo's
-    model, 60 steps (benchmarks/results/distill-cuad.json): test nDCG@10 −0.034 with it, −0.039 with MarginMSE
+    model, 60 steps (benchmarks/results/distill-cuad.json): test nDCG@10 −0.028 with it, −0.039 with MarginMSE
     alone, +0.016 for the control without a teacher: there the teacher's margins are what hurts. Both are taken on the ranking loss's logits (cosine × its scale), so neither
     drowns the other by units: raw cosine margins would make the MSE ~scale² (400×) smaller than the
     ranking loss. sentence-transformers has no combined loss, and two losses on separate batches (its
