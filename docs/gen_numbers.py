@@ -461,32 +461,29 @@ def _distill(d, name: str = "SciFact"):
             return "no gain to keep"
         return f"keeps {share[k]['kept']:.0%} of it" if share[k]["kept"] >= 0 else "keeps none of it (below the tuned model)"
 
+    def student(system: str, share_key: str) -> str:
+        """The student's nDCG@10, its paired test against the tuned model, the share kept, and its run's dev split."""
+        t, run = d["tests"][f"{system} vs tuned"], d["runs"][system]
+        steps = run["params"].get("max_steps") or -1
+        return (f"{s[system]['ndcg@10']:.3f}{f' ({steps} steps)' if steps > 0 else ''} (Δ {t['delta']:+.3f}, "
+                f"p = {_pct_p(t['p_value'])}): {kept(share_key)} (its run's dev split said {run['dev']['base']:.3f} → "
+                f"{run['dev']['tuned']:.3f}, {run['status']})")
+
     if share["from tuned"] is None:
         tuned = f"distilling the tuned model refused ({d['from_tuned']})"
     else:
-        t = d["tests"]["distilled-from-tuned vs tuned"]
-        dev = d["runs"]["distilled-from-tuned"]
-        steps = dev["params"].get("max_steps") or -1
         tuned = (f"tuned {s['tuned']['ndcg@10']:.3f}, tuned + rerank {s['tuned+rerank']['ndcg@10']:.3f} (gain "
-                 f"{share['from tuned']['gain']:+.3f}), distilled from tuned {s['distilled-from-tuned']['ndcg@10']:.3f}"
-                 f"{f' ({steps} steps)' if steps > 0 else ''}"
-                 f" (Δ {t['delta']:+.3f}, p = {_pct_p(t['p_value'])}): {kept('from tuned')} (its run's dev split said "
-                 f"{dev['dev']['base']:.3f} → {dev['dev']['tuned']:.3f}, {dev['status']})")
+                 f"{share['from tuned']['gain']:+.3f}), distilled from tuned "
+                 f"{student('distilled-from-tuned', 'from tuned')}")
     if share.get("from tuned (distill-mnrl)"):
-        t = d["tests"]["distilled-from-tuned-mnrl vs tuned"]
-        dev = d["runs"]["distilled-from-tuned-mnrl"]
-        steps = dev["params"].get("max_steps") or -1
-        tuned += (f"; with in-batch ranking beside MarginMSE (`--loss distill-mnrl`"
-                  f"{f', {steps} steps' if steps > 0 else ''}): "
-                  f"{s['distilled-from-tuned-mnrl']['ndcg@10']:.3f} (Δ {t['delta']:+.3f}, p = {_pct_p(t['p_value'])}): "
-                  f"{kept('from tuned (distill-mnrl)')} (dev {dev['dev']['base']:.3f} → {dev['dev']['tuned']:.3f}, "
-                  f"{dev['status']})")
+        tuned += ("; with in-batch ranking beside MarginMSE (`--loss distill-mnrl`): "
+                  + student("distilled-from-tuned-mnrl", "from tuned (distill-mnrl)"))
     if "continued-from-tuned" in s:      # the control: as many more steps of the tuned model's own loss, no teacher
         t = d["tests"]["continued-from-tuned vs tuned"]
-        dev = d["runs"]["continued-from-tuned"]
+        run = d["runs"]["continued-from-tuned"]
         tuned += (f"; the control, the tuned model trained on as long without a teacher (MNRL): "
                   f"{s['continued-from-tuned']['ndcg@10']:.3f} (Δ {t['delta']:+.3f}, p = {_pct_p(t['p_value'])}; dev "
-                  f"{dev['dev']['base']:.3f} → {dev['dev']['tuned']:.3f})")
+                  f"{run['dev']['base']:.3f} → {run['dev']['tuned']:.3f})")
     base = ""
     if share.get("from base"):
         t = d["tests"]["distilled vs base"]
