@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--num-negatives", type=int, default=4, help="mined negatives per pair the teacher scores")
     ap.add_argument("--distill-lr", type=float, default=5e-5, help="the learning rate distilling from the tuned "
                     "model (a refinement: GPL's 5e-5; from base MiniLM: finetune's default 1e-4)")
+    ap.add_argument("--runs", default=None, help="the students' folder (default runs/bench-distill-cuad, "
+                    "runs/bench-distill): another one keeps runs of other settings apart, e.g. a full epoch's")
     ap.add_argument("--index-dir", default="indexes")
     ap.add_argument("--result", default=None, help="default: benchmarks/results/distill.json (SciFact), "
                     "distill-cuad.json (--cuad)")
@@ -97,10 +99,10 @@ def main() -> None:
         teacher, tuned = read_json(teacher_dir / "honed.json"), read_json(tuned_dir / "honed.json")
         # the student trains as the demo's run did (its batch, tokens and dev split), from it, on the teacher
         recipe = {k: DEMO_FINETUNE[k] for k in ("batch_size", "max_seq_length", "eval_steps", "dev_max_docs", "patience")}
-        runs, result = REPO / "runs" / "bench-distill-cuad", args.result or RESULTS / "distill-cuad.json"
+        runs, result = Path(args.runs or REPO / "runs" / "bench-distill-cuad"), args.result or RESULTS / "distill-cuad.json"
     else:
         name, data = "scifact", Path(args.scifact)
-        runs, result, recipe = REPO / "runs" / "bench-distill", args.result or RESULTS / "distill.json", {}
+        runs, result, recipe = Path(args.runs or REPO / "runs" / "bench-distill"), args.result or RESULTS / "distill.json", {}
         teacher_dir = REPO / "runs" / "bench-rerank" / "scifact-minilm-ce"
         teacher = reranker(data, "minilm", "minilm", teacher_dir, -1, max_length=128, drop_eval_overlap=True)["card"]
         tuned_dir = runs / "tuned"
@@ -139,7 +141,7 @@ def main() -> None:
     ce = load_reranker(teacher_dir)
     for system, model in models.items():
         index_path = Path(args.index_dir) / (f"{name}-test-{system}" if system == "base" else
-                                             f"{name}-test-distill-{system}")
+                                             f"{name}-test-{runs.name}-{system}")
         runs_by_system[system], _ = dense_run(ds, model, index_path)
         index, enc = cached_index(ds, model, index_path)
         lat[system] = {**latency(index, enc, texts[:50]), "backend": enc.backend}
