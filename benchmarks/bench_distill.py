@@ -69,6 +69,10 @@ def main() -> None:
     ap.add_argument("--num-negatives", type=int, default=4, help="mined negatives per pair the teacher scores")
     ap.add_argument("--distill-lr", type=float, default=5e-5, help="the learning rate distilling from the tuned "
                     "model (a refinement: GPL's 5e-5; from base MiniLM: finetune's default 1e-4)")
+    ap.add_argument("--eval-steps", type=int, default=None, help="--cuad: evaluate on dev every N steps (default: "
+                    "the demo's 20); the epoch's step count evaluates once, at its end, and keeps that model")
+    ap.add_argument("--patience", type=int, default=None, help="--cuad: evaluations without a better dev score "
+                    "before the run stops (default: the demo's 3)")
     ap.add_argument("--runs", default=None, help="the students' folder (default runs/bench-distill-cuad, "
                     "runs/bench-distill): another one keeps runs of other settings apart, e.g. a full epoch's")
     ap.add_argument("--index-dir", default="indexes")
@@ -99,6 +103,7 @@ def main() -> None:
         teacher, tuned = read_json(teacher_dir / "honed.json"), read_json(tuned_dir / "honed.json")
         # the student trains as the demo's run did (its batch, tokens and dev split), from it, on the teacher
         recipe = {k: DEMO_FINETUNE[k] for k in ("batch_size", "max_seq_length", "eval_steps", "dev_max_docs", "patience")}
+        recipe.update({k: v for k, v in (("eval_steps", args.eval_steps), ("patience", args.patience)) if v is not None})
         runs, result = Path(args.runs or REPO / "runs" / "bench-distill-cuad"), args.result or RESULTS / "distill-cuad.json"
     else:
         name, data = "scifact", Path(args.scifact)
@@ -179,7 +184,8 @@ def main() -> None:
                                if "refused" in got or got["manifest"]["eval"]["teacher"]), None),
            "runs": {run: {"params": {k: m["params"].get(k) for k in ("base", "loss", "epochs", "max_steps", "lr",
                                                                  "batch_size", "num_negatives", "max_seq_length",
-                                                                 "teacher")},
+                                                                 "teacher", "eval_steps", "patience")},
+                          "best_step": m["eval"].get("best_step"),
                           "dev": {"base": m["eval"]["base_dev_ndcg@10"], "tuned": m["eval"]["dev_ndcg@10"]},
                           "status": m["status"], "timing": m["timing"]}
                     for run, m in (("tuned", tuned), ("distilled", distilled),

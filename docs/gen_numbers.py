@@ -215,6 +215,11 @@ TARGETS = [
     ("retrieval modes", "the distilled student keeps ≥ 70% of the reranker's gain over the tuned bi-encoder, at the "
                         "bi-encoder's latency (cuad-clauses, from the demo's run)", "distill-cuad.json",
      lambda d: _distill(d, "cuad-clauses")),
+    ("retrieval modes", "the same at full size, on every mined example (cuad-clauses, from the demo's run, MarginMSE "
+                        "+ in-batch ranking): one epoch with the run's early stopping on its dev split",
+     "distill-cuad-epoch.json", lambda d: _distill(d, "cuad-clauses")),
+    ("retrieval modes", "the same, the whole epoch (no early stopping: the last model)", "distill-cuad-fullepoch.json",
+     lambda d: _distill(d, "cuad-clauses")),
     ("retrieval modes", "the reranker's loss, chosen on dev (SciFact, MiniLM cross-encoder, first stage's top 30)",
      "reranker-loss.json",
      lambda d: ("; ".join(f"{n}: alone {v['alone_untrained_ndcg@10']:.3f} untrained → {v['alone_ndcg@10']:.3f}, mixed "
@@ -451,6 +456,18 @@ def _trained_passages(d):
     return "; ".join(cells), None
 
 
+def run_length(run: dict) -> str:
+    """How long a run of a distillation file trained: its step cap, or one epoch, where early stopping on the run's
+    dev split stopped it and which step it kept, or the whole epoch when it evaluated only at the end."""
+    cap, steps = run["params"].get("max_steps") or -1, run["timing"]["steps"]
+    if cap > 0:
+        return f"{cap} steps"
+    if (run["params"].get("eval_steps") or 0) >= steps:
+        return f"one whole epoch, {steps} steps"
+    best = run.get("best_step")
+    return f"one epoch, stopped early at step {steps}" + (f" keeping step {best}, dev's best" if best else "")
+
+
 def _distill(d, name: str = "SciFact"):
     """The student distilled from the tuned bi-encoder (the target) and, where trained, from base MiniLM, each against
     the two-stage system it learned: nDCG@10, the share of the reranker's gain kept, latency."""
@@ -462,19 +479,21 @@ def _distill(d, name: str = "SciFact"):
         return f"keeps {share[k]['kept']:.0%} of it" if share[k]["kept"] >= 0 else "keeps none of it (below the tuned model)"
 
     def student(system: str, share_key: str) -> str:
-        """The student's nDCG@10, its paired test against the tuned model, the share kept, and its run's dev split."""
+        """The student's nDCG@10 and run length, its paired test against the tuned model, the share kept, and its
+        run's dev split."""
         t, run = d["tests"][f"{system} vs tuned"], d["runs"][system]
-        steps = run["params"].get("max_steps") or -1
-        return (f"{s[system]['ndcg@10']:.3f}{f' ({steps} steps)' if steps > 0 else ''} (Δ {t['delta']:+.3f}, "
+        return (f"{s[system]['ndcg@10']:.3f} after {run_length(run)} (Δ {t['delta']:+.3f}, "
                 f"p = {_pct_p(t['p_value'])}): {kept(share_key)} (its run's dev split said {run['dev']['base']:.3f} → "
                 f"{run['dev']['tuned']:.3f}, {run['status']})")
 
-    if share["from tuned"] is None:
+    if isinstance(d["from_tuned"], str):     # the run refused the teacher: what it said
         tuned = f"distilling the tuned model refused ({d['from_tuned']})"
     else:
+        gain = s["tuned+rerank"]["ndcg@10"] - s["tuned"]["ndcg@10"]
         tuned = (f"tuned {s['tuned']['ndcg@10']:.3f}, tuned + rerank {s['tuned+rerank']['ndcg@10']:.3f} (gain "
-                 f"{share['from tuned']['gain']:+.3f}), distilled from tuned "
-                 f"{student('distilled-from-tuned', 'from tuned')}")
+                 f"{gain:+.3f})")
+        if share.get("from tuned"):
+            tuned += f", distilled from tuned {student('distilled-from-tuned', 'from tuned')}"
     if share.get("from tuned (distill-mnrl)"):
         tuned += ("; with in-batch ranking beside MarginMSE (`--loss distill-mnrl`): "
                   + student("distilled-from-tuned-mnrl", "from tuned (distill-mnrl)"))
@@ -482,7 +501,8 @@ def _distill(d, name: str = "SciFact"):
         t = d["tests"]["continued-from-tuned vs tuned"]
         run = d["runs"]["continued-from-tuned"]
         tuned += (f"; the control, the tuned model trained on as long without a teacher (MNRL): "
-                  f"{s['continued-from-tuned']['ndcg@10']:.3f} (Δ {t['delta']:+.3f}, p = {_pct_p(t['p_value'])}; dev "
+                  f"{s['continued-from-tuned']['ndcg@10']:.3f} after {run_length(run)} (Δ {t['delta']:+.3f}, "
+                  f"p = {_pct_p(t['p_value'])}; dev "
                   f"{run['dev']['base']:.3f} → {run['dev']['tuned']:.3f})")
     base = ""
     if share.get("from base"):
@@ -490,7 +510,7 @@ def _distill(d, name: str = "SciFact"):
         base = (f"; from base MiniLM: base {s['base']['ndcg@10']:.3f}, base + rerank {s['base+rerank']['ndcg@10']:.3f}"
                 f", distilled {s['distilled']['ndcg@10']:.3f} (Δ {t['delta']:+.3f}, p = {_pct_p(t['p_value'])}): "
                 f"{kept('from base')}")
-    student = "distilled-from-tuned" if "distilled-from-tuned" in lat else "tuned"
+    student = next((k for k in ("distilled-from-tuned", "distilled-from-tuned-mnrl") if k in lat), "tuned")
     return (f"{name}: {tuned}{base}; p50 {lat[student]['p50_ms']:.0f} ms vs two-stage "
             f"{lat['tuned+rerank']['p50_ms']:.0f} ms ({d['date'][:10]}, {_cpu(d['cpu'])})"), \
         any(bool(share.get(k) and share[k]["meets_target"]) for k in ("from tuned", "from tuned (distill-mnrl)"))
@@ -530,7 +550,9 @@ def load(name: str) -> dict:
 # Issue #31's table rows, per dataset; a row no results file has is listed as not measured, with why.
 TWO_STAGE_ROWS = ("BM25", "base", "tuned", "hybrid (tuned + BM25)", "tuned + rerank (MiniLM CE)",
                   "tuned + rerank (mpnet CE)", "distilled (from tuned)")
-TWO_STAGE_SETS = {"cuad-clauses": "distill-cuad.json", "scifact": "distill.json"}
+# per set: its distillation file, then files of other runs of it whose students join the table by run length
+TWO_STAGE_SETS = {"cuad-clauses": ("distill-cuad.json", "distill-cuad-epoch.json", "distill-cuad-fullepoch.json"),
+                  "scifact": ("distill.json",)}
 MPNET_WHY = ("the mpnet cross-encoder (110M parameters, 12 layers) took 23 min for 100 steps on the Xeon (bf16); "
              "no GPU was lent, and on the EPYC of the latest session (fp32, over twice as slow) it did not fit beside "
              "that session's other runs and CI")
@@ -548,19 +570,24 @@ def _cpu(text: str) -> str:
 
 def _two_stage_rows(name: str) -> dict[str, tuple]:
     """{row label: (nDCG@10, Recall@100, latency entry, file, date, CPU)} from rerank.json's entry for `name` and
-    the set's distillation file; rerank.json's first stage names its rows (base MiniLM or the tuned model), its
+    the set's distillation files; rerank.json's first stage names its rows (base MiniLM or the tuned model), its
     rerankers count at the weight their dev split chose (what an artifact ships)."""
     rows = {}
-    if (RESULTS / TWO_STAGE_SETS[name]).is_file():
-        d = load(TWO_STAGE_SETS[name])
-        labels = {"base": "base", "tuned": "tuned", "base+rerank": "base + rerank (MiniLM CE)",
-                  "tuned+rerank": "tuned + rerank (MiniLM CE)", "distilled": "distilled (from base)",
-                  "distilled-from-tuned": "distilled (from tuned)",
-                  "distilled-from-tuned-mnrl": "distilled (from tuned, MarginMSE + in-batch ranking)",
-                  "continued-from-tuned": "tuned trained on as long, no teacher (control)"}
+    labels = {"base": "base", "tuned": "tuned", "base+rerank": "base + rerank (MiniLM CE)",
+              "tuned+rerank": "tuned + rerank (MiniLM CE)", "distilled": "distilled (from base)",
+              "distilled-from-tuned": "distilled (from tuned)",
+              "distilled-from-tuned-mnrl": "distilled (from tuned, MarginMSE + in-batch ranking)",
+              "continued-from-tuned": "tuned trained on as long, no teacher (control)"}
+    others = TWO_STAGE_SETS[name][1:]
+    for file in (f for f in TWO_STAGE_SETS[name] if (RESULTS / f).is_file()):
+        d = load(file)
         for system, m in d["systems"].items():
-            rows[labels[system]] = (m["ndcg@10"], m["recall@100"], d["latency_ms"].get(system),
-                                    TWO_STAGE_SETS[name], d["date"], d["cpu"])
+            label = labels[system]
+            if file in others:     # another run of the set: its students, told apart by how long they trained
+                if system in ("base", "tuned", "base+rerank", "tuned+rerank"):
+                    continue
+                label += f", {run_length(d['runs'][system])}"
+            rows[label] = (m["ndcg@10"], m["recall@100"], d["latency_ms"].get(system), file, d["date"], d["cpu"])
     r = load("rerank.json")
     e = r["datasets"].get(name)
     if e:

@@ -183,6 +183,27 @@ def forgetting_side(ds, name: str, index_dir: str | os.PathLike, k: int = 10, ba
     return out
 
 
+def dev_split_finding(run_dir: Path, data: str | os.PathLike, model: str) -> dict | None:
+    """A finding when the run held out a dev split unlike its data's test split (its manifest's ``dev_vs_test``,
+    :func:`honed.retriever.finetune.pairs.dev_unlike_test`): the run's own verdicts rest on that split."""
+    from honed.retriever.atomic import read_json
+
+    if not (run_dir / "honed.json").is_file():
+        return None
+    run = read_json(run_dir / "honed.json")
+    check = (run.get("data") or {}).get("dev_vs_test")
+    if not check or not check["unlike"]:
+        return None
+    source = (run.get("data") or {}).get("source") or data
+    return finding("evaluation", 0.45, f"The run's dev split is unlike the test split of {Path(source).name}: "
+                   f"{'; '.join(check['unlike'])}", {"data": str(source), **check},
+                   f"honed finetune --data {source} --out {model}-dev (after adding qrels/dev.tsv there: dev queries "
+                   "like the test ones, which a run uses instead)",
+                   "Held out from the training queries, it decided the run's early stopping, its status and any "
+                   "teacher check; on cuad-clauses such a split rose while test fell for three distilled students "
+                   "(docs/cli.md, fine-tuning). Judge the run on test, not on its dev score.")
+
+
 def training_curve(run_dir: Path) -> dict | None:
     """The run's dev nDCG@10 by step (its training log), and what its shape says; None without a log."""
     from honed.retriever.finetune.tracking import training_log
@@ -358,6 +379,10 @@ def diagnose(data: str | os.PathLike, model: str, baseline: str = "minilm", out:
                 {"dataset": res.name, "pair": {k: v for k, v in r.items() if k != "examples"},
                  "example": r["examples"][:1]},
                 f"honed finetune --data {data} --negatives confusable"))
+
+    f = dev_split_finding(Path(model), data, model)
+    if f:
+        findings.append(f)
 
     # 3. model ----------------------------------------------------------------------------------
     curve = training_curve(Path(model)) if Path(model).is_dir() else None

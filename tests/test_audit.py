@@ -105,3 +105,33 @@ def test_the_diagnosis_says_when_the_gain_is_on_trained_passages(planted):
 
 def test_normalise_text():
     assert normalise_text("Vitamin-D, and  BONES?") == "vitamin d and bones"
+
+
+def test_a_dev_split_unlike_the_test_split_is_named(tmp_path):
+    """The dev split a run holds out of cuad-clauses' train queries (mostly one contract's questions) against its
+    test split (clause types over other contracts): the run's warning names both ways they differ, and the
+    diagnosis of a run that recorded it says so; the test queries against themselves differ in none."""
+    from conftest import CUAD_CLAUSES
+    from honed.rag_eval.diagnose import dev_split_finding
+    from honed.retriever.finetune.pairs import dev_unlike_test, pairs_from_qrels, split_dev
+
+    train, test = load_beir(CUAD_CLAUSES, "train"), load_beir(CUAD_CLAUSES, "test")
+    _, dev = split_dev(pairs_from_qrels(train))
+    queries, rel = {p.query_id: p.query for p in dev}, {}
+    for p in dev:
+        rel.setdefault(p.query_id, set()).add(p.positive_id)
+    check = dev_unlike_test(queries, rel, test)
+    assert (check["dev_queries"], check["test_queries"]) == (100, 68)
+    assert check["unlike"] == ["1 vs 8 relevant passages per query (median)", "12 vs 6 words per query (median)"]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "honed.json").write_text(json.dumps({"data": {"source": str(CUAD_CLAUSES), "dev_vs_test": check}}))
+    f = dev_split_finding(run, CUAD_CLAUSES, str(run))
+    assert f["area"] == "evaluation" and f["title"].endswith("cuad-clauses: " + "; ".join(check["unlike"]))
+    assert f["action"].startswith(f"honed finetune --data {CUAD_CLAUSES} --out {run}-dev")
+
+    own = {q: {d for d, g in r.items() if g > 0} for q, r in test.qrels.items()}
+    same = dev_unlike_test({q: test.queries[q] for q in own}, own, test)
+    assert same["unlike"] == []
+    (run / "honed.json").write_text(json.dumps({"data": {"source": str(CUAD_CLAUSES), "dev_vs_test": same}}))
+    assert dev_split_finding(run, CUAD_CLAUSES, str(run)) is None

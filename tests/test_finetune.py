@@ -32,6 +32,9 @@ def test_end_to_end_run_is_a_model_folder_tracked_in_mlflow(tiny_data, tuned_run
     assert man["status"] in ("ok", "failed") and bool(man["reason"]) == (man["status"] == "failed")
     assert man["data"]["train_examples"] > man["data"]["train_pairs"] * 0.5
     assert man["eval"]["base_dev_ndcg@10"] > 0
+    # its held-out dev split compared with the folder's test split (the warning's numbers: test_audit.py)
+    vs = man["data"]["dev_vs_test"]
+    assert (vs["dev_queries"], vs["test_queries"]) == (man["data"]["dev_queries"], 20) and "unlike" in vs
 
     # the budget's plan: one epoch fits, so every example is kept and the plan's steps are the epoch's
     b = man["budget"]

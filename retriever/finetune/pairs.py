@@ -170,6 +170,47 @@ def drop_frozen(pairs: list[Pair], frozen: FrozenEvalSet) -> tuple[list[Pair], d
     return kept, stats
 
 
+# How far apart a held-out dev split and the test split may sit before a run warns: on cuad-clauses the dev
+# queries (held out from the train split, mostly one contract's questions) have 1 relevant passage and 12 words
+# (medians), the test queries (clause types) 8 and 6, and dev rose while test fell for three distilled students
+# (benchmarks/results/distill-cuad*.json); on SciFact both read 1 and 12.
+DEV_UNLIKE_POSITIVES = 2.0     # ratio of the medians of relevant passages per query
+DEV_UNLIKE_WORDS = 1.5         # ratio of the medians of words per query
+
+
+def dev_unlike_test(dev_queries: dict[str, str], dev_qrels: dict[str, set], test: BeirDataset) -> dict:
+    """How the dev split's queries compare with the test split's, and the ways they differ (``unlike``).
+
+    A dev split held out from the training queries stands in for the test queries: early stopping, the run's
+    status and the teacher check are decided on it. When its queries look unlike the test split's, those
+    choices need not hold on test, and the run says so.
+
+    Example:
+        >>> from honed.retriever.data import load_beir
+        >>> test = load_beir("datasets/cuad-clauses", "test")
+        >>> dev_unlike_test({"q": "effective date of the Go Call promotion agreement"}, {"q": {"d"}}, test)["unlike"]
+        ['1 vs 8 relevant passages per query (median)']
+    """
+    import statistics
+
+    def ratio(a: float, b: float) -> float:
+        return max(a, b) / max(min(a, b), 1e-9)
+
+    judged = [q for q, rel in test.qrels.items() if any(g > 0 for g in rel.values())]
+    stats = {"dev_queries": len(dev_queries), "test_queries": len(judged),
+             "positives_median": [statistics.median(len(dev_qrels.get(q, ())) for q in dev_queries),
+                                  statistics.median(sum(g > 0 for g in test.qrels[q].values()) for q in judged)],
+             "words_median": [statistics.median(len(t.split()) for t in dev_queries.values()),
+                              statistics.median(len(test.queries[q].split()) for q in judged)]}
+    unlike = []
+    (dp, tp), (dw, tw) = stats["positives_median"], stats["words_median"]
+    if ratio(dp, tp) >= DEV_UNLIKE_POSITIVES:
+        unlike.append(f"{dp:g} vs {tp:g} relevant passages per query (median)")
+    if ratio(dw, tw) >= DEV_UNLIKE_WORDS:
+        unlike.append(f"{dw:g} vs {tw:g} words per query (median)")
+    return {**stats, "unlike": unlike}
+
+
 def split_dev(pairs: list[Pair], dev_fraction: float = 0.15, seed: int = 42,
               max_dev_queries: int = 100) -> tuple[list[Pair], list[Pair]]:
     """Hold out whole queries (all their pairs) for early stopping; returns (train, dev)."""

@@ -33,8 +33,8 @@ from ..atomic import atomic_dir, remove_stale_temps
 from ..data.beir import doc_text, load_beir
 from ..errors import DataError, HonedError
 from .config import DISTILL_LOSSES, LOSSES, FinetuneConfig, FinetuneResult, use_checkpointing, use_gradient_cache
-from .pairs import (Pair, check_no_overlap, fingerprint_pairs, normalise_text, pairs_from_qrels, read_pairs,
-                    split_dev)
+from .pairs import (Pair, check_no_overlap, dev_unlike_test, fingerprint_pairs, normalise_text, pairs_from_qrels,
+                    read_pairs, split_dev)
 from .progress import phase, say
 from .tracking import log_run
 
@@ -113,6 +113,25 @@ def dev_evaluator(dev: list[Pair], corpus: dict[str, str], max_docs: int, seed: 
                                          ndcg_at_k=[10], mrr_at_k=[10], accuracy_at_k=[1, 10],
                                          precision_recall_at_k=[10, 100], map_at_k=[100],
                                          batch_size=32, show_progress_bar=False, write_csv=False), queries, rel, pool
+
+
+def dev_against_test(cfg: FinetuneConfig, dev_ds, dev_q: dict, dev_rel: dict) -> dict | None:
+    """A dev split held out from the training queries against the data folder's test split
+    (:func:`~honed.retriever.finetune.pairs.dev_unlike_test`); says so when they look unlike. None: nothing to
+    compare (the folder's own dev split, or no test split)."""
+    if not cfg.data or dev_ds is not None or not dev_q:
+        return None
+    try:
+        test = load_beir(cfg.data, "test")
+    except DataError:
+        return None
+    check = dev_unlike_test(dev_q, dev_rel, test)
+    if check["unlike"]:
+        say(f"warning: the dev split, held out from the training queries, is unlike the test split: "
+            f"{'; '.join(check['unlike'])}. Early stopping, the run's status and the teacher check are decided on "
+            f"dev and may not hold on test: give {cfg.data} a dev split like the queries you will serve "
+            f"(qrels/dev.tsv), which a run uses instead")
+    return check
 
 
 def _mining_corpus(corpus: dict[str, str], pairs: list[Pair], max_docs: int, seed: int) -> dict[str, str]:
@@ -353,6 +372,7 @@ class Prepared:
     timings: dict = field(default_factory=dict)
     corpus: dict = field(default_factory=dict)    # id → text: the training corpus (the domain, for the router)
     teacher_metrics: dict | None = None
+    dev_vs_test: dict | None = None    # the held-out dev split against the test split (dev_against_test)
 
     def examples(self, cfg: FinetuneConfig) -> tuple[list[Pair], list[float] | None]:
         """The training examples and labels for `cfg`: in-batch only, mined triples, or distillation margins."""
@@ -431,6 +451,7 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
     eval_s = time.perf_counter() - dev_phase.t0
     say(f"base dev nDCG@10 {base_dev:.4f} ({len(dev_q)} queries, {len(dev_pool)} passages); "
          f"{len(train_pairs)} training pairs")
+    dev_vs_test = dev_against_test(cfg, dev_ds, dev_q, dev_rel)
 
     timings = {"dropped_overlapping_pairs": n_dropped}
     mining_stats: dict = {}
@@ -476,7 +497,7 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
                     frozen_stats=frozen_stats, evaluator=evaluator, dev_q=dev_q,
                     dev_rel=dev_rel, dev_pool=dev_pool, base_dev=float(base_dev), eval_s=eval_s, triples=triples,
                     margins=scored, mining_stats=mining_stats, timings=timings, teacher_metrics=teacher_metrics,
-                    corpus=corpus)
+                    corpus=corpus, dev_vs_test=dev_vs_test)
 
 
 def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t_start: float | None = None,
@@ -571,7 +592,7 @@ def train_prepared(cfg: FinetuneConfig, prep: Prepared, out: Path, work: Path, t
                      "train_pairs": len(prep.train_pairs), "train_examples": len(triples),
                      "mining": prep.mining_stats,
                      "frozen_eval": {"sets": cfg.frozen_eval, **(prep.frozen_stats or {})},
-                     "dev_queries": len(prep.dev_q), "dev_corpus": len(prep.dev_pool)},
+                     "dev_queries": len(prep.dev_q), "dev_corpus": len(prep.dev_pool), "dev_vs_test": prep.dev_vs_test},
             "params": asdict(cfg),
             "max_seq_length": {"training": cfg.max_seq_length, "saved": inference_length},
             "eval": {"base_dev_ndcg@10": round(float(base_dev), 4), "dev_ndcg@10": round(dev_ndcg, 4),
