@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import random
+import statistics
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -191,12 +192,12 @@ def dev_unlike_test(dev_queries: dict[str, str], dev_qrels: dict[str, set], test
         >>> dev_unlike_test({"q": "effective date of the Go Call promotion agreement"}, {"q": {"d"}}, test)["unlike"]
         ['1 vs 8 relevant passages per query (median)']
     """
-    import statistics
-
     def ratio(a: float, b: float) -> float:
         return max(a, b) / max(min(a, b), 1e-9)
 
     judged = [q for q, rel in test.qrels.items() if any(g > 0 for g in rel.values())]
+    if not judged or not dev_queries:
+        return {"dev_queries": len(dev_queries), "test_queries": len(judged), "unlike": []}
     stats = {"dev_queries": len(dev_queries), "test_queries": len(judged),
              "positives_median": [statistics.median(len(dev_qrels.get(q, ())) for q in dev_queries),
                                   statistics.median(sum(g > 0 for g in test.qrels[q].values()) for q in judged)],
