@@ -200,8 +200,8 @@ def dev_split_finding(run_dir: Path, data: str | os.PathLike, model: str) -> dic
                    f"honed finetune --data {source} --out {model}-dev (after adding qrels/dev.tsv there: dev queries "
                    "like the test ones, which a run uses instead)",
                    "Held out from the training queries, it decided the run's early stopping, its status and any "
-                   "teacher check; on cuad-clauses such a split rose while test fell for three distilled students "
-                   "(docs/cli.md, fine-tuning). Judge the run on test, not on its dev score.")
+                   "teacher check; on cuad-clauses such a split rose while test fell for students distilled from the "
+                   "demo's run (docs/cli.md, fine-tuning). Judge the run on test, not on its dev score.")
 
 
 def training_curve(run_dir: Path) -> dict | None:
