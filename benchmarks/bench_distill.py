@@ -26,6 +26,11 @@ Writes ``benchmarks/results/distill.json`` (``distill-cuad.json``); runs are kep
 
     python benchmarks/bench_distill.py --scifact ../shared/datasets/scifact      # ~45 min on 2 cores
     python benchmarks/bench_distill.py --cuad --max-steps 60                      # after bench_rerank.py
+    # full size: every mined example scored (~19 min), early stopping on the run's dev split, then the whole epoch
+    python benchmarks/bench_distill.py --cuad --losses distill-mnrl --runs runs/bench-distill-cuad-epoch \
+        --result benchmarks/results/distill-cuad-epoch.json
+    python benchmarks/bench_distill.py --cuad --losses distill-mnrl --runs runs/bench-distill-cuad-fullepoch \
+        --eval-steps 646 --result benchmarks/results/distill-cuad-fullepoch.json   # ~85 min
 """
 from __future__ import annotations
 
