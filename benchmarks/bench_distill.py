@@ -1,4 +1,4 @@
-"""Distillation: the two-stage ranking (bi-encoder + domain reranker) taught to the bi-encoder alone.
+r"""Distillation: the two-stage ranking (bi-encoder + domain reranker) taught to the bi-encoder alone.
 
 On SciFact's labelled train split, in one run on this CPU:
 
