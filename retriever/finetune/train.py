@@ -49,11 +49,12 @@ def _set_seeds(seed: int) -> None:
 
 
 def collect_pairs(cfg: FinetuneConfig):
-    """Training pairs, training corpus (for mining), and the eval queries training must not see."""
+    """Training pairs, training corpus (for mining), the eval queries training must not see, and the data folder's
+    eval splits ({"test": ..., "dev": ...}, those it has)."""
     pairs: list[Pair] = []
     corpus: dict[str, str] = {}
     eval_queries: list[str] = []
-    dev_ds = None
+    eval_splits: dict = {}
     if cfg.data:
         train = load_beir(cfg.data, "train")
         pairs += pairs_from_qrels(train)
@@ -64,8 +65,7 @@ def collect_pairs(cfg: FinetuneConfig):
             except DataError:
                 continue
             eval_queries += list(ds.queries.values())
-            if split == "dev":
-                dev_ds = ds
+            eval_splits[split] = ds
     for f in cfg.pairs:
         extra = read_pairs(f)
         pairs += extra
@@ -84,7 +84,7 @@ def collect_pairs(cfg: FinetuneConfig):
                 eval_queries += list(load_beir(cfg.corpus, split).queries.values())
             except DataError:
                 continue
-    return pairs, corpus, eval_queries, dev_ds
+    return pairs, corpus, eval_queries, eval_splits
 
 
 def dev_evaluator(dev: list[Pair], corpus: dict[str, str], max_docs: int, seed: int, dev_ds=None):
@@ -115,17 +115,13 @@ def dev_evaluator(dev: list[Pair], corpus: dict[str, str], max_docs: int, seed: 
                                          batch_size=32, show_progress_bar=False, write_csv=False), queries, rel, pool
 
 
-def dev_against_test(cfg: FinetuneConfig, dev_ds, dev_q: dict, dev_rel: dict) -> dict | None:
+def dev_against_test(cfg: FinetuneConfig, eval_splits: dict, dev_q: dict, dev_rel: dict) -> dict | None:
     """A dev split held out from the training queries against the data folder's test split
     (:func:`~honed.retriever.finetune.pairs.dev_unlike_test`); says so when they look unlike. None: nothing to
     compare (the folder's own dev split, or no test split)."""
-    if not cfg.data or dev_ds is not None or not dev_q:
+    if "dev" in eval_splits or "test" not in eval_splits or not dev_q:
         return None
-    try:
-        test = load_beir(cfg.data, "test")
-    except DataError:
-        return None
-    check = dev_unlike_test(dev_q, dev_rel, test)
+    check = dev_unlike_test(dev_q, dev_rel, eval_splits["test"])
     if check["unlike"]:
         say(f"warning: the dev split, held out from the training queries, is unlike the test split: "
             f"{'; '.join(check['unlike'])}. Early stopping, the run's status and the teacher check are decided on "
@@ -432,7 +428,8 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
     device = resolve_device(cfg.device)
     say(f"device {device} ({precision(device, cfg.precision)})")
     with phase("loading pairs"):
-        pairs, corpus, eval_queries, dev_ds = collect_pairs(cfg)
+        pairs, corpus, eval_queries, eval_splits = collect_pairs(cfg)
+    dev_ds = eval_splits.get("dev")
     frozen_stats = None
     if cfg.frozen_eval:
         with phase(f"leak guard: removing {len(cfg.frozen_eval)} frozen eval set(s) from training"):
@@ -451,7 +448,7 @@ def prepare_training(cfg: FinetuneConfig, work: Path, margins: bool | None = Non
     eval_s = time.perf_counter() - dev_phase.t0
     say(f"base dev nDCG@10 {base_dev:.4f} ({len(dev_q)} queries, {len(dev_pool)} passages); "
          f"{len(train_pairs)} training pairs")
-    dev_vs_test = dev_against_test(cfg, dev_ds, dev_q, dev_rel)
+    dev_vs_test = dev_against_test(cfg, eval_splits, dev_q, dev_rel)
 
     timings = {"dropped_overlapping_pairs": n_dropped}
     mining_stats: dict = {}
