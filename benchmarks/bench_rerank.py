@@ -15,6 +15,7 @@ split (negatives mined with the first-stage model; MiniLM and, with ``--mpnet-st
 Writes ``benchmarks/results/rerank.json``. Trained rerankers are kept under ``runs/bench-rerank/`` and reused.
 
     python benchmarks/bench_rerank.py                                  # cuad-clauses, ~25 min on 2 cores
+    python benchmarks/bench_rerank.py --mpnet-steps 100 --only cuad-clauses   # + mpnet: ~2 h 10 min (EPYC, fp32)
     python benchmarks/bench_rerank.py --scifact ../shared/datasets/scifact --mpnet-steps 100
     python benchmarks/bench_rerank.py --scifact ../shared/datasets/scifact --only scifact --shallow-layers 2
 """

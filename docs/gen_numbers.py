@@ -401,12 +401,13 @@ def _answers_headline(d):
 
 def _rerank(d):
     """Each (set, reranker, weight) as `dense → reranked (Δ, p)`: alone, mixed at the weight chosen on its dev split
-    (what an artifact ships with) and at the weight chosen on held-out test queries; met when every shipped Δ ≥ 0.03."""
+    (what an artifact ships with) and at the weight chosen on held-out test queries; met when on every set a
+    shipped reranker gains ≥ 0.03 (the cells name each reranker's Δ, those that fall short included)."""
     cells, ok = [], True
     for name, ds in d["datasets"].items():
+        shipped = [t for s, t in ds["vs_dense"].items() if s.endswith("-dev")] or list(ds["vs_dense"].values())
+        ok &= any(t["meets_target"] for t in shipped)
         for system, t in ds["vs_dense"].items():
-            if system.endswith("-dev") or not any(s.endswith("-dev") for s in ds["vs_dense"]):
-                ok &= t["meets_target"]
             ce = system.removeprefix("dense+rerank-").split("-")[0]
             r = ds["rerankers"][ce]["card"]["recipe"]      # sets measured at different times may differ in recipe
             layers = f", {r['layers']} layers" if r.get("layers") else ""
@@ -553,13 +554,10 @@ TWO_STAGE_ROWS = ("BM25", "base", "tuned", "hybrid (tuned + BM25)", "tuned + rer
 # per set: its distillation file, then files of other runs of it whose students join the table by run length
 TWO_STAGE_SETS = {"cuad-clauses": ("distill-cuad.json", "distill-cuad-epoch.json", "distill-cuad-fullepoch.json"),
                   "scifact": ("distill.json",)}
-MPNET_WHY = ("the mpnet cross-encoder (110M parameters, 12 layers) took 23 min for 100 steps on the Xeon (bf16); "
-             "no GPU was lent, and on the EPYC of the latest session (fp32, over twice as slow) it did not fit beside "
-             "that session's other runs and CI")
 NOT_MEASURED = {   # (set, row): why no file has it
-    ("cuad-clauses", "tuned + rerank (mpnet CE)"): MPNET_WHY,
-    ("scifact", "tuned + rerank (mpnet CE)"): "trained over base MiniLM's candidates only (base + rerank below): "
-                                              + MPNET_WHY,
+    ("scifact", "tuned + rerank (mpnet CE)"): "bench_rerank.py's SciFact first stage is base MiniLM (base + rerank "
+                                              "(mpnet CE) below); the mpnet cross-encoder's 100 steps took 23 min on "
+                                              "the Xeon (bf16) and 93 min on the EPYC (fp32, cuad-clauses)",
     ("scifact", "hybrid (tuned + BM25)"): "bench_rerank.py's SciFact first stage is base MiniLM (hybrid over it below)",
 }
 
